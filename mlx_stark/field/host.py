@@ -1,0 +1,153 @@
+"""Host-side (Python int) scalar arithmetic for F and EF.
+
+The transcript, challenges and the verifier's small computations live on the host. Base
+elements are plain ints in ``[0, p)``; extension elements are :class:`EF` values.
+"""
+from __future__ import annotations
+
+from .bb import P
+
+W = 11  # EF = F[X]/(X^4 - W)
+
+
+def inv(x: int) -> int:
+    """Inverse of a nonzero base element."""
+    x %= P
+    if x == 0:
+        raise ZeroDivisionError("inverse of zero in F")
+    return pow(x, P - 2, P)
+
+
+class EF:
+    """An element ``c0 + c1 X + c2 X^2 + c3 X^3`` of ``F[X]/(X^4 - 11)`` (immutable)."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, c0: int = 0, c1: int = 0, c2: int = 0, c3: int = 0):
+        self.c = (c0 % P, c1 % P, c2 % P, c3 % P)
+
+    @classmethod
+    def from_coeffs(cls, coeffs) -> "EF":
+        c0, c1, c2, c3 = (int(v) for v in coeffs)
+        return cls(c0, c1, c2, c3)
+
+    @staticmethod
+    def lift(x) -> "EF":
+        return x if isinstance(x, EF) else EF(int(x))
+
+    @classmethod
+    def zero(cls) -> "EF":
+        return cls(0)
+
+    @classmethod
+    def one(cls) -> "EF":
+        return cls(1)
+
+    def __iter__(self):
+        return iter(self.c)
+
+    def __repr__(self) -> str:
+        return f"EF{self.c}"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, int):
+            return self.c == (other % P, 0, 0, 0)
+        return isinstance(other, EF) and self.c == other.c
+
+    def __hash__(self) -> int:
+        return hash(self.c)
+
+    def is_zero(self) -> bool:
+        return self.c == (0, 0, 0, 0)
+
+    def __add__(self, o) -> "EF":
+        if isinstance(o, int):
+            return EF(self.c[0] + o, *self.c[1:])
+        a, b = self.c, o.c
+        return EF(a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "EF":
+        return EF(-self.c[0], -self.c[1], -self.c[2], -self.c[3])
+
+    def __sub__(self, o) -> "EF":
+        return self + (-EF.lift(o))
+
+    def __rsub__(self, o) -> "EF":
+        return EF.lift(o) + (-self)
+
+    def __mul__(self, o) -> "EF":
+        if isinstance(o, int):
+            return EF(self.c[0] * o, self.c[1] * o, self.c[2] * o, self.c[3] * o)
+        a0, a1, a2, a3 = self.c
+        b0, b1, b2, b3 = o.c
+        return EF(
+            a0 * b0 + W * (a1 * b3 + a2 * b2 + a3 * b1),
+            a0 * b1 + a1 * b0 + W * (a2 * b3 + a3 * b2),
+            a0 * b2 + a1 * b1 + a2 * b0 + W * (a3 * b3),
+            a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0,
+        )
+
+    __rmul__ = __mul__
+
+    def square(self) -> "EF":
+        return self * self
+
+    def __pow__(self, e: int) -> "EF":
+        if e < 0:
+            return self.inv() ** (-e)
+        result, base = EF.one(), self
+        while e:
+            if e & 1:
+                result = result * base
+            base = base * base
+            e >>= 1
+        return result
+
+    def inv(self) -> "EF":
+        """Inverse via the norm to F (see field/ext.py for the derivation)."""
+        a0, a1, a2, a3 = self.c
+        b0 = (a0 * a0 + W * a2 * a2 - 2 * W * a1 * a3) % P
+        b1 = (2 * a0 * a2 - a1 * a1 - W * a3 * a3) % P
+        norm = (b0 * b0 - W * b1 * b1) % P
+        if norm == 0:
+            raise ZeroDivisionError("inverse of zero in EF")
+        ni = pow(norm, P - 2, P)
+        return EF(
+            (a0 * b0 - W * a2 * b1) * ni,
+            (W * a3 * b1 - a1 * b0) * ni,
+            (a2 * b0 - a0 * b1) * ni,
+            (a1 * b1 - a3 * b0) * ni,
+        )
+
+    def __truediv__(self, o) -> "EF":
+        if isinstance(o, int):
+            return self * inv(o)
+        return self * o.inv()
+
+    def __rtruediv__(self, o) -> "EF":
+        return EF.lift(o) * self.inv()
+
+
+def batch_inv(values: list) -> list:
+    """Montgomery's trick: inverses of many nonzero EF (or int) values with one inversion."""
+    vals = [EF.lift(v) for v in values]
+    prefix, acc = [], EF.one()
+    for v in vals:
+        prefix.append(acc)
+        acc = acc * v
+    inv_acc = acc.inv()
+    out = [None] * len(vals)
+    for i in range(len(vals) - 1, -1, -1):
+        out[i] = prefix[i] * inv_acc
+        inv_acc = inv_acc * vals[i]
+    return out
+
+
+def horner(coeffs, x) -> EF:
+    """``sum_j coeffs[j] x^j`` (coefficients constant term first)."""
+    acc = EF.zero()
+    for c in reversed(coeffs):
+        acc = acc * x + c
+    return acc
