@@ -1,0 +1,37 @@
+"""Typed errors raised by mlx-stark."""
+
+
+class MlxStarkError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(MlxStarkError, ValueError):
+    """Bad input (traces, public values, parameters): raised before any heavy work."""
+
+
+class KeygenError(MlxStarkError):
+    """An AIR cannot be turned into keys (its ``kind`` names the reference's error variant)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+class ProverError(MlxStarkError):
+    """The prover cannot produce a valid proof (e.g. unbalanced interactions)."""
+
+
+class VerificationError(MlxStarkError):
+    """The proof is rejected. ``reason`` is a short machine-readable tag."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class ProofDecodeError(VerificationError):
+    """Proof bytes are malformed (truncated, trailing bytes, non-canonical values...)."""
+
+    def __init__(self, detail: str):
+        super().__init__("ProofDecode", detail)
