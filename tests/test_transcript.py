@@ -1,0 +1,125 @@
+"""Duplex-sponge transcript (PCS.md §4) against the vectors of PCS.md §11, and proof of work."""
+import pytest
+
+from mlx_stark.errors import InvalidInputError
+from mlx_stark.field.bb import P
+from mlx_stark.field.host import EF
+from mlx_stark.hash import hash_host, permute_host
+from mlx_stark.transcript import Transcript
+
+P0 = permute_host([0] * 16)
+
+
+def test_fresh_samples():
+    t = Transcript()
+    assert [t.sample(), t.sample()] == [1054281681, 1878363991] == [P0[7], P0[6]]
+    assert Transcript().sample_ext() == EF(1054281681, 1878363991, 1704698758, 360581875)
+
+
+def test_observe_then_sample():
+    t = Transcript()
+    t.observe_many([1, 2, 3])
+    assert t.sample() == 280581499
+    t = Transcript()
+    t.observe_many(range(1, 9))
+    assert [t.sample(), t.sample()] == [1495371656, 1778633879]
+    # a full rate of observations from a zero state is the leaf hash of those 8 values
+    assert hash_host(range(1, 9))[7] == 1495371656
+
+
+def test_squeeze_order_and_repermute():
+    t = Transcript()
+    outs = [t.sample() for _ in range(9)]
+    assert outs[:8] == P0[7::-1]
+    assert outs[8] == permute_host(P0)[7]
+
+
+def test_observe_overwrites_after_squeeze():
+    # observing fewer than 8 values after a squeeze keeps the rest of the rate
+    t = Transcript()
+    t.sample()
+    t.observe(5)
+    expect = list(P0)
+    expect[0] = 5
+    assert t.sample() == permute_host(expect)[7]
+
+
+def test_observe_ext_and_commit_order():
+    a, b = Transcript(), Transcript()
+    a.observe_ext(EF(1, 2, 3, 4))
+    a.observe_commit((5, 6, 7, 8, 9, 10, 11, 12))
+    b.observe_many(range(1, 13))
+    assert a.sample_ext() == b.sample_ext()
+
+
+def test_copy_is_independent():
+    t = Transcript()
+    t.observe(9)
+    c = t.copy()
+    assert c.sample() == t.sample()
+    c.observe(1)
+    assert c.sample() != t.sample()
+
+
+def test_sample_bits():
+    t = Transcript()
+    assert t.sample_bits(10) == 1054281681 & 1023
+    assert Transcript().sample_bits(0) == 0
+    with pytest.raises(InvalidInputError):
+        Transcript().sample_bits(31)
+
+
+def test_rejects_non_canonical():
+    with pytest.raises(InvalidInputError):
+        Transcript().observe(P)
+    with pytest.raises(InvalidInputError):
+        Transcript().observe(-1)
+    with pytest.raises(InvalidInputError):
+        Transcript().observe_commit((1, 2, 3))
+
+
+def _brute_force_witness(t: Transcript, bits: int) -> int:
+    w = 0
+    while not t.copy().check_witness(bits, w):
+        w += 1
+    return w
+
+
+def test_grind_spec_vector():
+    t = Transcript()
+    assert t.grind(5) == 50
+    ref = Transcript()
+    assert ref.check_witness(5, 50)
+    assert t.sample() == ref.sample()  # grind advanced the real transcript like check_witness
+
+
+def test_grind_zero_bits_touches_nothing():
+    t = Transcript()
+    t.observe(3)
+    assert t.grind(0) == 0
+    assert t.check_witness(0, 12345)
+    ref = Transcript()
+    ref.observe(3)
+    assert t.sample() == ref.sample()
+
+
+@pytest.mark.parametrize("prefix", [0, 3, 7, 8, 11])
+def test_grind_smallest_at_every_absorb_position(prefix):
+    # prefix 7: observing the nonce fills the rate and permutes inside observe
+    t = Transcript()
+    t.observe_many(range(100, 100 + prefix))
+    bits = 6
+    expect = _brute_force_witness(t, bits)
+    for w in range(expect):
+        assert not t.copy().check_witness(bits, w)
+    g = t.copy()
+    assert g.grind(bits) == expect
+    assert t.copy().check_witness(bits, expect)
+
+
+def test_grind_after_squeeze():
+    t = Transcript()
+    t.sample()
+    t.sample()
+    expect = _brute_force_witness(t, 4)
+    assert t.grind(4) == expect
