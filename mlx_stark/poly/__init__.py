@@ -1,0 +1,14 @@
+"""Polynomial toolkit: NTTs over two-adic subgroups (:mod:`ntt`), multilinear / prismalinear
+tables on device (:mod:`mle`), and host formulas of the protocol's kernels (:mod:`kernels`,
+importable without touching device arrays)."""
+from . import kernels
+from .mle import (
+    eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, mle_eval, mobeq_table, mobius,
+    product_table, zeta,
+)
+from .ntt import dft, idft
+
+__all__ = [
+    "kernels", "dft", "idft", "zeta", "mobius", "product_table", "eq_table", "mobeq_table",
+    "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
+]

@@ -1,0 +1,148 @@
+"""Host formulas of the protocol's kernels (PCS.md §5.2, §7.3, §8.3; CONSTRAINTS.md §0.2).
+
+Pure Python on :class:`mlx_stark.field.host.EF` scalars (ints are accepted wherever an EF is and
+are lifted): importable by the verifier, no MLX needed. Every function returns an ``EF``.
+Vectors are little-endian: coordinate ``j`` pairs with bit ``j`` of a hypercube index.
+"""
+from __future__ import annotations
+
+from ..field.bb import HALF, P, two_adic_generator
+from ..field.host import EF
+
+
+def _lift(x) -> EF:
+    return EF.lift(x)
+
+
+def _inv_pow2(b: int) -> int:
+    """``2^{-b} mod p``."""
+    return pow(HALF, b, P)
+
+
+def eq(x, y) -> EF:
+    """``Π_j (1 − x_j − y_j + 2·x_j·y_j)`` for equal-length vectors (1 for empty vectors)."""
+    if len(x) != len(y):
+        raise ValueError(f"eq of vectors of lengths {len(x)} and {len(y)}")
+    acc = EF.one()
+    for a, b in zip(x, y):
+        a, b = _lift(a), _lift(b)
+        acc = acc * (1 - a - b + a * b * 2)
+    return acc
+
+
+def mobeq(u, a) -> EF:
+    """``MobEq(u, a) = Π_j ((1 − 2u_j)(1 − a_j) + u_j·a_j)`` (PCS.md §5.3, §8.3)."""
+    if len(u) != len(a):
+        raise ValueError(f"mobeq of vectors of lengths {len(u)} and {len(a)}")
+    acc = EF.one()
+    for uj, aj in zip(u, a):
+        uj, aj = _lift(uj), _lift(aj)
+        acc = acc * ((1 - uj * 2) * (1 - aj) + uj * aj)
+    return acc
+
+
+def eq_d(b: int, x, y) -> EF:
+    """``eqD_b(X, Y) = 2^{-b}·(1 + Σ_{j=1}^{N−1} X^j·Y^{N−j})`` over ``⟨ω_b⟩`` (``N = 2^b``),
+    evaluated by the product recurrence of PCS.md §5.2; ``eqD_0 = 1``."""
+    x, y = _lift(x), _lift(y)
+    res = EF.one()
+    for _ in range(b):
+        res = (x + y) * res + (x - 1) * (y - 1)
+        x, y = x * x, y * y
+    return res * _inv_pow2(b)
+
+
+def eq1(b: int, x) -> EF:
+    """``eq1_b(X) = eqD_b(X, 1) = 2^{-b}·Π_{i<b} (X^{2^i} + 1)``."""
+    x = _lift(x)
+    res = EF.one()
+    for _ in range(b):
+        res = res * (x + 1)
+        x = x * x
+    return res * _inv_pow2(b)
+
+
+def ind(l: int, n: int, z) -> EF:
+    """Indicator ``ind_{l,n}(Z)``: 1 if ``n >= 0``, else ``eq1_{−n}(Z^{2^{l+n}})``."""
+    if n >= 0:
+        return EF.one()
+    z = _lift(z)
+    for _ in range(l + n):
+        z = z * z
+    return eq1(-n, z)
+
+
+def rotcube(x, y) -> tuple:
+    """``(eq(x, y), rot)`` with ``rot`` the multilinear extension of
+    ``[int(x) ≡ int(y) + 1 (mod 2^d)]`` (little-endian integers); ``(1, 1)`` for ``d = 0``."""
+    if len(x) != len(y):
+        raise ValueError(f"rotcube of vectors of lengths {len(x)} and {len(y)}")
+    rot, e = EF.one(), EF.one()
+    for i in range(len(x) - 1, -1, -1):
+        xi, yi = _lift(x[i]), _lift(y[i])
+        rot = xi * (1 - yi) * e + (1 - xi) * yi * rot
+        e = e * (xi * yi + (1 - xi) * (1 - yi))
+    return e, rot
+
+
+def kappa(b: int, x, y) -> EF:
+    """Prism rotation kernel ``κ_b((x_0; x'), (y_0; y'))``: on prism points, 1 iff ``x`` is the
+    cyclic next row after ``y``. ``x``, ``y``: sequences ``[x_0, x'_1, …]`` of equal length."""
+    if len(x) != len(y) or not x:
+        raise ValueError("kappa needs two non-empty points of equal length")
+    w = two_adic_generator(b)
+    y0w = _lift(y[0]) * w
+    e, rot = rotcube(x[1:], y[1:])
+    return eq_d(b, x[0], y0w) * e + eq1(b, x[0]) * eq1(b, y0w) * (rot - e)
+
+
+def eq_prism(b: int, x, y) -> EF:
+    """``eqP_b((x_0; x'), (y_0; y')) = eqD_b(x_0, y_0)·eq(x', y')``."""
+    if len(x) != len(y) or not x:
+        raise ValueError("eq_prism needs two non-empty points of equal length")
+    return eq_d(b, x[0], y[0]) * eq(x[1:], y[1:])
+
+
+def eq_sharp_coeffs(l: int, xi) -> list:
+    """Coefficients (``Z^0`` first, ``2^l`` of them) of ``eq#_ξ(Z)``, the degree ``< 2^l``
+    interpolant on ``D = ⟨ω_l⟩`` of ``ω_l^k ↦ eq(ξ[0..l), bits_l(k))`` (CONSTRAINTS.md §0.2):
+    ``coeff_k = 2^{-l}·Π_{i<l} (1 − ξ_i + ξ_i·ω_l^{−(k·2^i mod 2^l)})``."""
+    if len(xi) < l:
+        raise ValueError(f"eq_sharp needs at least l = {l} coordinates, got {len(xi)}")
+    n = 1 << l
+    w_inv = pow(two_adic_generator(l), P - 2, P)
+    inv_pows = [pow(w_inv, e, P) for e in range(n)]
+    scale = _inv_pow2(l)
+    out = []
+    for k in range(n):
+        acc = EF(scale)
+        for i in range(l):
+            x = _lift(xi[i])
+            acc = acc * (1 - x + x * inv_pows[(k << i) % n])
+        out.append(acc)
+    return out
+
+
+def lagrange_first(l: int, z) -> EF:
+    """``Lfirst(Z) = eqD_l(Z, 1) = 2^{-l}·Σ_{j<2^l} Z^j`` (selector of row 0 on ``D``)."""
+    return eq1(l, z)
+
+
+def lagrange_last(l: int, z) -> EF:
+    """``Llast(Z) = eqD_l(Z, ω_l^{−1}) = 2^{-l}·Σ_{j<2^l} (ω_l·Z)^j`` (selector of the last row)."""
+    return eq1(l, _lift(z) * two_adic_generator(l))
+
+
+def lagrange_basis(l: int, z) -> list:
+    """``[L_i(z)]_{i<2^l}``, the Lagrange basis of ``D = ⟨ω_l⟩`` at ``z``
+    (``L_i(z) = eqD_l(ω_l^i, z)``; exact also for ``z ∈ D``)."""
+    w = two_adic_generator(l)
+    return [eq_d(l, pow(w, i, P), z) for i in range(1 << l)]
+
+
+def quad(e0, e1, e2, x) -> EF:
+    """Value at ``x`` of the degree-≤2 interpolant through ``(0,e0), (1,e1), (2,e2)``."""
+    e0, e1, e2, x = _lift(e0), _lift(e1), _lift(e2), _lift(x)
+    p = ((e2 - e1) - (e1 - e0)) * HALF
+    q = (e1 - e0) - p
+    return (p * x + q) * x + e0

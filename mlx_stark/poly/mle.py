@@ -1,0 +1,187 @@
+"""Multilinear and prismalinear tables on device (PCS.md §0, §5, §8.2).
+
+Tables are indexed little-endian along axis 0: bit ``j`` of the row index is variable ``j``.
+A *base* table is ``(N, ...)`` uint32; an *extension* table is ``(N, ..., 4)`` uint32. Because a
+trailing axis of 4 is also a legal base batch shape, functions that accept both take an explicit
+``base`` flag. Challenges and points are host values (:class:`~mlx_stark.field.host.EF` or int).
+"""
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..field import bb, ext
+from ..field.bb import P, U32, U64
+from ..field.host import EF
+from . import kernels
+
+
+def _ef4(x) -> mx.array:
+    """A host EF / int as a ``(4,)`` uint32 array."""
+    return ext.constant(EF.lift(x))
+
+
+def _split_axis(x: mx.array, axis: int):
+    axis = axis % x.ndim
+    return math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+
+
+def _log2_exact(n: int, what: str) -> int:
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"{what} must be a power of two, got {n}")
+    return n.bit_length() - 1
+
+
+# ------------------------------------------------------------------ subset-sum transforms
+@mx.compile
+def _zeta_pair(a0: mx.array, a1: mx.array) -> mx.array:
+    s = a0 + a1
+    return mx.stack([a0, mx.minimum(s, s - P)], axis=2)
+
+
+@mx.compile
+def _mobius_pair(a0: mx.array, a1: mx.array) -> mx.array:
+    d = a1 - a0
+    return mx.stack([a0, mx.minimum(d, d + P)], axis=2)
+
+
+def _subset_transform(x: mx.array, bits, axis: int, pair) -> mx.array:
+    pre, n, post = _split_axis(x, axis)
+    d = _log2_exact(n, "transform length")
+    y = x
+    for b in (range(d) if bits is None else bits):
+        if not 0 <= b < d:
+            raise ValueError(f"bit {b} out of range for length 2^{d}")
+        lo = 1 << b
+        v = y.reshape(pre, n // (2 * lo), 2, lo, post)
+        y = pair(v[:, :, 0], v[:, :, 1])
+    return y.reshape(x.shape)
+
+
+def zeta(x: mx.array, bits=None, axis: int = 0) -> mx.array:
+    """Subset-sum transform over index ``bits`` (default all) of ``axis``:
+    ``out[i] = Σ_{i' ⊆ i (on those bits)} x[i']`` (coefficients -> hypercube values).
+    Any shape/dtype layout of base or extension data (coefficientwise); same shape out."""
+    return _subset_transform(x, bits, axis, _zeta_pair)
+
+
+def mobius(x: mx.array, bits=None, axis: int = 0) -> mx.array:
+    """Inverse of :func:`zeta` over the same ``bits`` (hypercube values -> coefficients)."""
+    return _subset_transform(x, bits, axis, _mobius_pair)
+
+
+# ------------------------------------------------------------------ product tables
+def product_table(factors) -> mx.array:
+    """``T[i] = Π_j (bit_j(i) ? a1_j : a0_j)`` for ``factors = [(a0_j, a1_j)]`` (host values).
+
+    Built by doubling: the table for ``j + 1`` factors is ``[T·a0_j, T·a1_j]`` concatenated,
+    so the new factor owns bit ``j``. Returns ``(2^d, 4)`` uint32 (``(1, 4)`` = [1] for d = 0)."""
+    table = ext.ones((1,))
+    for a0, a1 in factors:
+        table = mx.concatenate([ext.mul(table, _ef4(a0)), ext.mul(table, _ef4(a1))], axis=0)
+    return table
+
+
+def eq_table(point) -> mx.array:
+    """``T[i] = eq(bits(i), point)`` for ``point`` of length ``d``: ``(2^d, 4)`` uint32."""
+    return product_table([(1 - EF.lift(p), EF.lift(p)) for p in point])
+
+
+def mobeq_table(u) -> mx.array:
+    """``T[b] = MobEq(u, b) = Π_j (b_j ? u_j : 1 − 2u_j)`` (WHIR's initial weights, PCS.md §8.2):
+    ``(2^d, 4)`` uint32."""
+    return product_table([(1 - EF.lift(x) * 2, EF.lift(x)) for x in u])
+
+
+# ------------------------------------------------------------------ folding and evaluation
+@mx.compile
+def _fold_ext(t0: mx.array, t1: mx.array, r: mx.array) -> mx.array:
+    return ext.add(t0, ext.mul(ext.sub(t1, t0), r))
+
+
+@mx.compile
+def _fold_base(t0: mx.array, t1: mx.array, r: mx.array) -> mx.array:
+    d = t1 - t0
+    d = mx.minimum(d, d + P)
+    prod = ((d[..., None].astype(U64) * r.astype(U64)) % P).astype(U32)
+    c0 = prod[..., :1] + t0[..., None]
+    return mx.concatenate([mx.minimum(c0, c0 - P), prod[..., 1:]], axis=-1)
+
+
+def fold_lowest(table: mx.array, r, base: bool = False) -> mx.array:
+    """Bind variable 0 to ``r``: ``T'[y] = T[2y] + r·(T[2y+1] − T[2y])``.
+
+    ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` a power
+    of two. Returns the extension table ``(N/2, ..., 4)``."""
+    n = table.shape[0]
+    _log2_exact(n, "table length")
+    if n < 2:
+        raise ValueError("cannot fold a table with no variables")
+    v = table.reshape(n // 2, 2, *table.shape[1:])
+    fold = _fold_base if base else _fold_ext
+    return fold(v[:, 0], v[:, 1], _ef4(r))
+
+
+def mle_eval(table: mx.array, point, base: bool = False) -> mx.array:
+    """Multilinear extension of ``table`` (``2^d`` rows, layout as :func:`fold_lowest`) at
+    ``point`` (``d`` host values), batched over the other axes: returns ``(..., 4)``."""
+    if table.shape[0] != 1 << len(point):
+        raise ValueError(f"table of {table.shape[0]} rows cannot be evaluated at {len(point)} variables")
+    t = table
+    for j, r in enumerate(point):
+        t = fold_lowest(t, r, base=base and j == 0)
+    if not point:
+        t = ext.from_base(t) if base else t
+    return t[0]
+
+
+def ext_powers(x, n: int) -> mx.array:
+    """``[1, x, …, x^{n−1}]`` for a host EF ``x``: ``(n, 4)`` uint32, built by doubling."""
+    out = ext.ones((1,))
+    step = EF.lift(x)
+    while out.shape[0] < n:
+        out = mx.concatenate([out, ext.mul(out, _ef4(step))], axis=0)
+        step = step * step
+    return out[:n]
+
+
+def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
+    """``Σ_j coeffs[j]·x^j`` for every polynomial of a batch at one host point ``x``.
+
+    ``coeffs``: ``(n, ...)`` base (``base=True``) or ``(n, ..., 4)`` extension, constant term
+    first along axis 0. Returns ``(..., 4)``."""
+    n = coeffs.shape[0]
+    batch_ndim = coeffs.ndim - (1 if base else 2)
+    pw = ext_powers(x, n).reshape((n,) + (1,) * batch_ndim + (4,))
+    terms = ext.mul_base(pw, coeffs) if base else ext.mul(coeffs, pw)
+    return bb.sum(terms, axis=0)
+
+
+@mx.compile
+def _acc_base(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
+    return acc + (t[..., None].astype(U64) * w.astype(U64)) % P
+
+
+@mx.compile
+def _acc_ext(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
+    return acc + ext.mul(t, w).astype(U64)
+
+
+def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
+    """Evaluate the ``Z``-interpolants of a prism table at ``z`` (PCS.md §5.1, §7.4).
+
+    ``table``: ``(2^l·B, ...)`` base (``base=True``) or ``(2^l·B, ..., 4)`` extension, row
+    ``i0 + 2^l·x`` holding the value at ``(ω_l^{i0}, x)``. Returns ``(B, ..., 4)`` with
+    ``out[x] = q̂(z, x) = Σ_{i0} table[i0 + 2^l·x]·L_{i0}(z)`` (Lagrange basis of ``⟨ω_l⟩``,
+    host weights; one pass over the table per ``i0``)."""
+    n = table.shape[0]
+    blocks = n >> l
+    if blocks << l != n:
+        raise ValueError(f"table height {n} is not a multiple of 2^{l}")
+    v = table.reshape(blocks, 1 << l, *table.shape[1:])
+    acc = mx.zeros(v.shape[:1] + v.shape[2:] + (() if not base else (4,)), dtype=U64)
+    step = _acc_base if base else _acc_ext
+    for i0, w in enumerate(kernels.lagrange_basis(l, z)):
+        acc = step(acc, v[:, i0], _ef4(w))
+    return (acc % P).astype(U32)

@@ -1,0 +1,90 @@
+"""Batched number-theoretic transforms over BabyBear subgroups (PCS.md §0).
+
+``DFT(c)[i] = Σ_j c[j]·ω_b^{i·j}`` for a length ``N = 2^b`` axis, natural order in and out
+(no bit reversal anywhere). Every other axis is a batch axis, so base ``(N, C)`` and extension
+``(N, C, 4)`` data use the same code: the twiddles are base-field elements, and an extension
+vector is transformed coefficientwise.
+
+Algorithm: radix-2 Stockham decimation in frequency. Each of the ``b`` passes reads the two
+halves of the current array and writes the butterflies interleaved, so the output comes out in
+natural order without a bit-reversal gather (gathers are slow in MLX). One pass is one
+``mx.compile``d function (add, sub, Montgomery multiply, interleaving stack).
+"""
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+
+from ..field import bb
+from ..field.bb import MONTY_MU, P, U32, U64
+
+_TWIDDLES: dict = {}
+
+
+def twiddles_mont(log_n: int, inverse: bool = False) -> mx.array:
+    """``ω_n^{±p}·2^32 mod p`` for ``p < n/2`` (``n = 2^log_n``), shape ``(n/2, 1, 1)`` uint32.
+
+    Cached per size; built by whole-array doubling (:func:`mlx_stark.field.bb.powers`)."""
+    key = (log_n, inverse)
+    tw = _TWIDDLES.get(key)
+    if tw is None:
+        w = bb.two_adic_generator(log_n)
+        if inverse:
+            w = pow(w, P - 2, P)
+        tw = bb.to_mont(bb.powers(w, max(1, (1 << log_n) // 2))).reshape(-1, 1, 1)
+        mx.eval(tw)
+        _TWIDDLES[key] = tw
+    return tw
+
+
+@mx.compile
+def _dif_stage(a: mx.array, b: mx.array, tw: mx.array) -> mx.array:
+    """Stockham butterfly: ``a, b`` (pre, m, s, post) -> (pre, m, 2, s, post) holding
+    ``a + b`` and ``(a − b)·tw`` interleaved (``tw`` (m, 1, 1) in Montgomery form)."""
+    s = a + b
+    s = mx.minimum(s, s - P)
+    d = a - b
+    d = mx.minimum(d, d + P)
+    x = d.astype(U64) * tw.astype(U64)
+    t = x.astype(U32) * MONTY_MU
+    r = (x >> 32).astype(U32) - ((t.astype(U64) * P) >> 32).astype(U32)
+    return mx.stack([s, mx.minimum(r, r + P)], axis=2)
+
+
+def _log2_exact(n: int) -> int:
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"transform length must be a power of two, got {n}")
+    return n.bit_length() - 1
+
+
+def _transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
+    """Unscaled DFT (``inverse``: with ``ω^{-1}``) along ``axis``; same shape out."""
+    shape = x.shape
+    axis = axis % len(shape)
+    n = shape[axis]
+    log_n = _log2_exact(n)
+    pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+    y = x.astype(U32)
+    s = 1  # Stockham stride: the first pass has s = 1, m = n/2 and twiddles of order n
+    for stage in range(log_n):
+        m = n // (2 * s)
+        v = y.reshape(pre, 2, m, s, post)
+        y = _dif_stage(v[:, 0], v[:, 1], twiddles_mont(log_n - stage, inverse))
+        s *= 2
+    return y.reshape(shape)
+
+
+def dft(x: mx.array, axis: int = 0) -> mx.array:
+    """DFT along ``axis`` of length ``2^b``: ``out[i] = Σ_j x[j]·ω_b^{ij}``.
+
+    ``x``: uint32 canonical, any shape (e.g. ``(N, C)`` base or ``(N, C, 4)`` extension with
+    ``axis=0``). Returns the same shape, natural order."""
+    return _transform(x, axis, inverse=False)
+
+
+def idft(x: mx.array, axis: int = 0) -> mx.array:
+    """Inverse of :func:`dft` along ``axis`` (values at ``ω_b^i`` -> coefficients)."""
+    n = x.shape[axis]
+    n_inv = pow(n, P - 2, P)
+    return bb.mont_mul(_transform(x, axis, inverse=True), mx.array((n_inv << 32) % P, dtype=U32))
