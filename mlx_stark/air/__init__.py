@@ -1,6 +1,34 @@
-"""AIR model: the ``Air`` base class, symbolic expressions, the symbolic builder."""
+"""AIR model: the ``Air`` base class, symbolic expressions and builder, the constraint DAG
+(CONSTRAINTS.md §1), its evaluation over algebras, and trace checks."""
 from .base import Air
-from .builder import FilteredBuilder, Interaction, LookupBus, PermutationCheckBus, Row, SymbolicBuilder
+from .builder import (
+    FilteredBuilder,
+    Interaction,
+    LookupBus,
+    PermutationCheckBus,
+    Row,
+    SymbolicBuilder,
+)
+from .check import (
+    AirTrace,
+    ConstraintNotSatisfied,
+    UnbalancedInteractions,
+    check_constraints,
+    check_interaction_balance,
+    symbolic_dag,
+    trace_inputs,
+)
+from .dag import (
+    DagBuilder,
+    DagInteraction,
+    DagNode,
+    NodeKind,
+    SymbolicConstraintsDag,
+    TraceWidth,
+    build_dag,
+    max_constraint_degree,
+)
+from .evaluate import BaseArrays, DagInputs, DagValues, ExtArrays, Host, evaluate_dag
 from .expr import (
     Add,
     Constant,
@@ -24,8 +52,18 @@ from .expr import (
 )
 
 __all__ = [
+    # AIR API
     "Air", "SymbolicBuilder", "FilteredBuilder", "Interaction", "LookupBus", "PermutationCheckBus",
-    "Row", "Expr", "Variable", "IsFirstRow", "IsLastRow", "IsTransition", "Constant", "Add", "Sub",
+    "Row",
+    # expressions
+    "Expr", "Variable", "IsFirstRow", "IsLastRow", "IsTransition", "Constant", "Add", "Sub",
     "Neg", "Mul", "Entry", "SymbolicVariable", "as_expr", "expr_sum", "expr_product", "xor",
     "xor3", "andn", "bool_check",
+    # DAG
+    "SymbolicConstraintsDag", "DagNode", "NodeKind", "DagInteraction", "DagBuilder", "TraceWidth",
+    "build_dag", "max_constraint_degree",
+    # evaluation and checks
+    "evaluate_dag", "DagInputs", "DagValues", "BaseArrays", "ExtArrays", "Host",
+    "check_constraints", "check_interaction_balance", "AirTrace", "ConstraintNotSatisfied",
+    "UnbalancedInteractions", "symbolic_dag", "trace_inputs",
 ]
