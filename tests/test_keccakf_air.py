@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from mlx_stark.air.check import ConstraintNotSatisfied, check_constraints, symbolic_dag
-from mlx_stark.air.dag import TraceWidth
-from mlx_stark.air.dag import DagBuilder
+from mlx_stark.air.dag import DagBuilder, TraceWidth
 from mlx_stark.air.expr import Entry, SymbolicVariable
 from mlx_stark.airs.keccakf import (
     NUM_KECCAK_COLS,
