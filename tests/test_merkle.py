@@ -2,10 +2,14 @@
 import json
 from importlib import resources
 
+import mlx.core as mx
+import numpy as np
 import pytest
 
 from mlx_stark.errors import InvalidInputError
-from mlx_stark.hash import compress_host, hash_host
+from mlx_stark.field.bb import P
+from mlx_stark.hash import (MerkleTree, compress, compress_host, flatten_ext_rows, hash_host, hash_rows,
+                            merkle_verify, tree_compress_host)
 
 KAT = json.loads(resources.files("mlx_stark").joinpath("data/poseidon2_babybear_w16_kat.json").read_text())
 DERIVED = KAT["derived_not_from_upstream"]
@@ -33,3 +37,130 @@ def test_data_file_derived_vectors():
 def test_compress_rejects_bad_digest():
     with pytest.raises(InvalidInputError):
         compress_host([0] * 7, [0] * 8)
+
+
+# ---------------------------------------------------------------- device hashing
+
+
+def _rand(shape, seed):
+    return np.random.default_rng(seed).integers(0, P, size=shape, dtype=np.uint32)
+
+
+@pytest.mark.parametrize("width", [0, 1, 4, 7, 8, 9, 16, 42])
+def test_hash_rows_matches_host(on_device, width):
+    m = _rand((19, width), width)
+    m[0] = P - 1
+    out = np.array(hash_rows(mx.array(m)))
+    assert out.tolist() == [list(hash_host(r)) for r in m.tolist()]
+
+
+def test_hash_rows_spec_vectors(on_device):
+    m = mx.array(np.array([list(range(1, 11))], dtype=np.uint32))
+    assert tuple(np.array(hash_rows(m))[0]) == (87136126, 1960160520, 1843710888, 1025622754,
+                                                1310518341, 1155505785, 1992950343, 1745347503)
+
+
+def test_compress_matches_host(on_device):
+    a, b = _rand((23, 8), 1), _rand((23, 8), 2)
+    out = np.array(compress(mx.array(a), mx.array(b)))
+    assert out.tolist() == [list(compress_host(x, y)) for x, y in zip(a.tolist(), b.tolist())]
+
+
+def test_two_stream_split_matches_single(on_device):
+    # batches above the split threshold run as two halves on two CPU streams
+    from mlx_stark.hash.merkle import _hash_rows
+
+    m = mx.array(_rand(((1 << 13) + 6, 11), 3))
+    split = np.array(hash_rows(m))
+    whole = np.array(_hash_rows(m))
+    np.testing.assert_array_equal(split, whole)
+    for i in (0, 4098, 4099, (1 << 13) + 5):
+        assert tuple(split[i]) == hash_host(np.array(m[i]).tolist())
+
+
+def test_device_rejects_bad_input():
+    with pytest.raises(InvalidInputError):
+        hash_rows(mx.zeros((4,), dtype=mx.uint32))
+    with pytest.raises(InvalidInputError):
+        hash_rows(mx.zeros((4, 3), dtype=mx.int32))
+    with pytest.raises(InvalidInputError):
+        compress(mx.zeros((4, 8), dtype=mx.uint32), mx.zeros((3, 8), dtype=mx.uint32))
+
+
+# ---------------------------------------------------------------- Merkle trees
+def _naive_root(m: np.ndarray, k: int) -> tuple:
+    """PCS.md §3.3 in its 'equivalent' form: a plain binary tree whose leaf y*2^k + t is
+    H(row y + t*qs)."""
+    qs = m.shape[0] >> k
+    leaves = [hash_host(m[y + t * qs].tolist()) for y in range(qs) for t in range(1 << k)]
+    return tree_compress_host(leaves)
+
+
+@pytest.mark.parametrize("log_height,k,width", [
+    (0, 0, 3), (1, 0, 1), (3, 1, 8), (4, 4, 42), (5, 2, 9), (5, 3, 1), (6, 4, 13), (7, 0, 16),
+])
+def test_commit_open_verify(on_device, log_height, k, width):
+    m = _rand((1 << log_height, width), 100 * log_height + 10 * k + width)
+    tree = MerkleTree.commit(mx.array(m), k)
+    assert tree.root == _naive_root(m, k)
+    assert tree.log_height == log_height and tree.depth == log_height - k
+    qs = (1 << log_height) >> k
+    rows_all, paths_all = tree.open_many(list(range(qs)) + [0])
+    assert rows_all.shape == (qs + 1, 1 << k, width) and paths_all.shape == (qs + 1, tree.depth, 8)
+    for y in range(qs):
+        rows, path = tree.open(y)
+        assert rows.shape == (1 << k, width) and rows.dtype == np.uint32
+        np.testing.assert_array_equal(rows, m[y::qs])
+        assert len(path) == tree.depth
+        np.testing.assert_array_equal(rows_all[y], rows)
+        assert paths_all[y].tolist() == [list(d) for d in path]
+        assert merkle_verify(tree.root, y, rows.tolist(), path)
+        assert merkle_verify(tree.root, y, rows_all[y], paths_all[y])
+
+
+def test_verify_rejects_tampering():
+    m = _rand((32, 5), 9)
+    tree = MerkleTree.commit(mx.array(m), 2)
+    rows, path = tree.open(3)
+    rows, path = rows.tolist(), list(path)
+    assert merkle_verify(tree.root, 3, rows, path)
+    bad_rows = [list(r) for r in rows]
+    bad_rows[2][4] = (bad_rows[2][4] + 1) % P
+    assert not merkle_verify(tree.root, 3, bad_rows, path)  # wrong leaf row
+    assert not merkle_verify(tree.root, 3, rows[::-1], path)  # rows out of order
+    assert not merkle_verify(tree.root, 3, rows[:2], path)  # too few rows
+    bad_path = list(path)
+    bad_path[1] = (bad_path[1][0] ^ 1,) + bad_path[1][1:]
+    assert not merkle_verify(tree.root, 3, rows, bad_path)  # wrong sibling
+    assert not merkle_verify(tree.root, 3, rows, path[:-1])  # short path
+    assert not merkle_verify(tree.root, 2, rows, path)  # wrong index
+    assert not merkle_verify(tree.root, 3 + 8, rows, path)  # index beyond the tree
+    bad_root = (tree.root[0] ^ 1,) + tree.root[1:]
+    assert not merkle_verify(bad_root, 3, rows, path)  # wrong root
+    assert not merkle_verify(tree.root, 3, [[P] + r[1:] for r in rows], path)  # non-canonical
+    assert not merkle_verify(tree.root, 3, [["x"] * 5] * 4, path)  # garbage
+
+
+def test_extension_matrix_commit():
+    ext = _rand((16, 3, 4), 5)
+    tree = MerkleTree.commit(mx.array(ext), 1)
+    flat = ext.reshape(16, 12)
+    assert tree.root == _naive_root(flat, 1)
+    assert tree.root == MerkleTree.commit(flatten_ext_rows(mx.array(ext)), 1).root
+    rows, path = tree.open(5)
+    np.testing.assert_array_equal(rows, flat[5::8])
+    assert merkle_verify(tree.root, 5, rows.tolist(), path)
+
+
+def test_commit_rejects_bad_input():
+    with pytest.raises(InvalidInputError):
+        MerkleTree.commit(mx.zeros((12, 2), dtype=mx.uint32), 0)  # height not a power of two
+    with pytest.raises(InvalidInputError):
+        MerkleTree.commit(mx.zeros((4, 2), dtype=mx.uint32), 3)  # fewer rows than a group
+    with pytest.raises(InvalidInputError):
+        MerkleTree.commit(mx.full((4, 2), P, dtype=mx.uint32), 0)  # non-canonical
+    tree = MerkleTree.commit(mx.zeros((8, 2), dtype=mx.uint32), 1)
+    with pytest.raises(InvalidInputError):
+        tree.open(4)
+    with pytest.raises(InvalidInputError):
+        tree.open_many([0, -1])

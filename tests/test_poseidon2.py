@@ -10,7 +10,8 @@ import pytest
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.hash import permute, permute_host
-from mlx_stark.hash.poseidon2 import Poseidon2Constants, permute_lanes
+from mlx_stark.hash.poseidon2 import (INTERNAL_DIAG, INTERNAL_DIAG_FORM, Poseidon2Constants,
+                                      from_mont_lanes, permute_mont_lanes, to_mont_lanes)
 
 KAT = json.loads(resources.files("mlx_stark").joinpath("data/poseidon2_babybear_w16_kat.json").read_text())
 RNG_CONSTANTS = Poseidon2Constants.from_dict(KAT["rng_instance"])
@@ -60,8 +61,13 @@ def test_device_matches_host_random(on_device):
     out = np.array(permute(mx.array(states)))
     expect = np.array([permute_host(s) for s in states.tolist()], dtype=np.uint32)
     np.testing.assert_array_equal(out, expect)
-    lanes = np.array(permute_lanes(mx.array(np.ascontiguousarray(states.T))))
-    np.testing.assert_array_equal(lanes.T, expect)
+    lanes = to_mont_lanes([mx.array(np.ascontiguousarray(col)) for col in states.T])
+    out = from_mont_lanes(permute_mont_lanes(lanes))
+    np.testing.assert_array_equal(np.stack([np.array(x) for x in out], axis=1), expect)
+
+
+def test_internal_diag_forms():
+    assert [s * n * pow(2, -k, P) % P for s, n, k in INTERNAL_DIAG_FORM] == list(INTERNAL_DIAG)
 
 
 def test_device_rejects_bad_shape():
@@ -69,3 +75,12 @@ def test_device_rejects_bad_shape():
         permute(mx.zeros((4, 8), dtype=mx.uint32))
     with pytest.raises(InvalidInputError):
         permute(mx.zeros((4, 16), dtype=mx.int32))
+
+
+def test_two_stream_split_matches_host(on_device):
+    # batches above the split threshold run as two halves on two CPU streams
+    n = (1 << 13) + 2
+    states = np.random.default_rng(11).integers(0, P, size=(n, 16), dtype=np.uint32)
+    out = np.array(permute(mx.array(states)))
+    for i in (0, n // 2 - 1, n // 2, n - 1):
+        assert out[i].tolist() == permute_host(states[i].tolist())

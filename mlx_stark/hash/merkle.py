@@ -1,14 +1,20 @@
 """Leaf hash, 2-to-1 compression and Merkle trees with grouped leaves (PCS.md §3).
 
-Host functions work on Python ints (digests are tuples of 8 ints).
+Host functions work on Python ints (digests are tuples of 8 ints); device functions on
+uint32 MLX arrays, batched over rows (digests on device are ``(n, 8)`` uint32).
 """
 from __future__ import annotations
 
+import mlx.core as mx
+import numpy as np
+
 from ..errors import InvalidInputError
-from .poseidon2 import WIDTH, permute_host
+from ..field.bb import P, U32
+from .poseidon2 import WIDTH, from_mont_lanes, map_rows, permute_host, permute_mont_lanes, to_mont_lanes
 
 RATE = 8
 DIGEST = 8
+_COMMIT_SLAB_ROWS = 1 << 20  # rows hashed per evaluation while committing (bounds temporaries)
 
 
 # ---------------------------------------------------------------- host (Python ints)
@@ -34,3 +40,195 @@ def compress_host(left, right) -> tuple:
     if len(a) != DIGEST or len(b) != DIGEST:
         raise InvalidInputError("compression takes two digests of 8 elements")
     return tuple(permute_host(a + b)[:DIGEST])
+
+
+def tree_compress_host(digests) -> tuple:
+    """Compress ``2^k`` digests pairwise, level by level, down to one (PCS.md §3.2)."""
+    level = [tuple(d) for d in digests]
+    if not level or len(level) & (len(level) - 1):
+        raise InvalidInputError(f"tree_compress takes a power-of-two number of digests, got {len(level)}")
+    while len(level) > 1:
+        level = [compress_host(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def merkle_verify(root, index: int, rows, path) -> bool:
+    """Check an opening of leaf group ``index`` against ``root`` (PCS.md §3.3).
+
+    ``rows``: the ``2^k`` opened rows (sequences of canonical ints) in order ``t = 0..2^k-1``;
+    ``path``: the sibling digests from the group level upwards. Returns False (never raises)
+    on any malformed input: wrong row count, non-canonical values, index out of range.
+    """
+    try:
+        rows = [[int(v) for v in row] for row in rows]
+        path = [tuple(int(v) for v in d) for d in path]
+        root = tuple(int(v) for v in root)
+        index = int(index)
+    except (TypeError, ValueError):
+        return False
+    if not rows or len(rows) & (len(rows) - 1) or not 0 <= index < (1 << len(path)):
+        return False
+    if any(not 0 <= v < P for row in rows for v in row):
+        return False
+    if len(root) != DIGEST or any(len(d) != DIGEST or not all(0 <= v < P for v in d) for d in path):
+        return False
+    cur = tree_compress_host([hash_host(row) for row in rows])
+    for sibling in path:
+        cur = compress_host(sibling, cur) if index & 1 else compress_host(cur, sibling)
+        index >>= 1
+    return cur == root
+
+
+# ---------------------------------------------------------------- device (MLX arrays)
+def _hash_rows(matrix: mx.array) -> mx.array:
+    n, w = matrix.shape
+    zero = mx.zeros((n,), dtype=U32)  # 0 is 0 in Montgomery form too
+    lanes = [zero] * WIDTH
+    for start in range(0, w, RATE):
+        b = min(RATE, w - start)
+        lanes = to_mont_lanes([matrix[:, start + i] for i in range(b)]) + lanes[b:]
+        lanes = permute_mont_lanes(lanes)
+    return mx.stack(from_mont_lanes(lanes[:DIGEST]), axis=1)
+
+
+def hash_rows(matrix: mx.array) -> mx.array:
+    """Leaf hash of every row: ``(n, w)`` uint32 canonical -> ``(n, 8)`` uint32. Lazy.
+
+    The sponge state stays in Montgomery form across the ``ceil(w / 8)`` absorbed blocks.
+    A width-0 matrix hashes every row to eight zeros.
+    """
+    _check_u32(matrix, 2, "hash_rows")
+    n, w = matrix.shape
+    if w == 0:
+        return mx.zeros((n, DIGEST), dtype=U32)
+    return map_rows(_hash_rows, matrix)
+
+
+def _compress(left: mx.array, right: mx.array) -> mx.array:
+    lanes = to_mont_lanes([left[:, i] for i in range(DIGEST)] + [right[:, i] for i in range(DIGEST)])
+    return mx.stack(from_mont_lanes(permute_mont_lanes(lanes)[:DIGEST]), axis=1)
+
+
+def compress(left: mx.array, right: mx.array) -> mx.array:
+    """``C(left[i], right[i])`` for every ``i``: two ``(n, 8)`` uint32 -> ``(n, 8)`` uint32. Lazy."""
+    _check_u32(left, 2, "compress")
+    _check_u32(right, 2, "compress")
+    if left.shape != right.shape or left.shape[1] != DIGEST:
+        raise InvalidInputError(f"compress takes two (n, 8) arrays, got {left.shape} and {right.shape}")
+    return map_rows(_compress, left, right)
+
+
+def _check_u32(a: mx.array, ndim: int, what: str) -> None:
+    if not isinstance(a, mx.array) or a.ndim != ndim or a.dtype != U32:
+        shape = getattr(a, "shape", None)
+        raise InvalidInputError(f"{what} expects a {ndim}-d uint32 MLX array, got {shape} "
+                                f"{getattr(a, 'dtype', type(a).__name__)}")
+
+
+class MerkleTree:
+    """Merkle tree over one matrix with grouped leaves (PCS.md §3.3).
+
+    With ``N = 2^L`` rows and ``2^k`` rows per query, leaf group ``y < qs = N / 2^k`` holds rows
+    ``y + t * qs`` (``t = 0..2^k-1``); its digest is ``tree_compress`` of their row hashes, and a
+    binary tree over the ``qs`` group digests gives the root. All layers are kept (``layers[0]``
+    the group digests, ``layers[-1]`` the root) for opening many queries.
+    """
+
+    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list):
+        self.matrix = matrix
+        self.log_rows_per_query = log_rows_per_query
+        self.layers = layers
+        self._np_layers = [np.asarray(layer) for layer in layers]
+        self._np_matrix = np.asarray(matrix)
+        self.root = tuple(int(v) for v in self._np_layers[-1][0])
+
+    @property
+    def log_height(self) -> int:
+        return self.matrix.shape[0].bit_length() - 1
+
+    @property
+    def depth(self) -> int:
+        """Length of an opening path: ``log_height - log_rows_per_query``."""
+        return len(self.layers) - 1
+
+    @property
+    def width(self) -> int:
+        return self.matrix.shape[1]
+
+    @classmethod
+    def commit(cls, matrix: mx.array, log_rows_per_query: int) -> "MerkleTree":
+        """Commit ``matrix``: ``(N, w)`` uint32 canonical, or ``(N, w, 4)`` extension elements
+        (see :func:`flatten_ext_rows`). ``N`` must be a power of two ``>= 2^log_rows_per_query``.
+
+        Evaluates: row hashes in slabs of 2^20 rows, then one batched compression per level.
+        """
+        if isinstance(matrix, mx.array) and matrix.ndim == 3:
+            matrix = flatten_ext_rows(matrix)
+        _check_u32(matrix, 2, "MerkleTree.commit")
+        n, w = matrix.shape
+        k = log_rows_per_query
+        if not isinstance(k, int) or k < 0:
+            raise InvalidInputError(f"log_rows_per_query must be a non-negative int, got {k!r}")
+        if n == 0 or n & (n - 1) or n < (1 << k):
+            raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
+        mx.eval(matrix)
+        if n * w and int(mx.max(matrix).item()) >= P:
+            raise InvalidInputError("matrix entries must be canonical field elements (< p)")
+        hashes = []
+        for lo in range(0, n, _COMMIT_SLAB_ROWS):
+            slab = hash_rows(matrix[lo:lo + _COMMIT_SLAB_ROWS])
+            mx.eval(slab)
+            hashes.append(slab)
+        level = mx.concatenate(hashes, axis=0) if len(hashes) > 1 else hashes[0]
+        qs = n >> k
+        # group digests: level[t, y] = hash of row y + t*qs; compress pairs of t, all y at once
+        level = level.reshape(1 << k, qs, DIGEST)
+        while level.shape[0] > 1:
+            t = level.shape[0] // 2
+            level = compress(level[0::2].reshape(t * qs, DIGEST),
+                             level[1::2].reshape(t * qs, DIGEST)).reshape(t, qs, DIGEST)
+            mx.eval(level)
+        layers = [level.reshape(qs, DIGEST)]
+        while layers[-1].shape[0] > 1:
+            layer = layers[-1]
+            nxt = compress(layer[0::2], layer[1::2])
+            mx.eval(nxt)
+            layers.append(nxt)
+        return cls(matrix, k, layers)
+
+    def _check_index(self, index) -> int:
+        qs = self.layers[0].shape[0]
+        i = int(index)
+        if not 0 <= i < qs:
+            raise InvalidInputError(f"query index {i} out of range [0, {qs})")
+        return i
+
+    def open(self, index: int):
+        """Opened rows ``(2^k, w)`` uint32 (numpy, order ``t``) and the path (list of tuple8)."""
+        y = self._check_index(index)
+        qs = self.layers[0].shape[0]
+        rows = self._np_matrix[y::qs].copy()
+        path = []
+        for layer in self._np_layers[:-1]:
+            path.append(tuple(int(v) for v in layer[y ^ 1]))
+            y >>= 1
+        return rows, path
+
+    def open_many(self, indices):
+        """Batched :meth:`open`: rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)`` uint32 numpy."""
+        idx = np.array([self._check_index(i) for i in indices], dtype=np.int64)
+        qs = self.layers[0].shape[0]
+        groups = self._np_matrix.reshape(1 << self.log_rows_per_query, qs, self.width)
+        rows = np.ascontiguousarray(groups[:, idx, :].transpose(1, 0, 2))
+        paths = np.empty((idx.size, self.depth, DIGEST), dtype=np.uint32)
+        for level, layer in enumerate(self._np_layers[:-1]):
+            paths[:, level] = layer[(idx >> level) ^ 1]
+        return rows, paths
+
+
+def flatten_ext_rows(matrix: mx.array) -> mx.array:
+    """``(N, w, 4)`` extension-element matrix -> ``(N, 4w)`` base matrix, each value as
+    ``c0, c1, c2, c3`` in order: the row hashed for an extension-field codeword (PCS.md §3.1)."""
+    if matrix.ndim != 3 or matrix.shape[2] != 4:
+        raise InvalidInputError(f"expected an (N, w, 4) extension matrix, got {tuple(matrix.shape)}")
+    return matrix.reshape(matrix.shape[0], 4 * matrix.shape[1])
