@@ -134,6 +134,9 @@ def test_bus_helpers_follow_the_reference_conventions():
     ]
     with pytest.raises(KeygenError, match="BusIndexOutOfRange"):
         b.push_interaction(1 << 16, [x], 1)
+    with pytest.raises(AttributeError, match="filtered builder"):
+        b.when(x).push_interaction(0, [x], 1)
+    assert b.when(x).when_transition().local is b.local
 
 
 # ---------------------------------------------------------------- DAG construction (§1.6)

@@ -142,8 +142,17 @@ class FilteredBuilder(_Assertions):
         self._inner._record_ext(Mul(e, self.condition))
 
     def __getattr__(self, name):
-        # rows, public values and selectors are read through the base builder
-        return getattr(self._inner, name)
+        # rows, public values and selectors are read through the base builder; interactions
+        # cannot be filtered (count them with the condition instead)
+        if name in _READABLE:
+            return getattr(self._inner, name)
+        raise AttributeError(f"a filtered builder has no attribute {name!r}")
+
+
+_READABLE = frozenset({
+    "local", "next", "cached_local", "cached_next", "preprocessed_local", "preprocessed_next",
+    "public_values", "is_first_row", "is_last_row", "is_transition",
+})
 
 
 class SymbolicBuilder(_Assertions):
