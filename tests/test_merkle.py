@@ -9,7 +9,7 @@ import pytest
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.hash import (MerkleTree, compress, compress_host, flatten_ext_rows, hash_host, hash_rows,
-                            merkle_verify, tree_compress_host)
+                            merkle_verify, merkle_verify_batch, tree_compress_host)
 
 KAT = json.loads(resources.files("mlx_stark").joinpath("data/poseidon2_babybear_w16_kat.json").read_text())
 DERIVED = KAT["derived_not_from_upstream"]
@@ -164,3 +164,27 @@ def test_commit_rejects_bad_input():
         tree.open(4)
     with pytest.raises(InvalidInputError):
         tree.open_many([0, -1])
+
+
+def test_verify_batch_agrees_with_host(on_device):
+    m = _rand((64, 11), 21)
+    tree = MerkleTree.commit(mx.array(m), 3)
+    idx = [0, 5, 7, 3, 5]
+    rows, paths = tree.open_many(idx)
+    assert merkle_verify_batch(tree.root, idx, rows, paths).tolist() == [True] * 5
+    bad_rows, bad_paths = rows.copy(), paths.copy()
+    bad_rows[1, 2, 3] ^= 1  # wrong leaf row
+    bad_paths[2, 0, 0] ^= 1  # wrong sibling
+    bad_rows[3, 0, 0] = P  # non-canonical value
+    bad_idx = list(idx)
+    bad_idx[4] = 4  # wrong index
+    got = merkle_verify_batch(tree.root, bad_idx, bad_rows, bad_paths)
+    assert got.tolist() == [True, False, False, False, False]
+    for i in range(5):
+        assert got[i] == merkle_verify(tree.root, bad_idx[i], bad_rows[i].tolist(), bad_paths[i].tolist())
+    assert not merkle_verify_batch(tree.root, [8], rows[:1], paths[:1]).any()  # index beyond the tree
+    bad_root = (tree.root[0] ^ 1,) + tree.root[1:]
+    assert not merkle_verify_batch(bad_root, idx, rows, paths).any()
+    assert not merkle_verify_batch(tree.root, idx, rows, paths[:, :-1]).any()  # short paths
+    assert not merkle_verify_batch(tree.root, idx, rows[:, :3], paths).any()  # 3 rows per group
+    assert not merkle_verify_batch(tree.root, idx, [["x"]], paths).any()  # garbage

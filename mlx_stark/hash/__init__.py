@@ -1,9 +1,9 @@
 """Poseidon2 (PCS.md §2), leaf hashing, compression and Merkle trees (PCS.md §3)."""
 from .merkle import (MerkleTree, compress, compress_host, flatten_ext_rows, hash_host, hash_rows,
-                     merkle_verify, tree_compress_host)
+                     merkle_verify, merkle_verify_batch, tree_compress_host)
 from .poseidon2 import permute, permute_host
 
 __all__ = [
     "permute", "permute_host", "hash_rows", "hash_host", "compress", "compress_host",
-    "tree_compress_host", "MerkleTree", "merkle_verify", "flatten_ext_rows",
+    "tree_compress_host", "MerkleTree", "merkle_verify", "merkle_verify_batch", "flatten_ext_rows",
 ]

@@ -125,6 +125,55 @@ def _check_u32(a: mx.array, ndim: int, what: str) -> None:
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
 
 
+def merkle_verify_batch(root, indices, rows, paths) -> np.ndarray:
+    """:func:`merkle_verify` for many openings of one tree at once, hashed on the device.
+
+    ``indices`` ``(q,)`` ints; ``rows`` ``(q, 2^k, w)``; ``paths`` ``(q, depth, 8)`` (array-likes
+    of ints, as :meth:`MerkleTree.open_many` returns). Returns a ``(q,)`` bool numpy array and
+    never raises on hostile ``root``, ``rows`` or ``paths``: a malformed one rejects every
+    opening, a non-canonical value or an index out of range rejects its own.
+    """
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)  # the verifier's own query indices
+    q = idx.size
+    try:
+        rows = np.asarray(rows)
+        paths = np.asarray(paths)
+        root_np = np.asarray(root)
+    except (TypeError, ValueError, OverflowError):
+        return np.zeros(q, dtype=bool)
+    rejected = np.zeros(q, dtype=bool)
+    if (rows.ndim != 3 or paths.ndim != 3 or rows.shape[0] != q or paths.shape[0] != q
+            or paths.shape[2] != DIGEST or root_np.shape != (DIGEST,) or rows.shape[1] == 0
+            or rows.shape[1] & (rows.shape[1] - 1) or rows.dtype.kind not in "ui"
+            or paths.dtype.kind not in "ui" or root_np.dtype.kind not in "ui" or paths.shape[1] > 62):
+        return rejected
+    if q == 0:
+        return np.ones(0, dtype=bool)
+    depth = paths.shape[1]
+    ok = (idx >= 0) & (idx < (1 << depth))
+    ok &= ((rows >= 0) & (rows < P)).reshape(q, -1).all(axis=1)
+    ok &= ((paths >= 0) & (paths < P)).reshape(q, -1).all(axis=1)
+    if not ((root_np >= 0) & (root_np < P)).all():
+        return rejected
+    # hostile values are zeroed so the device only sees canonical inputs; their queries fail
+    rows = np.where(ok[:, None, None], rows, 0).astype(np.uint32)
+    paths = np.where(ok[:, None, None], paths, 0).astype(np.uint32)
+    idx = np.where(ok, idx, 0)
+    g, w = rows.shape[1], rows.shape[2]
+    level = hash_rows(mx.array(rows.reshape(q * g, w))).reshape(q, g, DIGEST)
+    while level.shape[1] > 1:
+        t = level.shape[1] // 2
+        level = compress(level[:, 0::2].reshape(q * t, DIGEST),
+                         level[:, 1::2].reshape(q * t, DIGEST)).reshape(q, t, DIGEST)
+    cur = level.reshape(q, DIGEST)
+    paths_mx = mx.array(paths)
+    for d in range(depth):
+        is_right = mx.array(((idx >> d) & 1).astype(bool))[:, None]
+        sibling = paths_mx[:, d]
+        cur = compress(mx.where(is_right, sibling, cur), mx.where(is_right, cur, sibling))
+    return ok & (np.array(cur) == root_np.astype(np.uint32)).all(axis=1)
+
+
 class MerkleTree:
     """Merkle tree over one matrix with grouped leaves (PCS.md §3.3).
 

@@ -88,17 +88,19 @@ DEFAULT_CONSTANTS = _load_default()
 
 # ---------------------------------------------------------------- host (Python ints)
 def _external_linear_host(s: list) -> list:
-    """``M_E``: M4 on each block of 4 lanes, then add the column sums ``S_{i mod 4}``.
-
-    Works on unreduced ints and reduces once at the end (entries of M_E are at most 6).
-    """
-    t = []
-    for c in range(0, WIDTH, 4):
-        x0, x1, x2, x3 = s[c], s[c + 1], s[c + 2], s[c + 3]
-        t.extend((2 * x0 + 3 * x1 + x2 + x3, x0 + 2 * x1 + 3 * x2 + x3,
-                  x0 + x1 + 2 * x2 + 3 * x3, 3 * x0 + x1 + x2 + 2 * x3))
-    sums = [t[r] + t[r + 4] + t[r + 8] + t[r + 12] for r in range(4)]
-    return [(t[i] + sums[i & 3]) % P for i in range(WIDTH)]
+    """``M_E`` on 16 ints. With ``u_r = sum_c s[4c + r]``, block ``c`` of the result is
+    ``M4 (B_c + u)`` (the block sums of M4 outputs are ``M4 u``); one reduction per lane."""
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15 = s
+    u0, u1, u2, u3 = x0 + x4 + x8 + x12, x1 + x5 + x9 + x13, x2 + x6 + x10 + x14, x3 + x7 + x11 + x15
+    out = []
+    for a0, a1, a2, a3 in ((x0 + u0, x1 + u1, x2 + u2, x3 + u3), (x4 + u0, x5 + u1, x6 + u2, x7 + u3),
+                           (x8 + u0, x9 + u1, x10 + u2, x11 + u3), (x12 + u0, x13 + u1, x14 + u2, x15 + u3)):
+        # M4 rows [2,3,1,1], [1,2,3,1], [1,1,2,3], [3,1,1,2] (Plonky3's apply_mat4 addition chain)
+        t01, t23 = a0 + a1, a2 + a3
+        t0123 = t01 + t23
+        t01123, t01233 = t0123 + a1, t0123 + a3
+        out += ((t01123 + t01) % P, (t01123 + 2 * a2) % P, (t01233 + t23) % P, (t01233 + 2 * a0) % P)
+    return out
 
 
 def permute_host(state, constants: Poseidon2Constants = DEFAULT_CONSTANTS) -> list:
