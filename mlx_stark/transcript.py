@@ -8,7 +8,7 @@ from __future__ import annotations
 from .errors import InvalidInputError
 from .field.bb import P
 from .field.host import EF
-from .hash.poseidon2 import WIDTH, permute_host
+from .hash.poseidon2 import WIDTH, find_pow_witness, permute_host
 
 RATE = 8
 
@@ -101,14 +101,12 @@ class Transcript:
     def grind(self, bits: int) -> int:
         """The smallest witness ``w`` that :meth:`check_witness` accepts, applied to this transcript.
 
-        The search evaluates candidate nonces in batches on the device (see
-        :func:`mlx_stark.hash.poseidon2.find_pow_witness`).
+        Candidates ``0, 1, 2, ...`` are evaluated in batches on the device
+        (:func:`mlx_stark.hash.poseidon2.find_pow_witness`), so the witness is deterministic.
         """
         _check_bits(bits)
         if bits == 0:
             return 0
-        from .hash.poseidon2 import find_pow_witness
-
         # check_witness(w) = P(st with st[absorb_idx] = w)[7] has its low bits zero: after the
         # observe, either absorb_idx != 0 (the sample permutes) or the observe filled the rate
         # and permuted itself (the sample then reads st[7] without permuting). Same value.
