@@ -123,3 +123,16 @@ def test_grind_after_squeeze():
     t.sample()
     expect = _brute_force_witness(t, 4)
     assert t.grind(4) == expect
+
+
+def test_grind_across_growing_batches(monkeypatch):
+    # tiny batches: the scan crosses many batch boundaries and batch growth before the first hit
+    from mlx_stark.hash import poseidon2
+
+    monkeypatch.setattr(poseidon2, "_POW_FIRST_BATCH", 4)
+    monkeypatch.setattr(poseidon2, "_POW_MAX_BATCH", 32)
+    t = Transcript()
+    t.observe(77)
+    expect = _brute_force_witness(t, 8)
+    assert expect > 4 + 8 + 16  # found after the batches stopped growing
+    assert t.grind(8) == expect

@@ -267,8 +267,8 @@ class MerkleTree:
         """Batched :meth:`open`: rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)`` uint32 numpy."""
         idx = np.array([self._check_index(i) for i in indices], dtype=np.int64)
         qs = self.layers[0].shape[0]
-        groups = self._np_matrix.reshape(1 << self.log_rows_per_query, qs, self.width)
-        rows = np.ascontiguousarray(groups[:, idx, :].transpose(1, 0, 2))
+        row_idx = idx[:, None] + qs * np.arange(1 << self.log_rows_per_query, dtype=np.int64)[None, :]
+        rows = self._np_matrix[row_idx]  # (q, 2^k, w): one gather, whatever the matrix strides
         paths = np.empty((idx.size, self.depth, DIGEST), dtype=np.uint32)
         for level, layer in enumerate(self._np_layers[:-1]):
             paths[:, level] = layer[(idx >> level) ^ 1]
