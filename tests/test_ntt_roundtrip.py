@@ -5,6 +5,7 @@ import pytest
 
 from mlx_stark.field import P, bb, ext, two_adic_generator
 from mlx_stark.poly import dft, idft
+from mlx_stark.poly.ntt import lde
 
 
 def _naive_dft(x: np.ndarray, inverse: bool = False) -> np.ndarray:
@@ -61,6 +62,16 @@ def test_roundtrip_extension_and_other_axis(on_device):
     assert np.array_equal(np.array(idft(dft(y, axis=1), axis=1)), np.array(y))
     per_batch = np.stack([np.array(dft(y[b])) for b in range(3)])
     assert np.array_equal(np.array(dft(y, axis=1)), per_batch)
+
+
+@pytest.mark.parametrize("log_blowup", [0, 1, 2, 3])
+def test_lde_equals_dft_of_zero_padded(on_device, log_blowup):
+    coeffs = ext.random((32, 3), seed=40 + log_blowup)  # (32, 3, 4) extension coefficients
+    padded = mx.concatenate([coeffs, mx.zeros((32 * ((1 << log_blowup) - 1), 3, 4), dtype=mx.uint32)])
+    assert np.array_equal(np.array(lde(coeffs, log_blowup)), np.array(dft(padded)))
+    base = bb.random((8,), seed=50)
+    padded = mx.concatenate([base, mx.zeros((8 * ((1 << log_blowup) - 1),), dtype=mx.uint32)])
+    assert np.array_equal(np.array(lde(base, log_blowup)), np.array(dft(padded)))
 
 
 def test_rejects_non_power_of_two():

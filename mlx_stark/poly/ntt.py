@@ -13,6 +13,7 @@ natural order without a bit-reversal gather (gathers are slow in MLX). One pass 
 from __future__ import annotations
 
 import math
+import threading
 
 import mlx.core as mx
 
@@ -20,6 +21,25 @@ from ..field import bb
 from ..field.bb import MONTY_MU, P, U32, U64
 
 _TWIDDLES: dict = {}
+_STREAMS = threading.local()
+
+
+def worker_streams() -> list:
+    """Two streams on the default device, created once per thread (MLX streams belong to the
+    thread that made them). On CPU each stream has its own worker thread, so independent
+    graphs put on different streams run on different cores.
+
+    Cross-stream rule learnt the hard way: give each stream's subgraph *evaluated* inputs
+    (or slice them inside the stream's context) and join the results afterwards; a lazy
+    input produced on another stream serialises the streams."""
+    device = mx.default_device()
+    cache = getattr(_STREAMS, "by_device", None)
+    if cache is None:
+        cache = _STREAMS.by_device = {}
+    key = str(device)
+    if key not in cache:
+        cache[key] = [mx.new_stream(device), mx.new_stream(device)]
+    return cache[key]
 
 
 def twiddles_mont(log_n: int, inverse: bool = False) -> mx.array:
@@ -88,3 +108,31 @@ def idft(x: mx.array, axis: int = 0) -> mx.array:
     n = x.shape[axis]
     n_inv = pow(n, P - 2, P)
     return bb.mont_mul(_transform(x, axis, inverse=True), mx.array((n_inv << 32) % P, dtype=U32))
+
+
+def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
+    """DFT of ``coeffs`` zero-padded along axis 0 from ``2^d`` to ``2^{d+β}`` (``β = log_blowup``):
+    ``out[i] = Σ_j coeffs[j]·ω_{d+β}^{i·j}`` — the Reed–Solomon codeword of rate ``2^{−β}``.
+
+    With ``i = c + 2^β·t``: ``out[i] = DFT_d(coeffs ⊙ ω_{d+β}^{c·j})[t]``, so the ``2^β``
+    shifted copies are transformed independently (spread over :func:`worker_streams`) and
+    interleaved by one final stack, which leaves the codeword in natural order.
+
+    ``coeffs``: ``(2^d, ...)`` uint32 (base, or extension with a trailing 4) ->
+    ``(2^{d+β}, ...)`` uint32. Evaluates ``coeffs`` first (see :func:`worker_streams`)."""
+    n = coeffs.shape[0]
+    log_n = _log2_exact(n) + log_blowup
+    if log_blowup == 0:
+        return dft(coeffs)
+    mx.eval(coeffs)
+    streams = worker_streams()
+    w = bb.two_adic_generator(log_n)
+    outs = []
+    for c in range(1 << log_blowup):
+        with mx.stream(streams[c % len(streams)]):
+            x = coeffs
+            if c:
+                tw = bb.to_mont(bb.powers(pow(w, c, P), n))
+                x = bb.mont_mul(coeffs, tw.reshape((n,) + (1,) * (coeffs.ndim - 1)))
+            outs.append(dft(x))
+    return mx.stack(outs, axis=1).reshape((n << log_blowup,) + coeffs.shape[1:])

@@ -1,0 +1,147 @@
+"""Stacked polynomial commitment (PCS.md §6): stack the matrices of one commitment into a
+``2^m × W`` matrix, Reed–Solomon encode every stacked column at rate ``2^{−log_blowup}``, and
+Merkle-commit the codeword matrix with ``2^k`` rows per leaf group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from ..errors import InvalidInputError
+from ..field.bb import U32
+from ..hash.merkle import MerkleTree
+from ..layout import StackedLayout, stacked_layout
+from ..params import SystemParams
+from ..poly import mle, ntt
+from ..tracing import span
+
+
+@dataclass
+class StackedPcsData:
+    """Everything the prover keeps about one stacked commitment.
+
+    - ``layout``: the :class:`~mlx_stark.layout.StackedLayout` (PCS.md §6.2);
+    - ``matrix``: the stacked matrix ``Q``, ``(2^m, W)`` uint32 (row ``i0 + 2^l·x`` is the prism
+      point ``(ω_l^{i0}, x)``; the stacked reduction reads it);
+    - ``msgs``: the RS messages ``msg(q)`` of PCS.md §5.3, ``(2^m, W)`` uint32: column ``κ`` is
+      the multilinear *coefficient* table of ``F_κ`` (WHIR's initial ``f`` is
+      ``zeta(Σ_κ μ^κ msgs[:, κ])``);
+    - ``codewords``: ``(2^{L0}, W)`` uint32, ``codewords[i, κ] = f̂_κ(ω_{L0}^i)``;
+    - ``tree``: the :class:`~mlx_stark.hash.merkle.MerkleTree` over ``codewords`` (``2^k`` rows
+      per query); ``commit`` its root (tuple of 8 ints).
+    """
+
+    layout: StackedLayout
+    matrix: mx.array
+    msgs: mx.array
+    codewords: mx.array
+    tree: MerkleTree
+    commit: tuple
+
+    @property
+    def width(self) -> int:
+        return self.layout.width
+
+
+def _log_height(matrix: mx.array, a: int) -> int:
+    if matrix.ndim != 2:
+        raise InvalidInputError(f"matrix {a} must be 2-D (height, width), got shape {matrix.shape}")
+    h = matrix.shape[0]
+    if h < 1 or h & (h - 1):
+        raise InvalidInputError(f"matrix {a}: height {h} is not a power of two")
+    return h.bit_length() - 1
+
+
+def layout_of(params: SystemParams, matrices) -> StackedLayout:
+    """Stacked layout (PCS.md §6.2) of ``matrices`` (trace order, each ``(2^h, w)``)."""
+    dims = [(m.shape[1] if m.ndim == 2 else 0, _log_height(m, a)) for a, m in enumerate(matrices)]
+    return stacked_layout(params.l_skip, params.log_stacked_height, dims)
+
+
+def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
+    """The stacked matrix ``Q`` of PCS.md §6.3: ``(2^m, W)`` uint32, zero where no slice is.
+
+    ``matrices``: the ``(2^{h_a}, w_a)`` uint32 canonical matrices the layout was made for.
+    Slices fill each stacked column top-down without gaps, so ``Q^T`` flattened is the
+    concatenation of every matrix's columns (transposed; spread with stride ``2^{l−h}`` when
+    ``h < l``) followed by zeros."""
+    l = layout.l_skip
+    pieces, used = [], 0
+    for a, mat in enumerate(matrices):
+        width, h = layout.matrix_dims[a]
+        if tuple(mat.shape) != (1 << h, width):
+            raise InvalidInputError(f"matrix {a} has shape {mat.shape}, layout expects {(1 << h, width)}")
+        if width == 0:
+            continue
+        cols = mx.transpose(mat.astype(U32))  # (w, 2^h): one stacked run per column
+        if h < l:  # each entry then owns 2^{l−h} rows, the value first, zeros after
+            pad = mx.zeros((width, 1 << h, (1 << (l - h)) - 1), dtype=U32)
+            cols = mx.concatenate([cols[..., None], pad], axis=-1)
+        pieces.append(cols.reshape(-1))
+        used += width << max(h, l)
+    total = layout.width << layout.log_stacked_height
+    if used < total:
+        pieces.append(mx.zeros((total - used,), dtype=U32))
+    if not pieces:
+        return mx.zeros((layout.height, 0), dtype=U32)
+    flat = mx.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    return mx.contiguous(mx.transpose(flat.reshape(layout.width, layout.height)))
+
+
+def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
+    """RS messages of every stacked column (PCS.md §5.3): per ``2^l``-row block the iDFT over
+    ``D = ⟨ω_l⟩``, then the subset-sum transform over the ``l`` low index bits.
+
+    ``matrix``: ``(2^m, W)`` uint32 -> ``(2^m, W)`` uint32. The blocks are independent, so
+    the two row halves go to the two worker streams; inside each, the block axis is moved to
+    the front so that every butterfly pass reads contiguous halves."""
+    height, width = matrix.shape
+    mx.eval(matrix)
+    streams = ntt.worker_streams()
+    parts = len(streams) if (height >> l_skip) >= len(streams) else 1
+    rows = height // parts
+    msgs = []
+    for i in range(parts):
+        with mx.stream(streams[i]):
+            blocks = matrix[i * rows:(i + 1) * rows].reshape(rows >> l_skip, 1 << l_skip, width)
+            coeffs = mle.zeta(ntt.idft(mx.transpose(blocks, (1, 0, 2))))
+            msgs.append(mx.transpose(coeffs, (1, 0, 2)).reshape(rows, width))
+    return mx.concatenate(msgs) if parts > 1 else msgs[0]
+
+
+def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
+    """PCS.md §6.4 for all stacked columns at once: ``msgs`` per :func:`rs_messages`, then
+    ``codewords[i, κ] = Σ_j msgs[j, κ]·ω_{L0}^{i·j}`` for ``i < 2^{L0}``, ``L0 = m + log_blowup``
+    (:func:`mlx_stark.poly.ntt.lde`).
+
+    ``matrix``: ``(2^m, W)`` uint32 (``m >= l_skip``). Returns ``(msgs, codewords)``:
+    ``(2^m, W)`` and ``(2^{m + log_blowup}, W)`` uint32."""
+    height = matrix.shape[0]
+    if height & (height - 1) or height < (1 << l_skip):
+        raise InvalidInputError(f"stacked height {height} is not a power of two >= 2^{l_skip}")
+    msgs = rs_messages(matrix, l_skip)
+    return msgs, ntt.lde(msgs, log_blowup)
+
+
+def stacked_commit(params: SystemParams, matrices) -> StackedPcsData:
+    """Commit to ``matrices`` (trace order: non-increasing powers-of-two heights ``<= 2^m``,
+    each ``(2^h, w)`` uint32 canonical) as one stacked commitment (PCS.md §6.2–§6.5).
+
+    Raises :class:`InvalidInputError` before any heavy work for bad shapes, heights or
+    ordering, a stacked width of 0 (such a commitment cannot be proven; PCS.md §12) or a width
+    above ``w_stack``."""
+    layout = layout_of(params, matrices)
+    if layout.width == 0:
+        raise InvalidInputError("cannot commit to matrices with zero total width")
+    if layout.width > params.w_stack:
+        raise InvalidInputError(f"stacked width {layout.width} exceeds w_stack = {params.w_stack}")
+    q = stacked_matrix(layout, matrices)
+    with span("rs_code_matrix") as sp:
+        msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
+        sp.produced(msgs, codewords)
+    with span("merkle_tree") as sp:
+        tree = MerkleTree.commit(codewords, params.k_whir)
+        sp.produced(codewords)
+    return StackedPcsData(layout=layout, matrix=q, msgs=msgs, codewords=codewords, tree=tree,
+                          commit=tuple(tree.root))
