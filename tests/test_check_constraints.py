@@ -19,7 +19,6 @@ from mlx_stark.air import (
     IsFirstRow,
     IsLastRow,
     IsTransition,
-    Mul,
     Neg,
     Sub,
     UnbalancedInteractions,
