@@ -146,3 +146,13 @@ def quad(e0, e1, e2, x) -> EF:
     p = ((e2 - e1) - (e1 - e0)) * HALF
     q = (e1 - e0) - p
     return (p * x + q) * x + e0
+
+
+def u_cube(l: int, u_prism) -> list:
+    """WHIR's point ``(u_0, u_0^2, …, u_0^{2^{l−1}}, u_1, …, u_n)`` (length ``l + n``) from the
+    stacked reduction's ``u_prism = (u_0, u_1, …, u_n)`` (PCS.md §7.3 output)."""
+    powers, x = [], _lift(u_prism[0])
+    for _ in range(l):
+        powers.append(x)
+        x = x * x
+    return powers + [_lift(u) for u in u_prism[1:]]

@@ -1,0 +1,246 @@
+"""Prover of the stacked opening reduction (PCS.md §7): reduce the column opening claims at
+the batch-constraint point ``r`` to one opening per stacked column at a new point ``u_prism``.
+
+Slices (PCS.md §7.1) are numbered over the commitments in commitment-list order, each in its
+layout order. Per slice ``i`` the weight of PCS.md §7.2 factors as
+
+    λ^{2i}·E_i + [rot_i]·λ^{2i+1}·Rot_i  =  A_i(Z)·T_ñ[x − x0_i] + B_i(Z)·T_ñ[x − 1 − x0_i]
+
+on the slice's window ``x ∈ [x0_i, x0_i + 2^ñ)`` of stacked rows (zero elsewhere), with
+``T_ñ = eq_table(r_1..r_ñ)`` (the rotated table is ``rotcube``, PCS.md §7.4) and
+``A_i = λ^{2i}·e_h + [rot_i]·λ^{2i+1}·a_h``, ``B_i = [rot_i]·λ^{2i+1}·b_h`` where, with
+``b``, ``ρ_0`` as in §7.2 and ``c = eq1_b(ρ_0·ω_b)``:
+
+    e_h(Z) = ind(Z)·eqD_b(Z, ρ_0),   a_h(Z) = ind(Z)·(eqD_b(Z, ρ_0·ω_b) − eq1_b(Z)·c),
+    b_h(Z) = ind(Z)·eq1_b(Z)·c.
+
+Round 0 contracts every slice's window with ``(T_ñ, T_ñ rotated)`` (``2^l`` values of ``Z`` on
+``D``), extends the results to ``D' = ⟨ω_{l+1}⟩``, multiplies by ``A_i``, ``B_i`` there and
+interpolates ``s_0`` exactly (degree ``≤ 2^{l+1} − 2``). Rounds ``1..n`` are a degree-2 product
+sumcheck between the stacked columns folded at ``u_0`` and the weight tables.
+"""
+from __future__ import annotations
+
+import mlx.core as mx
+
+from ..errors import InvalidInputError
+from ..field import bb, ext
+from ..field.bb import P, U32, U64, two_adic_generator
+from ..field.host import EF
+from ..params import SystemParams
+from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, idft, kernels
+from ..proof.pcs import StackingProof
+from ..tracing import span
+from ..transcript import Transcript
+
+# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
+_CHUNK_ELEMS = 1 << 22
+
+
+def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
+    """``out[a, b, c] = Σ_x values[a, x, b]·weights[x, c]`` over F.
+
+    ``values``: ``(A, X, B)`` uint32; ``weights``: ``(X, C)`` uint32 (e.g. ``C = 4`` for the
+    coefficients of extension weights). Returns ``(A, B, C)`` uint32. Products are reduced
+    before the uint64 accumulation (exact for ``X < 2^33``); the ``x`` axis is processed in
+    chunks so that no temporary exceeds ``_CHUNK_ELEMS`` elements."""
+    a, x, b = values.shape
+    c = weights.shape[1]
+    step = max(1, _CHUNK_ELEMS // max(1, a * b * c))
+    acc = None
+    for lo in range(0, x, step):
+        v = values[:, lo:lo + step, :, None].astype(U64)
+        wt = weights[None, lo:lo + step, None, :].astype(U64)
+        part = mx.sum((v * wt) % P, axis=1)
+        acc = part if acc is None else acc + part
+    if acc is None:
+        return mx.zeros((a, b, c), dtype=U32)
+    return (acc % P).astype(U32)
+
+
+@mx.compile
+def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
+    """Terms of ``s(1)`` and ``s(2)`` of a degree-2 product round (extension tables)."""
+    f2 = bb.sub(bb.add(f1, f1), f0)
+    w2 = bb.sub(bb.add(w1, w1), w0)
+    return ext.mul(f1, w1), ext.mul(f2, w2)
+
+
+def product_round_values(f: mx.array, w: mx.array) -> tuple:
+    """``(s(1), s(2))`` (host EF) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
+    sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
+    the variable is bit 0 of the row index (PCS.md §7.3 step 4, §8.2 step 2a)."""
+    half = f.shape[0] // 2
+    fv = f.reshape(half, 2, -1, 4)
+    wv = w.reshape(half, 2, -1, 4)
+    t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
+    sums = bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
+    s1, s2 = ext.to_host(sums)
+    return s1, s2
+
+
+def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
+    """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; PCS.md §7.2)."""
+    n_h = h - l
+    b = l if n_h >= 0 else h
+    rho0 = r0 if n_h >= 0 else r0 ** (1 << -n_h)
+    rho0_rot = rho0 * two_adic_generator(b)
+    c_rot = kernels.eq1(b, rho0_rot)
+    out = []
+    for z in points:
+        ind = kernels.ind(l, n_h, z)
+        eq1z = kernels.eq1(b, z) * c_rot
+        out.append((ind * kernels.eq_d(b, z, rho0),
+                    ind * (kernels.eq_d(b, z, rho0_rot) - eq1z),
+                    ind * eq1z))
+    return out
+
+
+def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
+    """Per-slice ``A_i``, ``B_i`` at the points of ``table``: ``(S, npts, 4)`` uint32 each.
+
+    ``table[h][p] = (e_h, a_h, b_h)`` at point ``p``; ``heights``/``rots`` per slice."""
+    hs = sorted(table)
+    npts = len(table[hs[0]])
+    e = ext.from_host([table[h][p][0] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
+    a = ext.from_host([table[h][p][1] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
+    bt = ext.from_host([table[h][p][2] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
+    hidx = mx.array([hs.index(h) for h in heights], dtype=mx.uint32)
+    s = len(heights)
+    lam_even = ext_powers(lam * lam, s)  # λ^{2i}
+    lam_odd = ext.mul(lam_even, ext.constant(lam))
+    lam_odd = mx.where(mx.array(rots)[:, None], lam_odd, mx.zeros_like(lam_odd))[:, None]
+    e_s, a_s, b_s = (mx.take(t, hidx, axis=0) for t in (e, a, bt))
+    coef_a = ext.add(ext.mul(lam_even[:, None], e_s), ext.mul(lam_odd, a_s))
+    coef_b = ext.mul(lam_odd, b_s)
+    return coef_a, coef_b
+
+
+def _rot_tables(r: list, nt: int):
+    """``(T, T rotated by one)`` with ``T = eq_table(r_1..r_ñ)``: two ``(2^ñ, 4)`` arrays."""
+    t = eq_table(r[1:1 + nt])
+    return t, mx.concatenate([t[-1:], t[:-1]], axis=0)
+
+
+def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_datas: list,
+                            need_rot: list, r: list) -> tuple:
+    """PCS.md §7.3 on the prover side, starting with ``λ ← sample_ext``.
+
+    - ``pcs_datas``: the commitment list's
+      :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (layout and stacked matrix ``Q``
+      ``(2^m, W_c)`` uint32 are read);
+    - ``need_rot[c][a]``: ``need_rot`` of the trace owning matrix ``a`` of commit ``c``;
+    - ``r``: ``(r_0, …, r_{n_max})`` host EF from the batch-constraint sumcheck, at least
+      ``1 + max ñ`` long.
+
+    The column claims themselves are not needed (they were observed before ``r``).
+    Returns ``(StackingProof, u_prism)`` with ``u_prism = [u_0, …, u_n]`` (host EF);
+    WHIR opens at :func:`mlx_stark.poly.kernels.u_cube` of it."""
+    l, n = params.l_skip, params.n_stack
+    m = l + n
+    if not pcs_datas or len(need_rot) != len(pcs_datas):
+        raise InvalidInputError("need one need_rot list per commitment (and at least one commitment)")
+    slices = []  # (commit, col, row, log_height, rot)
+    for c, pcs in enumerate(pcs_datas):
+        lay = pcs.layout
+        if lay.l_skip != l or lay.log_stacked_height != m or len(need_rot[c]) != len(lay.matrix_dims):
+            raise InvalidInputError(f"commit {c}: layout does not match the parameters or need_rot")
+        slices += [(c, s.col, s.row, s.log_height, bool(need_rot[c][s.matrix])) for s in lay.slices]
+    if not slices:
+        raise InvalidInputError("nothing to open: the commitments have no columns")
+    max_nt = max(max(h - l, 0) for _, _, _, h, _ in slices)
+    if len(r) < 1 + max_nt:
+        raise InvalidInputError(f"the point r needs at least {1 + max_nt} coordinates, got {len(r)}")
+    r = [EF.lift(x) for x in r]
+
+    with span("prover.openings.stacked_reduction") as sp:
+        lam = transcript.sample_ext()
+        heights = sorted({h for _, _, _, h, _ in slices})
+        w_lp1 = two_adic_generator(l + 1)
+        dprime = [pow(w_lp1, j, P) for j in range(1 << (l + 1))]
+        table_d = {h: _height_weights(l, h, r[0], dprime) for h in heights}
+
+        # ---- round 0: s_0 on D' = <ω_{l+1}>, then its coefficients
+        coef_a, coef_b = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
+                                             table_d)
+        s0_vals = ext.zeros((1 << (l + 1),))
+        coset = bb.powers(w_lp1, 1 << l)[None, :, None]
+        groups = {}
+        for i, s in enumerate(slices):
+            groups.setdefault((s[0], max(s[3] - l, 0)), []).append(i)
+        transposed = {}
+        for (c, nt), idx in groups.items():
+            if c not in transposed:
+                transposed[c] = mx.contiguous(pcs_datas[c].matrix.T)
+            width = transposed[c].shape[0]
+            # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
+            blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
+            rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
+                            dtype=mx.uint32)
+            windows = mx.take(blocks, rows, axis=0).reshape(len(idx), 1 << nt, 1 << l)
+            t_eq, t_rot = _rot_tables(r, nt)
+            on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
+            coeffs = idft(on_d, axis=1)
+            on_coset = dft(bb.mul(coeffs, coset), axis=1)
+            vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
+            sel = mx.array(idx, dtype=mx.uint32)
+            ca, cb = mx.take(coef_a, sel, axis=0), mx.take(coef_b, sel, axis=0)
+            terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
+            s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
+        s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
+        for a in s0:
+            transcript.observe_ext(a)
+        u_prism = [transcript.sample_ext()]
+
+        # ---- fold Z at u_0: stacked columns and weight tables, (2^n, W, 4) each
+        table_u = {h: _height_weights(l, h, r[0], [u_prism[0]]) for h in heights}
+        alpha, beta = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
+                                          table_u)
+        f_parts, w_parts = [], []
+        for c, pcs in enumerate(pcs_datas):
+            width = pcs.matrix.shape[1]
+            f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
+            w_c = ext.zeros((1 << n, width))
+            for (cc, nt), idx in groups.items():
+                if cc != c:
+                    continue
+                cells = mx.array([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx],
+                                 dtype=mx.uint32)
+                sel = mx.array(idx, dtype=mx.uint32)
+                grid_a = ext.zeros(((1 << (n - nt)) * width,))
+                grid_b = ext.zeros(((1 << (n - nt)) * width,))
+                grid_a[cells] = mx.take(alpha, sel, axis=0)[:, 0]
+                grid_b[cells] = mx.take(beta, sel, axis=0)[:, 0]
+                t_eq, t_rot = _rot_tables(r, nt)
+                piece = ext.add(
+                    ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),
+                    ext.mul(grid_b.reshape(1 << (n - nt), 1, width, 4), t_rot[None, :, None]))
+                w_c = ext.add(w_c, piece.reshape(1 << n, width, 4))
+            w_parts.append(w_c)
+        f = mx.concatenate(f_parts, axis=1)
+        w = mx.concatenate(w_parts, axis=1)
+
+        # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits
+        rounds = []
+        for _ in range(n):
+            s1, s2 = product_round_values(f, w)
+            transcript.observe_ext(s1)
+            transcript.observe_ext(s2)
+            u = transcript.sample_ext()
+            rounds.append((s1, s2))
+            u_prism.append(u)
+            f = fold_lowest(f, u)
+            w = fold_lowest(w, u)
+
+        # ---- stacking openings q̂_k(u_0, u_1..u_n), commit-major
+        flat = ext.to_host(f.reshape(-1, 4))
+        openings, offset = [], 0
+        for pcs in pcs_datas:
+            width = pcs.matrix.shape[1]
+            openings.append(flat[offset:offset + width])
+            offset += width
+        for col_openings in openings:
+            for o in col_openings:
+                transcript.observe_ext(o)
+        sp.produced(f)
+    return StackingProof(s0, rounds, openings), u_prism

@@ -1,0 +1,123 @@
+"""Verifier of the stacked opening reduction (PCS.md §7.3, verifier steps 1–6).
+
+Host arithmetic only (:class:`~mlx_stark.field.host.EF`). The slice metadata (commit, stacked
+column, start row, log height) comes from the commitments' :class:`~mlx_stark.layout.StackedLayout`
+s, recomputed by the caller from the vk widths and the proof's log heights.
+"""
+from __future__ import annotations
+
+from ..errors import VerificationError
+from ..field.bb import P
+from ..field.host import EF, horner
+from ..layout import StackedLayout
+from ..params import SystemParams
+from ..poly import kernels
+from ..proof.pcs import StackingProof
+from ..transcript import Transcript
+from .pcs_shape import check_stacking_shape
+
+
+def _slice_kernels(l: int, h: int, u_prism: list, r: list) -> tuple:
+    """``(ind·eqP_b, ind·κ_b)`` at ``(u_0; u_1..u_ñ)`` against ``ρ`` for a slice of log height
+    ``h`` (PCS.md §7.2); the factor on the stacked-row bits above the slice is separate."""
+    n_i = h - l
+    nt = max(n_i, 0)
+    if n_i >= 0:
+        b, rho = l, [r[0]] + list(r[1:1 + nt])
+    else:
+        b, rho = h, [r[0] ** (1 << -n_i)]
+    x = [u_prism[0]] + list(u_prism[1:1 + nt])
+    ind = kernels.ind(l, n_i, u_prism[0])
+    return ind * kernels.eq_prism(b, x, rho), ind * kernels.kappa(b, x, rho)
+
+
+def _above_bits_eq(u_prism: list, l: int, nt: int, n: int, row: int) -> EF:
+    """``eq((u_{ñ+1}..u_n), bits)`` with ``bits_j = (row >> (l + ñ + j)) & 1``."""
+    acc = EF.one()
+    for j in range(n - nt):
+        u = u_prism[1 + nt + j]
+        acc = acc * (u if (row >> (l + nt + j)) & 1 else 1 - u)
+    return acc
+
+
+def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof: StackingProof,
+                             layouts: list, need_rot: list, r: list, claims: list) -> list:
+    """Run PCS.md §7.3 on the verifier side; returns ``u_prism = [u_0, u_1, …, u_n]`` (EF).
+
+    - ``layouts``: one :class:`StackedLayout` per commitment, in commitment-list order (6.1);
+    - ``need_rot[c][a]``: the ``need_rot`` flag of the trace owning matrix ``a`` of commit ``c``;
+    - ``r``: the batch-constraint point ``(r_0, …, r_{n_max})`` (EF), at least
+      ``1 + max_i ñ_i`` long;
+    - ``claims[c][s]``: ``(v, v_rot)`` (EF) for slice ``s`` of commit ``c`` in layout order
+      (``v_rot`` is ignored, i.e. taken as 0, when the slice's trace has no rotation claims).
+
+    The openings ``proof.stacking_openings`` are observed here; WHIR then proves them at
+    ``u_cube``. Raises :class:`VerificationError` on any failed check.
+    """
+    l, n = params.l_skip, params.n_stack
+    if not all(isinstance(lay, StackedLayout) and lay.l_skip == l
+               and lay.log_stacked_height == params.log_stacked_height for lay in layouts):
+        raise VerificationError("StackedLayout", "layouts do not match the parameters")
+    widths = [lay.width for lay in layouts]
+    check_stacking_shape(params, widths, proof)
+    if len(claims) != len(layouts) or len(need_rot) != len(layouts):
+        raise VerificationError("StackedClaims", "one claim list and rotation list per commitment")
+    slices = []  # (commit, col, row, log_height, rot, v, v_rot) in global slice order
+    for c, lay in enumerate(layouts):
+        if len(claims[c]) != len(lay.slices) or len(need_rot[c]) != len(lay.matrix_dims):
+            raise VerificationError("StackedClaims", f"commit {c}: claims do not match the layout")
+        for s, (v, v_rot) in zip(lay.slices, claims[c]):
+            rot = bool(need_rot[c][s.matrix])
+            if not (isinstance(v, EF) and isinstance(v_rot, EF)):
+                raise VerificationError("StackedClaims", "claims must be extension-field elements")
+            slices.append((c, s.col, s.row, s.log_height, rot, v, v_rot if rot else EF.zero()))
+    max_nt = max((max(h - l, 0) for _, _, _, h, _, _, _ in slices), default=0)
+    if len(r) < 1 + max_nt or not all(isinstance(x, EF) for x in r):
+        raise VerificationError("StackedClaims", f"the point r needs at least {1 + max_nt} EF coordinates")
+
+    # 1-2: batching challenge and the round-0 sum check
+    lam = transcript.sample_ext()
+    lam_sq = lam * lam
+    expected, lam_pow = EF.zero(), EF.one()  # lam_pow = λ^{2i}
+    for (_, _, _, _, _, v, v_rot) in slices:
+        expected = expected + lam_pow * (v + lam * v_rot)
+        lam_pow = lam_pow * lam_sq
+    coeffs = proof.univariate_round_coeffs
+    domain_sum = EF.zero()
+    for j in range(0, len(coeffs), 1 << l):
+        domain_sum = domain_sum + coeffs[j]
+    if domain_sum * ((1 << l) % P) != expected:
+        raise VerificationError("StackedSumMismatch", "round-0 polynomial does not sum to the claims")
+    for a in coeffs:
+        transcript.observe_ext(a)
+
+    # 3-4: evaluation at u_0, then n degree-2 rounds
+    u_prism = [transcript.sample_ext()]
+    claim = horner(coeffs, u_prism[0])
+    for e1, e2 in proof.sumcheck_round_polys:
+        transcript.observe_ext(e1)
+        transcript.observe_ext(e2)
+        u = transcript.sample_ext()
+        claim = kernels.quad(claim - e1, e1, e2, u)
+        u_prism.append(u)
+
+    # 5-6: openings and the final weight check
+    for openings in proof.stacking_openings:
+        for o in openings:
+            transcript.observe_ext(o)
+    by_height: dict = {}
+    total, lam_pow = EF.zero(), EF.one()
+    for (c, col, row, h, rot, _, _) in slices:
+        if h not in by_height:
+            by_height[h] = _slice_kernels(l, h, u_prism, r)
+        e_pref, rot_pref = by_height[h]
+        above = _above_bits_eq(u_prism, l, max(h - l, 0), n, row)
+        weight = lam_pow * e_pref
+        if rot:
+            weight = weight + lam_pow * lam * rot_pref
+        total = total + proof.stacking_openings[c][col] * weight * above
+        lam_pow = lam_pow * lam_sq
+    if total != claim:
+        raise VerificationError("StackedFinalMismatch", "openings do not match the reduced claim")
+    return u_prism
+

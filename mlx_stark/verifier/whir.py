@@ -1,0 +1,199 @@
+"""WHIR verifier (PCS.md §8.3).
+
+Host arithmetic on :class:`~mlx_stark.field.host.EF`, except two batched steps over the
+queries: Merkle openings are checked with :func:`~mlx_stark.hash.merkle.merkle_verify_batch`,
+and round 0's ``μ``-combination of opened rows and the evaluations of the final polynomial at
+the (base-field) query points use NumPy ``uint64`` arithmetic (every product is reduced before
+it is summed, so sums of fewer than ``2^33`` terms are exact).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import VerificationError
+from ..field.bb import HALF, P, two_adic_generator
+from ..field.host import EF, horner, inv
+from ..hash.merkle import merkle_verify_batch
+from ..params import SystemParams
+from ..poly import kernels
+from ..proof.pcs import WhirProof
+from ..transcript import Transcript
+from .pcs_shape import check_whir_shape
+
+
+def _ef_matrix(values) -> np.ndarray:
+    """``(n, 4)`` uint64 coefficients of host EF values."""
+    return np.array([v.c for v in values], dtype=np.uint64).reshape(-1, 4)
+
+
+def _ef_rows(arr: np.ndarray) -> list:
+    return [EF(*(int(c) for c in row)) for row in arr.reshape(-1, 4)]
+
+
+def _combine_columns(rows: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """``Σ_col rows[..., col]·coeffs[col]``: rows ``(q, g, w)`` base, coeffs ``(w, 4)`` ->
+    ``(q, g, 4)`` uint64 canonical."""
+    prod = (rows.astype(np.uint64)[..., None] * coeffs[None, None]) % P
+    return prod.sum(axis=2) % P
+
+
+def _eval_at_base_points(coeffs: np.ndarray, points: list) -> list:
+    """``Σ_j coeffs[j]·z^j`` for each base-field ``z``: coeffs ``(N, 4)`` uint64 -> list of EF."""
+    z = np.array(points, dtype=np.uint64)
+    n = coeffs.shape[0]
+    pows = np.empty((len(points), n), dtype=np.uint64)
+    pows[:, 0] = 1
+    for j in range(1, n):
+        pows[:, j] = pows[:, j - 1] * z % P
+    acc = np.zeros((len(points), 4), dtype=np.uint64)
+    for c in range(4):
+        acc[:, c] = ((pows * coeffs[None, :, c]) % P).sum(axis=1) % P
+    return _ef_rows(acc)
+
+
+def binary_k_fold(values: list, alphas: list, x: int) -> EF:
+    """``Fold_k(v, α, x)`` of PCS.md §8.3: ``values[s] = f(x·ω_k^s)`` (``2^k`` EF), ``x`` a base
+    element; returns ``ĝ(x^{2^k})`` with ``ĝ`` the polynomial after binding ``k`` variables to
+    ``alphas``."""
+    k = len(alphas)
+    v = list(values)
+    x_j, x_inv_j = x, inv(x)
+    for j in range(k):
+        h = 1 << (k - j - 1)
+        w, w_inv = two_adic_generator(k - j), inv(two_adic_generator(k - j))  # ω_k^{2^j} = ω_{k−j}
+        big_x, half_inv = x_j, x_inv_j * HALF % P  # X and 1/(2X) for s = 0
+        for s in range(h):
+            v[s] = v[s] + (alphas[j] - big_x) * (v[s] - v[s + h]) * half_inv
+            big_x, half_inv = big_x * w % P, half_inv * w_inv % P
+        x_j, x_inv_j = x_j * x_j % P, x_inv_j * x_inv_j % P
+    return v[0]
+
+
+def _pow_chain(z, count: int) -> list:
+    """``(z, z^2, z^4, …)`` (``count`` entries) and, last, ``z^{2^count}``."""
+    out = []
+    for _ in range(count):
+        out.append(z)
+        z = z * z % P if isinstance(z, int) else z * z
+    return out + [z]
+
+
+def _check_pow(transcript: Transcript, bits: int, witness, reason: str) -> None:
+    if not transcript.check_witness(bits, witness):
+        raise VerificationError(reason, "proof-of-work witness rejected")
+
+
+def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, commits: list,
+                widths: list, openings: list, u_cube: list) -> None:
+    """Check a WHIR opening proof (PCS.md §8.3); raises :class:`VerificationError` on failure.
+
+    - ``commits``: the commitment list's roots (tuples of 8 ints), commit-list order;
+    - ``widths``: their stacked widths ``W_c``;
+    - ``openings[c][col]``: the stacking openings (EF) observed by the stacked reduction;
+    - ``u_cube``: the point of length ``m`` (:func:`mlx_stark.poly.kernels.u_cube`).
+    """
+    widths = [int(w) for w in widths]
+    check_whir_shape(params, widths, proof)
+    m, k, num_rounds = params.log_stacked_height, params.k_whir, params.num_whir_rounds
+    if (len(commits) != len(widths) or len(openings) != len(widths) or len(u_cube) != m
+            or any(len(o) != w for o, w in zip(openings, widths))):
+        raise VerificationError("WhirStatement", "commitments, widths, openings or point mismatch")
+    if not all(isinstance(x, EF) for x in u_cube) or not all(
+            isinstance(o, EF) for col in openings for o in col):
+        raise VerificationError("WhirStatement", "openings and point must be extension elements")
+    queries = params.whir_num_queries()
+    t = k * num_rounds
+    total_width = sum(widths)
+
+    # 1. μ and the initial claim
+    _check_pow(transcript, params.whir.mu_pow_bits, proof.mu_pow_witness, "InvalidMuPowWitness")
+    mu = transcript.sample_ext()
+    mu_pows, acc = [], EF.one()
+    for _ in range(total_width):
+        mu_pows.append(acc)
+        acc = acc * mu
+    flat_openings = [o for col in openings for o in col]
+    claim = EF.zero()
+    for p_, o in zip(mu_pows, flat_openings):
+        claim = claim + p_ * o
+    mu_np = _ef_matrix(mu_pows)
+
+    alphas, gammas, z0s, query_points = [], [], [], []
+    for i in range(num_rounds):
+        log_size = m + params.log_blowup - i  # L_i
+        # a. k sumcheck / fold steps
+        for step in range(k * i, k * (i + 1)):
+            e1, e2 = proof.whir_sumcheck_polys[step]
+            transcript.observe_ext(e1)
+            transcript.observe_ext(e2)
+            _check_pow(transcript, params.whir.folding_pow_bits, proof.folding_pow_witnesses[step],
+                       "InvalidFoldingPowWitness")
+            alpha = transcript.sample_ext()
+            claim = kernels.quad(claim - e1, e1, e2, alpha)
+            alphas.append(alpha)
+        round_alphas = alphas[k * i:]
+        # b. next codeword commitment and OOD sample, or the final polynomial
+        if i == num_rounds - 1:
+            for coeff in proof.final_poly:
+                transcript.observe_ext(coeff)
+        else:
+            transcript.observe_commit(proof.codeword_commits[i])
+            z0s.append(transcript.sample_ext())
+            transcript.observe_ext(proof.ood_values[i])
+        # c-d. query PoW and indices
+        _check_pow(transcript, params.whir.query_phase_pow_bits, proof.query_phase_pow_witnesses[i],
+                   "InvalidQueryPowWitness")
+        idxs = [transcript.sample_bits(log_size - k) for _ in range(queries[i])]
+        # e. openings
+        if i == 0:
+            values = np.zeros((queries[0], 1 << k, 4), dtype=np.uint64)
+            offset = 0
+            for c, width in enumerate(widths):
+                rows = proof.initial_round_opened_rows[c]
+                if not merkle_verify_batch(commits[c], idxs, rows,
+                                           proof.initial_round_merkle_proofs[c]).all():
+                    raise VerificationError("InvalidMerkleProof", f"round 0, commit {c}")
+                if width:
+                    values = (values + _combine_columns(rows, mu_np[offset:offset + width])) % P
+                offset += width
+        else:
+            values = proof.codeword_opened_values[i - 1]
+            if not merkle_verify_batch(proof.codeword_commits[i - 1], idxs, values,
+                                       proof.codeword_merkle_proofs[i - 1]).all():
+                raise VerificationError("InvalidMerkleProof", f"round {i}")
+        omega = two_adic_generator(log_size)
+        xs = [pow(omega, idx, P) for idx in idxs]
+        ys = [binary_k_fold(_ef_rows(values[q]), round_alphas, x) for q, x in enumerate(xs)]
+        query_points.append([pow(x, 1 << k, P) for x in xs])
+        # f. γ and the claim update
+        gamma = transcript.sample_ext()
+        gammas.append(gamma)
+        if i < num_rounds - 1:
+            claim = claim + gamma * proof.ood_values[i]
+        g_pow = gamma * gamma
+        for y in ys:
+            claim = claim + g_pow * y
+            g_pow = g_pow * gamma
+
+    # 4. the final equation
+    table = list(proof.final_poly)
+    for v in u_cube[t:]:
+        half = len(table) // 2
+        table = [table[2 * y] + v * (table[2 * y + 1] - table[2 * y]) for y in range(half)]
+    expected = kernels.mobeq(u_cube[:t], alphas) * table[0]
+    final_np = _ef_matrix(proof.final_poly)
+    for i in range(num_rounds):
+        a = alphas[k * (i + 1):]
+        e = len(a)
+        gamma = gammas[i]
+        if i < num_rounds - 1:
+            chain = _pow_chain(z0s[i], e)
+            expected = expected + gamma * kernels.eq(a, chain[:-1]) * horner(proof.final_poly, chain[-1])
+        chains = [_pow_chain(z, e) for z in query_points[i]]
+        evals = _eval_at_base_points(final_np, [ch[-1] for ch in chains])
+        g_pow = gamma * gamma
+        for ch, p_z in zip(chains, evals):
+            expected = expected + g_pow * kernels.eq(a, ch[:-1]) * p_z
+            g_pow = g_pow * gamma
+    if expected != claim:
+        raise VerificationError("WhirFinalMismatch", "the final polynomial does not match the claim")
