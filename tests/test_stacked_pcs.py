@@ -188,6 +188,8 @@ def test_stacked_commit_rejects_bad_input():
         stacked_commit(params, [mx.zeros((1 << 11, 1), dtype=mx.uint32)])  # above 2^m = 2^10
     with pytest.raises(InvalidInputError):
         stacked_commit(params, [mx.zeros((4, 1), dtype=mx.uint32), mx.zeros((8, 1), dtype=mx.uint32)])
+    with pytest.raises(InvalidInputError):
+        stacked_commit(params, [mx.full((8, 1), P, dtype=mx.uint32)])  # not canonical
     narrow = dataclasses.replace(params, w_stack=1)
     with pytest.raises(InvalidInputError):
         stacked_commit(narrow, [mx.zeros((1 << 10, 2), dtype=mx.uint32)])

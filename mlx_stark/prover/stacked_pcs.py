@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from ..errors import InvalidInputError
-from ..field.bb import U32
+from ..field.bb import P, U32
 from ..hash.merkle import MerkleTree
 from ..layout import StackedLayout, stacked_layout
 from ..params import SystemParams
@@ -44,18 +44,16 @@ class StackedPcsData:
         return self.layout.width
 
 
-def _log_height(matrix: mx.array, a: int) -> int:
-    if matrix.ndim != 2:
-        raise InvalidInputError(f"matrix {a} must be 2-D (height, width), got shape {matrix.shape}")
-    h = matrix.shape[0]
-    if h < 1 or h & (h - 1):
-        raise InvalidInputError(f"matrix {a}: height {h} is not a power of two")
-    return h.bit_length() - 1
-
-
 def layout_of(params: SystemParams, matrices) -> StackedLayout:
     """Stacked layout (PCS.md §6.2) of ``matrices`` (trace order, each ``(2^h, w)``)."""
-    dims = [(m.shape[1] if m.ndim == 2 else 0, _log_height(m, a)) for a, m in enumerate(matrices)]
+    dims = []
+    for a, mat in enumerate(matrices):
+        if mat.ndim != 2:
+            raise InvalidInputError(f"matrix {a} must be 2-D (height, width), got shape {mat.shape}")
+        height, width = mat.shape
+        if height < 1 or height & (height - 1):
+            raise InvalidInputError(f"matrix {a}: height {height} is not a power of two")
+        dims.append((width, height.bit_length() - 1))
     return stacked_layout(params.l_skip, params.log_stacked_height, dims)
 
 
@@ -129,19 +127,22 @@ def stacked_commit(params: SystemParams, matrices) -> StackedPcsData:
     each ``(2^h, w)`` uint32 canonical) as one stacked commitment (PCS.md §6.2–§6.5).
 
     Raises :class:`InvalidInputError` before any heavy work for bad shapes, heights or
-    ordering, a stacked width of 0 (such a commitment cannot be proven; PCS.md §12) or a width
-    above ``w_stack``."""
+    ordering, a stacked width of 0 (such a commitment cannot be proven; PCS.md §12), a width
+    above ``w_stack`` or entries ``>= p``."""
     layout = layout_of(params, matrices)
     if layout.width == 0:
         raise InvalidInputError("cannot commit to matrices with zero total width")
     if layout.width > params.w_stack:
         raise InvalidInputError(f"stacked width {layout.width} exceeds w_stack = {params.w_stack}")
     q = stacked_matrix(layout, matrices)
+    mx.eval(q)
+    if int(mx.max(q).item()) >= P:
+        raise InvalidInputError("matrix entries must be canonical field elements (< p)")
     with span("rs_code_matrix") as sp:
         msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
         sp.produced(msgs, codewords)
     with span("merkle_tree") as sp:
         tree = MerkleTree.commit(codewords, params.k_whir)
-        sp.produced(codewords)
+        sp.produced(*tree.layers)
     return StackedPcsData(layout=layout, matrix=q, msgs=msgs, codewords=codewords, tree=tree,
                           commit=tuple(tree.root))
