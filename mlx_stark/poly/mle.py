@@ -159,8 +159,13 @@ def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
 
 
 @mx.compile
-def _acc_base(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
-    return acc + (t[..., None].astype(U64) * w.astype(U64)) % P
+def _dot_base(w: mx.array, *ts: mx.array) -> mx.array:
+    """``Σ_i ts[i]·w[i]`` for up to 4 base ``ts`` (…) and EF weights ``w`` (k, 4): the products
+    stay below ``p^2 < 2^62``, so four of them add up in uint64 before a single reduction."""
+    acc = ts[0][..., None].astype(U64) * w[0].astype(U64)
+    for i in range(1, len(ts)):
+        acc = acc + ts[i][..., None].astype(U64) * w[i].astype(U64)
+    return (acc % P).astype(U32)
 
 
 @mx.compile
@@ -173,15 +178,25 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
 
     ``table``: ``(2^l·B, ...)`` base (``base=True``) or ``(2^l·B, ..., 4)`` extension, row
     ``i0 + 2^l·x`` holding the value at ``(ω_l^{i0}, x)``. Returns ``(B, ..., 4)`` with
-    ``out[x] = q̂(z, x) = Σ_{i0} table[i0 + 2^l·x]·L_{i0}(z)`` (Lagrange basis of ``⟨ω_l⟩``,
-    host weights; one pass over the table per ``i0``)."""
+    ``out[x] = q̂(z, x) = Σ_{i0} table[i0 + 2^l·x]·L_{i0}(z)`` (Lagrange basis of ``⟨ω_l⟩`` at
+    ``z``, host weights)."""
     n = table.shape[0]
     blocks = n >> l
     if blocks << l != n:
         raise ValueError(f"table height {n} is not a multiple of 2^{l}")
     v = table.reshape(blocks, 1 << l, *table.shape[1:])
-    acc = mx.zeros(v.shape[:1] + v.shape[2:] + (() if not base else (4,)), dtype=U64)
-    step = _acc_base if base else _acc_ext
-    for i0, w in enumerate(kernels.lagrange_basis(l, z)):
-        acc = step(acc, v[:, i0], _ef4(w))
+    weights = kernels.lagrange_basis(l, z)
+    if base:
+        w = ext.from_host(weights)
+        parts = [_dot_base(w[g:g + 4], *(v[:, i] for i in range(g, min(g + 4, 1 << l))))
+                 for g in range(0, 1 << l, 4)]
+        if len(parts) == 1:
+            return parts[0]
+        acc = parts[0].astype(U64)
+        for part in parts[1:]:
+            acc = acc + part
+    else:
+        acc = mx.zeros(v.shape[:1] + v.shape[2:], dtype=U64)
+        for i0, w in enumerate(weights):
+            acc = _acc_ext(acc, v[:, i0], _ef4(w))
     return (acc % P).astype(U32)
