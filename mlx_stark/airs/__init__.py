@@ -10,6 +10,7 @@ from .fixtures import (
     self_interaction_fixture,
     sum_fixture,
 )
+from .keccakf import KeccakfAir, keccakf_outputs, keccakf_trace, random_keccakf_inputs
 from .test_airs import (
     DummyInteractionAir,
     EmptyAir,
@@ -27,6 +28,7 @@ from .test_airs import (
 )
 
 __all__ = [
+    "KeccakfAir", "keccakf_trace", "keccakf_outputs", "random_keccakf_inputs",
     "FibonacciAir", "FibonacciSelectorAir", "DummyInteractionAir", "SelfInteractionAir",
     "PreprocessedCachedAir", "SumAir", "EmptyAir", "fib_trace", "fib_selector_trace",
     "dummy_interaction_trace", "self_interaction_trace", "preprocessed_cached_trace", "sum_trace",
