@@ -268,6 +268,8 @@ def test_malformed_statement_rejected(instance, honest):
         verify(instance, honest[0], r=instance.r[:1])
     with pytest.raises(VerificationError):
         verify(instance, honest[0], claims=[[(1, 2)] * len(c) for c in instance.claims])
+    with pytest.raises(VerificationError):
+        verify(instance, honest[0], claims=[[EF(1)] * len(c) for c in instance.claims])
 
 
 def test_prover_rejects_bad_inputs(instance):

@@ -43,7 +43,8 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     ``values``: ``(A, X, B)`` uint32; ``weights``: ``(X, C)`` uint32 (e.g. ``C = 4`` for the
     coefficients of extension weights). Returns ``(A, B, C)`` uint32. Products are reduced
     before the uint64 accumulation (exact for ``X < 2^33``); the ``x`` axis is processed in
-    chunks so that no temporary exceeds ``_CHUNK_ELEMS`` elements."""
+    chunks so that no temporary exceeds ``_CHUNK_ELEMS`` elements (each chunk is evaluated
+    before the next is built, otherwise the lazy graph keeps all of them alive)."""
     a, x, b = values.shape
     c = weights.shape[1]
     step = max(1, _CHUNK_ELEMS // max(1, a * b * c))
@@ -53,6 +54,8 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
         wt = weights[None, lo:lo + step, None, :].astype(U64)
         part = mx.sum((v * wt) % P, axis=1)
         acc = part if acc is None else acc + part
+        if x > step:
+            mx.eval(acc)  # release this chunk's temporaries before building the next one
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)
@@ -188,6 +191,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
             s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
         s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
+        del transposed, blocks, windows  # matrix-sized copies, not needed after round 0
         for a in s0:
             transcript.observe_ext(a)
         u_prism = [transcript.sample_ext()]

@@ -66,10 +66,12 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
     for c, lay in enumerate(layouts):
         if len(claims[c]) != len(lay.slices) or len(need_rot[c]) != len(lay.matrix_dims):
             raise VerificationError("StackedClaims", f"commit {c}: claims do not match the layout")
-        for s, (v, v_rot) in zip(lay.slices, claims[c]):
+        for s, pair in zip(lay.slices, claims[c]):
             rot = bool(need_rot[c][s.matrix])
-            if not (isinstance(v, EF) and isinstance(v_rot, EF)):
-                raise VerificationError("StackedClaims", "claims must be extension-field elements")
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                    and all(isinstance(x, EF) for x in pair)):
+                raise VerificationError("StackedClaims", "a claim is a pair of extension-field elements")
+            v, v_rot = pair
             slices.append((c, s.col, s.row, s.log_height, rot, v, v_rot if rot else EF.zero()))
     max_nt = max((max(h - l, 0) for _, _, _, h, _, _, _ in slices), default=0)
     if len(r) < 1 + max_nt or not all(isinstance(x, EF) for x in r):
