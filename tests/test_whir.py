@@ -380,3 +380,17 @@ def test_fact_binary_k_fold_binds_the_lowest_variables(k, d):
     values = [horner(coeffs, x * pow(w_k, s, P) % P) for s in range(1 << k)]
     assert binary_k_fold(values, alphas, x) == horner(bound, pow(x, 1 << k, P))
 
+
+
+def test_corrupted_bytes_only_raise_verification_errors(inst, honest):
+    """Random byte corruptions of an honest encoding: decoding plus verification fails, and
+    only ever with VerificationError (ProofDecodeError is one)."""
+    sp, wp = honest
+    data = wp.to_bytes()
+    rng = random.Random(12)
+    for _ in range(15):
+        bad = bytearray(data)
+        pos = rng.randrange(len(bad))
+        bad[pos] ^= 1 << rng.randrange(8)
+        with pytest.raises(VerificationError):
+            verify_all(inst, sp, WhirProof.from_bytes(bytes(bad)))
