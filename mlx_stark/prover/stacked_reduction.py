@@ -41,21 +41,22 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     """``out[a, b, c] = Σ_x values[a, x, b]·weights[x, c]`` over F.
 
     ``values``: ``(A, X, B)`` uint32; ``weights``: ``(X, C)`` uint32 (e.g. ``C = 4`` for the
-    coefficients of extension weights). Returns ``(A, B, C)`` uint32. Products are reduced
-    before the uint64 accumulation (exact for ``X < 2^33``); the ``x`` axis is processed in
-    chunks so that no temporary exceeds ``_CHUNK_ELEMS`` elements (each chunk is evaluated
-    before the next is built, otherwise the lazy graph keeps all of them alive)."""
+    coefficients of extension weights). Returns ``(A, B, C)`` uint32. Products are Montgomery
+    multiplications by the weights in Montgomery form (canonical results), accumulated in
+    uint64 (exact for ``X < 2^33``). The ``x`` axis is processed in chunks so that no
+    temporary exceeds ``_CHUNK_ELEMS`` elements; each chunk is evaluated before the next is
+    built, otherwise the lazy graph keeps all of them alive."""
     a, x, b = values.shape
     c = weights.shape[1]
+    weights_mont = bb.to_mont(weights)
     step = max(1, _CHUNK_ELEMS // max(1, a * b * c))
     acc = None
     for lo in range(0, x, step):
-        v = values[:, lo:lo + step, :, None].astype(U64)
-        wt = weights[None, lo:lo + step, None, :].astype(U64)
-        part = mx.sum((v * wt) % P, axis=1)
+        prod = bb.mont_mul(values[:, lo:lo + step, :, None], weights_mont[None, lo:lo + step, None, :])
+        part = mx.sum(prod.astype(U64), axis=1)
         acc = part if acc is None else acc + part
         if x > step:
-            mx.eval(acc)  # release this chunk's temporaries before building the next one
+            mx.eval(acc)
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)
