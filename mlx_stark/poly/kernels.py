@@ -156,3 +156,29 @@ def u_cube(l: int, u_prism) -> list:
         powers.append(x)
         x = x * x
     return powers + [_lift(u) for u in u_prism[1:]]
+
+
+def interpolate_at_integers(values, x) -> EF:
+    """Value at ``x`` of the polynomial of degree ``< n`` through ``(i, values[i])``,
+    ``i = 0..n−1`` (Lagrange on the integer nodes; sumcheck round messages)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("interpolation needs at least one value")
+    x = _lift(x)
+    prefix = [EF.one()]  # Π_{j<i} (x − j)
+    for j in range(n - 1):
+        prefix.append(prefix[-1] * (x - j))
+    suffix = [EF.one()] * n  # Π_{j>i} (x − j)
+    for i in range(n - 2, -1, -1):
+        suffix[i] = suffix[i + 1] * (x - (i + 1))
+    fact = [1] * n
+    for i in range(1, n):
+        fact[i] = fact[i - 1] * i % P
+    acc = EF.zero()
+    for i, v in enumerate(values):
+        # Π_{j≠i} (i − j) = i!·(n−1−i)!·(−1)^{n−1−i}
+        denom = fact[i] * fact[n - 1 - i] % P
+        if (n - 1 - i) % 2:
+            denom = P - denom
+        acc = acc + _lift(v) * prefix[i] * suffix[i] * pow(denom, P - 2, P)
+    return acc

@@ -1,0 +1,650 @@
+"""The constraint stage of the prover (CONSTRAINTS.md §4.2 steps 4–15): LogUp proof of work,
+``α, β``, LogUp GKR (§5), ``ξ``, ``λ``, the sum claims, and the batch constraint sumcheck with
+univariate skip (§6): round 0, the multilinear rounds, and the column openings.
+
+Per trace, every column the AIR reads — trace columns, rotated columns and the three selector
+columns — lives in one *table* ``(H, W_tot)``: ``[parts in proof order | the same rotated by one
+row (if need_rot) | is_first, is_last, is_transition]``. The same DAG evaluation serves every
+stage, only the layout of the column values changes:
+
+* GKR leaves: the interaction values on the ``H`` rows (base field);
+* round 0: the needed columns extended, once per trace and in one batched iDFT/DFT, to the
+  cosets ``g^i·D`` (``i = 1..d_a−1``, ``g`` = F's generator); the DAG runs over whole base-field
+  arrays of those points (and over ``D`` itself, the rows, for the LogUp sums). With
+  ``A_t(Z) = Σ_x w_t(x)·C_t(Z,x)``, the zerocheck needs only the quotient
+  ``A_t/(Z^N − 1)`` (degree ``< (d_a−1)·N``) and the LogUp sums ``B_t, B'_t`` need degree
+  ``< d_a·N``: ``D ∪ g·D ∪ … ∪ g^(d_a−1)·D`` determines all of them exactly. ``s_0`` is then one
+  product of polynomials, computed by DFT on a large enough subgroup;
+* multilinear rounds: the tables folded at ``r_0`` (extension field), evaluated at
+  ``X = 1..d`` on the current variable; ``X = 0`` follows from the running claim (§6.6).
+
+Variables are little-endian everywhere (row ``k + N·x`` is the point ``(ω^k, bits(x))``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
+
+import mlx.core as mx
+
+from ..air.dag import NodeKind, SymbolicConstraintsDag
+from ..air.evaluate import BaseArrays, DagInputs, ExtArrays, evaluate_dag
+from ..air.expr import Entry
+from ..errors import InvalidInputError, ProverError
+from ..field import bb, ext
+from ..field.bb import GENERATOR, P, U32, U64
+from ..field.host import EF, horner
+from ..poly import dft, eq_table, fold_lowest, fold_skip, idft, kernels
+from ..proof.constraints import BatchConstraintProof, GkrProof
+from ..tracing import span
+from ..transcript import Transcript
+from .logup_gkr import (
+    fraction_leaves,
+    logup_challenges,
+    n_logup_of,
+    prove_fractional_sumcheck,
+    segment_offsets,
+)
+
+# Largest block of extended column values (elements) that round 0 holds at once; the
+# hypercube axis is processed in chunks below it.
+_ROUND0_CHUNK_ELEMS = 1 << 24
+
+
+# ------------------------------------------------------------------ linear combinations
+@mx.compile
+def _acc_base(acc: mx.array, v: mx.array, w: mx.array) -> mx.array:
+    return acc + (v[..., None].astype(U64) * w.astype(U64)) % P
+
+
+class _Combiner:
+    """``Σ_i w_i·v_i`` with host EF weights ``w_i`` and values that are base arrays
+    (``base=True``, uint64 accumulation), extension arrays ``(..., 4)``, or host ints."""
+
+    def __init__(self, shape: tuple, base: bool):
+        self.shape, self.base = shape, base
+        self.acc: Optional[mx.array] = None
+        self.const = EF.zero()
+
+    def add(self, v, w: EF) -> None:
+        if isinstance(v, int):
+            self.const = self.const + w * v
+            return
+        w4 = ext.constant(w)
+        if self.base:
+            acc = self.acc if self.acc is not None else mx.zeros(self.shape + (4,), dtype=U64)
+            self.acc = _acc_base(acc, mx.broadcast_to(v, self.shape), w4)
+        else:
+            term = ext.mul(mx.broadcast_to(v, self.shape + (4,)), w4)
+            self.acc = term if self.acc is None else ext.add(self.acc, term)
+
+    def add_const(self, c: EF) -> None:
+        self.const = self.const + c
+
+    def value(self) -> mx.array:
+        """``shape + (4,)`` uint32."""
+        const = ext.constant(self.const)
+        if self.acc is None:
+            return mx.broadcast_to(const, self.shape + (4,))
+        acc = (self.acc % P).astype(U32) if self.base else self.acc
+        return ext.add(acc, const) if not self.const.is_zero() else acc
+
+
+def _contract(values: mx.array, weights: mx.array) -> mx.array:
+    """``Σ_x weights[x]·values[x]``: ``values`` ``(X, ..., 4)``, ``weights`` ``(X, 4)``."""
+    w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 2) + (4,))
+    return bb.sum(ext.mul(values, w), axis=0)
+
+
+# ------------------------------------------------------------------ per-trace data
+class _Cols:
+    """Columns of one trace part, as the DAG interpreter indexes them: ``cols[c]`` is the
+    value of table column ``base + c`` in the current layout."""
+
+    __slots__ = ("get", "base")
+
+    def __init__(self, get, base: int):
+        self.get, self.base = get, base
+
+    def __getitem__(self, c: int):
+        return self.get(self.base + c)
+
+
+@dataclass
+class TraceData:
+    """One present trace, in sorted order, with its table layout (module docstring)."""
+
+    air_id: int
+    vk: Any
+    dag: SymbolicConstraintsDag
+    log_height: int
+    n: int  # relative dimension h − l (may be negative)
+    nt: int  # ñ = max(n, 0)
+    table: mx.array  # (H, W_tot) uint32
+    part_offsets: List[int]  # proof part -> first table column
+    part_widths: List[int]
+    wall: int  # columns of all parts
+    need_rot: bool
+    public_values: List[int]
+    norm: int  # (2^(−n))^(−1) for n < 0, else 1
+    needed: List[int]  # table columns the DAG reads, ascending
+    interactions_dag: SymbolicConstraintsDag  # the DAG without constraint outputs
+
+    @property
+    def height(self) -> int:
+        return 1 << self.log_height
+
+    @property
+    def selector_offset(self) -> int:
+        return self.wall * (2 if self.need_rot else 1)
+
+    @property
+    def degree(self) -> int:
+        return self.vk.max_constraint_degree
+
+    @property
+    def num_interactions(self) -> int:
+        return len(self.dag.interactions)
+
+    def column_of(self, var) -> int:
+        """Table column of a trace variable (§1.1 part numbering)."""
+        if var.entry == Entry.MAIN:
+            base = self.part_offsets[self.vk.dag_main_part_index_to_commit_index(var.part_index)]
+        elif var.entry == Entry.PREPROCESSED:
+            base = self.part_offsets[1]
+        else:
+            raise ProverError(f"AIR {self.air_id}: unsupported variable {var!r}")
+        return base + var.index + (self.wall if var.offset else 0)
+
+    def inputs(self, get) -> DagInputs:
+        """Interpreter inputs reading table column ``j`` as ``get(j)``."""
+        def pair(base):
+            return _Cols(get, base), (_Cols(get, base + self.wall) if self.need_rot else None)
+
+        width = self.vk.params.width
+        main = [pair(self.part_offsets[self.vk.dag_main_part_index_to_commit_index(k)])
+                for k in range(len(width.main_widths))]
+        prep = pair(self.part_offsets[1]) if width.preprocessed is not None else None
+        s = self.selector_offset
+        kinds = {node.kind for node in self.dag.nodes}
+        return DagInputs(
+            main=main, preprocessed=prep, public_values=self.public_values,
+            is_first_row=get(s) if NodeKind.IS_FIRST_ROW in kinds else None,
+            is_last_row=get(s + 1) if NodeKind.IS_LAST_ROW in kinds else None,
+            is_transition=get(s + 2) if NodeKind.IS_TRANSITION in kinds else None,
+        )
+
+    def openings(self, values: List[EF]) -> List[List[EF]]:
+        """Per proof part, the flat opening list of §6.7 from the folded table values."""
+        out = []
+        for off, w in zip(self.part_offsets, self.part_widths):
+            part = []
+            for c in range(w):
+                part.append(values[off + c])
+                if self.need_rot:
+                    part.append(values[self.wall + off + c])
+            out.append(part)
+        return out
+
+
+def _selectors(height: int) -> mx.array:
+    """``(H, 3)`` uint32: is_first, is_last, is_transition."""
+    rows = mx.arange(height, dtype=U32)
+    last = (rows == height - 1).astype(U32)
+    return mx.stack([(rows == 0).astype(U32), last, 1 - last], axis=1)
+
+
+def _lift(table: mx.array, rows: int) -> mx.array:
+    """Cyclic repetition of a ``(H, …)`` table to ``rows ≥ H`` rows (§0.3)."""
+    reps = rows // table.shape[0]
+    return table if reps == 1 else mx.tile(table, (reps,) + (1,) * (table.ndim - 1))
+
+
+def prepare_trace(pk, l_skip: int, t) -> TraceData:
+    """Table and layout of a present trace ``t`` (attributes ``air_id``, ``common_main``,
+    ``cached_mains``, ``public_values``, ``log_height``; matrices ``(H, w)`` uint32)."""
+    apk = pk.per_air[t.air_id]
+    vk = apk.vk
+    width = vk.params.width
+    h = int(t.log_height)
+    parts = [t.common_main]
+    if width.preprocessed is not None:
+        parts.append(apk.preprocessed_trace)
+    parts.extend(t.cached_mains)
+    expected = [width.common_main] + ([width.preprocessed] if width.preprocessed is not None
+                                      else []) + list(width.cached_mains)
+    for m, w in zip(parts, expected):
+        if tuple(m.shape) != (1 << h, w):
+            raise InvalidInputError(f"AIR {t.air_id}: a trace part has shape {tuple(m.shape)}, "
+                                    f"expected {(1 << h, w)}")
+    if len(parts) != len(expected):
+        raise InvalidInputError(f"AIR {t.air_id}: {len(parts)} trace parts, expected {len(expected)}")
+    offsets, o = [], 0
+    for w in expected:
+        offsets.append(o)
+        o += w
+    cols = mx.concatenate([m.astype(U32) for m in parts], axis=1)
+    need_rot = bool(vk.params.need_rot)
+    pieces = [cols] + ([mx.concatenate([cols[1:], cols[:1]], axis=0)] if need_rot else [])
+    table = mx.concatenate(pieces + [_selectors(1 << h)], axis=1)
+    dag = vk.symbolic_constraints
+    n = h - l_skip
+    tr = TraceData(
+        air_id=t.air_id, vk=vk, dag=dag, log_height=h, n=n, nt=max(n, 0), table=table,
+        part_offsets=offsets, part_widths=expected, wall=o, need_rot=need_rot,
+        public_values=[int(v) for v in t.public_values],
+        norm=pow(1 << -n, P - 2, P) if n < 0 else 1, needed=[],
+        interactions_dag=SymbolicConstraintsDag(dag.nodes, [], dag.interactions),
+    )
+    needed = set()
+    for node in dag.nodes:
+        if node.kind == NodeKind.VARIABLE and node.var.entry in (Entry.MAIN, Entry.PREPROCESSED):
+            needed.add(tr.column_of(node.var))
+    sel = {NodeKind.IS_FIRST_ROW: 0, NodeKind.IS_LAST_ROW: 1, NodeKind.IS_TRANSITION: 2}
+    needed |= {tr.selector_offset + sel[node.kind] for node in dag.nodes if node.kind in sel}
+    tr.needed = sorted(needed)
+    return tr
+
+
+def _getter(values: mx.array, needed: List[int], axis: int):
+    """``get(j)``: table column ``j`` from ``values`` holding the needed columns along ``axis``."""
+    pos = {j: i for i, j in enumerate(needed)}
+    if axis == 0:
+        return lambda j: values[pos[j]]
+    return lambda j: values[..., pos[j], :]
+
+
+# ------------------------------------------------------------------ interaction sums
+def _interaction_sums(tr: TraceData, values, shape: tuple, base: bool, eq3b: List[EF],
+                      beta: EF):
+    """``(P, Q)`` of §6.1 at every point: ``norm·Σ_σ eq3b_σ·count_σ`` and
+    ``Σ_σ eq3b_σ·h_σ``; ``values`` are the interpreter's interaction results."""
+    num, den = _Combiner(shape, base), _Combiner(shape, base)
+    for it, (message, count), w in zip(tr.dag.interactions, values, eq3b):
+        num.add(count, w * tr.norm)
+        bp = w
+        for m in message:
+            den.add(m, bp)
+            bp = bp * beta
+        den.add_const(bp * (it.bus_index + 1))
+    return num.value(), den.value()
+
+
+def _constraint_sum(values, shape: tuple, base: bool, lam_powers: List[EF]) -> mx.array:
+    """``Σ_i λ^i·C_i`` at every point."""
+    acc = _Combiner(shape, base)
+    for v, w in zip(values, lam_powers):
+        acc.add(v, w)
+    return acc.value()
+
+
+# ------------------------------------------------------------------ GKR leaves
+def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
+    """``(p, h)`` per interaction of ``tr`` (lifted rows, see :func:`fraction_leaves`)."""
+    height = tr.height
+    rows = mx.take(tr.table, mx.array(tr.needed, dtype=U32), axis=1).T
+    values = evaluate_dag(tr.interactions_dag, BaseArrays, tr.inputs(_getter(rows, tr.needed, 0)))
+    lifted = max(height, 1 << l_skip)
+    out = []
+    for it, (message, count) in zip(tr.dag.interactions, values.interactions):
+        p = mx.broadcast_to(mx.array(count, dtype=U32) if isinstance(count, int) else count,
+                            (height,))
+        if tr.norm != 1:
+            p = bb.mul(p, mx.array(tr.norm, dtype=U32))
+        h = _Combiner((height,), True)
+        bp = EF.one()
+        for m in message:
+            h.add(m, bp)
+            bp = bp * beta
+        h.add_const(bp * (it.bus_index + 1))
+        out.append((_lift(p, lifted), _lift(h.value(), lifted)))
+    return out
+
+
+# ------------------------------------------------------------------ round 0
+def _vandermonde_inverse(nodes: List[int]) -> List[List[int]]:
+    """Inverse of ``V[i][m] = nodes[i]^m`` over F (small, host)."""
+    e = len(nodes)
+    a = [[pow(y, m, P) for m in range(e)] + [int(i == r) for i in range(e)]
+         for r, y in enumerate(nodes)]
+    for col in range(e):
+        piv = next(r for r in range(col, e) if a[r][col])
+        a[col], a[piv] = a[piv], a[col]
+        inv = pow(a[col][col], P - 2, P)
+        a[col] = [x * inv % P for x in a[col]]
+        for r in range(e):
+            if r != col and a[r][col]:
+                f = a[r][col]
+                a[r] = [(x - f * y) % P for x, y in zip(a[r], a[col])]
+    return [row[e:] for row in a]
+
+
+def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
+    """Coefficients of the polynomial of degree ``< E·N`` with the given values on the cosets
+    ``shifts[i]·D`` (``|D| = N``, shifts with distinct ``shift^N``).
+
+    ``values``: ``(E, N, ..., 4)`` uint32, ``values[i, k]`` at ``shifts[i]·ω^k``. Returns
+    ``(E·N, ..., 4)``. With ``c_{r+mN}`` the coefficients, the iDFT of coset ``i`` is
+    ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``."""
+    e, n = values.shape[0], values.shape[1]
+    u = idft(values, axis=1)
+    vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
+    weights = []  # W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}
+    for m in range(e):
+        row = []
+        for i, s in enumerate(shifts):
+            si = pow(s, P - 2, P)
+            row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
+        weights.append(row)
+    w = mx.array(weights, dtype=U32).reshape((e, e, n) + (1,) * (values.ndim - 2))
+    terms = (w.astype(U64) * u[None].astype(U64)) % P
+    coeffs = (mx.sum(terms, axis=1) % P).astype(U32)
+    return coeffs.reshape((e * n,) + values.shape[2:])
+
+
+@dataclass
+class Round0:
+    """Round-0 polynomials of one trace (coefficient arrays ``(len, 4)``) and its sum claims."""
+
+    quotient: Optional[mx.array]  # A_t / (Z^N − 1), or None
+    numer: Optional[mx.array]  # B_t
+    denom: Optional[mx.array]  # B'_t
+    sum_p: EF
+    sum_q: EF
+
+
+def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF], beta: EF,
+                  eq3b: List[EF]) -> Round0:
+    n_dom = 1 << l_skip
+    d_a = tr.degree
+    zerocheck = bool(tr.dag.constraint_idx) and d_a >= 2
+    logup = tr.num_interactions > 0
+    if not zerocheck and not logup:
+        return Round0(None, None, None, EF.zero(), EF.zero())
+    extra = max(d_a, 1) - 1  # cosets g^1..g^extra besides D
+    shifts = [pow(GENERATOR, i, P) for i in range(1, extra + 1)]
+    lifted = max(tr.height, n_dom)
+    x_len = lifted >> l_skip
+    wn = len(tr.needed)
+    vals = _lift(mx.take(tr.table, mx.array(tr.needed, dtype=U32), axis=1), lifted)
+    vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(2, 0, 1))  # (Wn, X, N)
+    weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
+    if extra:
+        shift_pows = mx.array([[pow(s, j, P) for j in range(n_dom)] for s in shifts], dtype=U32)
+
+    a_acc = ext.zeros((extra, n_dom)) if zerocheck else None
+    b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))] if logup else None
+    step = max(1, _ROUND0_CHUNK_ELEMS // max(1, wn * max(extra, 1) * n_dom))
+    for x0 in range(0, x_len, step):
+        block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
+        xc = block.shape[1]
+        w = weights[x0:x0 + step]
+        if logup:  # on D: the rows themselves
+            res = evaluate_dag(tr.interactions_dag, BaseArrays,
+                               tr.inputs(_getter(block, tr.needed, 0)))
+            num, den = _interaction_sums(tr, res.interactions, (xc, n_dom), True, eq3b, beta)
+            b_acc[0] = ext.add(b_acc[0], mx.pad(_contract(num, w)[None], [(0, extra), (0, 0), (0, 0)]))
+            b_acc[1] = ext.add(b_acc[1], mx.pad(_contract(den, w)[None], [(0, extra), (0, 0), (0, 0)]))
+        if extra:
+            coeffs = idft(block, axis=2)
+            ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
+            shape = (xc, extra, n_dom)
+            res = evaluate_dag(tr.dag if zerocheck else tr.interactions_dag, BaseArrays,
+                               tr.inputs(_getter(ext_vals, tr.needed, 0)))
+            if zerocheck:
+                c = _constraint_sum(res.constraints, shape, True, lam_powers)
+                a_acc = ext.add(a_acc, _contract(c, w))
+            if logup:
+                num, den = _interaction_sums(tr, res.interactions, shape, True, eq3b, beta)
+                b_acc[0] = ext.add(b_acc[0], mx.pad(_contract(num, w), [(1, 0), (0, 0), (0, 0)]))
+                b_acc[1] = ext.add(b_acc[1], mx.pad(_contract(den, w), [(1, 0), (0, 0), (0, 0)]))
+        mx.eval([a for a in ([a_acc] + (b_acc or [])) if a is not None])
+
+    quotient = numer = denom = None
+    sum_p = sum_q = EF.zero()
+    if zerocheck:
+        # A_t vanishes on D: divide by Z^N − 1, the constant s^N − 1 on the coset s·D
+        inv = mx.array([pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts], dtype=U32)
+        q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
+        quotient = interpolate_cosets(q_vals, shifts)
+    if logup:
+        all_shifts = [1] + shifts
+        numer = interpolate_cosets(b_acc[0], all_shifts)
+        denom = interpolate_cosets(b_acc[1], all_shifts)
+        # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
+        eq_l = eq_table(xi[:l_skip])
+        sum_p, sum_q = ext.to_host(mx.stack([bb.sum(ext.mul(b_acc[0][0], eq_l), axis=0),
+                                             bb.sum(ext.mul(b_acc[1][0], eq_l), axis=0)]))
+    return Round0(quotient, numer, denom, sum_p, sum_q)
+
+
+def _padded_sum(terms, length: int) -> mx.array:
+    """``Σ w·poly`` over ``(poly (len, 4), w: EF)``, zero-padded to ``(length, 4)``."""
+    acc = ext.zeros((length,))
+    for poly, w in terms:
+        acc = ext.add(acc, mx.pad(ext.mul(poly, ext.constant(w)), [(0, length - poly.shape[0]), (0, 0)]))
+    return acc
+
+
+def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
+                     rounds0: List[Round0]) -> List[EF]:
+    """Coefficients of ``s_0`` (§6.4): ``eq_D(ξ_0, Z)·(Z^N − 1)·Σ_t μ^(2T+t)·Q_t(Z)
+    + eq#_ξ(Z)·Σ_t (μ^(2t)·B_t + μ^(2t+1)·B'_t)(Z)``, exactly ``(d+1)(N−1)+1`` of them.
+
+    Raises :class:`ProverError` if the product exceeds that degree (then the traces do not
+    satisfy the constraints)."""
+    n_dom = 1 << l_skip
+    num_traces = len(rounds0)
+    count = (degree + 1) * (n_dom - 1) + 1
+    qs = [(r.quotient, mu_pows[2 * num_traces + t]) for t, r in enumerate(rounds0)
+          if r.quotient is not None]
+    bs = [(p, mu_pows[2 * t + k]) for t, r in enumerate(rounds0) if r.numer is not None
+          for k, p in enumerate((r.numer, r.denom))]
+    longest = max([q.shape[0] + n_dom for q, _ in qs] + [b.shape[0] for b, _ in bs] + [1])
+    size = 1 << max(longest + n_dom - 1, count).bit_length()
+    total = ext.zeros((size,))
+    xi0 = EF.lift(xi[0])
+    inv_n = pow(n_dom, P - 2, P)
+    if qs:
+        q = _padded_sum(qs, longest - n_dom)
+        zq = ext.sub(mx.pad(q, [(n_dom, 0), (0, 0)]), mx.pad(q, [(0, n_dom), (0, 0)]))
+        # eq_D(x, Z) = (1/N)·(1 + Σ_{j=1}^{N−1} x^{N−j}·Z^j)
+        eq_d = [EF(inv_n)] + [xi0 ** (n_dom - j) * inv_n for j in range(1, n_dom)]
+        total = ext.add(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
+                                       dft(_pad_to(zq, size))))
+    if bs:
+        b = _padded_sum(bs, longest)
+        eq_sharp = ext.from_host(kernels.eq_sharp_coeffs(l_skip, xi))
+        total = ext.add(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
+    coeffs = ext.to_host(idft(total))
+    if any(not c.is_zero() for c in coeffs[count:]):
+        raise ProverError("the round-0 polynomial exceeds its degree bound: the traces do not "
+                          "satisfy the AIR constraints")
+    return coeffs[:count]
+
+
+def _pad_to(a: mx.array, size: int) -> mx.array:
+    return mx.pad(a, [(0, size - a.shape[0]), (0, 0)])
+
+
+# ------------------------------------------------------------------ multilinear rounds
+def _ext_evaluate(tr: TraceData, cols: mx.array, lam_powers: List[EF], beta: EF, eq3b: List[EF]):
+    """``(C, P, Q)`` at points whose needed column values are ``cols`` ``(..., Wn, 4)``
+    (extension field); each ``(..., 4)`` uint32 (zeros where the AIR has nothing)."""
+    shape = tuple(cols.shape[:-2])
+    res = evaluate_dag(tr.dag, ExtArrays, tr.inputs(_getter(cols, tr.needed, 1)))
+    c = _constraint_sum(res.constraints, shape, False, lam_powers)
+    if tr.num_interactions:
+        p, q = _interaction_sums(tr, res.interactions, shape, False, eq3b, beta)
+    else:
+        p = q = ext.zeros(shape)
+    return c, p, q
+
+
+def _head_values(tr: TraceData, table: mx.array, degree: int, weights: mx.array,
+                 lam_powers, beta, eq3b) -> mx.array:
+    """``a_t, b_t, b'_t`` at ``X = 1..d`` (§6.6): ``(3, d, 4)`` uint32. ``table``: the folded
+    table ``(2M, W_tot, 4)``; ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``."""
+    cols = mx.take(table, mx.array(tr.needed, dtype=U32), axis=1)
+    m = cols.shape[0] // 2
+    v = cols.reshape(m, 2, len(tr.needed), 4)
+    diff = ext.sub(v[:, 1], v[:, 0])
+    points = [v[:, 1]]
+    for _ in range(degree - 1):
+        points.append(ext.add(points[-1], diff))
+    tx = mx.stack(points, axis=1)  # (M, d, Wn, 4): X = 1..d
+    c, p, q = _ext_evaluate(tr, tx, lam_powers, beta, eq3b)
+    return mx.stack([_contract(c, weights), _contract(p, weights), _contract(q, weights)])
+
+
+# ------------------------------------------------------------------ the constraint stage
+def eq3b_weights(l_skip: int, xi: List[EF], n_logup: int, nt: int, offsets: List[int]) -> List[EF]:
+    """``eq3b_{t,σ} = eq(ξ[l+ñ .. l+n_logup), bits(off(t,σ) >> (l+ñ)))`` (§6.1)."""
+    out = []
+    for off in offsets:
+        b = off >> (l_skip + nt)
+        bits = [(b >> k) & 1 for k in range(n_logup - nt)]
+        out.append(kernels.eq(xi[l_skip + nt:l_skip + n_logup], bits))
+    return out
+
+
+def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
+    """CONSTRAINTS.md §4.2 steps 4–15 on ``transcript`` (the preamble already observed).
+
+    ``pk``: :class:`~mlx_stark.keygen.MultiStarkProvingKey`. ``traces``: the present traces in
+    sorted order (§0.4), each with ``air_id``, ``common_main`` ``(H, w_c)`` and
+    ``cached_mains`` (``(H, w_k)`` uint32 MLX arrays), ``public_values`` and ``log_height``
+    (the preprocessed trace comes from ``pk``).
+
+    Returns ``(GkrProof, BatchConstraintProof, r)`` with ``r = (r_0, …, r_{n_max})`` (host EF)
+    for the stacked opening reduction. Raises :class:`ProverError` when the interactions do not
+    balance or the round-0 polynomial cannot exist (unsatisfied constraints)."""
+    params = pk.params
+    l_skip, degree = params.l_skip, params.max_constraint_degree
+    if not traces:
+        raise InvalidInputError("the constraint stage needs at least one trace")
+    heights = [int(t.log_height) for t in traces]
+    if any(a < b for a, b in zip(heights, heights[1:])):
+        raise InvalidInputError("traces must be sorted by descending height")
+    trs = [prepare_trace(pk, l_skip, t) for t in traces]
+    num_traces = len(trs)
+    n_max = trs[0].nt
+    offsets, total = segment_offsets(l_skip, [(tr.num_interactions, tr.nt) for tr in trs])
+    n_logup = n_logup_of(l_skip, total)
+
+    with span("prover.rap_constraints"):
+        with span("prover.rap_constraints.logup_gkr"):
+            witness, alpha, beta = logup_challenges(transcript, params.logup.pow_bits)
+            if total:
+                segments = [s for tr in trs if tr.num_interactions
+                            for s in gkr_segments(tr, l_skip, beta)]
+                p, q = fraction_leaves(segments, alpha, l_skip + n_logup)
+                q0, claims, polys, xi = prove_fractional_sumcheck(transcript, p, q)
+            else:
+                q0, claims, polys, xi = EF.one(), [], [], []
+        gkr_proof = GkrProof(witness, q0, claims, polys)
+
+        while len(xi) < l_skip + max(n_max, n_logup):
+            xi.append(transcript.sample_ext())
+        lam = transcript.sample_ext()
+        lam_powers = _powers(lam, max(len(tr.dag.constraint_idx) for tr in trs))
+        eq3b = [eq3b_weights(l_skip, xi, n_logup, tr.nt, offs) for tr, offs in zip(trs, offsets)]
+
+        with span("prover.rap_constraints.round0") as sp:
+            rounds0 = [round0_trace(tr, l_skip, xi, lam_powers, beta, e3)
+                       for tr, e3 in zip(trs, eq3b)]
+            for r0 in rounds0:
+                transcript.observe_ext(r0.sum_p)
+                transcript.observe_ext(r0.sum_q)
+            mu = transcript.sample_ext()
+            mu_pows = _powers(mu, 3 * num_traces)
+            s0 = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
+            for c in s0:
+                transcript.observe_ext(c)
+            r = [transcript.sample_ext()]
+            tables = [fold_skip(_lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r[0])
+                      for tr in trs]
+            sp.produced(*tables)
+
+        with span("prover.rap_constraints.mle_rounds") as sp:
+            claim = horner(s0, r[0])
+            e_zc = kernels.eq_d(l_skip, xi[0], r[0])
+            e_lu = horner(kernels.eq_sharp_coeffs(l_skip, xi), r[0])
+            final = [None] * num_traces
+            for t, tr in enumerate(trs):
+                if tr.nt == 0:
+                    final[t] = tables[t]
+            round_polys, tail = [], EF.zero()
+            for j in range(1, n_max + 1):
+                if j > 1:
+                    tail = tail * r[j - 1]
+                for t, tr in enumerate(trs):
+                    if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
+                        c, pv, qv = (ext.to_host(a.reshape(1, 4))[0] for a in
+                                     _ext_evaluate(tr, mx.take(final[t], mx.array(tr.needed, dtype=U32), axis=1),
+                                                   lam_powers, beta, eq3b[t]))
+                        tail = tail + mu_pows[2 * num_traces + t] * e_zc * c \
+                            + (mu_pows[2 * t] * pv + mu_pows[2 * t + 1] * qv) * e_lu
+                heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
+                head_vals = []
+                for t in heads:
+                    tr = trs[t]
+                    weights = eq_table(xi[l_skip + j:l_skip + tr.nt])
+                    head_vals.append(_head_values(tr, tables[t], degree, weights, lam_powers,
+                                                  beta, eq3b[t]))
+                vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
+                s_head = []
+                for x in range(degree):
+                    acc = EF.zero()
+                    for k, t in enumerate(heads):
+                        a, b, bq = (vals[(k * 3 + i) * degree + x] for i in range(3))
+                        acc = acc + mu_pows[2 * num_traces + t] * e_zc * a \
+                            + (mu_pows[2 * t] * b + mu_pows[2 * t + 1] * bq) * e_lu
+                    s_head.append(acc)
+                x_j = EF.lift(xi[l_skip + j - 1])
+                s_head0 = (claim - x_j * s_head[0] - tail) / (1 - x_j)
+                s_head = [s_head0] + s_head
+                s_head.append(kernels.interpolate_at_integers(s_head, degree + 1))
+                msg = [((1 - x_j) + (x_j * 2 - 1) * x) * s_head[x] + tail * x
+                       for x in range(1, degree + 2)]
+                for v in msg:
+                    transcript.observe_ext(v)
+                round_polys.append(msg)
+                r_j = transcript.sample_ext()
+                r.append(r_j)
+                claim = kernels.interpolate_at_integers([claim - msg[0]] + msg, r_j)
+                eq_j = x_j * r_j + (1 - x_j) * (1 - r_j)
+                e_zc, e_lu = e_zc * eq_j, e_lu * eq_j
+                for t in heads:
+                    tables[t] = fold_lowest(tables[t], r_j)
+                    if trs[t].nt == j:
+                        final[t] = tables[t]
+                mx.eval([tables[t] for t in heads])
+
+            # column openings: all common mains first, then the other parts per trace
+            openings = [tr.openings(ext.to_host(final[t].reshape(-1, 4)))
+                        for t, tr in enumerate(trs)]
+            for pass_parts in (slice(0, 1), slice(1, None)):
+                for tr, parts in zip(trs, openings):
+                    for part in parts[pass_parts]:
+                        pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
+                        for v in pairs:
+                            transcript.observe_ext(v)
+            sp.produced(*[f for f in final if f is not None])
+
+    batch_proof = BatchConstraintProof(
+        numerator_term_per_air=[r0.sum_p for r0 in rounds0],
+        denominator_term_per_air=[r0.sum_q for r0 in rounds0],
+        univariate_round_coeffs=s0,
+        sumcheck_round_polys=round_polys,
+        column_openings=openings,
+    )
+    return gkr_proof, batch_proof, r
+
+
+def _powers(x: EF, n: int) -> List[EF]:
+    out, acc = [], EF.one()
+    for _ in range(n):
+        out.append(acc)
+        acc = acc * x
+    return out

@@ -1,0 +1,158 @@
+"""LogUp GKR prover: the fractional sumcheck of CONSTRAINTS.md §5.
+
+The interactions of all traces become ``2^G`` fraction leaves ``(p_i, q_i)`` (§5.1–5.2); the
+layered circuit adds sibling fractions, ``(p1, q1) ⊕ (p2, q2) = (p1·q2 + p2·q1, q1·q2)``, up to
+the root ``(P0, Q0)`` (§5.3), and the prover reduces the statement ``P0 = 0`` layer by layer to
+one claim on the leaves' multilinear extensions at a random point ``ξ`` (§5.4).
+
+Every layer is one whole-array computation; each sumcheck sub-round evaluates its cubic at
+``X = 1, 2, 3`` as whole-array sums over the five tables ``P0, Q0, P1, Q1, E`` (stacked along
+one axis so that they fold together). Only challenges and round messages touch the host.
+
+The LogUp proof of work (§5.0) precedes ``α, β``: :func:`logup_challenges` performs it and
+samples both challenges, so a caller runs it right after the preamble, with or without
+interactions.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import mlx.core as mx
+
+from ..errors import ProverError
+from ..field import bb, ext
+from ..field.bb import U32
+from ..field.host import EF
+from ..poly import eq_table, fold_lowest
+from ..proof.constraints import GkrLayerClaims
+from ..transcript import Transcript
+
+
+# ------------------------------------------------------------------ challenges and layout
+def logup_challenges(transcript: Transcript, pow_bits: int) -> Tuple[int, EF, EF]:
+    """§4.2 steps 4–5: ``w = grind(pow_bits)``, then ``α = sample_ext()``, ``β = sample_ext()``.
+    Returns ``(w, α, β)``."""
+    witness = transcript.grind(pow_bits)
+    alpha = transcript.sample_ext()
+    beta = transcript.sample_ext()
+    return witness, alpha, beta
+
+
+def n_logup_of(l_skip: int, total: int) -> int:
+    """``n_logup = bitlength(total) − l`` for ``total > 0``, else 0 (§5.1)."""
+    return total.bit_length() - l_skip if total > 0 else 0
+
+
+def segment_offsets(l_skip: int, traces: Sequence[Tuple[int, int]]) -> Tuple[List[List[int]], int]:
+    """Offsets ``off(t, σ)`` of the interaction segments (§5.1) and ``total``.
+
+    ``traces``: per trace in sorted order ``(K_t, ñ_t)`` (interaction count, lifted relative
+    dimension). Segment ``(t, σ)`` spans ``2^(l+ñ_t)`` leaves."""
+    offsets, o = [], 0
+    for k, nt in traces:
+        offsets.append([o + (s << (l_skip + nt)) for s in range(k)])
+        o += k << (l_skip + nt)
+    return offsets, o
+
+
+# ------------------------------------------------------------------ leaves
+def fraction_leaves(segments: Sequence[Tuple[mx.array, mx.array]], alpha: EF, num_vars: int):
+    """The ``2^G`` leaves (§5.2) from the segments in layout order.
+
+    ``segments``: per ``(t, σ)``: ``(p, h)`` with ``p`` ``(2^(l+ñ_t),)`` uint32 (already
+    lifted and scaled by ``norm_t``) and ``h`` ``(2^(l+ñ_t), 4)`` (lifted, without ``α``).
+    Padding leaves are ``(0, α)``. Returns ``(p, q)``, both ``(2^G, 4)`` uint32."""
+    size = 1 << num_vars
+    used = sum(int(p.shape[0]) for p, _ in segments)
+    if used >= size:
+        raise ProverError(f"{used} interaction leaves do not fit 2^{num_vars} (no padding leaf)")
+    p = mx.concatenate([s[0] for s in segments] + [mx.zeros((size - used,), dtype=U32)])
+    h = mx.concatenate([s[1] for s in segments] + [ext.zeros((size - used,))])
+    return ext.from_base(p), ext.add(h, ext.constant(alpha))
+
+
+# ------------------------------------------------------------------ layered circuit
+@mx.compile
+def _add_fractions(p0: mx.array, q0: mx.array, p1: mx.array, q1: mx.array):
+    return ext.add(ext.mul(p0, q1), ext.mul(p1, q0)), ext.mul(q0, q1)
+
+
+def fraction_layers(p: mx.array, q: mx.array) -> List[Tuple[mx.array, mx.array]]:
+    """All layers ``j = 0..G`` of the circuit (§5.3): ``layers[j] = (p_j, q_j)``, each
+    ``(2^j, 4)`` uint32; ``layers[G]`` are the leaves, ``layers[0]`` the root."""
+    layers = [(p, q)]
+    while layers[-1][0].shape[0] > 1:
+        lp, lq = layers[-1]
+        half = lp.shape[0] // 2
+        vp, vq = lp.reshape(half, 2, 4), lq.reshape(half, 2, 4)
+        layers.append(_add_fractions(vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1]))
+    layers.reverse()
+    return layers
+
+
+# ------------------------------------------------------------------ sumcheck
+@mx.compile
+def _cubic_terms(t0: mx.array, t1: mx.array, lam: mx.array) -> mx.array:
+    """Summands of ``g(1), g(2), g(3)``: ``t0, t1`` ``(M, 5, 4)`` are the even/odd rows of the
+    tables ``P0, Q0, P1, Q1, E``; returns ``(3, M, 4)``."""
+    d = ext.sub(t1, t0)
+    t2 = ext.add(t1, d)
+    t3 = ext.add(t2, d)
+    tx = mx.stack([t1, t2, t3])  # (3, M, 5, 4)
+    p0, q0, p1, q1, e = (tx[:, :, i] for i in range(5))
+    cross = ext.add(ext.mul(p0, q1), ext.mul(p1, q0))
+    return ext.mul(e, ext.add(cross, ext.mul(ext.mul(q0, q1), lam)))
+
+
+def _layer_claims(lp: mx.array, lq: mx.array) -> GkrLayerClaims:
+    """Claims of a 2-node layer (or fully folded tables): ``(p[0], p[1], q[0], q[1])``."""
+    p0, p1, q0, q1 = ext.to_host(mx.concatenate([lp.reshape(2, 4), lq.reshape(2, 4)]))
+    return GkrLayerClaims(p0, p1, q0, q1)
+
+
+def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
+    """§5.4 for the leaves ``p, q`` (``(2^G, 4)`` uint32, ``G ≥ 1``).
+
+    Raises :class:`ProverError` if the root numerator ``P0`` is not zero (unbalanced buses),
+    before anything is observed. Returns ``(q0_claim, claims_per_layer, sumcheck_polys, ξ)``
+    with ``ξ`` (``G`` host EF) the point of the leaf claims."""
+    layers = fraction_layers(p, q)
+    num_vars = len(layers) - 1
+    if num_vars < 1:
+        raise ProverError("the GKR circuit needs at least two leaves")
+    mx.eval([a for layer in layers for a in layer])
+    p_root, q_root = ext.to_host(mx.concatenate([layers[0][0], layers[0][1]]))
+    if not p_root.is_zero():
+        raise ProverError("interactions do not balance: the LogUp root numerator is not zero")
+    transcript.observe_ext(q_root)
+
+    claims = [_layer_claims(*layers[1])]
+    claims[0].observe(transcript)
+    xi = [transcript.sample_ext()]
+    polys = []
+    for j in range(2, num_vars + 1):
+        lam = transcript.sample_ext()
+        lp, lq = layers[j]
+        half = lp.shape[0] // 2
+        vp, vq = lp.reshape(half, 2, 4), lq.reshape(half, 2, 4)
+        # tables (2^(j−1), 5, 4): P0, Q0, P1, Q1, E; every one folds on its row index
+        tables = mx.stack([vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1], eq_table(xi)], axis=1)
+        lam4 = ext.constant(lam)
+        rounds, rho = [], []
+        for _ in range(j - 1):
+            m = tables.shape[0] // 2
+            v = tables.reshape(m, 2, 5, 4)
+            g = ext.to_host(bb.sum(_cubic_terms(v[:, 0], v[:, 1], lam4), axis=1))
+            for val in g:
+                transcript.observe_ext(val)
+            rounds.append(tuple(g))
+            r = transcript.sample_ext()
+            rho.append(r)
+            tables = fold_lowest(tables, r)
+        polys.append(rounds)
+        p0, q0, p1, q1, _ = ext.to_host(tables.reshape(5, 4))
+        layer = GkrLayerClaims(p0, p1, q0, q1)
+        layer.observe(transcript)
+        claims.append(layer)
+        xi = [transcript.sample_ext()] + rho
+    return q_root, claims, polys, xi

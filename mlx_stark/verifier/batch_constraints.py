@@ -1,0 +1,274 @@
+"""Verifier of the constraint stage (CONSTRAINTS.md §8.4, with the constraint-side proof-shape
+checks of §8.2): LogUp proof of work, ``α, β``, GKR (:mod:`.gkr`), the sum claims, the batch
+constraint sumcheck, and the final evaluation of every AIR's constraints and interactions at
+the opened column values. Host arithmetic only; raises :class:`VerificationError`.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+from ..air.dag import SymbolicConstraintsDag
+from ..air.evaluate import DagInputs, Host, evaluate_dag
+from ..errors import VerificationError
+from ..field.bb import P, two_adic_generator
+from ..field.host import EF, horner
+from ..poly import kernels
+from .gkr import verify_gkr
+
+SHAPE = "ProofShape"
+
+
+def _shape(ok: bool, detail: str) -> None:
+    if not ok:
+        raise VerificationError(SHAPE, detail)
+
+
+def _is_ef_list(values) -> bool:
+    return isinstance(values, (list, tuple)) and all(isinstance(v, EF) for v in values)
+
+
+def _check_shapes(params, per_air, gkr_proof, batch_proof, air_ids, log_heights,
+                  total: int, n_logup: int) -> None:
+    """§8.2, constraint side: GKR and batch proof lengths against the vk and the heights."""
+    l_skip, d = params.l_skip, params.max_constraint_degree
+    num_traces = len(air_ids)
+    w = gkr_proof.logup_pow_witness
+    _shape(type(w) is int and 0 <= w < P, "LogUp witness is not a field element")
+    _shape(isinstance(gkr_proof.q0_claim, EF), "q0_claim is not an extension element")
+    rounds = l_skip + n_logup if total else 0
+    claims = gkr_proof.claims_per_layer
+    _shape(isinstance(claims, (list, tuple)) and len(claims) == rounds,
+           f"GKR has {len(claims)} layer claims, expected {rounds}")
+    _shape(all(_is_ef_list([c.p_xi_0, c.p_xi_1, c.q_xi_0, c.q_xi_1]) for c in claims),
+           "GKR layer claims must be extension elements")
+    polys = gkr_proof.sumcheck_polys
+    _shape(isinstance(polys, (list, tuple)) and len(polys) == max(rounds - 1, 0),
+           "GKR sumcheck polynomial count")
+    for i, rnd in enumerate(polys):
+        _shape(isinstance(rnd, (list, tuple)) and len(rnd) == i + 1
+               and all(_is_ef_list(t) and len(t) == 3 for t in rnd),
+               f"GKR round {i + 1} sub-round count")
+
+    bp = batch_proof
+    _shape(_is_ef_list(bp.numerator_term_per_air) and len(bp.numerator_term_per_air) == num_traces,
+           "numerator terms per trace")
+    _shape(_is_ef_list(bp.denominator_term_per_air)
+           and len(bp.denominator_term_per_air) == num_traces, "denominator terms per trace")
+    _shape(_is_ef_list(bp.univariate_round_coeffs)
+           and len(bp.univariate_round_coeffs) == (d + 1) * ((1 << l_skip) - 1) + 1,
+           "univariate round coefficient count")
+    n_max = max(max(h - l_skip, 0) for h in log_heights)
+    _shape(isinstance(bp.sumcheck_round_polys, (list, tuple))
+           and len(bp.sumcheck_round_polys) == n_max, "sumcheck round count")
+    _shape(all(_is_ef_list(p) and len(p) == d + 1 for p in bp.sumcheck_round_polys),
+           "sumcheck round polynomial length")
+    _shape(isinstance(bp.column_openings, (list, tuple))
+           and len(bp.column_openings) == num_traces, "column openings per trace")
+    for a, parts in zip(air_ids, bp.column_openings):
+        avk = per_air[a]
+        width = avk.params.width
+        k = 2 if avk.params.need_rot else 1
+        expected = [width.common_main * k]
+        if width.preprocessed is not None:
+            expected.append(width.preprocessed * k)
+        expected += [c * k for c in width.cached_mains]
+        _shape(isinstance(parts, (list, tuple)) and len(parts) == len(expected),
+               f"AIR {a}: number of opened parts")
+        for part, n in zip(parts, expected):
+            _shape(_is_ef_list(part) and len(part) == n, f"AIR {a}: opened part length")
+
+
+def _pairs(values: List[EF], need_rot: bool) -> List[tuple]:
+    """A part's flat openings as ``(value, rotated value or 0)`` pairs."""
+    if need_rot:
+        return [(values[2 * i], values[2 * i + 1]) for i in range(len(values) // 2)]
+    return [(v, EF.zero()) for v in values]
+
+
+def _eval_trace(avk, parts: List[List[tuple]], public_values, is_first: EF, is_last: EF):
+    """Node values of the AIR's DAG at the opened point (§8.4 step 12)."""
+    width = avk.params.width
+    has_prep = width.preprocessed is not None
+    cached = parts[1 + has_prep:]
+    main_parts = list(cached) + [parts[0]]  # DAG numbering: cached parts, then the common main
+
+    def split(pairs):
+        return [v for v, _ in pairs], [rot for _, rot in pairs]
+
+    inputs = DagInputs(
+        main=[split(p) for p in main_parts],
+        preprocessed=split(parts[1]) if has_prep else None,
+        public_values=[int(v) for v in public_values],
+        is_first_row=is_first,
+        is_last_row=is_last,
+        is_transition=1 - is_last,
+    )
+    dag: SymbolicConstraintsDag = avk.symbolic_constraints
+    return dag, evaluate_dag(dag, Host, inputs)
+
+
+def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
+                               trace_id_to_air_id: Sequence[int], log_heights: Sequence[int],
+                               public_values: Sequence[Sequence[int]]) -> List[EF]:
+    """§8.4 on ``transcript`` (the preamble already observed).
+
+    ``vk``: a multi-AIR verifying key (``params``, ``per_air``); ``trace_id_to_air_id`` and
+    ``log_heights``: per trace in sorted order; ``public_values``: per AIR id. Returns
+    ``r = (r_0, …, r_{n_max})`` (host EF). The column openings of ``batch_proof`` are the
+    claims the stacked reduction must then prove."""
+    params = vk.params
+    per_air = vk.per_air
+    l_skip, d = params.l_skip, params.max_constraint_degree
+    n_dom = 1 << l_skip
+    air_ids = [int(a) for a in trace_id_to_air_id]
+    log_heights = [int(h) for h in log_heights]
+    if not air_ids or len(air_ids) != len(log_heights):
+        raise VerificationError("EmptyTraces" if not air_ids else SHAPE, "trace order")
+    num_traces = len(air_ids)
+    ns = [h - l_skip for h in log_heights]
+    nts = [max(n, 0) for n in ns]
+    n_max = max(nts)
+    total = sum(len(per_air[a].symbolic_constraints.interactions) << (l_skip + nt)
+                for a, nt in zip(air_ids, nts))
+    n_logup = total.bit_length() - l_skip if total else 0
+    _check_shapes(params, per_air, gkr_proof, batch_proof, air_ids, log_heights, total, n_logup)
+    bp = batch_proof
+
+    # 1-2. proof of work, LogUp challenges
+    if not transcript.check_witness(params.logup.pow_bits, gkr_proof.logup_pow_witness):
+        raise VerificationError("InvalidLogupPowWitness")
+    alpha = transcript.sample_ext()
+    beta = transcript.sample_ext()
+
+    # 3. GKR
+    if total:
+        p_claim, q_claim, xi = verify_gkr(gkr_proof, transcript, l_skip + n_logup)
+    else:
+        if gkr_proof.q0_claim != EF.one():
+            raise VerificationError("InvalidZeroRoundValue", f"q0_claim = {gkr_proof.q0_claim}")
+        p_claim, q_claim, xi = EF.zero(), alpha, []
+
+    # 4. ξ padding, λ
+    while len(xi) < l_skip + max(n_max, n_logup):
+        xi.append(transcript.sample_ext())
+    lam = transcript.sample_ext()
+
+    # 5. sum claims against the GKR claims
+    for sp, sq in zip(bp.numerator_term_per_air, bp.denominator_term_per_air):
+        p_claim = p_claim - sp
+        q_claim = q_claim - sq
+        transcript.observe_ext(sp)
+        transcript.observe_ext(sq)
+    if not p_claim.is_zero():
+        raise VerificationError("GkrNumeratorMismatch")
+    if q_claim != alpha:
+        raise VerificationError("GkrDenominatorMismatch")
+
+    # 6. μ and the batched claim
+    mu = transcript.sample_ext()
+    mu_pows, acc = [], EF.one()
+    for _ in range(3 * num_traces):
+        mu_pows.append(acc)
+        acc = acc * mu
+    claim = EF.zero()
+    for t, (sp, sq) in enumerate(zip(bp.numerator_term_per_air, bp.denominator_term_per_air)):
+        claim = claim + mu_pows[2 * t] * sp + mu_pows[2 * t + 1] * sq
+
+    # 7. univariate skip round
+    for c in bp.univariate_round_coeffs:
+        transcript.observe_ext(c)
+    r0 = transcript.sample_ext()
+    on_domain = EF.zero()
+    for c in bp.univariate_round_coeffs[::n_dom]:
+        on_domain = on_domain + c
+    if on_domain * n_dom != claim:
+        raise VerificationError("SumClaimMismatch")
+    cur = horner(bp.univariate_round_coeffs, r0)
+    rs = [r0]
+
+    # 8. multilinear rounds
+    for values in bp.sumcheck_round_polys:
+        for v in values:
+            transcript.observe_ext(v)
+        r = transcript.sample_ext()
+        cur = kernels.interpolate_at_integers([cur - values[0]] + list(values), r)
+        rs.append(r)
+
+    # 9. eq3b per trace and interaction
+    eq3b, stacked = [], 0
+    for a, nt in zip(air_ids, nts):
+        row = []
+        for _ in per_air[a].symbolic_constraints.interactions:
+            b = stacked >> (l_skip + nt)
+            bits = [(b >> k) & 1 for k in range(n_logup - nt)]
+            row.append(kernels.eq(xi[l_skip + nt:l_skip + n_logup], bits))
+            stacked += 1 << (l_skip + nt)
+        eq3b.append(row)
+
+    # 10. Ê[i], Ê#[i]
+    e_zc = [kernels.eq_d(l_skip, xi[0], r0)]
+    e_lu = [horner(kernels.eq_sharp_coeffs(l_skip, xi), r0)]
+    for i in range(1, n_max + 1):
+        x, r = xi[l_skip + i - 1], rs[i]
+        eq = x * r + (1 - x) * (1 - r)
+        e_zc.append(e_zc[-1] * eq)
+        e_lu.append(e_lu[-1] * eq)
+    tail = rs[n_max]
+    for i in range(n_max - 1, -1, -1):
+        e_zc[i] = e_zc[i] * tail
+        e_lu[i] = e_lu[i] * tail
+        tail = tail * rs[i]
+
+    # 11. openings: common mains of all traces first, then the other parts per trace
+    pairs = [[_pairs(part, per_air[a].params.need_rot) for part in parts]
+             for a, parts in zip(air_ids, bp.column_openings)]
+    for trace_parts in pairs:
+        for v, rot in trace_parts[0]:
+            transcript.observe_ext(v)
+            transcript.observe_ext(rot)
+
+    # 12. per-trace evaluation
+    evaluated = EF.zero()
+    for t, (a, n, nt) in enumerate(zip(air_ids, ns, nts)):
+        for part in pairs[t][1:]:
+            for v, rot in part:
+                transcript.observe_ext(v)
+                transcript.observe_ext(rot)
+        avk = per_air[a]
+        if n >= 0:
+            first, last = EF.one(), EF.one()
+            for r in rs[1:nt + 1]:
+                first = first * (1 - r)
+                last = last * r
+            is_first = kernels.lagrange_first(l_skip, r0) * first
+            is_last = kernels.lagrange_last(l_skip, r0) * last
+            norm = 1
+        else:
+            s = -n
+            y = r0 ** (1 << s)
+            is_first = kernels.eq1(l_skip - s, y)
+            is_last = kernels.eq1(l_skip - s, y * two_adic_generator(l_skip - s))
+            norm = pow(1 << s, P - 2, P)
+        dag, values = _eval_trace(avk, pairs[t], public_values[a], is_first, is_last)
+        expr = EF.zero()
+        lam_pow = EF.one()
+        for v in values.constraints:
+            expr = expr + lam_pow * v
+            lam_pow = lam_pow * lam
+        num, den = EF.zero(), EF.zero()
+        for it, (message, count), w in zip(dag.interactions, values.interactions, eq3b[t]):
+            h, bpow = EF.zero(), EF.one()
+            for m in message:
+                h = h + bpow * m
+                bpow = bpow * beta
+            h = h + bpow * (it.bus_index + 1)
+            num = num + w * count
+            den = den + w * h
+        evaluated = evaluated + mu_pows[2 * t] * (num * norm * e_lu[nt]) \
+            + mu_pows[2 * t + 1] * (den * e_lu[nt]) \
+            + mu_pows[2 * num_traces + t] * (e_zc[nt] * expr)
+
+    # 13. final consistency
+    if cur != evaluated:
+        raise VerificationError("InconsistentClaims")
+    return rs
