@@ -8,6 +8,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
 from .poseidon2 import WIDTH, from_mont_lanes, map_rows, permute_host, permute_mont_lanes, to_mont_lanes
@@ -101,6 +102,9 @@ def hash_rows(matrix: mx.array) -> mx.array:
     n, w = matrix.shape
     if w == 0:
         return mx.zeros((n, DIGEST), dtype=U32)
+    kernel = custom_kernels.native("merkle.hash_rows")
+    if kernel is not None:
+        return kernel(matrix)
     return map_rows(_hash_rows, matrix)
 
 
@@ -115,6 +119,9 @@ def compress(left: mx.array, right: mx.array) -> mx.array:
     _check_u32(right, 2, "compress")
     if left.shape != right.shape or left.shape[1] != DIGEST:
         raise InvalidInputError(f"compress takes two (n, 8) arrays, got {left.shape} and {right.shape}")
+    kernel = custom_kernels.native("merkle.compress")
+    if kernel is not None:
+        return kernel(left, right)
     return map_rows(_compress, left, right)
 
 
@@ -223,6 +230,9 @@ class MerkleTree:
         mx.eval(matrix)
         if n * w and int(mx.max(matrix).item()) >= P:
             raise InvalidInputError("matrix entries must be canonical field elements (< p)")
+        kernel = custom_kernels.native("merkle.commit_layers")
+        if kernel is not None:
+            return cls(matrix, k, kernel(matrix, k))
         hashes = []
         for lo in range(0, n, _COMMIT_SLAB_ROWS):
             slab = hash_rows(matrix[lo:lo + _COMMIT_SLAB_ROWS])

@@ -29,6 +29,7 @@ from importlib import resources
 import mlx.core as mx
 import numpy as np
 
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import P, U32, U64
@@ -282,6 +283,9 @@ def permute(states: mx.array, constants: Poseidon2Constants = DEFAULT_CONSTANTS)
         raise InvalidInputError(f"permute expects states of shape (n, 16), got {tuple(states.shape)}")
     if states.dtype != U32:
         raise InvalidInputError(f"permute expects uint32 states, got {states.dtype}")
+    kernel = custom_kernels.native("poseidon2.permute")
+    if kernel is not None:
+        return kernel(states, constants)
     return map_rows(lambda s: _permute_rows(s, constants), states)
 
 
@@ -307,6 +311,9 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     """
     if not 0 <= absorb_idx < 8:
         raise InvalidInputError(f"absorb position must be in [0, 8), got {absorb_idx}")
+    kernel = custom_kernels.native("poseidon2.find_pow_witness")
+    if kernel is not None:
+        return kernel(state, absorb_idx, bits)
     fixed = [mx.array((int(v) << 32) % P, dtype=U32) for v in state]  # Montgomery form
     mask = (1 << bits) - 1
     start, batch = 0, _POW_FIRST_BATCH

@@ -17,6 +17,7 @@ import threading
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..field import bb
 from ..field.bb import MONTY_MU, P, U32, U64
 
@@ -86,6 +87,9 @@ def _transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
     log_n = _log2_exact(n)
     pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
     y = x.astype(U32)
+    kernel = custom_kernels.native("ntt.transform")
+    if kernel is not None:
+        return kernel(y.reshape(pre, n, post), log_n, inverse).reshape(shape)
     s = 1  # Stockham stride: the first pass has s = 1, m = n/2 and twiddles of order n
     for stage in range(log_n):
         m = n // (2 * s)
@@ -124,6 +128,10 @@ def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
     log_n = _log2_exact(n) + log_blowup
     if log_blowup == 0:
         return dft(coeffs)
+    kernel = custom_kernels.native("ntt.transform")
+    if kernel is not None:  # one transform of the zero-padded columns (the kernel reads zeros)
+        out = kernel(coeffs.astype(U32).reshape(1, n, math.prod(coeffs.shape[1:])), log_n, False)
+        return out.reshape((n << log_blowup,) + coeffs.shape[1:])
     mx.eval(coeffs)
     streams = worker_streams()
     w = bb.two_adic_generator(log_n)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
 from ..hash.merkle import MerkleTree
@@ -94,6 +95,9 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     ``matrix``: ``(2^m, W)`` uint32 -> ``(2^m, W)`` uint32. The blocks are independent, so
     the two row halves go to the two worker streams; inside each, the block axis is moved to
     the front so that every butterfly pass reads contiguous halves."""
+    kernel = custom_kernels.native("stacked_pcs.rs_messages")
+    if kernel is not None:
+        return kernel(matrix, l_skip)
     height, width = matrix.shape
     mx.eval(matrix)
     streams = ntt.worker_streams()

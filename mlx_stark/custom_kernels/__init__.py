@@ -1,0 +1,107 @@
+"""Custom Metal / CUDA kernels and the registry that picks them or the MLX-ops reference.
+
+Stages that have a native kernel ask the registry first and keep their MLX-ops code as the
+reference (and the CPU path)::
+
+    kernel = custom_kernels.native("merkle.hash_rows")
+    if kernel is not None:
+        return kernel(matrix)
+    ...  # MLX ops
+
+:func:`native` returns the kernel-backed function when :func:`mlx_stark.device.native_kernels_active`
+(a Metal or CUDA default device and ``MLX_STARK_KERNELS`` not ``ops``), else ``None``. Every
+native function is bit-equal to its reference.
+
+Kernel sources are :class:`KernelSource` objects in a dialect-neutral form (see
+:mod:`.prelude`); :func:`render` turns one into the header and body MLX compiles for CUDA
+(``mx.fast.cuda_kernel``) or Metal (``mx.fast.metal_kernel``), and :func:`launch` builds it
+once per device dialect and runs it. Kernel modules import the stages they accelerate, so they
+are loaded on first use and never at package import (the stages import this package).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from .. import device
+from .prelude import DIALECTS, prelude, thread_indices
+
+# operation name -> (kernel module, function); see each function's docstring for its contract
+_NATIVE = {
+    "poseidon2.permute": ("poseidon2", "permute"),
+    "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
+    "merkle.hash_rows": ("poseidon2", "hash_rows"),
+    "merkle.compress": ("poseidon2", "compress"),
+    "merkle.commit_layers": ("poseidon2", "merkle_layers"),
+    "ntt.transform": ("ntt", "transform"),
+    "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
+}
+
+OPERATIONS = tuple(_NATIVE)
+
+
+def native(operation: str):
+    """The native implementation of ``operation`` for the running device, or ``None`` when the
+    MLX-ops reference must run (CPU device, or ``MLX_STARK_KERNELS=ops``)."""
+    if operation not in _NATIVE:
+        raise KeyError(f"unknown kernel operation {operation!r}; known: {OPERATIONS}")
+    if not device.native_kernels_active():
+        return None
+    module, attr = _NATIVE[operation]
+    return getattr(importlib.import_module(f".{module}", __name__), attr)
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A kernel in dialect-neutral form: ``header`` (helper functions, after the prelude) and
+    ``body`` (after the thread-index statements). All inputs and outputs are ``uint32``."""
+
+    name: str
+    input_names: tuple
+    output_names: tuple
+    header: str
+    body: str
+
+    def mangled(self) -> str:
+        """Name unique to this source: MLX caches compiled kernels by name."""
+        digest = hashlib.sha256((self.header + "\0" + self.body).encode()).hexdigest()[:12]
+        return f"{self.name}_{digest}"
+
+
+def render(src: KernelSource, dialect: str) -> tuple:
+    """``(header, body)`` of ``src`` for ``dialect`` (``cuda`` or ``metal``)."""
+    return prelude(dialect) + src.header, thread_indices(dialect) + src.body
+
+
+_BUILT: dict = {}
+
+
+def _build(src: KernelSource, dialect: str):
+    key = (src.mangled(), dialect)
+    kernel = _BUILT.get(key)
+    if kernel is None:
+        header, body = render(src, dialect)
+        make = mx.fast.cuda_kernel if dialect == "cuda" else mx.fast.metal_kernel
+        kernel = make(name=key[0], input_names=list(src.input_names),
+                      output_names=list(src.output_names), source=body, header=header)
+        _BUILT[key] = kernel
+    return kernel
+
+
+def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, output_shapes: list) -> list:
+    """Run ``src`` on the default (GPU) device: ``grid`` counts threads along x (a multiple of
+    ``threadgroup`` where the kernel uses barriers) and blocks along y. Returns the uint32
+    outputs. Lazy, like any MLX op."""
+    dialect = device.backend()
+    if dialect not in DIALECTS:
+        raise RuntimeError(f"custom kernels need a CUDA or Metal device, not {dialect!r}")
+    gx, gy = grid
+    return _build(src, dialect)(inputs=inputs, grid=(gx, gy, 1), threadgroup=(threadgroup, 1, 1),
+                                output_shapes=output_shapes,
+                                output_dtypes=[mx.uint32] * len(output_shapes))
+
+
+__all__ = ["native", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]

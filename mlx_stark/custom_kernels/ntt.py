@@ -1,0 +1,193 @@
+"""NTT kernels (PCS.md §0, §5.3, §6.4): batched DFT along axis 0 and the RS messages of the
+stacked matrix. Natural order in and out, bit-equal to :mod:`mlx_stark.poly.ntt` and
+:func:`mlx_stark.prover.stacked_pcs.rs_messages`.
+
+Transform: radix-``2^s`` Stockham passes (``s <= 10``), a whole transform being 1-3 launches
+and no host wait. With ``N_s`` the product of the radices of the previous passes, a pass maps
+``A`` to ``A'`` with, for ``j < N/R`` and ``r, q < R``::
+
+    A'[(j / N_s)·N_s·R + j mod N_s + q·N_s] = Σ_r ω_R^{rq} · ω_{N_s·R}^{r·(j mod N_s)} · A[j + r·N/R]
+
+(decimation in time; after the last pass ``A' = DFT(A)`` in natural order). A block loads
+``TB`` adjacent columns (index ``j`` and the trailing batch position together form one
+contiguous column number) of ``R`` elements each into shared memory, bit-reversed, runs the
+``s`` radix-2 stages there and writes the ``R`` outputs. ``TB·R`` words fill 32 KiB (Metal's
+threadgroup memory); rows past the input's height read as zero, which makes the LDE's zero
+padding free.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..field.bb import P, two_adic_generator
+from ..poly.ntt import twiddles_mont
+from . import KernelSource, launch
+from .prelude import literal, mont
+
+SHARED_WORDS = 1 << 13  # 32 KiB of shared / threadgroup memory per block
+MAX_LOG_RADIX = 10
+THREADS = 256
+MAX_GRID_Y = 65535  # CUDA's limit on blocks along y (the leading batch axis)
+
+
+@lru_cache(maxsize=MAX_LOG_RADIX)
+def stockham_source(log_radix: int) -> KernelSource:
+    """One radix-``2^log_radix`` pass: ``x`` (pre·n_in·cols) -> ``y`` (pre·N·cols);
+    ``tw``: ``ω_N^i`` for ``i < N/2`` (Montgomery); ``params = [N, cols, N_s, log N_s, n_in,
+    log N]``. Blocks of :data:`THREADS` threads along x, one leading batch index per block row
+    along y."""
+    if not 1 <= log_radix <= MAX_LOG_RADIX:
+        raise ValueError(f"radix 2^{log_radix} out of range")
+    s = log_radix
+    radix = 1 << s
+    tb = SHARED_WORDS >> s
+    log_tb = tb.bit_length() - 1
+    body = f"""\
+SHARED uint32_t tile[{SHARED_WORDS}];
+const uint32_t n = params[0];
+const uint32_t cols = params[1];
+const uint32_t ns = params[2];
+const uint32_t log_ns = params[3];
+const uint32_t n_in = params[4];
+const uint32_t log_n = params[5];
+const uint32_t nr = n >> {s}u;
+const uint32_t span = nr * cols;
+const uint32_t f0 = bid * {tb}u;
+const uint64_t in_base = (uint64_t)bid_y * n_in * cols;
+const uint64_t out_base = (uint64_t)bid_y * n * cols;
+const uint32_t half_n = n >> 1;
+const uint32_t pre_shift = log_n - log_ns - {s}u;
+for (uint32_t e = tid; e < {tb * radix}u; e += {THREADS}u) {{
+  const uint32_t t = e & {tb - 1}u;
+  const uint32_t r = e >> {log_tb}u;
+  const uint32_t f = f0 + t;
+  uint32_t v = 0u;
+  if (f < span) {{
+    const uint32_t j = f / cols;
+    if (j + r * nr < n_in) v = x[in_base + f + (uint64_t)r * span];
+    const uint32_t te = (r * (j & (ns - 1u))) << pre_shift;
+    if (te != 0u) v = bb_mont(v, te < half_n ? tw[te] : BB_P - tw[te - half_n]);
+  }}
+  tile[(BITREV32(r) >> {32 - s}u) * {tb}u + t] = v;
+}}
+for (uint32_t log_h = 0u; log_h < {s}u; ++log_h) {{
+  const uint32_t h = 1u << log_h;
+  BARRIER();
+  for (uint32_t e = tid; e < {tb * radix // 2}u; e += {THREADS}u) {{
+    const uint32_t t = e & {tb - 1}u;
+    const uint32_t b = e >> {log_tb}u;
+    const uint32_t k = b & (h - 1u);
+    const uint32_t ia = (((b - k) << 1) + k) * {tb}u + t;
+    const uint32_t ib = ia + h * {tb}u;
+    const uint32_t w = tw[k << (log_n - 1u - log_h)];
+    const uint32_t a = tile[ia];
+    const uint32_t bw = bb_mont(tile[ib], w);
+    tile[ia] = bb_add(a, bw);
+    tile[ib] = bb_sub(a, bw);
+  }}
+}}
+BARRIER();
+for (uint32_t e = tid; e < {tb * radix}u; e += {THREADS}u) {{
+  const uint32_t t = e & {tb - 1}u;
+  const uint32_t q = e >> {log_tb}u;
+  const uint32_t f = f0 + t;
+  if (f < span) {{
+    const uint32_t j = f / cols;
+    const uint32_t row = ((j >> log_ns) << (log_ns + {s}u)) + (j & (ns - 1u)) + (q << log_ns);
+    y[out_base + (uint64_t)row * cols + (f - j * cols)] = tile[q * {tb}u + t];
+  }}
+}}
+"""
+    return KernelSource(f"ntt_stockham_r{s}", ("x", "tw", "params"), ("y",), "", body)
+
+
+def pass_plan(log_n: int) -> list:
+    """Radix exponents of the passes for a length-``2^log_n`` transform: as few passes as
+    :data:`MAX_LOG_RADIX` allows, as even as possible (larger ones first)."""
+    if log_n == 0:
+        return []
+    passes = -(-log_n // MAX_LOG_RADIX)
+    base, extra = divmod(log_n, passes)
+    return [base + 1] * extra + [base] * (passes - extra)
+
+
+def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
+    """Unscaled DFT (``inverse``: with ``ω^{-1}``) of length ``N = 2^log_n`` along axis 1 of
+    ``x`` ``(pre, n_in, cols)`` uint32 canonical, ``n_in <= N`` (rows ``n_in..N`` are zero):
+    ``(pre, N, cols)`` uint32, natural order. Lazy: one launch per pass."""
+    pre, n_in, cols = x.shape
+    n = 1 << log_n
+    if n_in > n:
+        raise InvalidInputError(f"{n_in} input rows do not fit a transform of length {n}")
+    if n * cols >= 1 << 32:
+        raise InvalidInputError(f"native transform of {n} x {cols} exceeds 2^32 elements per batch")
+    if pre == 0 or cols == 0:
+        return mx.zeros((pre, n, cols), dtype=mx.uint32)
+    if pre > MAX_GRID_Y:
+        return mx.concatenate([transform(x[i:i + MAX_GRID_Y], log_n, inverse)
+                               for i in range(0, pre, MAX_GRID_Y)], axis=0)
+    if log_n == 0:
+        return x
+    tw = twiddles_mont(log_n, inverse).reshape(-1)
+    y, rows, log_ns = x, n_in, 0
+    for s in pass_plan(log_n):
+        params = mx.array(np.array([n, cols, 1 << log_ns, log_ns, rows, log_n], dtype=np.uint32))
+        blocks = -(-((n >> s) * cols) // (SHARED_WORDS >> s))
+        y = launch(stockham_source(s), [y, tw, params], (blocks * THREADS, pre), THREADS,
+                   [(pre, n, cols)])[0]
+        rows, log_ns = n, log_ns + s
+    return y
+
+
+@lru_cache(maxsize=8)
+def rs_messages_source(log_block: int) -> KernelSource:
+    """RS messages per ``2^l``-row block (PCS.md §5.3): ``matrix`` (H·W) -> ``out`` (H·W);
+    ``params = [H/2^l · W, W]``. One thread per (block, column) holds the block's ``2^l``
+    values in registers: an inverse DFT over ``⟨ω_l⟩`` (radix 2, bit-reversed load), the scale
+    ``2^-l``, then the subset-sum transform over the ``l`` bits. Straight-line code (``l`` is
+    small: 2-4 in every preset)."""
+    l = log_block
+    size = 1 << l
+    w_inv = pow(two_adic_generator(l), P - 2, P)
+    lines = [
+        "if (gid >= params[0]) return;",
+        "const uint32_t width = params[1];",
+        "const uint32_t blk = gid / width;",
+        f"const uint64_t base = ((uint64_t)blk << {l}u) * width + (gid - blk * width);",
+        f"uint32_t v[{size}];",
+    ]
+    for i in range(size):
+        rev = int(f"{i:0{l}b}"[::-1], 2) if l else 0
+        lines.append(f"v[{rev}] = matrix[base + (uint64_t){i}u * width];")
+    h = 1
+    while h < size:
+        for g in range(0, size, 2 * h):
+            for k in range(h):
+                a, b = g + k, g + k + h
+                tw = pow(w_inv, k * (size // (2 * h)), P)
+                bw = f"bb_mont(v[{b}], {literal(mont(tw))})" if k else f"v[{b}]"
+                lines += ["{", f"const uint32_t bw = {bw};", f"v[{b}] = bb_sub(v[{a}], bw);",
+                          f"v[{a}] = bb_add(v[{a}], bw);", "}"]
+        h *= 2
+    scale = literal(mont(pow(size, P - 2, P)))
+    lines += [f"v[{i}] = bb_mont(v[{i}], {scale});" for i in range(size)] if l else []
+    for bit in range(l):
+        lines += [f"v[{i}] = bb_add(v[{i}], v[{i ^ (1 << bit)}]);" for i in range(size) if i >> bit & 1]
+    lines += [f"out[base + (uint64_t){i}u * width] = v[{i}];" for i in range(size)]
+    return KernelSource(f"rs_messages_l{l}", ("matrix", "params"), ("out",), "", "\n".join(lines) + "\n")
+
+
+def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
+    """:func:`mlx_stark.prover.stacked_pcs.rs_messages`: ``(2^m, W)`` -> ``(2^m, W)``, one launch."""
+    height, width = matrix.shape
+    count = (height >> l_skip) * width
+    if count == 0:
+        return mx.zeros((height, width), dtype=mx.uint32)
+    params = mx.array(np.array([count, width], dtype=np.uint32))
+    grid = -(-count // THREADS) * THREADS
+    return launch(rs_messages_source(l_skip), [matrix, params], (grid, 1), THREADS,
+                  [(height, width)])[0]

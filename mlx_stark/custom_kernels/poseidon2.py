@@ -1,0 +1,368 @@
+"""Poseidon2 kernels (PCS.md §2-§4): batched permutation, leaf hashing of matrix rows, 2-to-1
+compression (pairs, strided Merkle layers, several tree levels per launch) and the
+proof-of-work search.
+
+One thread owns one sponge state (16 registers, Montgomery form inside the kernel): the
+permutation is compute-bound, and a batch of rows or nodes gives every thread its own state.
+The permutation is generated as straight-line code with the round constants as literals, so a
+constant set gets its own kernels (names carry a digest of the source). Contracts, shapes and
+results are those of the MLX-ops functions in :mod:`mlx_stark.hash` (bit-equal).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+import numpy as np
+
+from ..field.bb import P, U32
+from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM, WIDTH
+from . import KernelSource, launch
+from .prelude import literal, mont
+
+RATE = 8
+DIGEST = 8
+THREADS = 256  # threads per block for one-state-per-thread kernels
+TREE_LEVELS = 9  # tree levels per launch: a block of 2^8 threads reduces 2^9 nodes to one
+POW_FIRST_BATCH = 1 << 16
+POW_MAX_BATCH = 1 << 22
+_NO_HIT = 0xFFFFFFFF
+
+
+# ---------------------------------------------------------------- generated permutation
+def _internal_lane(i: int) -> str:
+    """``sum + V[i]·s[i]``, with the small diagonal entries as additions (PCS.md §2)."""
+    sign, num, log_den = INTERNAL_DIAG_FORM[i]
+    x = f"s[{i}]"
+    if log_den == 0 and num <= 4:
+        term = {1: x, 2: f"bb_dbl({x})", 3: f"bb_add(bb_dbl({x}), {x})",
+                4: f"bb_dbl(bb_dbl({x}))"}[num]
+    elif num == 1 and log_den == 1:
+        term = f"bb_half({x})"
+    else:
+        magnitude = INTERNAL_DIAG[i] if sign > 0 else P - INTERNAL_DIAG[i]
+        term = f"bb_mont({x}, {literal(mont(magnitude))})"
+    return f"  s[{i}] = {'bb_add' if sign > 0 else 'bb_sub'}(sum, {term});"
+
+
+def _external_layer() -> str:
+    lines = ["KFN void p2_external(LOCAL uint32_t* s) {"]
+    for r in range(4):
+        lines.append(f"  uint32_t u{r} = bb_add(bb_add(s[{r}], s[{r + 4}]), bb_add(s[{r + 8}], s[{r + 12}]));")
+    for c in range(0, WIDTH, 4):
+        lines.append("  {")
+        for r in range(4):
+            lines.append(f"    uint32_t a{r} = bb_add(s[{c + r}], u{r});")
+        # M4 rows [2,3,1,1], [1,2,3,1], [1,1,2,3], [3,1,1,2] (Plonky3's addition chain)
+        lines += [
+            "    uint32_t t01 = bb_add(a0, a1), t23 = bb_add(a2, a3);",
+            "    uint32_t t0123 = bb_add(t01, t23);",
+            "    uint32_t t01123 = bb_add(t0123, a1), t01233 = bb_add(t0123, a3);",
+            f"    s[{c}] = bb_add(t01123, t01);",
+            f"    s[{c + 1}] = bb_add(t01123, bb_dbl(a2));",
+            f"    s[{c + 2}] = bb_add(t01233, t23);",
+            f"    s[{c + 3}] = bb_add(t01233, bb_dbl(a0));",
+            "  }",
+        ]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _internal_layer() -> str:
+    lines = ["KFN void p2_internal(LOCAL uint32_t* s) {"]
+    terms = [f"s[{i}]" for i in range(WIDTH)]
+    while len(terms) > 1:
+        terms = [f"bb_add({terms[i]}, {terms[i + 1]})" for i in range(0, len(terms), 2)]
+    lines.append(f"  uint32_t sum = {terms[0]};")
+    lines += [_internal_lane(i) for i in range(WIDTH)]
+    lines.append("}")
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=4)
+def permutation_header(constants=DEFAULT_CONSTANTS) -> str:
+    """``p2_permute(LOCAL uint32_t* s)``: Poseidon2 on 16 Montgomery-form lanes, in place."""
+    lines = [
+        "KFN uint32_t p2_sbox(uint32_t x) {",
+        "  uint32_t x2 = bb_mont(x, x);",
+        "  uint32_t x3 = bb_mont(x2, x);",
+        "  return bb_mont(bb_mont(x2, x2), x3);",
+        "}",
+        _external_layer(),
+        _internal_layer(),
+        "KFN void p2_permute(LOCAL uint32_t* s) {",
+        "  p2_external(s);",
+    ]
+
+    def full_round(rcs):
+        out = [f"  s[{i}] = p2_sbox(bb_add(s[{i}], {literal(mont(c))}));" for i, c in enumerate(rcs)]
+        return out + ["  p2_external(s);"]
+
+    for rcs in constants.ext_init:
+        lines += full_round(rcs)
+    for c in constants.internal:
+        lines += [f"  s[0] = p2_sbox(bb_add(s[0], {literal(mont(c))}));", "  p2_internal(s);"]
+    for rcs in constants.ext_term:
+        lines += full_round(rcs)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _load(src: str, offset: str, count: int, lane: int = 0) -> str:
+    """Statements ``s[lane + i] = to_mont(src[offset + i])`` for ``i < count``."""
+    return "\n".join(f"s[{lane + i}] = bb_to_mont({src}[{offset} + {i}u]);" for i in range(count))
+
+
+def _store(dst: str, offset: str, count: int) -> str:
+    """Statements ``dst[offset + i] = from_mont(s[i])`` for ``i < count``."""
+    return "\n".join(f"{dst}[{offset} + {i}u] = bb_from_mont(s[{i}]);" for i in range(count))
+
+
+# ---------------------------------------------------------------- kernel sources
+@lru_cache(maxsize=4)
+def permute_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
+    """``states`` (n·16) -> ``out`` (n·16); ``params = [n]``. One thread per state."""
+    body = f"""\
+if (gid >= params[0]) return;
+uint32_t s[16];
+const uint64_t base = (uint64_t)gid * 16u;
+{_load("states", "base", WIDTH)}
+p2_permute(s);
+{_store("out", "base", WIDTH)}
+"""
+    return KernelSource("p2_permute", ("states", "params"), ("out",), permutation_header(constants), body)
+
+
+@lru_cache(maxsize=16)
+def hash_rows_source(width: int) -> KernelSource:
+    """``matrix`` (n·width) -> ``out`` (n·8): the padding-free sponge of PCS.md §3.1 over each
+    row, one thread per row; ``params = [n]``. Rate blocks overwrite lanes 0..7 (a short last
+    block only its first ``width mod 8``); the block count and tail are compile-time, so every
+    state index is static and the state stays in registers."""
+    full, tail = divmod(width, RATE)
+    loop = ""
+    if full:
+        loop = f"""\
+for (uint32_t blk = 0; blk < {full}u; ++blk) {{
+const uint64_t at = row + blk * 8u;
+{_load("matrix", "at", RATE)}
+p2_permute(s);
+}}
+"""
+    last = ""
+    if tail:
+        last = f"""\
+{{
+const uint64_t at = row + {full * RATE}u;
+{_load("matrix", "at", tail)}
+p2_permute(s);
+}}
+"""
+    body = f"""\
+if (gid >= params[0]) return;
+uint32_t s[16];
+{chr(10).join(f"s[{i}] = 0u;" for i in range(WIDTH))}
+const uint64_t row = (uint64_t)gid * {width}u;
+{loop}{last}{_store("out", "(uint64_t)gid * 8u", DIGEST)}
+"""
+    return KernelSource(f"p2_hash_rows_w{width}", ("matrix", "params"), ("out",),
+                        permutation_header(), body)
+
+
+@lru_cache(maxsize=1)
+def compress_source() -> KernelSource:
+    """``left``, ``right`` (n·8) -> ``out`` (n·8), ``out[i] = C(left[i], right[i])``; ``params = [n]``."""
+    body = f"""\
+if (gid >= params[0]) return;
+uint32_t s[16];
+const uint64_t at = (uint64_t)gid * 8u;
+{_load("left", "at", DIGEST)}
+{_load("right", "at", DIGEST, 8)}
+p2_permute(s);
+{_store("out", "at", DIGEST)}
+"""
+    return KernelSource("p2_compress", ("left", "right", "params"), ("out",), permutation_header(), body)
+
+
+@lru_cache(maxsize=1)
+def compress_layer_source() -> KernelSource:
+    """One Merkle level with stride ``S``: ``level`` (2·n·8) -> ``out`` (n·8) with
+    ``out[t·S + y] = C(level[2t·S + y], level[(2t+1)·S + y])``; ``params = [n, S]``.
+    ``S = 1`` is a binary-tree level; ``S = qs`` compresses the rows of a leaf group."""
+    body = f"""\
+if (gid >= params[0]) return;
+const uint32_t stride = params[1];
+const uint32_t y = gid % stride;
+const uint64_t left = ((uint64_t)(gid - y) * 2u + y) * 8u;
+const uint64_t right = left + (uint64_t)stride * 8u;
+uint32_t s[16];
+{_load("level", "left", DIGEST)}
+{_load("level", "right", DIGEST, 8)}
+p2_permute(s);
+{_store("out", "(uint64_t)gid * 8u", DIGEST)}
+"""
+    return KernelSource("p2_compress_layer", ("level", "params"), ("out",), permutation_header(), body)
+
+
+@lru_cache(maxsize=1)
+def tree_levels_source() -> KernelSource:
+    """``L`` binary-tree levels in one launch: ``level`` (m·8) -> ``out`` ((m − m/2^L)·8), the
+    levels ``m/2, m/4, ..., m/2^L`` one after the other; ``params = [m, L]``, ``L <= 9``.
+
+    A block of ``T = 2^(L−1)`` threads owns ``2^L`` consecutive nodes: each thread compresses
+    one pair into shared memory, then half the threads compress the previous level's pairs, and
+    so on; every thread reaches every barrier."""
+    tmax = 1 << (TREE_LEVELS - 1)
+    body = f"""\
+SHARED uint32_t digests[8 * {tmax}];
+const uint32_t m = params[0];
+const uint32_t levels = params[1];
+const uint32_t threads = 1u << (levels - 1u);
+uint32_t s[16];
+{_load("level", "(uint64_t)gid * 16u", DIGEST)}
+{_load("level", "(uint64_t)gid * 16u + 8u", DIGEST, 8)}
+p2_permute(s);
+{_store("out", "(uint64_t)gid * 8u", DIGEST)}
+{"".join(f"digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}
+uint32_t offset = m >> 1;
+for (uint32_t lev = 1; lev < levels; ++lev) {{
+  const uint32_t count = threads >> lev;
+  BARRIER();
+  if (tid < count) {{
+{"".join(f"    s[{c}] = digests[{c}u * {tmax}u + 2u * tid];" + chr(10) for c in range(DIGEST))}\
+{"".join(f"    s[{c + 8}] = digests[{c}u * {tmax}u + 2u * tid + 1u];" + chr(10) for c in range(DIGEST))}\
+  }}
+  BARRIER();
+  if (tid < count) {{
+    p2_permute(s);
+{"".join(f"    digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+    const uint32_t node = offset + bid * count + tid;
+{"".join(f"    out[(uint64_t)node * 8u + {c}u] = bb_from_mont(s[{c}]);" + chr(10) for c in range(DIGEST))}\
+  }}
+  offset += m >> (lev + 1u);
+}}
+"""
+    return KernelSource("p2_tree_levels", ("level", "params"), ("out",), permutation_header(), body)
+
+
+@lru_cache(maxsize=1)
+def pow_source() -> KernelSource:
+    """Proof-of-work candidates ``start + gid`` for ``gid < count``: ``out[block]`` is the
+    smallest nonce of the block whose ``P(state with lane a = nonce)[7]`` has its ``mask`` bits
+    zero, or ``0xFFFFFFFF``. ``params = [start, count, mask, a, state (16, Montgomery)]``;
+    blocks of 256 threads (a shared-memory minimum, every thread at every barrier)."""
+    lanes = "\n".join(f"s[{i}] = absorb == {i}u ? nonce_mont : params[{4 + i}];" for i in range(WIDTH))
+    body = f"""\
+SHARED uint32_t best[{THREADS}];
+const uint32_t nonce = params[0] + gid;
+const uint32_t absorb = params[3];
+const uint32_t nonce_mont = bb_to_mont(nonce);
+uint32_t s[16];
+{lanes}
+p2_permute(s);
+const bool hit = gid < params[1] && (bb_from_mont(s[7]) & params[2]) == 0u;
+best[tid] = hit ? nonce : {_NO_HIT}u;
+for (uint32_t half = {THREADS // 2}u; half > 0u; half >>= 1) {{
+  BARRIER();
+  if (tid < half) best[tid] = min(best[tid], best[tid + half]);
+}}
+if (tid == 0u) out[bid] = best[0];
+"""
+    return KernelSource("p2_pow", ("params",), ("out",), permutation_header(), body)
+
+
+# ---------------------------------------------------------------- host wrappers
+def _params(*values) -> mx.array:
+    return mx.array(np.array(values, dtype=np.uint32))
+
+
+def _blocks(n: int, threads: int = THREADS) -> int:
+    return -(-n // threads) * threads
+
+
+def permute(states: mx.array, constants=DEFAULT_CONSTANTS) -> mx.array:
+    """:func:`mlx_stark.hash.poseidon2.permute`: ``(n, 16)`` uint32 -> ``(n, 16)`` uint32."""
+    n = states.shape[0]
+    if n == 0:
+        return mx.zeros((0, WIDTH), dtype=U32)
+    return launch(permute_source(constants), [states, _params(n)], (_blocks(n), 1), THREADS,
+                  [(n, WIDTH)])[0]
+
+
+def hash_rows(matrix: mx.array) -> mx.array:
+    """:func:`mlx_stark.hash.merkle.hash_rows` for ``(n, w)`` with ``w >= 1``: -> ``(n, 8)``."""
+    n, w = matrix.shape
+    if n == 0:
+        return mx.zeros((0, DIGEST), dtype=U32)
+    return launch(hash_rows_source(w), [matrix, _params(n)], (_blocks(n), 1), THREADS,
+                  [(n, DIGEST)])[0]
+
+
+def compress(left: mx.array, right: mx.array) -> mx.array:
+    """:func:`mlx_stark.hash.merkle.compress`: two ``(n, 8)`` -> ``(n, 8)``."""
+    n = left.shape[0]
+    if n == 0:
+        return mx.zeros((0, DIGEST), dtype=U32)
+    return launch(compress_source(), [left, right, _params(n)], (_blocks(n), 1), THREADS,
+                  [(n, DIGEST)])[0]
+
+
+def compress_layer(level: mx.array, stride: int) -> mx.array:
+    """``(2n, 8)`` -> ``(n, 8)``, ``out[t·S + y] = C(level[2t·S + y], level[(2t+1)·S + y])``."""
+    n = level.shape[0] // 2
+    return launch(compress_layer_source(), [level, _params(n, stride)], (_blocks(n), 1), THREADS,
+                  [(n, DIGEST)])[0]
+
+
+def tree_levels(level: mx.array, levels: int) -> list:
+    """The next ``levels`` binary-tree levels above ``level`` (``(m, 8)``, ``m`` a multiple of
+    ``2^levels``), as a list of ``(m/2, 8)``, ..., ``(m/2^levels, 8)`` arrays."""
+    m = level.shape[0]
+    if not 1 <= levels <= TREE_LEVELS or m % (1 << levels):
+        raise ValueError(f"cannot take {levels} tree levels above {m} nodes")
+    out = launch(tree_levels_source(), [level, _params(m, levels)], (m // 2, 1), 1 << (levels - 1),
+                 [(m - (m >> levels), DIGEST)])[0]
+    layers, offset = [], 0
+    for lev in range(1, levels + 1):
+        layers.append(out[offset:offset + (m >> lev)])
+        offset += m >> lev
+    return layers
+
+
+def merkle_layers(matrix: mx.array, log_rows_per_query: int) -> list:
+    """All layers of :class:`mlx_stark.hash.merkle.MerkleTree` over ``matrix`` (``(N, w)``
+    uint32 canonical, ``N`` a power of two ``>= 2^k``): ``[group digests (N/2^k, 8), ..., root
+    (1, 8)]``, evaluated. Leaf group ``y`` holds rows ``y + t·N/2^k``; its ``k`` levels are
+    strided layers, the tree above them :data:`TREE_LEVELS` levels per launch; one evaluation
+    at the end, no host wait in between."""
+    n, w = matrix.shape
+    level = hash_rows(matrix) if w else mx.zeros((n, DIGEST), dtype=U32)
+    qs = n >> log_rows_per_query
+    for _ in range(log_rows_per_query):
+        level = compress_layer(level, qs)
+    layers = [level]
+    while layers[-1].shape[0] > 1:
+        m = layers[-1].shape[0]
+        layers += tree_levels(layers[-1], min(TREE_LEVELS, m.bit_length() - 1))
+    mx.eval(layers)
+    return layers
+
+
+def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
+    """:func:`mlx_stark.hash.poseidon2.find_pow_witness` (validated arguments): the smallest
+    nonce, searched in increasing batches (2^16 doubling to 2^22) of one launch each; the
+    smallest valid nonce of the first batch that has one is the witness."""
+    fixed = [mont(int(v)) for v in state]
+    mask = (1 << bits) - 1
+    start, batch = 0, POW_FIRST_BATCH
+    while start < P:
+        count = min(batch, P - start)
+        grid = _blocks(count)
+        best = launch(pow_source(), [_params(start, count, mask, absorb_idx, *fixed)], (grid, 1),
+                      THREADS, [(grid // THREADS,)])[0]
+        found = int(mx.min(best).item())
+        if found != _NO_HIT:
+            return found
+        start += count
+        batch = min(2 * batch, POW_MAX_BATCH)
+    raise RuntimeError(f"no proof-of-work witness for {bits} bits exists in the field")

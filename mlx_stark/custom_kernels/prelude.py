@@ -1,0 +1,116 @@
+"""Source shared by every custom kernel: per-dialect macros, then BabyBear arithmetic written
+once for both CUDA and Metal.
+
+Kernel code uses only these dialect-neutral names:
+
+- ``KFN`` before helper functions (``__device__ __forceinline__`` / ``inline``);
+- ``LOCAL`` before pointers to thread-private arrays (Metal requires an address space);
+- ``SHARED`` before block/threadgroup arrays, ``BARRIER()`` to synchronise them;
+- ``BITREV32(x)``: the 32-bit bit reversal;
+- in kernel bodies, after :func:`thread_indices`: ``gid`` (flat thread index along x), ``tid``
+  (thread in its block), ``bid`` / ``bid_y`` (block index along x / y).
+
+Field elements are ``uint32_t`` in ``[0, p)``. ``bb_mont(a, b) = a·b·2^-32 mod p``: with one
+operand in Montgomery form (``x·2^32 mod p``) it is the plain product, with both it is the
+Montgomery product; ``bb_to_mont`` / ``bb_from_mont`` convert.
+"""
+from __future__ import annotations
+
+from ..field.bb import P
+
+DIALECTS = ("cuda", "metal")
+
+R2 = (1 << 64) % P  # bb_mont(x, R2) = x·2^32 mod p
+
+_MACROS = {
+    "cuda": """\
+#define KFN __device__ __forceinline__
+#define LOCAL
+#define SHARED __shared__
+#define BARRIER() __syncthreads()
+#define BITREV32(x) __brev(x)
+""",
+    "metal": """\
+#define KFN inline
+#define LOCAL thread
+#define SHARED threadgroup
+#define BARRIER() threadgroup_barrier(mem_flags::mem_threadgroup)
+#define BITREV32(x) reverse_bits(x)
+""",
+}
+
+# MLX declares Metal's thread-position arguments only when their names occur in the kernel
+# body, so the indices are read in the body, not through header macros.
+_INDICES = {
+    "cuda": """\
+const uint32_t gid = blockIdx.x * blockDim.x + threadIdx.x;
+const uint32_t tid = threadIdx.x;
+const uint32_t bid = blockIdx.x;
+const uint32_t bid_y = blockIdx.y;
+""",
+    "metal": """\
+const uint32_t gid = thread_position_in_grid.x;
+const uint32_t tid = thread_position_in_threadgroup.x;
+const uint32_t bid = threadgroup_position_in_grid.x;
+const uint32_t bid_y = threadgroup_position_in_grid.y;
+""",
+}
+
+_FIELD = f"""\
+#define BB_P {P}u
+#define BB_R2 {R2}u
+
+KFN uint32_t bb_add(uint32_t a, uint32_t b) {{
+  uint32_t s = a + b;
+  return s >= BB_P ? s - BB_P : s;
+}}
+KFN uint32_t bb_sub(uint32_t a, uint32_t b) {{
+  return a >= b ? a - b : a + BB_P - b;
+}}
+KFN uint32_t bb_dbl(uint32_t a) {{
+  return bb_add(a, a);
+}}
+KFN uint32_t bb_half(uint32_t a) {{
+  return (a & 1u) ? (a + BB_P) >> 1 : a >> 1;
+}}
+// a·b·2^-32 mod p for a, b < p: t + m·p < 2^64 and the result is below 2p before the select.
+KFN uint32_t bb_mont(uint32_t a, uint32_t b) {{
+  uint64_t t = (uint64_t)a * (uint64_t)b;
+  uint32_t m = (uint32_t)t * {(-pow(P, -1, 1 << 32)) % (1 << 32):#x}u;
+  uint32_t r = (uint32_t)((t + (uint64_t)m * (uint64_t)BB_P) >> 32);
+  return r >= BB_P ? r - BB_P : r;
+}}
+KFN uint32_t bb_to_mont(uint32_t a) {{
+  return bb_mont(a, BB_R2);
+}}
+KFN uint32_t bb_from_mont(uint32_t a) {{
+  return bb_mont(a, 1u);
+}}
+"""
+
+
+def _check(dialect: str) -> None:
+    if dialect not in DIALECTS:
+        raise ValueError(f"kernel dialect must be one of {DIALECTS}, got {dialect!r}")
+
+
+def prelude(dialect: str) -> str:
+    """Macros of ``dialect`` followed by the shared field arithmetic (a kernel header prefix)."""
+    _check(dialect)
+    return _MACROS[dialect] + _FIELD
+
+
+def thread_indices(dialect: str) -> str:
+    """Statements defining ``gid``, ``tid``, ``bid``, ``bid_y`` at the top of a kernel body."""
+    _check(dialect)
+    return _INDICES[dialect]
+
+
+def mont(x: int) -> int:
+    """Montgomery form ``x·2^32 mod p`` of a host element (for literal constants)."""
+    return (x << 32) % P
+
+
+def literal(x: int) -> str:
+    """A uint32 literal, identical in both dialects."""
+    return f"{x}u"
