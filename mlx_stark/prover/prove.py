@@ -1,0 +1,214 @@
+"""The prover's orchestration (CONSTRAINTS.md §4): every transcript action in order.
+
+``prove(pk, inputs)``: validate the inputs (before any heavy work), sort the present traces,
+commit, observe the preamble, run the constraint stage (LogUp GKR + batch constraint sumcheck),
+then the stacked opening reduction and WHIR.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence
+
+import mlx.core as mx
+import numpy as np
+
+from ..air.check import AirTrace, check_interaction_balance
+from ..errors import InvalidInputError
+from ..field.bb import P
+from ..layout import stacked_layout
+from ..poly.kernels import u_cube
+from ..proof.stark import Proof, TraceVData
+from ..tracing import span
+from ..transcript import Transcript
+from .batch_constraints import prove_zerocheck_and_logup
+from .stacked_pcs import stacked_commit
+from .stacked_reduction import prove_stacked_reduction
+from .whir import prove_whir
+
+
+@dataclass
+class AirInput:
+    """One present AIR's data: the common main ``(H, width)`` uint32 matrix (NumPy or MLX), its
+    public values, and its cached main matrices ``(H, cached_widths[k])`` in declaration order."""
+
+    common_main: Any
+    public_values: Sequence[int] = ()
+    cached_mains: Sequence[Any] = field(default_factory=tuple)
+
+
+def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
+    """Prove ``inputs`` (one entry per AIR of ``pk``, ``None`` for an absent optional AIR).
+
+    Raises :class:`~mlx_stark.errors.InvalidInputError` for bad inputs (checked first) and
+    :class:`~mlx_stark.errors.ProverError` if no valid proof can exist.
+    """
+    params = pk.params
+    present = _validate(pk, inputs)
+    # trace order: height descending, AIR id ascending (CONSTRAINTS §0.4)
+    order = sorted(present, key=lambda a: (-present[a].log_height, a))
+    traces = [present[a] for a in order]
+
+    with span("stark_prove_excluding_trace"):
+        transcript = Transcript()
+        transcript.observe_commit(pk.vk_pre_hash)
+
+        with span("prover.main_trace_commit") as sp:
+            common = stacked_commit(params, [t.common_main for t in traces])
+            cached = {t.air_id: [stacked_commit(params, [m]) for m in t.cached_mains] for t in traces}
+            sp.produced(common.codewords)
+        transcript.observe_commit(common.commit)
+
+        # preamble, in AIR-id order (CONSTRAINTS §4.2 step 3)
+        trace_vdata, public_values = [], []
+        for a, apk in enumerate(pk.per_air):
+            vk = apk.vk
+            t = present.get(a)
+            if not vk.is_required:
+                transcript.observe(1 if t is not None else 0)
+            if t is None:
+                trace_vdata.append(None)
+                public_values.append([])
+                continue
+            if vk.preprocessed_data is not None:
+                transcript.observe_commit(vk.preprocessed_data.commit)
+            else:
+                transcript.observe(t.log_height)
+            for c in cached[a]:
+                transcript.observe_commit(c.commit)
+            transcript.observe_many(t.public_values)
+            trace_vdata.append(TraceVData(t.log_height, [c.commit for c in cached[a]]))
+            public_values.append(list(t.public_values))
+
+        gkr_proof, batch_proof, r = prove_zerocheck_and_logup(pk, transcript, traces)
+
+        with span("prover.openings"):
+            # commitment list: common main, then per trace: preprocessed?, cached...
+            pcs_datas, need_rot = [common], [[t.vk.params.need_rot for t in traces]]
+            for t in traces:
+                apk = pk.per_air[t.air_id]
+                if apk.preprocessed_data is not None:
+                    pcs_datas.append(apk.preprocessed_data)
+                    need_rot.append([t.vk.params.need_rot])
+                for c in cached[t.air_id]:
+                    pcs_datas.append(c)
+                    need_rot.append([t.vk.params.need_rot])
+            stacking_proof, u_prism = prove_stacked_reduction(params, transcript, pcs_datas,
+                                                              need_rot, r)
+            whir_proof = prove_whir(params, transcript, pcs_datas, u_cube(params.l_skip, u_prism))
+
+    return Proof(common.commit, trace_vdata, public_values, gkr_proof, batch_proof,
+                 stacking_proof, whir_proof)
+
+
+# ---------------------------------------------------------------- input validation
+def _matrix(x, what: str, width: int) -> mx.array:
+    """``x`` as a canonical ``(H, width)`` uint32 MLX array, or :class:`InvalidInputError`."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "ui":
+            raise InvalidInputError(f"{what}: integer dtype required, got {x.dtype}")
+        if x.ndim != 2:
+            raise InvalidInputError(f"{what}: must be 2-D (height, width), got shape {x.shape}")
+        if x.size and (int(x.min()) < 0 or int(x.max()) >= P):
+            raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
+        arr = mx.array(x.astype(np.uint32, copy=False))
+    elif isinstance(x, mx.array):
+        if x.dtype not in (mx.uint32, mx.uint16, mx.uint8):
+            raise InvalidInputError(f"{what}: uint32 array required, got {x.dtype}")
+        if x.ndim != 2:
+            raise InvalidInputError(f"{what}: must be 2-D (height, width), got shape {x.shape}")
+        arr = x.astype(mx.uint32)
+        if arr.size and int(mx.max(arr).item()) >= P:
+            raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
+    else:
+        raise InvalidInputError(f"{what}: NumPy or MLX array required, got {type(x).__name__}")
+    h, w = arr.shape
+    if w != width:
+        raise InvalidInputError(f"{what}: width {w}, the AIR declares {width}")
+    if h < 1 or h & (h - 1):
+        raise InvalidInputError(f"{what}: height {h} is not a power of two")
+    return arr
+
+
+@dataclass
+class _Present:
+    air_id: int
+    vk: Any
+    air: Any
+    common_main: mx.array
+    cached_mains: List[mx.array]
+    public_values: List[int]
+    log_height: int
+
+
+def _validate(pk, inputs) -> dict:
+    """Check every input against the keys; returns ``{air_id: _Present}``."""
+    params = pk.params
+    m = params.log_stacked_height
+    if len(inputs) != len(pk.per_air):
+        raise InvalidInputError(f"{len(inputs)} inputs for {len(pk.per_air)} AIRs "
+                                "(pass None for an absent optional AIR)")
+    present = {}
+    for a, (apk, inp) in enumerate(zip(pk.per_air, inputs)):
+        vk, name = apk.vk, f"AIR {a} ({apk.air_name})"
+        if inp is None:
+            if vk.is_required:
+                raise InvalidInputError(f"{name} is required but absent")
+            continue
+        if not isinstance(inp, AirInput):
+            raise InvalidInputError(f"{name}: expected AirInput or None, got {type(inp).__name__}")
+        width = vk.params.width
+        main = _matrix(inp.common_main, f"{name} common main", width.common_main)
+        h = main.shape[0]
+        if len(inp.cached_mains) != len(width.cached_mains):
+            raise InvalidInputError(f"{name}: {len(inp.cached_mains)} cached mains, the AIR "
+                                    f"declares {len(width.cached_mains)}")
+        cached = [_matrix(c, f"{name} cached main {k}", w)
+                  for k, (c, w) in enumerate(zip(inp.cached_mains, width.cached_mains))]
+        if any(c.shape[0] != h for c in cached):
+            raise InvalidInputError(f"{name}: every part must have the common main's height {h}")
+        log_h = h.bit_length() - 1
+        if log_h > m:
+            raise InvalidInputError(f"{name}: height 2^{log_h} exceeds the stacked height 2^{m}")
+        if vk.preprocessed_data is not None and log_h != params.l_skip + vk.preprocessed_data.hypercube_dim:
+            raise InvalidInputError(f"{name}: height {h} differs from its preprocessed trace's")
+        pvs = [int(v) for v in inp.public_values]
+        if len(pvs) != vk.params.num_public_values:
+            raise InvalidInputError(f"{name}: {len(pvs)} public values, the AIR declares "
+                                    f"{vk.params.num_public_values}")
+        if any(not 0 <= v < P for v in pvs):
+            raise InvalidInputError(f"{name}: public values must be canonical field elements")
+        present[a] = _Present(a, vk, apk.air, main, cached, pvs, log_h)
+    if not present:
+        raise InvalidInputError("at least one AIR must be present")
+    _check_shapes(pk, present)
+    check_interaction_balance([
+        AirTrace(pk.per_air[a].air, present[a].common_main, present[a].public_values,
+                 present[a].cached_mains) if a in present else None
+        for a in range(len(pk.per_air))
+    ])
+    return present
+
+
+def _check_shapes(pk, present: dict) -> None:
+    """Trace-height constraints and the total stacked width, as the verifier will check them."""
+    params = pk.params
+    l, m = params.l_skip, params.log_stacked_height
+    for i, c in enumerate(pk.trace_height_constraints):
+        total = sum(c.coefficients[a] << max(t.log_height, l) for a, t in present.items())
+        if total >= c.threshold:
+            raise InvalidInputError(f"trace heights violate trace-height constraint {i} "
+                                    f"({total} >= {c.threshold})")
+    order = sorted(present, key=lambda a: (-present[a].log_height, a))
+    width = stacked_layout(l, m, [(present[a].common_main.shape[1], present[a].log_height)
+                                  for a in order]).width
+    if width == 0:
+        raise InvalidInputError("the common main commitment would have width 0")
+    for a in order:
+        t = present[a]
+        for c in t.cached_mains:
+            width += stacked_layout(l, m, [(c.shape[1], t.log_height)]).width
+        prep = t.vk.preprocessed_data
+        if prep is not None:
+            width += prep.stacking_width
+    if width > params.w_stack:
+        raise InvalidInputError(f"total stacked width {width} exceeds w_stack = {params.w_stack}")
