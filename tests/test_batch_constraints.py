@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark.air.evaluate import Host, evaluate_dag
+from mlx_stark.air.evaluate import DagInputs, Host, evaluate_dag
 from mlx_stark.airs import (
     DummyInteractionAir,
     Fixture,
@@ -31,6 +31,7 @@ from mlx_stark.params import SystemParams, default_test_params_small
 from mlx_stark.poly import fold_skip, kernels, mle_eval
 from mlx_stark.proof.constraints import BatchConstraintProof, GkrProof
 from mlx_stark.prover import batch_constraints as bc
+from mlx_stark.prover import constraint_eval
 from mlx_stark.prover.logup_gkr import fraction_leaves, n_logup_of, segment_offsets
 from mlx_stark.transcript import Transcript
 from mlx_stark.verifier.batch_constraints import verify_zerocheck_and_logup
@@ -183,6 +184,27 @@ def test_proofs_are_deterministic():
     assert a[0].to_bytes() == b[0].to_bytes() and a[1].to_bytes() == b[1].to_bytes()
 
 
+def test_evaluation_strategies_and_chunking_agree(monkeypatch):
+    """Node-by-node and level-by-level DAG evaluation, with and without chunking of the
+    points, give the same proof bytes."""
+    params = default_test_params_small()
+    fx = mixture_fixture_standard(4)
+
+    def proof_bytes():
+        gkr, batch, _ = prove_stage(fx, params)[3]
+        return gkr.to_bytes() + batch.to_bytes()
+
+    reference = proof_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(constraint_eval, "_LEVEL_MAX_BASE_POINTS", 0)
+        assert proof_bytes() == reference
+    with monkeypatch.context() as m:
+        m.setattr(constraint_eval, "_LEVEL_MAX_BASE_POINTS", 1 << 30)
+        m.setattr(constraint_eval, "_LEVEL_BUFFER_ELEMS", 1)
+        m.setattr(bc, "_LDE_BLOCK_ELEMS", 1)
+        assert proof_bytes() == reference
+
+
 # ------------------------------------------------------------------ bad traces
 def test_corrupted_trace_cell_fails():
     params = default_test_params_small()
@@ -279,6 +301,22 @@ def random_dummy(height: int, seed: int, is_send: bool) -> Fixture:
     return Fixture([air], [AirTrace(air, common, (), cached)])
 
 
+def host_inputs(tr, cols):
+    """Interpreter inputs from the host values ``cols`` of a trace's table columns."""
+    width = tr.vk.params.width
+
+    def part(p):
+        off, w = tr.part_offsets[p], tr.part_widths[p]
+        nxt = cols[tr.wall + off:tr.wall + off + w] if tr.need_rot else None
+        return cols[off:off + w], nxt
+
+    main = [part(tr.vk.dag_main_part_index_to_commit_index(k))
+            for k in range(len(width.main_widths))]
+    prep = part(1) if width.preprocessed is not None else None
+    s = tr.selector_offset
+    return DagInputs(main, prep, tr.public_values, cols[s], cols[s + 1], cols[s + 2])
+
+
 def naive_s0(z: EF, trs, l_skip, xi, lam, beta, mu, eq3b) -> EF:
     """``s_0(z) = Σ_t Σ_x Ψ_t(z, x)`` by evaluating the DAG at the interpolated columns
     (host arithmetic, one hypercube point at a time)."""
@@ -291,7 +329,7 @@ def naive_s0(z: EF, trs, l_skip, xi, lam, beta, mu, eq3b) -> EF:
         a = b = bq = EF.zero()
         for x in range(folded.shape[0]):
             cols = ext.to_host(folded[x])
-            values = evaluate_dag(tr.dag, Host, tr.inputs(lambda j: cols[j]))
+            values = evaluate_dag(tr.dag, Host, host_inputs(tr, cols))
             c = EF.zero()
             for i, v in enumerate(values.constraints):
                 c = c + lam ** i * v

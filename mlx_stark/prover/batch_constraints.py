@@ -22,13 +22,13 @@ Variables are little-endian everywhere (row ``k + N·x`` is the point ``(ω^k, b
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 import mlx.core as mx
 
 from ..air.dag import NodeKind, SymbolicConstraintsDag
-from ..air.evaluate import BaseArrays, DagInputs, ExtArrays, evaluate_dag
+from ..air.evaluate import DagInputs
 from ..air.expr import Entry
 from ..errors import InvalidInputError, ProverError
 from ..field import bb, ext
@@ -38,6 +38,7 @@ from ..poly import dft, eq_table, fold_lowest, fold_skip, idft, kernels
 from ..proof.constraints import BatchConstraintProof, GkrProof
 from ..tracing import span
 from ..transcript import Transcript
+from .constraint_eval import DagEvaluator, Form
 from .logup_gkr import (
     fraction_leaves,
     logup_challenges,
@@ -46,48 +47,9 @@ from .logup_gkr import (
     segment_offsets,
 )
 
-# Largest block of extended column values (elements) that round 0 holds at once; the
-# hypercube axis is processed in chunks below it.
-_ROUND0_CHUNK_ELEMS = 1 << 24
-
-
-# ------------------------------------------------------------------ linear combinations
-@mx.compile
-def _acc_base(acc: mx.array, v: mx.array, w: mx.array) -> mx.array:
-    return acc + (v[..., None].astype(U64) * w.astype(U64)) % P
-
-
-class _Combiner:
-    """``Σ_i w_i·v_i`` with host EF weights ``w_i`` and values that are base arrays
-    (``base=True``, uint64 accumulation), extension arrays ``(..., 4)``, or host ints."""
-
-    def __init__(self, shape: tuple, base: bool):
-        self.shape, self.base = shape, base
-        self.acc: Optional[mx.array] = None
-        self.const = EF.zero()
-
-    def add(self, v, w: EF) -> None:
-        if isinstance(v, int):
-            self.const = self.const + w * v
-            return
-        w4 = ext.constant(w)
-        if self.base:
-            acc = self.acc if self.acc is not None else mx.zeros(self.shape + (4,), dtype=U64)
-            self.acc = _acc_base(acc, mx.broadcast_to(v, self.shape), w4)
-        else:
-            term = ext.mul(mx.broadcast_to(v, self.shape + (4,)), w4)
-            self.acc = term if self.acc is None else ext.add(self.acc, term)
-
-    def add_const(self, c: EF) -> None:
-        self.const = self.const + c
-
-    def value(self) -> mx.array:
-        """``shape + (4,)`` uint32."""
-        const = ext.constant(self.const)
-        if self.acc is None:
-            return mx.broadcast_to(const, self.shape + (4,))
-        acc = (self.acc % P).astype(U32) if self.base else self.acc
-        return ext.add(acc, const) if not self.const.is_zero() else acc
+# Largest block of extended column values (uint32 elements) that round 0 holds at once;
+# the hypercube axis is processed in chunks below it.
+_LDE_BLOCK_ELEMS = 1 << 26
 
 
 def _contract(values: mx.array, weights: mx.array) -> mx.array:
@@ -98,21 +60,25 @@ def _contract(values: mx.array, weights: mx.array) -> mx.array:
 
 # ------------------------------------------------------------------ per-trace data
 class _Cols:
-    """Columns of one trace part, as the DAG interpreter indexes them: ``cols[c]`` is the
-    value of table column ``base + c`` in the current layout."""
+    """Columns of one trace part as the DAG interpreter indexes them: ``cols[c]`` is input
+    row ``pos[base + c]`` (``pos``: table column -> input row)."""
 
-    __slots__ = ("get", "base")
+    __slots__ = ("get", "pos", "base")
 
-    def __init__(self, get, base: int):
-        self.get, self.base = get, base
+    def __init__(self, get, pos: dict, base: int):
+        self.get, self.pos, self.base = get, pos, base
 
     def __getitem__(self, c: int):
-        return self.get(self.base + c)
+        return self.get(self.pos[self.base + c])
 
 
 @dataclass
 class TraceData:
-    """One present trace, in sorted order, with its table layout (module docstring)."""
+    """One present trace, in sorted order, with its table layout (module docstring).
+
+    ``needed``: the table columns the DAG reads (ascending): the rows of every evaluation's
+    input. ``evaluator`` evaluates constraints and interactions, ``interactions_evaluator``
+    interactions only."""
 
     air_id: int
     vk: Any
@@ -127,8 +93,9 @@ class TraceData:
     need_rot: bool
     public_values: List[int]
     norm: int  # (2^(−n))^(−1) for n < 0, else 1
-    needed: List[int]  # table columns the DAG reads, ascending
-    interactions_dag: SymbolicConstraintsDag  # the DAG without constraint outputs
+    needed: List[int] = field(default_factory=list)
+    evaluator: Optional[DagEvaluator] = None
+    interactions_evaluator: Optional[DagEvaluator] = None
 
     @property
     def height(self) -> int:
@@ -146,8 +113,11 @@ class TraceData:
     def num_interactions(self) -> int:
         return len(self.dag.interactions)
 
-    def column_of(self, var) -> int:
-        """Table column of a trace variable (§1.1 part numbering)."""
+    def column_of(self, node) -> int:
+        """Table column of a trace-variable or selector node (§1.1 part numbering)."""
+        if node.kind in _SELECTORS:
+            return self.selector_offset + _SELECTORS[node.kind]
+        var = node.var
         if var.entry == Entry.MAIN:
             base = self.part_offsets[self.vk.dag_main_part_index_to_commit_index(var.part_index)]
         elif var.entry == Entry.PREPROCESSED:
@@ -155,24 +125,6 @@ class TraceData:
         else:
             raise ProverError(f"AIR {self.air_id}: unsupported variable {var!r}")
         return base + var.index + (self.wall if var.offset else 0)
-
-    def inputs(self, get) -> DagInputs:
-        """Interpreter inputs reading table column ``j`` as ``get(j)``."""
-        def pair(base):
-            return _Cols(get, base), (_Cols(get, base + self.wall) if self.need_rot else None)
-
-        width = self.vk.params.width
-        main = [pair(self.part_offsets[self.vk.dag_main_part_index_to_commit_index(k)])
-                for k in range(len(width.main_widths))]
-        prep = pair(self.part_offsets[1]) if width.preprocessed is not None else None
-        s = self.selector_offset
-        kinds = {node.kind for node in self.dag.nodes}
-        return DagInputs(
-            main=main, preprocessed=prep, public_values=self.public_values,
-            is_first_row=get(s) if NodeKind.IS_FIRST_ROW in kinds else None,
-            is_last_row=get(s + 1) if NodeKind.IS_LAST_ROW in kinds else None,
-            is_transition=get(s + 2) if NodeKind.IS_TRANSITION in kinds else None,
-        )
 
     def openings(self, values: List[EF]) -> List[List[EF]]:
         """Per proof part, the flat opening list of §6.7 from the folded table values."""
@@ -185,6 +137,31 @@ class TraceData:
                     part.append(values[self.wall + off + c])
             out.append(part)
         return out
+
+    def needed_columns(self, table: mx.array) -> mx.array:
+        """The needed columns (axis 1) of a table ``(rows, W_tot, ...)``."""
+        return mx.take(table, mx.array(self.needed, dtype=U32), axis=1)
+
+    # ---------------------------------------------------------------- linear forms
+    def constraint_form(self, lam_powers: List[EF]) -> Form:
+        """``Σ_i λ^i·C_i``."""
+        return Form([(("c", i), lam_powers[i]) for i in range(len(self.dag.constraint_idx))],
+                    EF.zero())
+
+    def interaction_forms(self, eq3b: List[EF], beta: EF) -> List[Form]:
+        """``[norm·Σ_σ eq3b_σ·count_σ, Σ_σ eq3b_σ·h_σ]`` (§6.1; ``h_σ`` without ``α``)."""
+        num, den, const = [], [], EF.zero()
+        for s, (it, w) in enumerate(zip(self.dag.interactions, eq3b)):
+            num.append((("n", s), w * self.norm))
+            bp = w
+            for j in range(len(it.message)):
+                den.append((("m", s, j), bp))
+                bp = bp * beta
+            const = const + bp * (it.bus_index + 1)
+        return [Form(num, EF.zero()), Form(den, const)]
+
+
+_SELECTORS = {NodeKind.IS_FIRST_ROW: 0, NodeKind.IS_LAST_ROW: 1, NodeKind.IS_TRANSITION: 2}
 
 
 def _selectors(height: int) -> mx.array:
@@ -200,9 +177,15 @@ def _lift(table: mx.array, rows: int) -> mx.array:
     return table if reps == 1 else mx.tile(table, (reps,) + (1,) * (table.ndim - 1))
 
 
+def _reads_column(node) -> bool:
+    return node.kind in _SELECTORS or (
+        node.kind == NodeKind.VARIABLE and node.var.entry in (Entry.MAIN, Entry.PREPROCESSED))
+
+
 def prepare_trace(pk, l_skip: int, t) -> TraceData:
-    """Table and layout of a present trace ``t`` (attributes ``air_id``, ``common_main``,
-    ``cached_mains``, ``public_values``, ``log_height``; matrices ``(H, w)`` uint32)."""
+    """Table, layout and evaluators of a present trace ``t`` (attributes ``air_id``,
+    ``common_main``, ``cached_mains``, ``public_values``, ``log_height``; matrices ``(H, w)``
+    uint32)."""
     apk = pk.per_air[t.air_id]
     vk = apk.vk
     width = vk.params.width
@@ -213,12 +196,12 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     parts.extend(t.cached_mains)
     expected = [width.common_main] + ([width.preprocessed] if width.preprocessed is not None
                                       else []) + list(width.cached_mains)
+    if len(parts) != len(expected):
+        raise InvalidInputError(f"AIR {t.air_id}: {len(parts)} trace parts, expected {len(expected)}")
     for m, w in zip(parts, expected):
         if tuple(m.shape) != (1 << h, w):
             raise InvalidInputError(f"AIR {t.air_id}: a trace part has shape {tuple(m.shape)}, "
                                     f"expected {(1 << h, w)}")
-    if len(parts) != len(expected):
-        raise InvalidInputError(f"AIR {t.air_id}: {len(parts)} trace parts, expected {len(expected)}")
     offsets, o = [], 0
     for w in expected:
         offsets.append(o)
@@ -233,72 +216,59 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
         air_id=t.air_id, vk=vk, dag=dag, log_height=h, n=n, nt=max(n, 0), table=table,
         part_offsets=offsets, part_widths=expected, wall=o, need_rot=need_rot,
         public_values=[int(v) for v in t.public_values],
-        norm=pow(1 << -n, P - 2, P) if n < 0 else 1, needed=[],
-        interactions_dag=SymbolicConstraintsDag(dag.nodes, [], dag.interactions),
+        norm=pow(1 << -n, P - 2, P) if n < 0 else 1,
     )
-    needed = set()
-    for node in dag.nodes:
-        if node.kind == NodeKind.VARIABLE and node.var.entry in (Entry.MAIN, Entry.PREPROCESSED):
-            needed.add(tr.column_of(node.var))
-    sel = {NodeKind.IS_FIRST_ROW: 0, NodeKind.IS_LAST_ROW: 1, NodeKind.IS_TRANSITION: 2}
-    needed |= {tr.selector_offset + sel[node.kind] for node in dag.nodes if node.kind in sel}
-    tr.needed = sorted(needed)
+    tr.needed = sorted({tr.column_of(node) for node in dag.nodes if _reads_column(node)})
+    pos = {j: i for i, j in enumerate(tr.needed)}
+
+    def leaf(i: int):
+        node = dag.nodes[i]
+        if _reads_column(node):
+            return True, pos[tr.column_of(node)]
+        if node.kind == NodeKind.CONSTANT:
+            return False, node.value
+        if node.kind == NodeKind.VARIABLE and node.var.entry == Entry.PUBLIC:
+            return False, tr.public_values[node.var.index] % P
+        raise ProverError(f"AIR {t.air_id}: unsupported DAG leaf {node!r}")
+
+    kinds = {node.kind for node in dag.nodes}
+
+    def make_inputs(get) -> DagInputs:
+        def pair(base):
+            return _Cols(get, pos, base), (_Cols(get, pos, base + tr.wall) if need_rot else None)
+
+        s = tr.selector_offset
+        return DagInputs(
+            main=[pair(offsets[vk.dag_main_part_index_to_commit_index(k)])
+                  for k in range(len(width.main_widths))],
+            preprocessed=pair(offsets[1]) if width.preprocessed is not None else None,
+            public_values=tr.public_values,
+            is_first_row=get(pos[s]) if NodeKind.IS_FIRST_ROW in kinds else None,
+            is_last_row=get(pos[s + 1]) if NodeKind.IS_LAST_ROW in kinds else None,
+            is_transition=get(pos[s + 2]) if NodeKind.IS_TRANSITION in kinds else None,
+        )
+
+    tr.evaluator = DagEvaluator(dag, True, leaf, len(tr.needed), make_inputs)
+    tr.interactions_evaluator = DagEvaluator(dag, False, leaf, len(tr.needed), make_inputs)
     return tr
-
-
-def _getter(values: mx.array, needed: List[int], axis: int):
-    """``get(j)``: table column ``j`` from ``values`` holding the needed columns along ``axis``."""
-    pos = {j: i for i, j in enumerate(needed)}
-    if axis == 0:
-        return lambda j: values[pos[j]]
-    return lambda j: values[..., pos[j], :]
-
-
-# ------------------------------------------------------------------ interaction sums
-def _interaction_sums(tr: TraceData, values, shape: tuple, base: bool, eq3b: List[EF],
-                      beta: EF):
-    """``(P, Q)`` of §6.1 at every point: ``norm·Σ_σ eq3b_σ·count_σ`` and
-    ``Σ_σ eq3b_σ·h_σ``; ``values`` are the interpreter's interaction results."""
-    num, den = _Combiner(shape, base), _Combiner(shape, base)
-    for it, (message, count), w in zip(tr.dag.interactions, values, eq3b):
-        num.add(count, w * tr.norm)
-        bp = w
-        for m in message:
-            den.add(m, bp)
-            bp = bp * beta
-        den.add_const(bp * (it.bus_index + 1))
-    return num.value(), den.value()
-
-
-def _constraint_sum(values, shape: tuple, base: bool, lam_powers: List[EF]) -> mx.array:
-    """``Σ_i λ^i·C_i`` at every point."""
-    acc = _Combiner(shape, base)
-    for v, w in zip(values, lam_powers):
-        acc.add(v, w)
-    return acc.value()
 
 
 # ------------------------------------------------------------------ GKR leaves
 def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     """``(p, h)`` per interaction of ``tr`` (lifted rows, see :func:`fraction_leaves`)."""
-    height = tr.height
-    rows = mx.take(tr.table, mx.array(tr.needed, dtype=U32), axis=1).T
-    values = evaluate_dag(tr.interactions_dag, BaseArrays, tr.inputs(_getter(rows, tr.needed, 0)))
-    lifted = max(height, 1 << l_skip)
-    out = []
-    for it, (message, count) in zip(tr.dag.interactions, values.interactions):
-        p = mx.broadcast_to(mx.array(count, dtype=U32) if isinstance(count, int) else count,
-                            (height,))
-        if tr.norm != 1:
-            p = bb.mul(p, mx.array(tr.norm, dtype=U32))
-        h = _Combiner((height,), True)
-        bp = EF.one()
-        for m in message:
-            h.add(m, bp)
+    rows = mx.contiguous(tr.needed_columns(tr.table).T)  # (Wn, H)
+    forms = []
+    for s, it in enumerate(tr.dag.interactions):
+        ws, bp = [], EF.one()
+        for j in range(len(it.message)):
+            ws.append((("m", s, j), bp))
             bp = bp * beta
-        h.add_const(bp * (it.bus_index + 1))
-        out.append((_lift(p, lifted), _lift(h.value(), lifted)))
-    return out
+        forms += [Form([(("n", s), EF(tr.norm))], EF.zero()), Form(ws, bp * (it.bus_index + 1))]
+    values = tr.interactions_evaluator.evaluate(forms, rows, base=True)
+    lifted = max(tr.height, 1 << l_skip)
+    # the numerator is a base-field value: its first coefficient
+    return [(_lift(values[2 * s][:, 0], lifted), _lift(values[2 * s + 1], lifted))
+            for s in range(tr.num_interactions)]
 
 
 # ------------------------------------------------------------------ round 0
@@ -354,7 +324,11 @@ class Round0:
 
 
 def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF], beta: EF,
-                  eq3b: List[EF]) -> Round0:
+                 eq3b: List[EF]) -> Round0:
+    """Round-0 polynomials of one trace (§6.4) and its sum claims (§6.3): the needed columns
+    are extended to the cosets ``g^1·D … g^(d_a−1)·D`` (one batched iDFT/DFT per chunk of the
+    hypercube), the DAG is evaluated there (and, for the LogUp sums, on ``D`` = the rows), the
+    results are weighted by ``w_t(x)`` and summed over ``x``, then interpolated."""
     n_dom = 1 << l_skip
     d_a = tr.degree
     zerocheck = bool(tr.dag.constraint_idx) and d_a >= 2
@@ -369,36 +343,36 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     vals = _lift(mx.take(tr.table, mx.array(tr.needed, dtype=U32), axis=1), lifted)
     vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(2, 0, 1))  # (Wn, X, N)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
+    evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
+    forms = (([tr.constraint_form(lam_powers)] if zerocheck else [])
+             + (tr.interaction_forms(eq3b, beta) if logup else []))
+    a_acc = ext.zeros((extra, n_dom))
+    b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
     if extra:
         shift_pows = mx.array([[pow(s, j, P) for j in range(n_dom)] for s in shifts], dtype=U32)
 
-    a_acc = ext.zeros((extra, n_dom)) if zerocheck else None
-    b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))] if logup else None
-    step = max(1, _ROUND0_CHUNK_ELEMS // max(1, wn * max(extra, 1) * n_dom))
+    step = max(1, _LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom))
     for x0 in range(0, x_len, step):
         block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
         xc = block.shape[1]
         w = weights[x0:x0 + step]
         if logup:  # on D: the rows themselves
-            res = evaluate_dag(tr.interactions_dag, BaseArrays,
-                               tr.inputs(_getter(block, tr.needed, 0)))
-            num, den = _interaction_sums(tr, res.interactions, (xc, n_dom), True, eq3b, beta)
-            b_acc[0] = ext.add(b_acc[0], mx.pad(_contract(num, w)[None], [(0, extra), (0, 0), (0, 0)]))
-            b_acc[1] = ext.add(b_acc[1], mx.pad(_contract(den, w)[None], [(0, extra), (0, 0), (0, 0)]))
+            at_d = tr.interactions_evaluator.evaluate(
+                tr.interaction_forms(eq3b, beta), block.reshape(wn, xc * n_dom), base=True)
+            for k, v in enumerate(at_d):
+                on_d = _contract(v.reshape(xc, n_dom, 4), w)
+                b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
         if extra:
             coeffs = idft(block, axis=2)
             ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
-            shape = (xc, extra, n_dom)
-            res = evaluate_dag(tr.dag if zerocheck else tr.interactions_dag, BaseArrays,
-                               tr.inputs(_getter(ext_vals, tr.needed, 0)))
+            values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
+            values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
             if zerocheck:
-                c = _constraint_sum(res.constraints, shape, True, lam_powers)
-                a_acc = ext.add(a_acc, _contract(c, w))
+                a_acc = ext.add(a_acc, values.pop(0))
             if logup:
-                num, den = _interaction_sums(tr, res.interactions, shape, True, eq3b, beta)
-                b_acc[0] = ext.add(b_acc[0], mx.pad(_contract(num, w), [(1, 0), (0, 0), (0, 0)]))
-                b_acc[1] = ext.add(b_acc[1], mx.pad(_contract(den, w), [(1, 0), (0, 0), (0, 0)]))
-        mx.eval([a for a in ([a_acc] + (b_acc or [])) if a is not None])
+                for k, v in enumerate(values):
+                    b_acc[k] = ext.add(b_acc[k], mx.pad(v, [(1, 0), (0, 0), (0, 0)]))
+        mx.eval(a_acc, *b_acc)
 
     quotient = numer = denom = None
     sum_p = sum_q = EF.zero()
@@ -468,33 +442,27 @@ def _pad_to(a: mx.array, size: int) -> mx.array:
 
 
 # ------------------------------------------------------------------ multilinear rounds
-def _ext_evaluate(tr: TraceData, cols: mx.array, lam_powers: List[EF], beta: EF, eq3b: List[EF]):
-    """``(C, P, Q)`` at points whose needed column values are ``cols`` ``(..., Wn, 4)``
-    (extension field); each ``(..., 4)`` uint32 (zeros where the AIR has nothing)."""
-    shape = tuple(cols.shape[:-2])
-    res = evaluate_dag(tr.dag, ExtArrays, tr.inputs(_getter(cols, tr.needed, 1)))
-    c = _constraint_sum(res.constraints, shape, False, lam_powers)
-    if tr.num_interactions:
-        p, q = _interaction_sums(tr, res.interactions, shape, False, eq3b, beta)
-    else:
-        p = q = ext.zeros(shape)
-    return c, p, q
+def _mle_evaluate(tr: TraceData, forms: List[Form], cols: mx.array) -> mx.array:
+    """``(C, P, Q)`` at points whose needed column values are ``cols`` ``(Wn, P, 4)``
+    (extension field): ``(3, P, 4)`` uint32."""
+    return mx.stack(tr.evaluator.evaluate(forms, cols, base=False))
 
 
-def _head_values(tr: TraceData, table: mx.array, degree: int, weights: mx.array,
-                 lam_powers, beta, eq3b) -> mx.array:
+def _head_values(tr: TraceData, forms: List[Form], table: mx.array, degree: int,
+                 weights: mx.array) -> mx.array:
     """``a_t, b_t, b'_t`` at ``X = 1..d`` (§6.6): ``(3, d, 4)`` uint32. ``table``: the folded
     table ``(2M, W_tot, 4)``; ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``."""
-    cols = mx.take(table, mx.array(tr.needed, dtype=U32), axis=1)
-    m = cols.shape[0] // 2
-    v = cols.reshape(m, 2, len(tr.needed), 4)
+    cols = tr.needed_columns(table)
+    m, wn = cols.shape[0] // 2, len(tr.needed)
+    v = cols.reshape(m, 2, wn, 4)
     diff = ext.sub(v[:, 1], v[:, 0])
     points = [v[:, 1]]
     for _ in range(degree - 1):
         points.append(ext.add(points[-1], diff))
     tx = mx.stack(points, axis=1)  # (M, d, Wn, 4): X = 1..d
-    c, p, q = _ext_evaluate(tr, tx, lam_powers, beta, eq3b)
-    return mx.stack([_contract(c, weights), _contract(p, weights), _contract(q, weights)])
+    tx = mx.contiguous(tx.transpose(2, 0, 1, 3)).reshape(wn, m * degree, 4)
+    values = _mle_evaluate(tr, forms, tx).reshape(3, m, degree, 4)
+    return mx.stack([_contract(values[k], weights) for k in range(3)])
 
 
 # ------------------------------------------------------------------ the constraint stage
@@ -568,6 +536,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
 
         with span("prover.rap_constraints.mle_rounds") as sp:
             claim = horner(s0, r[0])
+            mle_forms = [[tr.constraint_form(lam_powers)] + tr.interaction_forms(e3, beta)
+                         for tr, e3 in zip(trs, eq3b)]
             e_zc = kernels.eq_d(l_skip, xi[0], r[0])
             e_lu = horner(kernels.eq_sharp_coeffs(l_skip, xi), r[0])
             final = [None] * num_traces
@@ -580,9 +550,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                     tail = tail * r[j - 1]
                 for t, tr in enumerate(trs):
                     if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
-                        c, pv, qv = (ext.to_host(a.reshape(1, 4))[0] for a in
-                                     _ext_evaluate(tr, mx.take(final[t], mx.array(tr.needed, dtype=U32), axis=1),
-                                                   lam_powers, beta, eq3b[t]))
+                        cols = tr.needed_columns(final[t]).transpose(1, 0, 2)
+                        c, pv, qv = ext.to_host(_mle_evaluate(tr, mle_forms[t], cols).reshape(3, 4))
                         tail = tail + mu_pows[2 * num_traces + t] * e_zc * c \
                             + (mu_pows[2 * t] * pv + mu_pows[2 * t + 1] * qv) * e_lu
                 heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
@@ -590,8 +559,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 for t in heads:
                     tr = trs[t]
                     weights = eq_table(xi[l_skip + j:l_skip + tr.nt])
-                    head_vals.append(_head_values(tr, tables[t], degree, weights, lam_powers,
-                                                  beta, eq3b[t]))
+                    head_vals.append(_head_values(tr, mle_forms[t], tables[t], degree, weights))
                 vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
                 s_head = []
                 for x in range(degree):
