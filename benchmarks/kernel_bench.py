@@ -19,10 +19,13 @@ import numpy as np
 
 import mlx_stark  # noqa: F401  (process set-up)
 from mlx_stark import device
+from mlx_stark.custom_kernels import ntt as kntt
+from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.field import bb
 from mlx_stark.hash import MerkleTree, hash_rows, permute
 from mlx_stark.hash.poseidon2 import find_pow_witness
 from mlx_stark.poly import dft
+from mlx_stark.poly.ntt import lde
 from mlx_stark.prover.stacked_pcs import rs_code_matrix
 
 
@@ -82,6 +85,11 @@ def main(log_rows: int, width: int, log_rows_per_query: int, l_skip: int, pow_bi
                    f"x{t_ops / t_nat:7.1f}   equal={row['bit_equal']}"
                    + (f"   native {work / t_nat / 1e6:.1f} M{unit}/s" if work else ""))
 
+    def native_only(name: str, fn):
+        t_nat, _ = _median(fn, runs)
+        results[name] = {"native_ms": t_nat * 1e3}
+        click.echo(f"{name:<34} native {t_nat * 1e3:9.2f} ms")
+
     for logn in (log_rows - 2, log_rows):
         states = bb.random((1 << logn, 16), logn)
         mx.eval(states)
@@ -95,11 +103,17 @@ def main(log_rows: int, width: int, log_rows_per_query: int, l_skip: int, pow_bi
             lambda: MerkleTree.commit(codewords, log_rows_per_query), rows * (blocks + 1), "perm",
             ops_runs=max(1, runs // 2))
     compare(f"dft 2^{log_rows} x {width}", lambda: dft(codewords), rows * width, "elem")
+    if device.native_kernels_active():  # kernels alone, without MerkleTree's host copies
+        native_only(f"merkle layers 2^{log_rows} x {width} k={log_rows_per_query}",
+                    lambda: kp2.merkle_layers(codewords, log_rows_per_query))
     del codewords
     stacked = bb.random((rows // 2, width), 2)
     mx.eval(stacked)
     compare(f"rs_code_matrix 2^{log_rows - 1} x {width} -> 2^{log_rows}",
             lambda: rs_code_matrix(stacked, l_skip, 1), rows * width, "elem")
+    if device.native_kernels_active():
+        native_only(f"rs_messages 2^{log_rows - 1} x {width}", lambda: kntt.rs_messages(stacked, l_skip))
+        native_only(f"lde 2^{log_rows - 1} x {width} -> 2^{log_rows}", lambda: lde(stacked, 1))
     del stacked
     state = list(range(16))
     compare(f"pow grind {pow_bits} bits", lambda: find_pow_witness(state, 0, pow_bits), ops_runs=1)

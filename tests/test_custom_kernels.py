@@ -277,7 +277,7 @@ def test_emulated_pow(emulated, monkeypatch):
 
 
 def test_emulated_ntt(emulated):
-    for log_n, cols in ((0, 3), (1, 2), (4, 5), (11, 3)):
+    for log_n, cols in [(log_n, 2) for log_n in range(kntt.MAX_LOG_RADIX + 1)] + [(13, 3)]:  # every radix
         x = bb.random((1 << log_n, cols), log_n)
         for inverse in (False, True):
             got = kntt.transform(x.reshape(1, 1 << log_n, cols), log_n, inverse)

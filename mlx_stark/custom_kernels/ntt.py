@@ -11,9 +11,12 @@ and no host wait. With ``N_s`` the product of the radices of the previous passes
 (decimation in time; after the last pass ``A' = DFT(A)`` in natural order). A block loads
 ``TB`` adjacent columns (index ``j`` and the trailing batch position together form one
 contiguous column number) of ``R`` elements each into shared memory, bit-reversed, runs the
-``s`` radix-2 stages there and writes the ``R`` outputs. ``TB·R`` words fill 32 KiB (Metal's
-threadgroup memory); rows past the input's height read as zero, which makes the LDE's zero
-padding free.
+``s`` radix-2 stages there (two per barrier) and writes the ``R`` outputs. ``TB·R`` words fit
+32 KiB (Metal's threadgroup memory); rows past the input's height read as zero, which makes
+the LDE's zero padding free.
+
+Measured on an H100 (2^22 x 42, the keccakf codeword shape): DFT 4.3 ms against 34 ms for the
+MLX-ops Stockham passes; ``rs_code_matrix`` from 2^21 x 42 5.0 ms against 43 ms.
 """
 from __future__ import annotations
 
@@ -34,20 +37,45 @@ THREADS = 256
 MAX_GRID_Y = 65535  # CUDA's limit on blocks along y (the leading batch axis)
 
 
+def tile_columns(log_radix: int) -> int:
+    """Columns per block of a radix-``2^log_radix`` pass: the tile fills the shared memory,
+    at most one column per thread (so each thread keeps one column through the pass)."""
+    return min(SHARED_WORDS >> log_radix, THREADS)
+
+
 @lru_cache(maxsize=MAX_LOG_RADIX)
 def stockham_source(log_radix: int) -> KernelSource:
     """One radix-``2^log_radix`` pass: ``x`` (pre·n_in·cols) -> ``y`` (pre·N·cols);
     ``tw``: ``ω_N^i`` for ``i < N/2`` (Montgomery); ``params = [N, cols, N_s, log N_s, n_in,
     log N]``. Blocks of :data:`THREADS` threads along x, one leading batch index per block row
-    along y."""
+    along y.
+
+    Thread ``tid`` owns column ``tid mod TB`` of the tile and every ``THREADS/TB``-th element
+    of it. In shared memory the stages go two at a time (a radix-4 butterfly in registers
+    between two barriers), the last one alone when ``log_radix`` is odd."""
     if not 1 <= log_radix <= MAX_LOG_RADIX:
         raise ValueError(f"radix 2^{log_radix} out of range")
     s = log_radix
     radix = 1 << s
-    tb = SHARED_WORDS >> s
+    tb = tile_columns(s)
     log_tb = tb.bit_length() - 1
-    body = f"""\
-SHARED uint32_t tile[{SHARED_WORDS}];
+    step = THREADS // tb
+    radix2_tail = ""
+    if s % 2:
+        radix2_tail = f"""{{
+  const uint32_t h = {radix // 2}u;
+  BARRIER();
+  for (uint32_t k = first; k < h; k += {step}u) {{
+    const uint32_t ia = k * {tb}u + t;
+    const uint32_t ib = ia + h * {tb}u;
+    const uint32_t a = tile[ia];
+    const uint32_t bw = bb_mont(tile[ib], tw[k << (log_n - {s}u)]);
+    tile[ia] = bb_add(a, bw);
+    tile[ib] = bb_sub(a, bw);
+  }}
+}}
+"""
+    body = f"""SHARED uint32_t tile[{tb * radix}];
 const uint32_t n = params[0];
 const uint32_t cols = params[1];
 const uint32_t ns = params[2];
@@ -56,50 +84,51 @@ const uint32_t n_in = params[4];
 const uint32_t log_n = params[5];
 const uint32_t nr = n >> {s}u;
 const uint32_t span = nr * cols;
-const uint32_t f0 = bid * {tb}u;
-const uint64_t in_base = (uint64_t)bid_y * n_in * cols;
-const uint64_t out_base = (uint64_t)bid_y * n * cols;
 const uint32_t half_n = n >> 1;
 const uint32_t pre_shift = log_n - log_ns - {s}u;
-for (uint32_t e = tid; e < {tb * radix}u; e += {THREADS}u) {{
-  const uint32_t t = e & {tb - 1}u;
-  const uint32_t r = e >> {log_tb}u;
-  const uint32_t f = f0 + t;
+const uint32_t t = tid & {tb - 1}u;
+const uint32_t first = tid >> {log_tb}u;
+const uint32_t f = bid * {tb}u + t;
+const bool live = f < span;
+const uint32_t j = live ? f / cols : 0u;
+const uint32_t c = j & (ns - 1u);
+const uint64_t in_at = (uint64_t)bid_y * n_in * cols + f;
+for (uint32_t r = first; r < {radix}u; r += {step}u) {{
   uint32_t v = 0u;
-  if (f < span) {{
-    const uint32_t j = f / cols;
-    if (j + r * nr < n_in) v = x[in_base + f + (uint64_t)r * span];
-    const uint32_t te = (r * (j & (ns - 1u))) << pre_shift;
-    if (te != 0u) v = bb_mont(v, te < half_n ? tw[te] : BB_P - tw[te - half_n]);
-  }}
+  if (live && j + r * nr < n_in) v = x[in_at + (uint64_t)r * span];
+  const uint32_t te = (r * c) << pre_shift;
+  if (te != 0u) v = bb_mont(v, te < half_n ? tw[te] : BB_P - tw[te - half_n]);
   tile[(BITREV32(r) >> {32 - s}u) * {tb}u + t] = v;
 }}
-for (uint32_t log_h = 0u; log_h < {s}u; ++log_h) {{
+for (uint32_t log_h = 0u; log_h + 1u < {s}u; log_h += 2u) {{
   const uint32_t h = 1u << log_h;
   BARRIER();
-  for (uint32_t e = tid; e < {tb * radix // 2}u; e += {THREADS}u) {{
-    const uint32_t t = e & {tb - 1}u;
-    const uint32_t b = e >> {log_tb}u;
+  for (uint32_t b = first; b < {radix // 4}u; b += {step}u) {{
     const uint32_t k = b & (h - 1u);
-    const uint32_t ia = (((b - k) << 1) + k) * {tb}u + t;
-    const uint32_t ib = ia + h * {tb}u;
-    const uint32_t w = tw[k << (log_n - 1u - log_h)];
-    const uint32_t a = tile[ia];
-    const uint32_t bw = bb_mont(tile[ib], w);
-    tile[ia] = bb_add(a, bw);
-    tile[ib] = bb_sub(a, bw);
+    const uint32_t i0 = (((b - k) << 2) + k) * {tb}u + t;
+    const uint32_t i1 = i0 + h * {tb}u;
+    const uint32_t i2 = i1 + h * {tb}u;
+    const uint32_t i3 = i2 + h * {tb}u;
+    const uint32_t w1 = tw[k << (log_n - 1u - log_h)];
+    const uint32_t a0 = tile[i0];
+    const uint32_t a1 = bb_mont(tile[i1], w1);
+    const uint32_t a2 = tile[i2];
+    const uint32_t a3 = bb_mont(tile[i3], w1);
+    const uint32_t b0 = bb_add(a0, a1), b1 = bb_sub(a0, a1);
+    const uint32_t c2 = bb_mont(bb_add(a2, a3), tw[k << (log_n - 2u - log_h)]);
+    const uint32_t c3 = bb_mont(bb_sub(a2, a3), tw[(k + h) << (log_n - 2u - log_h)]);
+    tile[i0] = bb_add(b0, c2);
+    tile[i2] = bb_sub(b0, c2);
+    tile[i1] = bb_add(b1, c3);
+    tile[i3] = bb_sub(b1, c3);
   }}
 }}
-BARRIER();
-for (uint32_t e = tid; e < {tb * radix}u; e += {THREADS}u) {{
-  const uint32_t t = e & {tb - 1}u;
-  const uint32_t q = e >> {log_tb}u;
-  const uint32_t f = f0 + t;
-  if (f < span) {{
-    const uint32_t j = f / cols;
-    const uint32_t row = ((j >> log_ns) << (log_ns + {s}u)) + (j & (ns - 1u)) + (q << log_ns);
-    y[out_base + (uint64_t)row * cols + (f - j * cols)] = tile[q * {tb}u + t];
-  }}
+{radix2_tail}BARRIER();
+if (live) {{
+  const uint64_t out_row = (uint64_t)bid_y * n + ((j >> log_ns) << (log_ns + {s}u)) + c;
+  const uint32_t m = f - j * cols;
+  for (uint32_t q = first; q < {radix}u; q += {step}u)
+    y[(out_row + (q << log_ns)) * cols + m] = tile[q * {tb}u + t];
 }}
 """
     return KernelSource(f"ntt_stockham_r{s}", ("x", "tw", "params"), ("y",), "", body)
@@ -136,7 +165,7 @@ def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
     y, rows, log_ns = x, n_in, 0
     for s in pass_plan(log_n):
         params = mx.array(np.array([n, cols, 1 << log_ns, log_ns, rows, log_n], dtype=np.uint32))
-        blocks = -(-((n >> s) * cols) // (SHARED_WORDS >> s))
+        blocks = -(-((n >> s) * cols) // tile_columns(s))
         y = launch(stockham_source(s), [y, tw, params], (blocks * THREADS, pre), THREADS,
                    [(pre, n, cols)])[0]
         rows, log_ns = n, log_ns + s
