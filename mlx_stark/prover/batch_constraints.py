@@ -4,8 +4,9 @@ univariate skip (§6): round 0, the multilinear rounds, and the column openings.
 
 Per trace, every column the AIR reads — trace columns, rotated columns and the three selector
 columns — lives in one *table* ``(H, W_tot)``: ``[parts in proof order | the same rotated by one
-row (if need_rot) | is_first, is_last, is_transition]``. The same DAG evaluation serves every
-stage, only the layout of the column values changes:
+row (if need_rot) | is_first, is_last, is_transition]``. Every stage evaluates λ-, eq3b- and
+β-combinations of the DAG's outputs (:mod:`.constraint_eval`) on the columns the DAG reads;
+only the points change:
 
 * GKR leaves: the interaction values on the ``H`` rows (base field);
 * round 0: the needed columns extended, once per trace and in one batched iDFT/DFT, to the
@@ -351,7 +352,8 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     if extra:
         shift_pows = mx.array([[pow(s, j, P) for j in range(n_dom)] for s in shifts], dtype=U32)
 
-    step = max(1, _LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom))
+    # a power of two, so that every chunk has the same shape (compiled kernels are reused)
+    step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
     for x0 in range(0, x_len, step):
         block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
         xc = block.shape[1]
