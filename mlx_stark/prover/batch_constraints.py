@@ -341,12 +341,12 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     lifted = max(tr.height, n_dom)
     x_len = lifted >> l_skip
     wn = len(tr.needed)
-    vals = _lift(mx.take(tr.table, mx.array(tr.needed, dtype=U32), axis=1), lifted)
+    vals = _lift(tr.needed_columns(tr.table), lifted)
     vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(2, 0, 1))  # (Wn, X, N)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
-    forms = (([tr.constraint_form(lam_powers)] if zerocheck else [])
-             + (tr.interaction_forms(eq3b, beta) if logup else []))
+    logup_forms = tr.interaction_forms(eq3b, beta) if logup else []
+    forms = ([tr.constraint_form(lam_powers)] if zerocheck else []) + logup_forms
     a_acc = ext.zeros((extra, n_dom))
     b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
     if extra:
@@ -359,8 +359,8 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         xc = block.shape[1]
         w = weights[x0:x0 + step]
         if logup:  # on D: the rows themselves
-            at_d = tr.interactions_evaluator.evaluate(
-                tr.interaction_forms(eq3b, beta), block.reshape(wn, xc * n_dom), base=True)
+            at_d = tr.interactions_evaluator.evaluate(logup_forms, block.reshape(wn, xc * n_dom),
+                                                      base=True)
             for k, v in enumerate(at_d):
                 on_d = _contract(v.reshape(xc, n_dom, 4), w)
                 b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
