@@ -3,7 +3,7 @@
 reference's name, parameters and expected outcome. Positive tests prove and verify; negative
 tests expect the prover to fail where the reference's prover fails (unbalanced interactions:
 ``NonZeroRootSum``) and the verifier to reject where it rejects. Random parameters and
-matrices come from the reference's seeded RNGs (:class:`reference_helpers.RustStdRng`). The
+matrices come from the reference's seeded RNGs (:class:`tests.reference_helpers.RustStdRng`). The
 constraint-stage decomposition tests run the stage's own tests (test_batch_constraints.py,
 test_logup_gkr.py) under the reference's names.
 
@@ -50,9 +50,9 @@ from mlx_stark.params import (
 )
 from mlx_stark.prover.stacked_pcs import stacked_commit
 from mlx_stark.verifier.whir import binary_k_fold
-import test_batch_constraints as batch_tests
-import test_logup_gkr as gkr_tests
-from reference_helpers import (
+from . import test_batch_constraints as batch_tests
+from . import test_logup_gkr as gkr_tests
+from .reference_helpers import (
     RustStdRng,
     air_inputs,
     check_proof_shape,
