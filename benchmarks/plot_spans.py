@@ -40,14 +40,15 @@ def main(reports, out):
     width = 0.8 / n
     for i, rep in enumerate(data):
         med = [rep["summary"].get(s, {}).get("median", 0.0) * 1e3 for s in SPANS]
-        label = f"{rep['workload']} — {rep['device']['backend']} ({rep['device']['device']})"
+        kernels = "native kernels" if rep["device"]["native_kernels"] else "MLX ops"
+        label = f"{rep['workload']}: {rep['device']['backend']}, {kernels}"
         ax.barh([j + i * width for j in range(len(SPANS))], med, height=width, label=label)
     ax.set_yticks([j + 0.4 - width / 2 for j in range(len(SPANS))])
     ax.set_yticklabels(SPANS)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("median of warm runs (ms, log scale)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=n)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     click.echo(f"wrote {out}")
