@@ -5,8 +5,6 @@ suite (crates/backend-tests/src/lib.rs).
   draw random parameters or matrices from a seeded RNG use the very same values as the reference.
 - :func:`air_inputs`, :func:`keygen_and_prove`, :func:`run_test` mirror the reference's
   ``TestFixture::keygen_and_prove`` and ``StarkEngine::run_test``.
-- :func:`check_proof_shape` mirrors the reference's ``verify_proof_shape`` (CONSTRAINTS.md §8.2
-  written out as assertions here, PCS.md §10.3 through the verifier's ``check_pcs_shape``).
 - :func:`random_z`, :func:`stacking_openings`, :func:`whir_prove`, :func:`whir_verify` mirror
   the reference's WHIR test helpers (``generate_random_z``, ``stacking_openings_for_matrix``,
   ``run_whir_test``).
@@ -25,11 +23,9 @@ from mlx_stark.airs import Fixture
 from mlx_stark.field import ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.layout import stacked_layout
 from mlx_stark.poly import fold_skip, kernels, mle_eval
 from mlx_stark.prover.whir import prove_whir
 from mlx_stark.transcript import Transcript
-from mlx_stark.verifier.pcs_shape import check_pcs_shape
 from mlx_stark.verifier.whir import verify_whir
 
 MASK32 = (1 << 32) - 1
@@ -151,49 +147,6 @@ def rows(values, width: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- proof shape
-def check_proof_shape(vk, proof) -> None:
-    """The proof-shape rules of ``verify_proof_shape``: per-AIR data, GKR and batch proof lengths
-    (CONSTRAINTS.md §8.2, asserted here), then the stacking and WHIR shapes (PCS.md §10.3) by
-    the verifier's :func:`check_pcs_shape` with the commitment widths of the stacked layouts."""
-    params, per_air = vk.params, vk.per_air
-    l, m, d = params.l_skip, params.log_stacked_height, params.max_constraint_degree
-    assert len(proof.trace_vdata) == len(per_air) == len(proof.public_values)
-    for avk, tv, pvs in zip(per_air, proof.trace_vdata, proof.public_values):
-        if tv is None:
-            assert not avk.is_required and not pvs
-        else:
-            assert len(tv.cached_commitments) == avk.num_cached_mains
-            assert tv.log_height <= m
-            assert len(pvs) == avk.params.num_public_values
-    order = sorted((a for a, tv in enumerate(proof.trace_vdata) if tv is not None),
-                   key=lambda a: (-proof.trace_vdata[a].log_height, a))
-    heights = [proof.trace_vdata[a].log_height for a in order]
-
-    gkr, batch = proof.gkr_proof, proof.batch_constraint_proof
-    total = sum(per_air[a].num_interactions << max(h, l) for a, h in zip(order, heights))
-    rounds = total.bit_length() if total else 0  # l + n_logup
-    assert len(gkr.claims_per_layer) == rounds
-    assert [len(p) for p in gkr.sumcheck_polys] == list(range(1, rounds))
-    assert len(batch.numerator_term_per_air) == len(batch.denominator_term_per_air) == len(order)
-    assert len(batch.univariate_round_coeffs) == (d + 1) * ((1 << l) - 1) + 1
-    assert len(batch.sumcheck_round_polys) == max(max(h - l, 0) for h in heights)
-    assert all(len(p) == d + 1 for p in batch.sumcheck_round_polys)
-    assert len(batch.column_openings) == len(order)
-    for a, parts in zip(order, batch.column_openings):
-        width, k = per_air[a].params.width, 2 if per_air[a].params.need_rot else 1
-        prep = [] if width.preprocessed is None else [width.preprocessed]
-        assert [len(p) for p in parts] == [k * w for w in [width.common_main, *prep, *width.cached_mains]]
-
-    dims = [[(per_air[a].params.width.common_main, h) for a, h in zip(order, heights)]]
-    for a, h in zip(order, heights):
-        width = per_air[a].params.width
-        prep = [] if width.preprocessed is None else [width.preprocessed]
-        dims += [[(w, h)] for w in prep + list(width.cached_mains)]
-    widths = [stacked_layout(l, m, d_).width for d_ in dims]
-    assert sum(widths) <= params.w_stack
-    check_pcs_shape(params, widths, proof.stacking_proof, proof.whir_proof)
-
-
 # ---------------------------------------------------------------- WHIR helpers
 def random_z(params, rng: RustStdRng):
     """``generate_random_z``: ``z_prism`` = ``n_stack + 1`` base values (``EF::from_u64``) and

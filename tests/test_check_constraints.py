@@ -31,7 +31,6 @@ from mlx_stark.air import (
     trace_inputs,
 )
 from mlx_stark.airs import (
-    FibonacciAir,
     FibonacciSelectorAir,
     cached_fixture_11,
     fib_fixture,

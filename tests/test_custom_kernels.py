@@ -30,7 +30,6 @@ from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
 from mlx_stark.hash import MerkleTree, compress, hash_rows, permute, permute_host
-from mlx_stark.hash import poseidon2 as hp2
 from mlx_stark.hash.poseidon2 import Poseidon2Constants, find_pow_witness
 from mlx_stark.poly import ntt as pntt
 from mlx_stark.prover import stacked_pcs

@@ -2,7 +2,6 @@
 import itertools
 import random
 
-import mlx.core as mx
 import numpy as np
 import pytest
 

@@ -27,10 +27,14 @@ def _is_ef_list(values) -> bool:
     return isinstance(values, (list, tuple)) and all(isinstance(v, EF) for v in values)
 
 
-def _check_shapes(params, per_air, gkr_proof, batch_proof, air_ids, log_heights,
-                  total: int, n_logup: int) -> None:
-    """§8.2, constraint side: GKR and batch proof lengths against the vk and the heights."""
+def check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids: Sequence[int],
+                           log_heights: Sequence[int]) -> tuple:
+    """§8.2, constraint side: GKR and batch proof lengths against the vk and the heights of
+    the traces in sorted order. Returns ``(total, n_logup)`` (§5.1)."""
     l_skip, d = params.l_skip, params.max_constraint_degree
+    total = sum(len(per_air[a].symbolic_constraints.interactions) << max(h, l_skip)
+                for a, h in zip(air_ids, log_heights))
+    n_logup = total.bit_length() - l_skip if total else 0
     num_traces = len(air_ids)
     w = gkr_proof.logup_pow_witness
     _shape(type(w) is int and 0 <= w < P, "LogUp witness is not a field element")
@@ -77,8 +81,10 @@ def _check_shapes(params, per_air, gkr_proof, batch_proof, air_ids, log_heights,
         for part, n in zip(parts, expected):
             _shape(_is_ef_list(part) and len(part) == n, f"AIR {a}: opened part length")
 
+    return total, n_logup
 
-def _pairs(values: List[EF], need_rot: bool) -> List[tuple]:
+
+def opening_pairs(values: List[EF], need_rot: bool) -> List[tuple]:
     """A part's flat openings as ``(value, rotated value or 0)`` pairs."""
     if need_rot:
         return [(values[2 * i], values[2 * i + 1]) for i in range(len(values) // 2)]
@@ -118,7 +124,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
     claims the stacked reduction must then prove."""
     params = vk.params
     per_air = vk.per_air
-    l_skip, d = params.l_skip, params.max_constraint_degree
+    l_skip = params.l_skip
     n_dom = 1 << l_skip
     air_ids = [int(a) for a in trace_id_to_air_id]
     log_heights = [int(h) for h in log_heights]
@@ -128,10 +134,8 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
     ns = [h - l_skip for h in log_heights]
     nts = [max(n, 0) for n in ns]
     n_max = max(nts)
-    total = sum(len(per_air[a].symbolic_constraints.interactions) << (l_skip + nt)
-                for a, nt in zip(air_ids, nts))
-    n_logup = total.bit_length() - l_skip if total else 0
-    _check_shapes(params, per_air, gkr_proof, batch_proof, air_ids, log_heights, total, n_logup)
+    total, n_logup = check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids,
+                                            log_heights)
     bp = batch_proof
 
     # 1-2. proof of work, LogUp challenges
@@ -220,7 +224,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         tail = tail * rs[i]
 
     # 11. openings: common mains of all traces first, then the other parts per trace
-    pairs = [[_pairs(part, per_air[a].params.need_rot) for part in parts]
+    pairs = [[opening_pairs(part, per_air[a].params.need_rot) for part in parts]
              for a, parts in zip(air_ids, bp.column_openings)]
     for trace_parts in pairs:
         for v, rot in trace_parts[0]:
