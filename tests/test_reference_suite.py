@@ -696,12 +696,12 @@ def test_proof_rejected_under_another_key():
 
 
 @pytest.mark.slow
-def test_keccakf_two_permutations():
-    """KeccakfAir (2633 columns, 3182 constraints of degree 3) on 2 permutations: 48 rows padded
-    to 64, within ``SystemParams.new_for_testing(10)`` (``l = 4``, stacked height 2^10)."""
-    trace = keccakf_trace(random_keccakf_inputs(2, seed=7))
-    assert trace.shape == (64, 2633)
-    params = SystemParams.new_for_testing(10)
+def test_keccakf_eight_permutations():
+    """KeccakfAir (2633 columns, 3182 constraints of degree 3) on 8 permutations: 192 rows padded
+    to 256, within ``SystemParams.new_for_testing(14)`` (``l = 4``, stacked height 2^14)."""
+    trace = keccakf_trace(random_keccakf_inputs(8, seed=7))
+    assert trace.shape == (256, 2633)
+    params = SystemParams.new_for_testing(14)
     pk, vk = ms.keygen([KeccakfAir()], params)
     proof = ms.prove(pk, [ms.AirInput(trace)])
     ms.verify(vk, proof.to_bytes())
