@@ -86,19 +86,24 @@ def halve(a: mx.array) -> mx.array:
     return mx.where((a & 1) == 1, (a + P) >> 1, a >> 1)
 
 
-def pow(a: mx.array, e: int) -> mx.array:  # noqa: A001 - field power, shadows builtin on purpose
-    """``a^e`` elementwise for a non-negative Python int exponent (square and multiply)."""
+def pow_by_squaring(a: mx.array, e: int, mul_fn, one: mx.array) -> mx.array:
+    """``a^e`` for a non-negative Python int ``e`` with the given multiplication (shared by F
+    and EF); ``one`` is returned for ``e = 0``."""
     if e < 0:
         raise ValueError("negative exponent; use inv")
-    result = None
-    base = a
+    result, base = None, a
     while e:
         if e & 1:
-            result = base if result is None else mul(result, base)
+            result = base if result is None else mul_fn(result, base)
         e >>= 1
         if e:
-            base = mul(base, base)
-    return mx.ones_like(a) if result is None else result
+            base = mul_fn(base, base)
+    return one if result is None else result
+
+
+def pow(a: mx.array, e: int) -> mx.array:  # noqa: A001 - field power, shadows builtin on purpose
+    """``a^e`` elementwise for a non-negative Python int exponent."""
+    return pow_by_squaring(a, e, mul, mx.ones_like(a))
 
 
 def inv(a: mx.array) -> mx.array:

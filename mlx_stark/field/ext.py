@@ -74,16 +74,8 @@ batch_inv = inv  # elementwise over the leading shape
 
 
 def pow(a: mx.array, e: int) -> mx.array:  # noqa: A001
-    if e < 0:
-        raise ValueError("negative exponent; use inv")
-    result, base = None, a
-    while e:
-        if e & 1:
-            result = base if result is None else mul(result, base)
-        e >>= 1
-        if e:
-            base = mul(base, base)
-    return ones(a.shape[:-1]) if result is None else result
+    """``a^e`` elementwise over the leading shape."""
+    return bb.pow_by_squaring(a, e, mul, ones(a.shape[:-1]))
 
 
 def halve(a: mx.array) -> mx.array:
