@@ -38,6 +38,7 @@ _NATIVE = {
     "merkle.commit_layers": ("poseidon2", "merkle_layers"),
     "ntt.transform": ("ntt", "transform"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
+    "constraints.evaluate_forms": ("constraints", "evaluate_forms"),
 }
 
 OPERATIONS = tuple(_NATIVE)

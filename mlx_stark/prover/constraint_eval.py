@@ -5,7 +5,9 @@ The prover never needs single constraint values, only combinations with host EF 
 :class:`Form` over output *slots*: ``("c", i)`` = constraint ``i`` in ``constraint_idx`` order,
 ``("n", σ)`` = the count of interaction ``σ``, ``("m", σ, j)`` = its message field ``j``).
 
-Two evaluation strategies give identical results:
+A generated kernel (:mod:`mlx_stark.custom_kernels.constraints`: the whole DAG as
+straight-line code, one thread per point) runs where the device has native kernels; otherwise
+two evaluation strategies give identical results:
 
 * node by node with :func:`mlx_stark.air.evaluate.evaluate_dag` (constraints streamed into the
   forms, dead values dropped): a few dispatches per node, so it suits large base-field arrays
@@ -27,6 +29,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import BaseArrays, evaluate_dag
 from ..field import bb, ext
@@ -157,7 +160,8 @@ class Form:
     const: EF
 
 
-def _slot_node(dag: SymbolicConstraintsDag, slot: tuple) -> int:
+def slot_node(dag: SymbolicConstraintsDag, slot: tuple) -> int:
+    """The DAG node of an output slot."""
     if slot[0] == "c":
         return dag.constraint_idx[slot[1]]
     it = dag.interactions[slot[1]]
@@ -222,7 +226,7 @@ class DagEvaluator:
         outputs = [i for it in dag.interactions for i in (*it.message, it.count)]
         if constraints:
             outputs = list(dag.constraint_idx) + outputs
-        self.dag = dag
+        self.dag, self.leaf = dag, leaf
         self.plan = LevelPlan(dag, outputs, leaf, num_inputs)
         self.stream_dag = dag if constraints else SymbolicConstraintsDag(dag.nodes, [],
                                                                          dag.interactions)
@@ -231,6 +235,9 @@ class DagEvaluator:
     def evaluate(self, forms: Sequence[Form], inputs: mx.array, base: bool) -> List[mx.array]:
         """Every form at the points of ``inputs`` (``(Wn, P)`` base or ``(Wn, P, 4)``):
         a list of ``(P, 4)`` uint32."""
+        kernel = custom_kernels.native("constraints.evaluate_forms")
+        if kernel is not None:
+            return kernel(self, forms, inputs, base)
         if not base or inputs.shape[1] <= _LEVEL_MAX_BASE_POINTS:
             return self._by_levels(forms, inputs, base)
         return self._by_nodes(forms, inputs, base)
@@ -247,7 +254,7 @@ class DagEvaluator:
             for f in forms:
                 out = mx.broadcast_to(ext.constant(f.const), (n, 4))
                 if f.terms:
-                    rows = mx.array([plan.row[_slot_node(self.dag, s)] for s, _ in f.terms],
+                    rows = mx.array([plan.row[slot_node(self.dag, s)] for s, _ in f.terms],
                                     dtype=U32)
                     out = ext.add(_weighted_rows(mx.take(buf, rows, axis=0),
                                                  [w for _, w in f.terms], base), out)

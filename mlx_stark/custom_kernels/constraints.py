@@ -1,0 +1,413 @@
+"""Constraint-evaluation kernels generated from an AIR's DAG (CONSTRAINTS.md §6): the native
+path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate`, used by the GKR leaves,
+round 0 (base-field points) and the multilinear rounds (extension-field points).
+
+The prover only needs linear forms of the DAG's outputs (``Σ_i λ^i·C_i``, the eq3b-weighted
+counts, the eq3b/β-weighted message fields). A kernel evaluates, at one point per thread,
+every output *slot* of the forms and accumulates it times its host weight. The weights
+(``λ`` powers, eq3b and β products) and the public values are input arrays, so a kernel
+depends only on the DAG and the slot structure of the forms: it is generated once per
+(DAG, slot structure, field) and cached under a blake3 digest of the DAG and the source, which
+its name carries (MLX caches compiled kernels by name, in memory and on disk).
+
+*Templates.* Each slot's node is computed from its own sub-DAG (its closure). Slots whose
+sub-DAGs have the same shape (the same operations, wiring and literal constants, only the
+columns read differ) form a template: straight-line code for one instance, in a loop over a
+table of instances (the columns, public-value indices and weight row of each). AIRs repeat
+their constraints over columns, so this keeps the code small: KeccakfAir's 3182 constraints
+are 15 templates of at most 208 nodes, 9% more operations than the shared DAG (39k nodes).
+Compiling the whole DAG as straight-line code instead was measured at 160 s (NVRTC + ptxas on
+two CPU cores, base field) with 255 registers and spills, and the extension field is larger.
+
+Values are in Montgomery form inside the kernel (``x·2^32 mod p``; a product is one
+Montgomery reduction), base-field values as ``uint32_t``, extension values as ``ef``. In an
+extension-field kernel, nodes that do not depend on a trace column (constants, public values
+and what is built from them) stay in the base field. Accumulators are 64-bit per coefficient:
+a Montgomery-form value times a canonical weight adds ``v·R·w``, kept below ``p·2^32`` by a
+conditional subtraction, and one final reduction gives the canonical ``Σ v·w``.
+
+*Parts.* Block row ``k`` of a launch (``K`` rows, chosen per launch from the number of points so
+that small launches still fill the GPU) takes every ``K``-th instance (numbered over all
+templates) and writes its partial sums; the ``K`` partial sums are added afterwards.
+
+Layouts: ``cols`` ``(Wn, P)`` (base) or ``(Wn, P, 4)`` (extension) uint32 canonical, one row per
+needed column, so that the threads of a warp read consecutive points; ``prog`` the instance
+tables; ``consts`` the runtime leaves (Montgomery form); ``weights`` one row per slot,
+``[w0..w3]`` (base) or ``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical;
+``params = [P, K]``; output ``(K, F, P, 4)``: the partial sums per part and form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import blake3
+import mlx.core as mx
+import numpy as np
+
+from ..air.dag import NodeKind, SymbolicConstraintsDag
+from ..field import bb, ext
+from ..field.bb import P, U32
+from ..field.host import EF, W
+from ..prover.constraint_eval import DagEvaluator, Form, slot_node
+from . import KernelSource, launch
+from .prelude import literal, mont
+
+THREADS = 128
+# Threads a launch aims at (points x parts): an H100 holds 132 x 2048 resident threads.
+TARGET_THREADS = 1 << 18
+MAX_PARTS = 1 << 12
+_OPS = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG)
+_NEG_PINV = (-pow(P, -1, 1 << 32)) % (1 << 32)
+
+_HEADER = f"""\
+#define BB_P32 (((uint64_t)BB_P) << 32)
+#define EF_W {literal(mont(W))}
+// t·2^-32 mod p for t < p·2^32.
+KFN uint32_t bb_redc(uint64_t t) {{
+  uint32_t m = (uint32_t)t * {_NEG_PINV:#x}u;
+  uint32_t r = (uint32_t)((t + (uint64_t)m * (uint64_t)BB_P) >> 32);
+  return r >= BB_P ? r - BB_P : r;
+}}
+// t mod p·2^32 for t < 2·p·2^32: keeps a sum of products reducible.
+KFN uint64_t bb_fold(uint64_t t) {{
+  return t >= BB_P32 ? t - BB_P32 : t;
+}}
+KFN uint32_t bb_neg(uint32_t a) {{
+  return a ? BB_P - a : 0u;
+}}
+KFN uint64_t mul_wide(uint32_t a, uint32_t b) {{
+  return (uint64_t)a * (uint64_t)b;
+}}
+struct ef {{
+  uint32_t c0, c1, c2, c3;
+}};
+KFN ef ef_make(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {{
+  ef r;
+  r.c0 = c0; r.c1 = c1; r.c2 = c2; r.c3 = c3;
+  return r;
+}}
+KFN ef ef_in(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {{
+  return ef_make(bb_to_mont(c0), bb_to_mont(c1), bb_to_mont(c2), bb_to_mont(c3));
+}}
+KFN ef ef_add(ef a, ef b) {{
+  return ef_make(bb_add(a.c0, b.c0), bb_add(a.c1, b.c1), bb_add(a.c2, b.c2), bb_add(a.c3, b.c3));
+}}
+KFN ef ef_sub(ef a, ef b) {{
+  return ef_make(bb_sub(a.c0, b.c0), bb_sub(a.c1, b.c1), bb_sub(a.c2, b.c2), bb_sub(a.c3, b.c3));
+}}
+KFN ef ef_neg(ef a) {{
+  return ef_make(bb_neg(a.c0), bb_neg(a.c1), bb_neg(a.c2), bb_neg(a.c3));
+}}
+KFN ef ef_add_b(ef a, uint32_t b) {{
+  return ef_make(bb_add(a.c0, b), a.c1, a.c2, a.c3);
+}}
+KFN ef ef_sub_eb(ef a, uint32_t b) {{
+  return ef_make(bb_sub(a.c0, b), a.c1, a.c2, a.c3);
+}}
+KFN ef ef_sub_be(uint32_t a, ef b) {{
+  return ef_make(bb_sub(a, b.c0), bb_neg(b.c1), bb_neg(b.c2), bb_neg(b.c3));
+}}
+KFN ef ef_mul_b(ef a, uint32_t b) {{
+  return ef_make(bb_mont(a.c0, b), bb_mont(a.c1, b), bb_mont(a.c2, b), bb_mont(a.c3, b));
+}}
+// X^4 = W: each coefficient is one reduction of a sum of at most four products (the W-terms
+// reduced first and multiplied by W in Montgomery form).
+KFN ef ef_mul(ef a, ef b) {{
+  uint32_t u0 = bb_redc(bb_fold(mul_wide(a.c1, b.c3) + mul_wide(a.c2, b.c2) + mul_wide(a.c3, b.c1)));
+  uint32_t u1 = bb_redc(mul_wide(a.c2, b.c3) + mul_wide(a.c3, b.c2));
+  uint32_t u2 = bb_mont(a.c3, b.c3);
+  ef r;
+  r.c0 = bb_redc(mul_wide(a.c0, b.c0) + mul_wide(u0, EF_W));
+  r.c1 = bb_redc(bb_fold(mul_wide(a.c0, b.c1) + mul_wide(a.c1, b.c0) + mul_wide(u1, EF_W)));
+  r.c2 = bb_redc(bb_fold(mul_wide(a.c0, b.c2) + mul_wide(a.c1, b.c1) + mul_wide(a.c2, b.c0)
+                         + mul_wide(u2, EF_W)));
+  r.c3 = bb_redc(bb_fold(mul_wide(a.c0, b.c3) + mul_wide(a.c1, b.c2) + mul_wide(a.c2, b.c1)
+                         + mul_wide(a.c3, b.c0)));
+  return r;
+}}
+struct acc4 {{
+  uint64_t c0, c1, c2, c3;
+}};
+KFN acc4 acc_zero() {{
+  acc4 a;
+  a.c0 = 0u; a.c1 = 0u; a.c2 = 0u; a.c3 = 0u;
+  return a;
+}}
+// a += v·w for a base value v (Montgomery form) and an extension weight w (canonical).
+KFN acc4 acc_b(acc4 a, uint32_t v, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {{
+  a.c0 = bb_fold(a.c0 + mul_wide(v, w0));
+  a.c1 = bb_fold(a.c1 + mul_wide(v, w1));
+  a.c2 = bb_fold(a.c2 + mul_wide(v, w2));
+  a.c3 = bb_fold(a.c3 + mul_wide(v, w3));
+  return a;
+}}
+// a += v·w for an extension value v (Montgomery form); x1..x3 = W·w1..W·w3. Two products
+// per fold keep every sum below 2^64.
+KFN acc4 acc_e(acc4 a, ef v, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
+               uint32_t x1, uint32_t x2, uint32_t x3) {{
+  a.c0 = bb_fold(bb_fold(a.c0 + mul_wide(v.c0, w0) + mul_wide(v.c1, x3)) + mul_wide(v.c2, x2) + mul_wide(v.c3, x1));
+  a.c1 = bb_fold(bb_fold(a.c1 + mul_wide(v.c0, w1) + mul_wide(v.c1, w0)) + mul_wide(v.c2, x3) + mul_wide(v.c3, x2));
+  a.c2 = bb_fold(bb_fold(a.c2 + mul_wide(v.c0, w2) + mul_wide(v.c1, w1)) + mul_wide(v.c2, w0) + mul_wide(v.c3, x3));
+  a.c3 = bb_fold(bb_fold(a.c3 + mul_wide(v.c0, w3) + mul_wide(v.c1, w2)) + mul_wide(v.c2, w1) + mul_wide(v.c3, w0));
+  return a;
+}}
+"""
+
+
+# ---------------------------------------------------------------- templates
+@dataclass(frozen=True)
+class Template:
+    """Instances of one sub-DAG shape feeding form ``form``. ``nodes``: the shape in evaluation
+    order, each ``("in",)`` (a column), ``("rt",)`` (a runtime leaf), ``("lit", value)`` or
+    ``(kind, operand positions...)``; the last node is the slot's value. Instance ``j``'s
+    parameters are ``prog[offset + j·stride ...]``: the column row of every ``in`` and the
+    ``consts`` index of every ``rt`` (in node order), then the weight row."""
+
+    form: int
+    nodes: Tuple[tuple, ...]
+    count: int
+    start: int  # instances of the previous templates
+    offset: int
+    stride: int
+
+
+_OP_NAMES = {NodeKind.ADD: "add", NodeKind.SUB: "sub", NodeKind.MUL: "mul", NodeKind.NEG: "neg"}
+
+
+def _children(node) -> Tuple[int, ...]:
+    if node.kind == NodeKind.NEG:
+        return (node.left,)
+    if node.kind in _OPS:
+        return (node.left, node.right)
+    return ()
+
+
+def closure(dag: SymbolicConstraintsDag, root: int) -> List[int]:
+    """The nodes ``root`` depends on, children before parents (depth-first, left operand
+    first), ending with ``root``."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        i, expanded = stack.pop()
+        if i in seen:
+            continue
+        if expanded:
+            seen.add(i)
+            order.append(i)
+            continue
+        stack.append((i, True))
+        for c in reversed(_children(dag.nodes[i])):
+            if c not in seen:
+                stack.append((c, False))
+    return order
+
+
+def build_templates(dag: SymbolicConstraintsDag, form_nodes: Sequence[Sequence[int]],
+                    leaf) -> Tuple[List[Template], np.ndarray, List[int]]:
+    """Templates of the slots ``form_nodes[f][k]`` (node of slot ``k`` of form ``f``; weight
+    rows are numbered over all forms in order). ``leaf(i) -> (is_input, value)`` as for
+    :class:`~mlx_stark.prover.constraint_eval.LevelPlan`. Returns the templates, the instance
+    table ``prog`` (uint32) and the runtime leaves (node indices in ``consts`` order)."""
+    groups: Dict[tuple, List[List[int]]] = {}
+    runtime: Dict[int, int] = {}
+    slot = 0
+    for f, nodes in enumerate(form_nodes):
+        for root in nodes:
+            local: Dict[int, int] = {}
+            shape, params = [], []
+            for i in closure(dag, root):
+                node = dag.nodes[i]
+                local[i] = len(local)
+                if node.kind in _OPS:
+                    shape.append((_OP_NAMES[node.kind],) + tuple(local[c] for c in _children(node)))
+                elif node.kind == NodeKind.CONSTANT:
+                    shape.append(("lit", node.value))
+                else:
+                    is_input, value = leaf(i)
+                    if is_input:
+                        shape.append(("in",))
+                        params.append(value)
+                    else:
+                        shape.append(("rt",))
+                        params.append(runtime.setdefault(i, len(runtime)))
+            groups.setdefault((f, tuple(shape)), []).append(params + [slot])
+            slot += 1
+    templates, tables, start, offset = [], [], 0, 0
+    for (f, shape), rows in groups.items():
+        stride = len(rows[0])
+        templates.append(Template(f, shape, len(rows), start, offset, stride))
+        tables.append(np.array(rows, dtype=np.uint32).reshape(-1))
+        start += len(rows)
+        offset += len(rows) * stride
+    prog = np.concatenate(tables) if tables else np.zeros(1, dtype=np.uint32)
+    return templates, prog, list(runtime)
+
+
+# ---------------------------------------------------------------- generation
+def _template_code(tpl: Template, extension: bool) -> List[str]:
+    """The loop over the instances of ``tpl`` taken by this block row."""
+    width = 8 if extension else 4
+    # instance j of this template is instance start + j overall, taken by block row
+    # (start + j) mod parts: the parts share every template's remainder evenly
+    lines = [f"for (uint32_t j = (bid_y + parts - {tpl.start}u % parts) % parts; j < {tpl.count}u; j += parts) {{",
+             f"const uint32_t t = {tpl.offset}u + j * {tpl.stride}u;"]
+    is_ext: List[bool] = []
+    param = 0
+    for k, node in enumerate(tpl.nodes):
+        v = f"v{k}"
+        op = node[0]
+        if op == "lit":
+            is_ext.append(False)
+            lines.append(f"const uint32_t {v} = {literal(mont(node[1]))};")
+            continue
+        if op in ("in", "rt"):
+            at = f"prog[t + {param}u]"
+            param += 1
+            if op == "rt":
+                is_ext.append(False)
+                lines.append(f"const uint32_t {v} = consts[{at}];")
+            elif extension:
+                is_ext.append(True)
+                lines.append(f"const uint64_t a{k} = ((uint64_t){at} * np + gid) * 4u;")
+                lines.append(f"const ef {v} = ef_in(cols[a{k}], cols[a{k} + 1u], cols[a{k} + 2u], cols[a{k} + 3u]);")
+            else:
+                is_ext.append(False)
+                lines.append(f"const uint32_t {v} = bb_to_mont(cols[(uint64_t){at} * np + gid]);")
+            continue
+        ex = [is_ext[c] for c in node[1:]]
+        a = f"v{node[1]}"
+        if op == "neg":
+            is_ext.append(ex[0])
+            expr = f"{'ef' if ex[0] else 'bb'}_neg({a})"
+        else:
+            b = f"v{node[2]}"
+            is_ext.append(ex[0] or ex[1])
+            if not is_ext[-1]:
+                expr = {"add": "bb_add", "sub": "bb_sub", "mul": "bb_mont"}[op] + f"({a}, {b})"
+            elif ex[0] and ex[1]:
+                expr = f"ef_{op}({a}, {b})"
+            elif op == "sub":
+                expr = f"ef_sub_eb({a}, {b})" if ex[0] else f"ef_sub_be({a}, {b})"
+            else:
+                e, s = (a, b) if ex[0] else (b, a)
+                expr = f"ef_{op}_b({e}, {s})"
+        lines.append(f"const {'ef' if is_ext[-1] else 'uint32_t'} {v} = {expr};")
+    last = len(tpl.nodes) - 1
+    lines.append(f"const uint32_t w = prog[t + {param}u] * {width}u;")
+    fn, count = ("acc_e", 7) if is_ext[last] else ("acc_b", 4)
+    w = ", ".join(f"weights[w + {c}u]" for c in range(count))
+    lines += [f"s{tpl.form} = {fn}(s{tpl.form}, v{last}, {w});", "}"]
+    return lines
+
+
+def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag_digest: str) -> KernelSource:
+    """The kernel of ``templates`` (arrays in the module docstring); ``dag_digest`` names the
+    DAG it came from."""
+    body = [
+        "const uint64_t np = params[0];",
+        "const uint32_t parts = params[1];",
+        "if (gid >= params[0]) return;",
+    ]
+    body += [f"acc4 s{f} = acc_zero();" for f in range(num_forms)]
+    for tpl in templates:
+        body += _template_code(tpl, extension)
+    for f in range(num_forms):
+        body.append(f"const uint64_t o{f} = (((uint64_t)bid_y * {num_forms}u + {f}u) * np + gid) * 4u;")
+        body += [f"out[o{f} + {c}u] = bb_redc(s{f}.c{c});" for c in range(4)]
+    src = "\n".join(body) + "\n"
+    digest = blake3.blake3((dag_digest + "\0" + _HEADER + "\0" + src).encode()).hexdigest()[:16]
+    return KernelSource(f"air_eval_{'ef' if extension else 'bb'}_{digest}",
+                        ("cols", "prog", "consts", "weights", "params"), ("out",), _HEADER, src)
+
+
+def dag_digest(dag: SymbolicConstraintsDag) -> str:
+    """blake3 of the DAG's nodes, constraints and interactions."""
+    text = repr((dag.nodes, dag.constraint_idx, dag.interactions))
+    return blake3.blake3(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- kernels per evaluator
+class FormsKernel:
+    """The generated kernel of one (DAG, leaf layout, slot structure of the forms, field) and
+    its instance table on the device. ``leaf`` as for :func:`build_templates`; runtime leaf
+    values are read from the evaluator at each call (public values change between proofs)."""
+
+    def __init__(self, dag: SymbolicConstraintsDag, leaf, slots: Sequence[Sequence[tuple]],
+                 extension: bool, digest: str):
+        form_nodes = [[slot_node(dag, s) for s in form_slots] for form_slots in slots]
+        self.templates, prog, self.runtime = build_templates(dag, form_nodes, leaf)
+        self.num_forms = len(slots)
+        self.extension = extension
+        self.max_count = max([t.count for t in self.templates], default=1)
+        self.source = generate(self.templates, self.num_forms, extension, digest)
+        self.prog = mx.array(prog)
+        self._weights = ((), None)  # (forms, array) of the last call
+
+    def weights(self, forms: Sequence[Form]) -> mx.array:
+        """The weight rows of ``forms`` (module docstring); the last result is reused while the
+        same form objects come back (every round of a proof evaluates the same forms)."""
+        last, arr = self._weights
+        if arr is not None and len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
+            return arr
+        rows = [EF.lift(w).c for f in forms for _, w in f.terms]
+        if not rows:
+            arr = mx.zeros((1,), dtype=U32)
+        else:
+            w = np.array(rows, dtype=np.uint64).reshape(-1, 4)
+            if self.extension:
+                w = np.concatenate([w, w[:, 1:] * W % P, np.zeros((w.shape[0], 1), dtype=np.uint64)],
+                                   axis=1)
+            arr = mx.array(w.astype(np.uint32).reshape(-1))
+        self._weights = (tuple(forms), arr)
+        return arr
+
+    def consts(self, leaf) -> mx.array:
+        """The runtime leaves' values (Montgomery form) from ``leaf``."""
+        return mx.array(np.array([mont(leaf(i)[1] % P) for i in self.runtime] or [0], dtype=np.uint32))
+
+    def parts(self, points: int) -> int:
+        """Block rows of a launch over ``points`` points (module docstring)."""
+        return max(1, min(TARGET_THREADS // max(points, 1), MAX_PARTS, self.max_count))
+
+    def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
+        points = cols.shape[1]
+        if not forms:
+            return []
+        if points == 0:
+            return [ext.zeros((0,)) for _ in forms]
+        k, f = self.parts(points), self.num_forms
+        grid = -(-points // THREADS) * THREADS
+        params = mx.array(np.array([points, k], dtype=np.uint32))
+        out = launch(self.source, [cols, self.prog, self.consts(leaf), self.weights(forms), params],
+                     (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
+        sums = out[0] if k == 1 else bb.sum(out, axis=0)
+        return [sums[g] if form.const.is_zero() else ext.add(sums[g], ext.constant(form.const))
+                for g, form in enumerate(forms)]
+
+
+def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool) -> FormsKernel:
+    """The cached :class:`FormsKernel` of ``evaluator`` for the slots of ``forms``. Kernels are
+    kept on the DAG (which lives in the proving key), keyed by the slots, the field and the
+    columns the leaves read, so the proofs of one key generate each kernel once."""
+    dag = evaluator.dag
+    layout = evaluator.__dict__.get("_leaf_layout")
+    if layout is None:  # the input row of every column leaf
+        plan = evaluator.plan
+        layout = evaluator._leaf_layout = tuple(sorted(
+            (i, r) for i, r in plan.row.items() if r < plan.num_inputs))
+    key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout)
+    cache = dag.__dict__.setdefault("_native_kernels", {})
+    kernel = cache.get(key)
+    if kernel is None:
+        digest = dag.__dict__.get("_native_digest")
+        if digest is None:
+            digest = dag._native_digest = dag_digest(dag)
+        kernel = cache[key] = FormsKernel(dag, evaluator.leaf, key[0], not base, digest)
+    return kernel
+
+
+def evaluate_forms(evaluator: DagEvaluator, forms: Sequence[Form], inputs: mx.array,
+                   base: bool) -> List[mx.array]:
+    """:meth:`DagEvaluator.evaluate` with a generated kernel: ``inputs`` ``(Wn, P)`` (``base``)
+    or ``(Wn, P, 4)`` uint32 -> one ``(P, 4)`` uint32 array per form (bit-equal)."""
+    return kernel_for(evaluator, forms, base)(forms, inputs, evaluator.leaf)
