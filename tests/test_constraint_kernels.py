@@ -4,7 +4,8 @@
   and multilinear-round forms), the twins differing only in the dialect's macros and indices;
 - emulation (needs g++): the rendered sources run as C++ on the CPU (see
   tests/test_custom_kernels.py) and equal the MLX-ops evaluation of the same forms on random
-  points, base and extension field, with one and with several parts per launch;
+  points, base and extension field, plain and blocked layouts, with one and with several
+  parts per launch; whole proofs with the emulated kernels give the golden fingerprints;
 - device: on a GPU with native kernels, the registry path of ``DagEvaluator.evaluate`` equals
   the ops path on random points. Whole proofs with kernels on and off are covered by
   tests/test_golden_fingerprints.py, which runs on every device.
@@ -97,8 +98,9 @@ def _form_sets(tr, seed: int) -> dict:
     return {"rounds": (tr.evaluator, rounds), "gkr": (tr.interactions_evaluator, gkr)}
 
 
-def _inputs(tr, points: int, base: bool, seed: int) -> mx.array:
-    shape = (len(tr.needed), points) if base else (len(tr.needed), points, 4)
+def _inputs(tr, points: int, base: bool, seed: int, blocks: int = 1) -> mx.array:
+    """Random needed-column values ``(Q, Wn, X)`` (``base``) or ``(Q, Wn, X, 4)``."""
+    shape = (blocks, len(tr.needed), points) + (() if base else (4,))
     return bb.random(shape, seed)
 
 
@@ -206,9 +208,10 @@ def emulated_cuda(emulator_build_dir, monkeypatch):
 def _compare(tr, points: int, seed: int) -> None:
     for evaluator, forms in _form_sets(tr, seed).values():
         for base in (True, False):
-            cols = _inputs(tr, points, base, seed)
-            assert _eq(kc.evaluate_forms(evaluator, forms, cols, base),
-                       evaluator.evaluate(forms, cols, base)), (base, len(forms))
+            for blocks in (1, 3):
+                cols = _inputs(tr, points, base, seed, blocks)
+                assert _eq(kc.evaluate_forms(evaluator, forms, cols, base),
+                           evaluator.evaluate_blocks(forms, cols, base)), (base, blocks)
 
 
 @pytest.mark.parametrize("name", list(FIXTURES))
@@ -225,8 +228,9 @@ def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
     monkeypatch.setattr(kc, "TARGET_THREADS", 4 * 5)
     evaluator, forms = _form_sets(keccak_trace, 7)["rounds"]
     for base in (True, False):
-        cols = _inputs(keccak_trace, 5, base, 3)
-        assert _eq(kc.evaluate_forms(evaluator, forms, cols, base), evaluator.evaluate(forms, cols, base))
+        cols = _inputs(keccak_trace, 5, base, 3, 2)
+        assert _eq(kc.evaluate_forms(evaluator, forms, cols, base),
+                   evaluator.evaluate_blocks(forms, cols, base))
 
 
 def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
@@ -259,24 +263,24 @@ def native(monkeypatch):
     mx.set_default_device(prev)
 
 
-def _device_compare(tr, points: int, seed: int) -> None:
+def _device_compare(tr, points: int, seed: int, blocks: int = 1) -> None:
     for evaluator, forms in _form_sets(tr, seed).values():
         for base in (True, False):
-            cols = _inputs(tr, points, base, seed)
-            got = evaluator.evaluate(forms, cols, base)  # native kernel on the GPU
+            cols = _inputs(tr, points, base, seed, blocks)
+            got = evaluator.evaluate_blocks(forms, cols, base)  # native kernel on the GPU
             mx.set_default_device(mx.cpu)
             try:
-                ref = evaluator.evaluate(forms, cols, base)  # MLX ops on the CPU
+                ref = evaluator.evaluate_blocks(forms, cols, base)  # MLX ops on the CPU
             finally:
                 device.set_device("gpu")
-            assert _eq(got, ref), (base, points)
+            assert _eq(got, ref), (base, points, blocks)
 
 
 @needs_gpu
 def test_device_equals_ops(native, fixture_traces, keccak_trace):
     for trs in fixture_traces.values():
         for k, tr in enumerate(trs):
-            for points in (1, 129, 5000):
-                _device_compare(tr, points, k + points)
-    for points in (1, 3, 130):
-        _device_compare(keccak_trace, points, points)
+            for points, blocks in ((1, 1), (129, 1), (5000, 1), (33, 5)):
+                _device_compare(tr, points, k + points, blocks)
+    for points, blocks in ((1, 1), (3, 1), (130, 1), (7, 3)):
+        _device_compare(keccak_trace, points, points, blocks)

@@ -30,11 +30,13 @@ conditional subtraction, and one final reduction gives the canonical ``Σ v·w``
 that small launches still fill the GPU) takes every ``K``-th instance (numbered over all
 templates) and writes its partial sums; the ``K`` partial sums are added afterwards.
 
-Layouts: ``cols`` ``(Wn, P)`` (base) or ``(Wn, P, 4)`` (extension) uint32 canonical, one row per
-needed column, so that the threads of a warp read consecutive points; ``prog`` the instance
-tables; ``consts`` the runtime leaves (Montgomery form); ``weights`` one row per slot,
-``[w0..w3]`` (base) or ``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical;
-``params = [P, K]``; output ``(K, F, P, 4)``: the partial sums per part and form.
+Layouts: ``cols`` ``(Q, Wn, X)`` (base) or ``(Q, Wn, X, 4)`` (extension) uint32 canonical: ``P =
+Q·X`` points ``(q, x)``, one row per needed column in each block ``q``, so that the threads of a
+warp read consecutive points (``Q = 1`` is the plain ``(Wn, P)``; round 0 evaluates its
+extended columns ``(cosets·N, Wn, X)`` in place); ``prog`` the instance tables; ``consts`` the
+runtime leaves (Montgomery form); ``weights`` one row per slot, ``[w0..w3]`` (base) or
+``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical; ``params = [P, K, X, Wn]``; output
+``(K, F, P, 4)``: the partial sums per part and form.
 """
 from __future__ import annotations
 
@@ -268,11 +270,11 @@ def _template_code(tpl: Template, extension: bool) -> List[str]:
                 lines.append(f"const uint32_t {v} = consts[{at}];")
             elif extension:
                 is_ext.append(True)
-                lines.append(f"const uint64_t a{k} = ((uint64_t){at} * np + gid) * 4u;")
+                lines.append(f"const uint64_t a{k} = ((uint64_t){at} * xs + pt) * 4u;")
                 lines.append(f"const ef {v} = ef_in(cols[a{k}], cols[a{k} + 1u], cols[a{k} + 2u], cols[a{k} + 3u]);")
             else:
                 is_ext.append(False)
-                lines.append(f"const uint32_t {v} = bb_to_mont(cols[(uint64_t){at} * np + gid]);")
+                lines.append(f"const uint32_t {v} = bb_to_mont(cols[(uint64_t){at} * xs + pt]);")
             continue
         ex = [is_ext[c] for c in node[1:]]
         a = f"v{node[1]}"
@@ -306,7 +308,10 @@ def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag
     body = [
         "const uint64_t np = params[0];",
         "const uint32_t parts = params[1];",
+        "const uint32_t xs = params[2];",
         "if (gid >= params[0]) return;",
+        "// element (column row 0, point gid) of cols (Q, Wn, X)",
+        "const uint64_t pt = (uint64_t)(gid / xs) * params[3] * xs + gid % xs;",
     ]
     body += [f"acc4 s{f} = acc_zero();" for f in range(num_forms)]
     for tpl in templates:
@@ -370,14 +375,16 @@ class FormsKernel:
         return max(1, min(TARGET_THREADS // max(points, 1), MAX_PARTS, self.max_count))
 
     def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
-        points = cols.shape[1]
+        """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
+        q, wn, xs = cols.shape[:3]
+        points = q * xs
         if not forms:
             return []
         if points == 0:
             return [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
         grid = -(-points // THREADS) * THREADS
-        params = mx.array(np.array([points, k], dtype=np.uint32))
+        params = mx.array(np.array([points, k, xs, wn], dtype=np.uint32))
         out = launch(self.source, [cols, self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
         sums = out[0] if k == 1 else bb.sum(out, axis=0)
@@ -406,8 +413,9 @@ def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool) -> Fo
     return kernel
 
 
-def evaluate_forms(evaluator: DagEvaluator, forms: Sequence[Form], inputs: mx.array,
+def evaluate_forms(evaluator: DagEvaluator, forms: Sequence[Form], blocks: mx.array,
                    base: bool) -> List[mx.array]:
-    """:meth:`DagEvaluator.evaluate` with a generated kernel: ``inputs`` ``(Wn, P)`` (``base``)
-    or ``(Wn, P, 4)`` uint32 -> one ``(P, 4)`` uint32 array per form (bit-equal)."""
-    return kernel_for(evaluator, forms, base)(forms, inputs, evaluator.leaf)
+    """:meth:`DagEvaluator.evaluate_blocks` with a generated kernel: ``blocks`` ``(Q, Wn, X)``
+    (``base``) or ``(Q, Wn, X, 4)`` uint32 -> one ``(Q·X, 4)`` uint32 array per form
+    (bit-equal)."""
+    return kernel_for(evaluator, forms, base)(forms, blocks, evaluator.leaf)

@@ -235,9 +235,18 @@ class DagEvaluator:
     def evaluate(self, forms: Sequence[Form], inputs: mx.array, base: bool) -> List[mx.array]:
         """Every form at the points of ``inputs`` (``(Wn, P)`` base or ``(Wn, P, 4)``):
         a list of ``(P, 4)`` uint32."""
+        return self.evaluate_blocks(forms, inputs[None], base)
+
+    def evaluate_blocks(self, forms: Sequence[Form], blocks: mx.array, base: bool) -> List[mx.array]:
+        """Every form at the points ``(q, x)`` of ``blocks`` (``(Q, Wn, X)`` base or
+        ``(Q, Wn, X, 4)``: block ``q`` holds the needed columns of ``X`` points): a list of
+        ``(Q·X, 4)`` uint32, points in ``(q, x)`` order."""
         kernel = custom_kernels.native("constraints.evaluate_forms")
         if kernel is not None:
-            return kernel(self, forms, inputs, base)
+            return kernel(self, forms, blocks, base)
+        q, wn, xs = blocks.shape[:3]
+        inputs = blocks[0] if q == 1 else \
+            mx.contiguous(mx.moveaxis(blocks, 0, 1)).reshape((wn, q * xs) + blocks.shape[3:])
         if not base or inputs.shape[1] <= _LEVEL_MAX_BASE_POINTS:
             return self._by_levels(forms, inputs, base)
         return self._by_nodes(forms, inputs, base)
