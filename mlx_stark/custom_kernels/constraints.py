@@ -1,6 +1,6 @@
 """Constraint-evaluation kernels generated from an AIR's DAG (CONSTRAINTS.md §6): the native
-path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate`, used by the GKR leaves,
-round 0 (base-field points) and the multilinear rounds (extension-field points).
+path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate_blocks`, used by the
+GKR leaves, round 0 (base-field points) and the multilinear rounds (extension-field points).
 
 The prover only needs linear forms of the DAG's outputs (``Σ_i λ^i·C_i``, the eq3b-weighted
 counts, the eq3b/β-weighted message fields). A kernel evaluates, at one point per thread,
@@ -30,13 +30,19 @@ conditional subtraction, and one final reduction gives the canonical ``Σ v·w``
 that small launches still fill the GPU) takes every ``K``-th instance (numbered over all
 templates) and writes its partial sums; the ``K`` partial sums are added afterwards.
 
-Layouts: ``cols`` ``(Q, Wn, X)`` (base) or ``(Q, Wn, X, 4)`` (extension) uint32 canonical: ``P =
-Q·X`` points ``(q, x)``, one row per needed column in each block ``q``, so that the threads of a
-warp read consecutive points (``Q = 1`` is the plain ``(Wn, P)``; round 0 evaluates its
-extended columns ``(cosets·N, Wn, X)`` in place); ``prog`` the instance tables; ``consts`` the
-runtime leaves (Montgomery form); ``weights`` one row per slot, ``[w0..w3]`` (base) or
+Layouts: ``cols`` ``(Q, Wn, X)`` (base) or ``(Q, Wn, X, 4)`` (extension) uint32 canonical:
+``P = Q·X`` points ``(q, x)``, one row per needed column in each block ``q``, so that the
+threads of a warp read consecutive points; ``prog`` the instance tables; ``consts`` the runtime
+leaves (Montgomery form); ``weights`` one row per slot, ``[w0..w3]`` (base) or
 ``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical; ``params = [P, K, X, Wn]``; output
-``(K, F, P, 4)``: the partial sums per part and form.
+``(K, F, P, 4)``: the partial sums per part and form. Every stage passes ``Q = 1`` (the plain
+``(Wn, P)``); blocks let a caller evaluate data laid out ``(blocks, Wn, X)`` without a
+transpose. (Round 0 keeps its ``(Wn, X·cosets·N)`` layout: building ``(N, Wn, X)`` from the
+trace rows with one MLX transpose failed to launch on CUDA at the keccakf-1024 shape.)
+
+Measured (local NVRTC for sm_90, two CPU cores): the KeccakfAir kernels compile in 0.7 s
+(base field, 56 registers) and 3 s (extension field, 134 registers), no spills. On an H100 the
+kernels equal the MLX-ops path on random points and the golden keccakf-1 proof is unchanged.
 """
 from __future__ import annotations
 

@@ -59,11 +59,6 @@ def _contract(values: mx.array, weights: mx.array) -> mx.array:
     return bb.sum(ext.mul(values, w), axis=0)
 
 
-def _contract_points(values: mx.array, weights: mx.array) -> mx.array:
-    """``Σ_x weights[x]·values[..., x, :]``: ``values`` ``(..., X, 4)``, ``weights`` ``(X, 4)``."""
-    return bb.sum(ext.mul(values, weights), axis=-2)
-
-
 # ------------------------------------------------------------------ per-trace data
 class _Cols:
     """Columns of one trace part as the DAG interpreter indexes them: ``cols[c]`` is input
@@ -347,9 +342,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     x_len = lifted >> l_skip
     wn = len(tr.needed)
     vals = _lift(tr.needed_columns(tr.table), lifted)
-    # (N, Wn, X): the transforms run along axis 0 over Wn·X columns, and every block of
-    # extended values (cosets·N, Wn, X) is evaluated in place (DagEvaluator.evaluate_blocks)
-    vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(1, 2, 0))
+    vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(2, 0, 1))  # (Wn, X, N)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
     logup_forms = tr.interaction_forms(eq3b, beta) if logup else []
@@ -362,20 +355,20 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
     step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
     for x0 in range(0, x_len, step):
-        block = vals[:, :, x0:x0 + step]  # (N, Wn, Xc)
-        xc = block.shape[2]
+        block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
+        xc = block.shape[1]
         w = weights[x0:x0 + step]
         if logup:  # on D: the rows themselves
-            at_d = tr.interactions_evaluator.evaluate_blocks(logup_forms, block, base=True)
+            at_d = tr.interactions_evaluator.evaluate(logup_forms, block.reshape(wn, xc * n_dom),
+                                                      base=True)
             for k, v in enumerate(at_d):
-                on_d = _contract_points(v.reshape(n_dom, xc, 4), w)
+                on_d = _contract(v.reshape(xc, n_dom, 4), w)
                 b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
         if extra:
-            coeffs = idft(block, axis=0)
-            ext_vals = dft(bb.mul(coeffs[None], shift_pows[:, :, None, None]), axis=1)  # (E', N, Wn, Xc)
-            values = evaluator.evaluate_blocks(forms, ext_vals.reshape(extra * n_dom, wn, xc),
-                                               base=True)
-            values = [_contract_points(v.reshape(extra, n_dom, xc, 4), w) for v in values]
+            coeffs = idft(block, axis=2)
+            ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
+            values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
+            values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
             if zerocheck:
                 a_acc = ext.add(a_acc, values.pop(0))
             if logup:
