@@ -32,7 +32,7 @@ from mlx_stark.airs import (
 )
 from mlx_stark.custom_kernels import DIALECTS, render
 from mlx_stark.custom_kernels import constraints as kc
-from mlx_stark.field import bb, ext
+from mlx_stark.field import bb
 from mlx_stark.field.host import EF
 from mlx_stark.keygen import keygen
 from mlx_stark.params import default_test_params_small
