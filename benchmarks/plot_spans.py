@@ -28,7 +28,8 @@ SPANS = (
 @click.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
-def main(reports, out):
+@click.option("--label", "labels", multiple=True, help="legend label per report, in order")
+def main(reports, out, labels):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,7 +42,8 @@ def main(reports, out):
     for i, rep in enumerate(data):
         med = [rep["summary"].get(s, {}).get("median", 0.0) * 1e3 for s in SPANS]
         kernels = "native kernels" if rep["device"]["native_kernels"] else "MLX ops"
-        label = f"{rep['workload']}: {rep['device']['backend']}, {kernels}"
+        label = labels[i] if i < len(labels) else \
+            f"{rep['workload']}: {rep['device']['backend']}, {kernels}"
         ax.barh([j + i * width for j in range(len(SPANS))], med, height=width, label=label)
     ax.set_yticks([j + 0.4 - width / 2 for j in range(len(SPANS))])
     ax.set_yticklabels(SPANS)
