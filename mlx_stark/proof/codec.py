@@ -216,3 +216,20 @@ class Reader:
 
     def digest_vec(self) -> list:
         return self.digest_n(self.usize())
+
+
+class Encodable:
+    """Byte round trip for proof objects that define ``encode(Writer)`` and
+    ``decode(Reader)`` (classmethod); decoding must consume every byte."""
+
+    def to_bytes(self) -> bytes:
+        w = Writer()
+        self.encode(w)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data):
+        r = Reader(data)
+        out = cls.decode(r)
+        r.finish()
+        return out

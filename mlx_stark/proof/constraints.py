@@ -13,7 +13,7 @@ from typing import List
 
 from ..errors import InvalidInputError
 from ..field.host import EF
-from .codec import EF_BYTES, Reader, Writer
+from .codec import EF_BYTES, Encodable, Reader, Writer
 
 
 @dataclass
@@ -33,7 +33,7 @@ class GkrLayerClaims:
 
 
 @dataclass
-class GkrProof:
+class GkrProof(Encodable):
     """LogUp GKR proof (§5.4).
 
     - ``logup_pow_witness``: F (the LogUp proof of work, §5.0);
@@ -76,21 +76,10 @@ class GkrProof:
         polys = [[tuple(r.ef_n(3)) for _ in range(i + 1)] for i in range(max(layers - 1, 0))]
         return cls(witness, q0_claim, claims, polys)
 
-    def to_bytes(self) -> bytes:
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data) -> "GkrProof":
-        r = Reader(data)
-        out = cls.decode(r)
-        r.finish()
-        return out
 
 
 @dataclass
-class BatchConstraintProof:
+class BatchConstraintProof(Encodable):
     """Batch constraint sumcheck proof (§6), per trace in sorted trace order (§0.4).
 
     - ``numerator_term_per_air``, ``denominator_term_per_air``: ``T`` EF each (``S^p_t``,
@@ -151,14 +140,3 @@ class BatchConstraintProof:
             openings.append([r.ef_vec() for _ in range(num_parts)])
         return cls(numer, denom, coeffs, rounds, openings)
 
-    def to_bytes(self) -> bytes:
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data) -> "BatchConstraintProof":
-        r = Reader(data)
-        out = cls.decode(r)
-        r.finish()
-        return out

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, ProofDecodeError
 from ..field.bb import TWO_ADICITY
-from .codec import DIGEST_BYTES, DIGEST_LEN, EF_BYTES, F_BYTES, Reader, Writer
+from .codec import DIGEST_BYTES, DIGEST_LEN, EF_BYTES, Encodable, F_BYTES, Reader, Writer
 
 
 def _arrays_equal(a: list, b: list) -> bool:
@@ -32,7 +32,7 @@ def _arrays_equal(a: list, b: list) -> bool:
 
 
 @dataclass
-class StackingProof:
+class StackingProof(Encodable):
     """Stacked opening reduction proof (PCS.md §10.1).
 
     - ``univariate_round_coeffs``: ``2·(2^l − 1) + 1`` EF, coefficients of ``s_0`` (constant first);
@@ -66,21 +66,10 @@ class StackingProof:
         openings = [r.ef_vec() for _ in range(num_commits)]
         return cls(coeffs, rounds, openings)
 
-    def to_bytes(self) -> bytes:
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data) -> "StackingProof":
-        r = Reader(data)
-        out = cls.decode(r)
-        r.finish()
-        return out
 
 
 @dataclass(eq=False)
-class WhirProof:
+class WhirProof(Encodable):
     """WHIR opening proof (PCS.md §10.1); array layouts in the module docstring.
 
     - ``mu_pow_witness``: F;
@@ -227,14 +216,3 @@ class WhirProof:
         return cls(mu_pow_witness, sumcheck, commits, ood_values, folding_pow, query_pow,
                    rows, paths, values, round_paths, final_poly)
 
-    def to_bytes(self) -> bytes:
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data) -> "WhirProof":
-        r = Reader(data)
-        out = cls.decode(r)
-        r.finish()
-        return out

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..errors import ProofDecodeError
-from .codec import Reader, Writer
+from .codec import Encodable, Reader, Writer
 from .constraints import BatchConstraintProof, GkrProof
 from .pcs import StackingProof, WhirProof
 
@@ -22,7 +22,7 @@ class TraceVData:
 
 
 @dataclass(eq=False)
-class Proof:
+class Proof(Encodable):
     common_main_commit: Tuple[int, ...]
     trace_vdata: List[Optional[TraceVData]]  # per AIR id; None = absent
     public_values: List[List[int]]  # per AIR id
@@ -87,21 +87,13 @@ class Proof:
         return cls(commit, trace_vdata, public_values, GkrProof.decode(r),
                    BatchConstraintProof.decode(r), StackingProof.decode(r), WhirProof.decode(r))
 
-    def to_bytes(self) -> bytes:
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
-
     @classmethod
     def from_bytes(cls, data) -> "Proof":
         """Decode proof bytes; raises :class:`~mlx_stark.errors.ProofDecodeError` (a
         ``VerificationError``) on malformed input. All bytes must be consumed."""
         try:
-            r = Reader(bytes(data))
-            proof = cls.decode(r)
-            r.finish()
+            return super().from_bytes(data)
         except ProofDecodeError:
             raise
         except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:
             raise ProofDecodeError(f"malformed proof bytes: {e}") from None
-        return proof
