@@ -10,7 +10,6 @@ later span. Results are collected as a tree of :class:`SpanRecord`.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,10 +112,6 @@ def format_tree(roots: list[SpanRecord]) -> str:
             extra = "".join(f"  {k}={v:g}" for k, v in rec.counters.items())
             lines.append(f"{'  ' * depth}{rec.name:<{48 - 2 * depth}} {rec.seconds * 1e3:10.2f} ms{extra}")
     return "\n".join(lines)
-
-
-def to_json(roots: list[SpanRecord]) -> str:
-    return json.dumps([r.to_dict() for r in roots], indent=1)
 
 
 def to_chrome_trace(roots: list[SpanRecord]) -> dict:

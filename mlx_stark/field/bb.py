@@ -148,10 +148,6 @@ def asarray(values, check: bool = True) -> mx.array:
     return mx.array((arr % P).astype(np.uint64).astype(np.uint32))
 
 
-def to_numpy(a: mx.array) -> np.ndarray:
-    return np.array(a, dtype=np.uint32)
-
-
 def random(shape, seed: int) -> mx.array:
     """Uniform canonical elements from a seeded NumPy generator (identical on every device)."""
     rng = np.random.default_rng(seed)

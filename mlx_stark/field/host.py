@@ -26,11 +26,6 @@ class EF:
     def __init__(self, c0: int = 0, c1: int = 0, c2: int = 0, c3: int = 0):
         self.c = (c0 % P, c1 % P, c2 % P, c3 % P)
 
-    @classmethod
-    def from_coeffs(cls, coeffs) -> "EF":
-        c0, c1, c2, c3 = (int(v) for v in coeffs)
-        return cls(c0, c1, c2, c3)
-
     @staticmethod
     def lift(x) -> "EF":
         return x if isinstance(x, EF) else EF(int(x))
