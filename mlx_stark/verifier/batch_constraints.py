@@ -42,7 +42,7 @@ def check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids: Seq
     rounds = l_skip + n_logup if total else 0
     claims = gkr_proof.claims_per_layer
     _shape(isinstance(claims, (list, tuple)) and len(claims) == rounds,
-           f"GKR has {len(claims)} layer claims, expected {rounds}")
+           f"GKR layer claim count, expected {rounds}")
     _shape(all(_is_ef_list([c.p_xi_0, c.p_xi_1, c.q_xi_0, c.q_xi_1]) for c in claims),
            "GKR layer claims must be extension elements")
     polys = gkr_proof.sumcheck_polys
