@@ -102,30 +102,30 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
 
 # ---------------------------------------------------------------- input validation
 def _matrix(x, what: str, width: int) -> mx.array:
-    """``x`` as a canonical ``(H, width)`` uint32 MLX array, or :class:`InvalidInputError`."""
+    """``x`` as a canonical ``(H, width)`` uint32 MLX array, or :class:`InvalidInputError`.
+    Shape and dtype are checked first; the scan for values ``>= p`` comes last."""
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "ui":
             raise InvalidInputError(f"{what}: integer dtype required, got {x.dtype}")
-        if x.ndim != 2:
-            raise InvalidInputError(f"{what}: must be 2-D (height, width), got shape {x.shape}")
-        if x.size and (int(x.min()) < 0 or int(x.max()) >= P):
-            raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
-        arr = mx.array(x.astype(np.uint32, copy=False))
     elif isinstance(x, mx.array):
         if x.dtype not in (mx.uint32, mx.uint16, mx.uint8):
             raise InvalidInputError(f"{what}: uint32 array required, got {x.dtype}")
-        if x.ndim != 2:
-            raise InvalidInputError(f"{what}: must be 2-D (height, width), got shape {x.shape}")
-        arr = x.astype(mx.uint32)
-        if arr.size and int(mx.max(arr).item()) >= P:
-            raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
     else:
         raise InvalidInputError(f"{what}: NumPy or MLX array required, got {type(x).__name__}")
-    h, w = arr.shape
+    if x.ndim != 2:
+        raise InvalidInputError(f"{what}: must be 2-D (height, width), got shape {x.shape}")
+    h, w = x.shape
     if w != width:
         raise InvalidInputError(f"{what}: width {w}, the AIR declares {width}")
     if h < 1 or h & (h - 1):
         raise InvalidInputError(f"{what}: height {h} is not a power of two")
+    if isinstance(x, np.ndarray):
+        if x.size and (int(x.min()) < 0 or int(x.max()) >= P):
+            raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
+        return mx.array(x.astype(np.uint32, copy=False))
+    arr = x.astype(mx.uint32)
+    if arr.size and int(mx.max(arr).item()) >= P:
+        raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
     return arr
 
 
