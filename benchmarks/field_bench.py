@@ -5,25 +5,14 @@ Prints medians of warm runs and the MLX/NumPy ratio measured in the same run.
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import click
 import mlx.core as mx
 import numpy as np
 
+from timing import median_time
+
 import mlx_stark  # noqa: F401  (process set-up)
 from mlx_stark.field import P, bb, ext
-
-
-def _median_time(fn, runs: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 @click.command()
@@ -38,8 +27,8 @@ def main(sizes: str, runs: int) -> None:
         an, bn = np.array(a), np.array(b)
         mx.eval(a, b)
         # both sides: canonical uint32 in, canonical uint32 out (NumPy's best idiom: widen, %)
-        t_mlx = _median_time(lambda: mx.eval(bb.mul(a, b)), runs)
-        t_np = _median_time(lambda: ((an.astype(np.uint64) * bn) % P).astype(np.uint32), runs)
+        t_mlx = median_time(lambda: mx.eval(bb.mul(a, b)), runs)
+        t_np = median_time(lambda: ((an.astype(np.uint64) * bn) % P).astype(np.uint32), runs)
         click.echo(f"{'F mul':<22}{logn:>6}{t_mlx * 1e3:>10.2f}{n / t_mlx / 1e6:>12.0f}"
                    f"{t_np * 1e3:>10.2f}{t_np / t_mlx:>8.2f}")
         m = n // 4
@@ -56,8 +45,8 @@ def main(sizes: str, runs: int) -> None:
             c3 = (a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0) % P
             return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
 
-        t_mlx = _median_time(lambda: mx.eval(ext.mul(ea, eb)), runs)
-        t_np = _median_time(np_ext_mul, runs)
+        t_mlx = median_time(lambda: mx.eval(ext.mul(ea, eb)), runs)
+        t_np = median_time(np_ext_mul, runs)
         click.echo(f"{'EF mul (n/4 elems)':<22}{logn:>6}{t_mlx * 1e3:>10.2f}{m / t_mlx / 1e6:>12.0f}"
                    f"{t_np * 1e3:>10.2f}{t_np / t_mlx:>8.2f}")
 

@@ -6,25 +6,14 @@ Prints medians of warm runs (one untimed warm-up run first: compilation, caches)
 """
 from __future__ import annotations
 
-import statistics
-import time
-
 import click
 import mlx.core as mx
+
+from timing import median_time
 
 import mlx_stark  # noqa: F401  (process set-up)
 from mlx_stark.field import bb
 from mlx_stark.hash import MerkleTree, permute, permute_host
-
-
-def _median_time(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 @click.command()
@@ -37,17 +26,17 @@ def main(perm_sizes: str, merkle_log_height: int, merkle_width: int, log_rows_pe
          runs: int) -> None:
     click.echo(f"device: {mx.default_device()}  (median of {runs} warm runs)")
     state = list(range(16))
-    t = _median_time(lambda: [permute_host(state) for _ in range(200)], runs) / 200
+    t = median_time(lambda: [permute_host(state) for _ in range(200)], runs) / 200
     click.echo(f"permute_host: {t * 1e6:.1f} us per permutation")
     for logn in (int(s) for s in perm_sizes.split(",") if s):
         states = bb.random((1 << logn, 16), logn)
         mx.eval(states)
-        t = _median_time(lambda: mx.eval(permute(states)), runs)
+        t = median_time(lambda: mx.eval(permute(states)), runs)
         click.echo(f"permute batch 2^{logn}: {t * 1e3:.1f} ms, {(1 << logn) / t / 1e6:.3f} M permutations/s")
     if merkle_log_height >= 0:
         matrix = bb.random((1 << merkle_log_height, merkle_width), 1)
         mx.eval(matrix)
-        t = _median_time(lambda: MerkleTree.commit(matrix, log_rows_per_query), runs)
+        t = median_time(lambda: MerkleTree.commit(matrix, log_rows_per_query), runs)
         perms = (1 << merkle_log_height) * (-(-merkle_width // 8) + 1)  # leaf blocks + compressions
         click.echo(f"Merkle commit 2^{merkle_log_height} x {merkle_width}, k={log_rows_per_query}: "
                    f"{t:.2f} s ({perms / t / 1e6:.3f} M permutations/s)")

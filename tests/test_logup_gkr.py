@@ -1,11 +1,12 @@
 """LogUp GKR (CONSTRAINTS.md §5, §8.5): layered circuit, prover/verifier round trips on random
 balanced fraction trees, tampering, unbalanced input, codec, and the reference's
 ``gkr_verify_zero_interactions`` decomposition test."""
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import mlx.core as mx
 import pytest
 
+from .test_batch_constraints import sorted_traces
 from mlx_stark.airs import interactions_fixture_11
 from mlx_stark.errors import ProofDecodeError, ProverError, VerificationError
 from mlx_stark.field import bb, ext
@@ -148,26 +149,6 @@ def test_segment_layout():
     offsets, total = segment_offsets(2, [(2, 2), (3, 0)])
     assert offsets == [[0, 16], [32, 36, 40]] and total == 44
     assert n_logup_of(2, 16) == 3 and n_logup_of(2, 0) == 0
-
-
-@dataclass
-class _Trace:
-    air_id: int
-    common_main: mx.array
-    cached_mains: list
-    public_values: list
-    log_height: int
-
-
-def sorted_traces(fixture):
-    out = []
-    for a, t in enumerate(fixture.traces):
-        if t is None:
-            continue
-        common = mx.array(t.common_main)
-        out.append(_Trace(a, common, [mx.array(c) for c in t.cached_mains], list(t.public_values),
-                          common.shape[0].bit_length() - 1))
-    return sorted(out, key=lambda t: (-t.log_height, t.air_id))
 
 
 def test_gkr_verify_zero_interactions():
