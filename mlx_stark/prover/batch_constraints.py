@@ -365,8 +365,10 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
                 on_d = _contract(v.reshape(xc, n_dom, 4), w)
                 b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
         if extra:
-            coeffs = idft(block, axis=2)
-            ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
+            with span("prover.rap_constraints.round0.lde") as sp:
+                coeffs = idft(block, axis=2)
+                ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
+                sp.produced(ext_vals)
             values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
             values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
             if zerocheck:
@@ -496,7 +498,9 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
     heights = [int(t.log_height) for t in traces]
     if any(a < b for a, b in zip(heights, heights[1:])):
         raise InvalidInputError("traces must be sorted by descending height")
-    trs = [prepare_trace(pk, l_skip, t) for t in traces]
+    with span("prover.prepare_traces") as sp:
+        trs = [prepare_trace(pk, l_skip, t) for t in traces]
+        sp.produced(*[tr.table for tr in trs])
     num_traces = len(trs)
     n_max = trs[0].nt
     offsets, total = segment_offsets(l_skip, [(tr.num_interactions, tr.nt) for tr in trs])
@@ -521,20 +525,23 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
         eq3b = [eq3b_weights(l_skip, xi, n_logup, tr.nt, offs) for tr, offs in zip(trs, offsets)]
 
         with span("prover.rap_constraints.round0") as sp:
-            rounds0 = [round0_trace(tr, l_skip, xi, lam_powers, beta, e3)
-                       for tr, e3 in zip(trs, eq3b)]
+            with span("prover.rap_constraints.round0.traces"):
+                rounds0 = [round0_trace(tr, l_skip, xi, lam_powers, beta, e3)
+                           for tr, e3 in zip(trs, eq3b)]
             for r0 in rounds0:
                 transcript.observe_ext(r0.sum_p)
                 transcript.observe_ext(r0.sum_q)
             mu = transcript.sample_ext()
             mu_pows = _powers(mu, 3 * num_traces)
-            s0 = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
+            with span("prover.rap_constraints.round0.s0"):
+                s0 = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
             for c in s0:
                 transcript.observe_ext(c)
             r = [transcript.sample_ext()]
-            tables = [fold_skip(_lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r[0])
-                      for tr in trs]
-            sp.produced(*tables)
+            with span("prover.rap_constraints.round0.fold_skip") as sp_fold:
+                tables = [fold_skip(_lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r[0])
+                          for tr in trs]
+                sp_fold.produced(*tables)
 
         with span("prover.rap_constraints.mle_rounds") as sp:
             claim = horner(s0, r[0])
@@ -557,12 +564,13 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                         tail = tail + mu_pows[2 * num_traces + t] * e_zc * c \
                             + (mu_pows[2 * t] * pv + mu_pows[2 * t + 1] * qv) * e_lu
                 heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
-                head_vals = []
-                for t in heads:
-                    tr = trs[t]
-                    weights = eq_table(xi[l_skip + j:l_skip + tr.nt])
-                    head_vals.append(_head_values(tr, mle_forms[t], tables[t], degree, weights))
-                vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
+                with span("prover.rap_constraints.mle_rounds.evaluate"):
+                    head_vals = []
+                    for t in heads:
+                        tr = trs[t]
+                        weights = eq_table(xi[l_skip + j:l_skip + tr.nt])
+                        head_vals.append(_head_values(tr, mle_forms[t], tables[t], degree, weights))
+                    vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
                 s_head = []
                 for x in range(degree):
                     acc = EF.zero()
@@ -585,21 +593,23 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 claim = kernels.interpolate_at_integers([claim - msg[0]] + msg, r_j)
                 eq_j = x_j * r_j + (1 - x_j) * (1 - r_j)
                 e_zc, e_lu = e_zc * eq_j, e_lu * eq_j
-                for t in heads:
-                    tables[t] = fold_lowest(tables[t], r_j)
-                    if trs[t].nt == j:
-                        final[t] = tables[t]
-                mx.eval([tables[t] for t in heads])
+                with span("prover.rap_constraints.mle_rounds.fold"):
+                    for t in heads:
+                        tables[t] = fold_lowest(tables[t], r_j)
+                        if trs[t].nt == j:
+                            final[t] = tables[t]
+                    mx.eval([tables[t] for t in heads])
 
             # column openings: all common mains first, then the other parts per trace
-            openings = [tr.openings(ext.to_host(final[t].reshape(-1, 4)))
-                        for t, tr in enumerate(trs)]
-            for pass_parts in (slice(0, 1), slice(1, None)):
-                for tr, parts in zip(trs, openings):
-                    for part in parts[pass_parts]:
-                        pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
-                        for v in pairs:
-                            transcript.observe_ext(v)
+            with span("prover.rap_constraints.mle_rounds.openings"):
+                openings = [tr.openings(ext.to_host(final[t].reshape(-1, 4)))
+                            for t, tr in enumerate(trs)]
+                for pass_parts in (slice(0, 1), slice(1, None)):
+                    for tr, parts in zip(trs, openings):
+                        for part in parts[pass_parts]:
+                            pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
+                            for v in pairs:
+                                transcript.observe_ext(v)
             sp.produced(*[f for f in final if f is not None])
 
     batch_proof = BatchConstraintProof(

@@ -138,10 +138,11 @@ def stacked_commit(params: SystemParams, matrices) -> StackedPcsData:
         raise InvalidInputError("cannot commit to matrices with zero total width")
     if layout.width > params.w_stack:
         raise InvalidInputError(f"stacked width {layout.width} exceeds w_stack = {params.w_stack}")
-    q = stacked_matrix(layout, matrices)
-    mx.eval(q)
-    if int(mx.max(q).item()) >= P:
-        raise InvalidInputError("matrix entries must be canonical field elements (< p)")
+    with span("stacked_matrix"):
+        q = stacked_matrix(layout, matrices)
+        mx.eval(q)
+        if int(mx.max(q).item()) >= P:
+            raise InvalidInputError("matrix entries must be canonical field elements (< p)")
     with span("rs_code_matrix") as sp:
         msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
         sp.produced(msgs, codewords)

@@ -165,77 +165,82 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         table_d = {h: _height_weights(l, h, r[0], dprime) for h in heights}
 
         # ---- round 0: s_0 on D' = <ω_{l+1}>, then its coefficients
-        coef_a, coef_b = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
-                                             table_d)
-        s0_vals = ext.zeros((1 << (l + 1),))
-        coset = bb.powers(w_lp1, 1 << l)[None, :, None]
-        groups = {}
-        for i, s in enumerate(slices):
-            groups.setdefault((s[0], max(s[3] - l, 0)), []).append(i)
-        transposed = {}
-        for (c, nt), idx in groups.items():
-            if c not in transposed:
-                transposed[c] = mx.contiguous(pcs_datas[c].matrix.T)
-            width = transposed[c].shape[0]
-            # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
-            blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
-            rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
-                            dtype=mx.uint32)
-            windows = mx.take(blocks, rows, axis=0).reshape(len(idx), 1 << nt, 1 << l)
-            t_eq, t_rot = _rot_tables(r, nt)
-            on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
-            coeffs = idft(on_d, axis=1)
-            on_coset = dft(bb.mul(coeffs, coset), axis=1)
-            vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
-            sel = mx.array(idx, dtype=mx.uint32)
-            ca, cb = mx.take(coef_a, sel, axis=0), mx.take(coef_b, sel, axis=0)
-            terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
-            s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
-        s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
-        del transposed, blocks, windows  # matrix-sized copies, not needed after round 0
-        for a in s0:
-            transcript.observe_ext(a)
-        u_prism = [transcript.sample_ext()]
+        with span("prover.openings.stacked_reduction.round0"):
+            coef_a, coef_b = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
+                                                 table_d)
+            s0_vals = ext.zeros((1 << (l + 1),))
+            coset = bb.powers(w_lp1, 1 << l)[None, :, None]
+            groups = {}
+            for i, s in enumerate(slices):
+                groups.setdefault((s[0], max(s[3] - l, 0)), []).append(i)
+            transposed = {}
+            for (c, nt), idx in groups.items():
+                if c not in transposed:
+                    transposed[c] = mx.contiguous(pcs_datas[c].matrix.T)
+                width = transposed[c].shape[0]
+                # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
+                blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
+                rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
+                                dtype=mx.uint32)
+                windows = mx.take(blocks, rows, axis=0).reshape(len(idx), 1 << nt, 1 << l)
+                t_eq, t_rot = _rot_tables(r, nt)
+                on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
+                coeffs = idft(on_d, axis=1)
+                on_coset = dft(bb.mul(coeffs, coset), axis=1)
+                vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
+                sel = mx.array(idx, dtype=mx.uint32)
+                ca, cb = mx.take(coef_a, sel, axis=0), mx.take(coef_b, sel, axis=0)
+                terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
+                s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
+            s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
+            del transposed, blocks, windows  # matrix-sized copies, not needed after round 0
+            for a in s0:
+                transcript.observe_ext(a)
+            u_prism = [transcript.sample_ext()]
 
         # ---- fold Z at u_0: stacked columns and weight tables, (2^n, W, 4) each
-        table_u = {h: _height_weights(l, h, r[0], [u_prism[0]]) for h in heights}
-        alpha, beta = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
-                                          table_u)
-        f_parts, w_parts = [], []
-        for c, pcs in enumerate(pcs_datas):
-            width = pcs.matrix.shape[1]
-            f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
-            w_c = ext.zeros((1 << n, width))
-            for (cc, nt), idx in groups.items():
-                if cc != c:
-                    continue
-                cells = mx.array([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx],
-                                 dtype=mx.uint32)
-                sel = mx.array(idx, dtype=mx.uint32)
-                grid_a = ext.zeros(((1 << (n - nt)) * width,))
-                grid_b = ext.zeros(((1 << (n - nt)) * width,))
-                grid_a[cells] = mx.take(alpha, sel, axis=0)[:, 0]
-                grid_b[cells] = mx.take(beta, sel, axis=0)[:, 0]
-                t_eq, t_rot = _rot_tables(r, nt)
-                piece = ext.add(
-                    ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),
-                    ext.mul(grid_b.reshape(1 << (n - nt), 1, width, 4), t_rot[None, :, None]))
-                w_c = ext.add(w_c, piece.reshape(1 << n, width, 4))
-            w_parts.append(w_c)
-        f = mx.concatenate(f_parts, axis=1)
-        w = mx.concatenate(w_parts, axis=1)
+        with span("prover.openings.stacked_reduction.fold_skip") as sp_part:
+            table_u = {h: _height_weights(l, h, r[0], [u_prism[0]]) for h in heights}
+            alpha, beta = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
+                                              table_u)
+            f_parts, w_parts = [], []
+            for c, pcs in enumerate(pcs_datas):
+                width = pcs.matrix.shape[1]
+                f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
+                w_c = ext.zeros((1 << n, width))
+                for (cc, nt), idx in groups.items():
+                    if cc != c:
+                        continue
+                    cells = mx.array([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx],
+                                     dtype=mx.uint32)
+                    sel = mx.array(idx, dtype=mx.uint32)
+                    grid_a = ext.zeros(((1 << (n - nt)) * width,))
+                    grid_b = ext.zeros(((1 << (n - nt)) * width,))
+                    grid_a[cells] = mx.take(alpha, sel, axis=0)[:, 0]
+                    grid_b[cells] = mx.take(beta, sel, axis=0)[:, 0]
+                    t_eq, t_rot = _rot_tables(r, nt)
+                    piece = ext.add(
+                        ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),
+                        ext.mul(grid_b.reshape(1 << (n - nt), 1, width, 4), t_rot[None, :, None]))
+                    w_c = ext.add(w_c, piece.reshape(1 << n, width, 4))
+                w_parts.append(w_c)
+            f = mx.concatenate(f_parts, axis=1)
+            w = mx.concatenate(w_parts, axis=1)
+            sp_part.produced(f, w)
 
         # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits
-        rounds = []
-        for _ in range(n):
-            s1, s2 = product_round_values(f, w)
-            transcript.observe_ext(s1)
-            transcript.observe_ext(s2)
-            u = transcript.sample_ext()
-            rounds.append((s1, s2))
-            u_prism.append(u)
-            f = fold_lowest(f, u)
-            w = fold_lowest(w, u)
+        with span("prover.openings.stacked_reduction.rounds") as sp_part:
+            rounds = []
+            for _ in range(n):
+                s1, s2 = product_round_values(f, w)
+                transcript.observe_ext(s1)
+                transcript.observe_ext(s2)
+                u = transcript.sample_ext()
+                rounds.append((s1, s2))
+                u_prism.append(u)
+                f = fold_lowest(f, u)
+                w = fold_lowest(w, u)
+            sp_part.produced(f)
 
         # ---- stacking openings q̂_k(u_0, u_1..u_n), commit-major
         flat = ext.to_host(f.reshape(-1, 4))

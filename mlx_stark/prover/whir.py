@@ -69,7 +69,8 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     whir = params.whir
 
     with span("prover.openings.whir") as sp:
-        mu_pow_witness = transcript.grind(whir.mu_pow_bits)
+        with span("prover.openings.whir.grind"):
+            mu_pow_witness = transcript.grind(whir.mu_pow_bits)
         mu = transcript.sample_ext()
         widths = [pcs.msgs.shape[1] for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
@@ -78,8 +79,10 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             part = weighted_sum(pcs.msgs[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
             coeffs = ext.add(coeffs, part[:, 0])
             offset += width
-        f = zeta(coeffs)
-        w = mobeq_table(u_cube)
+        with span("prover.openings.whir.init") as sp_init:
+            f = zeta(coeffs)
+            w = mobeq_table(u_cube)
+            sp_init.produced(f, w)
 
         sumcheck, folding_pow, query_pow = [], [], []
         commits, ood_values, final_poly = [], [], []
@@ -88,20 +91,25 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
             for _ in range(k):
-                s1, s2 = product_round_values(f, w)
-                transcript.observe_ext(s1)
-                transcript.observe_ext(s2)
-                folding_pow.append(transcript.grind(whir.folding_pow_bits))
+                with span("prover.openings.whir.sumcheck"):
+                    s1, s2 = product_round_values(f, w)
+                    transcript.observe_ext(s1)
+                    transcript.observe_ext(s2)
+                with span("prover.openings.whir.grind"):
+                    folding_pow.append(transcript.grind(whir.folding_pow_bits))
                 alpha = transcript.sample_ext()
                 sumcheck.append((s1, s2))
-                f = fold_lowest(f, alpha)
-                w = fold_lowest(w, alpha)
+                with span("prover.openings.whir.fold") as sp_fold:
+                    f = fold_lowest(f, alpha)
+                    w = fold_lowest(w, alpha)
+                    sp_fold.produced(f, w)
             d = m - k * (i + 1)
             g_hat = mobius(f)
             if i < num_rounds - 1:
-                size = 1 << (log_size - 1)
-                padded = mx.concatenate([g_hat, ext.zeros((size - (1 << d),))], axis=0)
-                tree = MerkleTree.commit(dft(padded, axis=0), k)
+                with span("prover.openings.whir.commit"):
+                    size = 1 << (log_size - 1)
+                    padded = mx.concatenate([g_hat, ext.zeros((size - (1 << d),))], axis=0)
+                    tree = MerkleTree.commit(dft(padded, axis=0), k)
                 commits.append(tree.root)
                 transcript.observe_commit(tree.root)
                 z0 = transcript.sample_ext()
@@ -113,17 +121,19 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                 final_poly = ext.to_host(g_hat)
                 for coeff in final_poly:
                     transcript.observe_ext(coeff)
-            query_pow.append(transcript.grind(whir.query_phase_pow_bits))
+            with span("prover.openings.whir.grind"):
+                query_pow.append(transcript.grind(whir.query_phase_pow_bits))
             idxs = [transcript.sample_bits(log_size - k) for _ in range(queries[i])]
-            if i == 0:
-                for pcs in pcs_datas:
-                    rows, paths = pcs.tree.open_many(idxs)
-                    init_rows.append(rows)
-                    init_paths.append(paths)
-            else:
-                values, paths = prev_tree.open_many(idxs)
-                round_values.append(values)
-                round_paths.append(paths)
+            with span("prover.openings.whir.open"):
+                if i == 0:
+                    for pcs in pcs_datas:
+                        rows, paths = pcs.tree.open_many(idxs)
+                        init_rows.append(rows)
+                        init_paths.append(paths)
+                else:
+                    values, paths = prev_tree.open_many(idxs)
+                    round_values.append(values)
+                    round_paths.append(paths)
             gamma = transcript.sample_ext()
             if i < num_rounds - 1:
                 omega = two_adic_generator(log_size - k)
@@ -134,8 +144,10 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                 for _ in range(d):
                     ood_pows.append(x)
                     x = x * x
-                w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows), ext.constant(gamma)),
-                                       _query_weights(points, gamma_pows[2:], d)))
+                with span("prover.openings.whir.weights") as sp_w:
+                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows), ext.constant(gamma)),
+                                           _query_weights(points, gamma_pows[2:], d)))
+                    sp_w.produced(w)
             prev_tree = tree
         sp.produced(f, w)
     return WhirProof(
