@@ -403,11 +403,7 @@ def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool) -> Fo
     kept on the DAG (which lives in the proving key), keyed by the slots, the field and the
     columns the leaves read, so the proofs of one key generate each kernel once."""
     dag = evaluator.dag
-    layout = evaluator.__dict__.get("_leaf_layout")
-    if layout is None:  # the input row of every column leaf
-        plan = evaluator.plan
-        layout = evaluator._leaf_layout = tuple(sorted(
-            (i, r) for i, r in plan.row.items() if r < plan.num_inputs))
+    layout = evaluator.input_leaves()
     key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout)
     cache = dag.__dict__.setdefault("_native_kernels", {})
     kernel = cache.get(key)

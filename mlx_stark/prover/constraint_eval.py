@@ -227,10 +227,30 @@ class DagEvaluator:
         if constraints:
             outputs = list(dag.constraint_idx) + outputs
         self.dag, self.leaf = dag, leaf
-        self.plan = LevelPlan(dag, outputs, leaf, num_inputs)
+        self._outputs, self._num_inputs, self._plan = outputs, num_inputs, None
         self.stream_dag = dag if constraints else SymbolicConstraintsDag(dag.nodes, [],
                                                                          dag.interactions)
         self.make_inputs = make_inputs
+
+    @property
+    def plan(self) -> LevelPlan:
+        """The level plan, built on first use (the generated kernels never need it)."""
+        if self._plan is None:
+            self._plan = LevelPlan(self.dag, self._outputs, self.leaf, self._num_inputs)
+        return self._plan
+
+    def input_leaves(self) -> tuple:
+        """``((node, input row), ...)`` of every column-reading leaf of the DAG, ascending."""
+        layout = self.__dict__.get("_input_leaves")
+        if layout is None:
+            out = []
+            for i, node in enumerate(self.dag.nodes):
+                if node.kind not in _OPS:
+                    is_input, row = self.leaf(i)
+                    if is_input:
+                        out.append((i, row))
+            layout = self._input_leaves = tuple(out)
+        return layout
 
     def evaluate(self, forms: Sequence[Form], inputs: mx.array, base: bool) -> List[mx.array]:
         """Every form at the points of ``inputs`` (``(Wn, P)`` base or ``(Wn, P, 4)``):
