@@ -44,6 +44,7 @@ class AirTrace:
     common_main: Any
     public_values: Sequence[int] = ()
     cached_mains: Sequence[Any] = field(default_factory=tuple)
+    dag: Optional[SymbolicConstraintsDag] = None  # the AIR's DAG when already built (keygen)
 
     @property
     def height(self) -> int:
@@ -198,7 +199,7 @@ def check_interaction_balance(traces: Sequence[Optional[AirTrace]]) -> None:
     for t in traces:
         if t is None:
             continue
-        dag = symbolic_dag(t.air)
+        dag = t.dag if t.dag is not None else symbolic_dag(t.air)
         if not dag.interactions:
             continue
         inputs, height = trace_inputs(t.air, t.common_main, t.public_values, cached=t.cached_mains)

@@ -183,7 +183,8 @@ def _validate(pk, inputs) -> dict:
     _check_shapes(pk, present)
     check_interaction_balance([
         AirTrace(pk.per_air[a].air, present[a].common_main, present[a].public_values,
-                 present[a].cached_mains) if a in present else None
+                 present[a].cached_mains, dag=present[a].vk.symbolic_constraints)
+        if a in present else None
         for a in range(len(pk.per_air))
     ])
     return present
