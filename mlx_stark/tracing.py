@@ -106,11 +106,30 @@ def flatten(roots: list[SpanRecord]) -> dict[str, float]:
 
 
 def format_tree(roots: list[SpanRecord]) -> str:
+    """The span tree as text, one line per name under each parent: spans of the same name
+    (a stage inside a loop) are added up and shown with their count."""
     lines = []
-    for root in roots:
-        for depth, rec in root.walk():
-            extra = "".join(f"  {k}={v:g}" for k, v in rec.counters.items())
-            lines.append(f"{'  ' * depth}{rec.name:<{48 - 2 * depth}} {rec.seconds * 1e3:10.2f} ms{extra}")
+
+    def emit(group: list, depth: int) -> None:
+        rec = group[0]
+        seconds = sum(r.seconds for r in group)
+        counters: dict = {}
+        for r in group:
+            for k, v in r.counters.items():
+                counters[k] = counters.get(k, 0) + v
+        extra = "".join(f"  {k}={v:g}" for k, v in counters.items())
+        times = f"  x{len(group)}" if len(group) > 1 else ""
+        lines.append(f"{'  ' * depth}{rec.name:<{48 - 2 * depth}} {seconds * 1e3:10.2f} ms{times}{extra}")
+        emit_children([c for r in group for c in r.children], depth + 1)
+
+    def emit_children(children: list, depth: int) -> None:
+        by_name: dict = {}
+        for c in children:
+            by_name.setdefault(c.name, []).append(c)
+        for group in by_name.values():
+            emit(group, depth)
+
+    emit_children(list(roots), 0)
     return "\n".join(lines)
 
 
