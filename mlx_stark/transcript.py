@@ -1,12 +1,17 @@
 """Fiat–Shamir transcript: the duplex sponge of PCS.md §4 (stark-backend ``DuplexSponge<F, P, 16, 8>``).
 
 The state lives on the host (16 Python ints); one Poseidon2 permutation per 8 observations or
-8 samples. Proof-of-work search (:meth:`Transcript.grind`) runs batched on the device.
+8 samples. Long runs of observations (:meth:`Transcript.observe_array`) absorb their full rate
+blocks on the device where a native kernel exists; proof-of-work search
+(:meth:`Transcript.grind`) runs batched on the device.
 """
 from __future__ import annotations
 
+import mlx.core as mx
+
+from . import custom_kernels
 from .errors import InvalidInputError
-from .field.bb import P
+from .field.bb import P, U32
 from .field.host import EF
 from .hash.poseidon2 import WIDTH, find_pow_witness, permute_host
 
@@ -55,6 +60,35 @@ class Transcript:
     def observe_many(self, values) -> None:
         for x in values:
             self.observe(x)
+
+    def observe_array(self, values: mx.array) -> None:
+        """Absorb ``values`` (``(n,)`` uint32, canonical elements) in order: the same as
+        ``observe_many(values.tolist())``.
+
+        Observations up to the next rate boundary and the last ``< 8`` run on the host; the
+        full 8-blocks in between go through the ``transcript.absorb`` kernel when the device
+        has one (one launch, one host wait), else through the host permutation.
+        """
+        if not isinstance(values, mx.array) or values.ndim != 1 or values.dtype != U32:
+            what = (f"{values.dtype} of shape {tuple(values.shape)}" if isinstance(values, mx.array)
+                    else type(values).__name__)
+            raise InvalidInputError(f"observe_array expects a 1-D uint32 array, got {what}")
+        n = values.shape[0]
+        if n == 0:
+            return
+        if mx.max(values).item() >= P:
+            raise InvalidInputError("transcript values must be canonical field elements")
+        head = min(n, (RATE - self._absorb_idx) % RATE)
+        blocks = (n - head) // RATE
+        kernel = custom_kernels.native("transcript.absorb") if blocks else None
+        if kernel is None:
+            self.observe_many(values.tolist())
+            return
+        self.observe_many(values[:head].tolist())
+        end = head + blocks * RATE
+        self._state = kernel(self._state, values[head:end].reshape(blocks, RATE))
+        self._sample_idx = RATE
+        self.observe_many(values[end:].tolist())
 
     def observe_ext(self, e: EF) -> None:
         """Absorb an extension element as ``c0, c1, c2, c3``."""

@@ -1,6 +1,6 @@
 """Poseidon2 kernels (PCS.md §2-§4): batched permutation, leaf hashing of matrix rows, 2-to-1
-compression (pairs, strided Merkle layers, several tree levels per launch) and the
-proof-of-work search.
+compression (pairs, strided Merkle layers, several tree levels per launch), the
+proof-of-work search and the transcript's bulk absorption.
 
 One thread owns one sponge state (16 registers, Montgomery form inside the kernel): the
 permutation is compute-bound, and a batch of rows or nodes gives every thread its own state.
@@ -276,6 +276,35 @@ if (tid == 0u) out[bid] = best[0];
     return KernelSource("p2_pow", ("params",), ("out",), permutation_header(), body)
 
 
+@lru_cache(maxsize=1)
+def absorb_source() -> KernelSource:
+    """The duplex sponge absorbing ``B`` full rate blocks in order: ``blocks`` (B·8) -> ``out``
+    (16), ``out = P(... P(P(state with lanes 0..7 = block 0) with lanes 0..7 = block 1) ...)``;
+    ``params = [B, state (16, canonical)]``. One sequential chain, so one thread walks it; the
+    next block is loaded before each permutation, which hides the memory latency behind it."""
+    def fetch(at: str, indent: str) -> str:
+        return "".join(f"{indent}nxt[{i}] = blocks[{at} + {i}u];\n" for i in range(RATE))
+
+    body = f"""\
+if (gid != 0u) return;
+const uint32_t count = params[0];
+uint32_t s[16];
+{chr(10).join(f"s[{i}] = bb_to_mont(params[{1 + i}]);" for i in range(WIDTH))}
+uint32_t nxt[8];
+if (count > 0u) {{
+{fetch("0u", "  ")}}}
+for (uint32_t blk = 0; blk < count; ++blk) {{
+{"".join(f"  s[{i}] = bb_to_mont(nxt[{i}]);" + chr(10) for i in range(RATE))}\
+  if (blk + 1u < count) {{
+    const uint64_t at = (uint64_t)(blk + 1u) * 8u;
+{fetch("at", "    ")}  }}
+  p2_permute(s);
+}}
+{_store("out", "0u", WIDTH)}
+"""
+    return KernelSource("p2_absorb", ("blocks", "params"), ("out",), permutation_header(), body)
+
+
 # ---------------------------------------------------------------- host wrappers
 def _params(*values) -> mx.array:
     return mx.array(np.array(values, dtype=np.uint32))
@@ -371,3 +400,14 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
         start += count
         batch = min(2 * batch, POW_MAX_BATCH)
     raise RuntimeError(f"no proof-of-work witness for {bits} bits exists in the field")
+
+
+def absorb(state, blocks: mx.array) -> list:
+    """The transcript's absorption of full rate blocks (validated arguments): ``state`` 16
+    canonical ints, ``blocks`` ``(B, 8)`` uint32 canonical; returns the state (16 ints) after
+    ``state[0:8] = block; state = P(state)`` for each block in order. One thread, one launch."""
+    n = blocks.shape[0]
+    if n == 0:
+        return [int(v) for v in state]
+    out = launch(absorb_source(), [blocks, _params(n, *state)], (1, 1), 1, [(WIDTH,)])[0]
+    return out.tolist()

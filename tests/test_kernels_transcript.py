@@ -1,0 +1,185 @@
+"""Bulk transcript absorption: the ``transcript.absorb`` kernel
+(mlx_stark.custom_kernels.poseidon2.absorb) and :meth:`Transcript.observe_array`.
+
+- source: the kernel renders in both dialects, the twins differing only in the dialect's macros
+  and thread indices, with the shared permutation called once per block;
+- emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
+  tests/test_custom_kernels.py) and equal the host permutation chain; ``observe_array`` through
+  the emulated kernel and through the host fallback equals ``observe_many`` at every absorb
+  offset, including the samples that follow;
+- device: on a GPU with native kernels, ``observe_array`` equals the ops path on long runs.
+"""
+import re
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_stark import custom_kernels, device
+from mlx_stark.custom_kernels import DIALECTS, render
+from mlx_stark.custom_kernels import poseidon2 as kp2
+from mlx_stark.errors import InvalidInputError
+from mlx_stark.field import bb
+from mlx_stark.field.bb import P
+from mlx_stark.hash import permute_host
+from mlx_stark.transcript import Transcript
+
+from .test_custom_kernels import _emulated_launch, emulator_dir  # noqa: F401 (fixture)
+
+LENGTHS = (0, 1, 7, 8, 9, 100)
+OFFSETS = (0, 3, 7)
+
+
+def _host_chain(state: list, blocks: np.ndarray) -> list:
+    for block in blocks.tolist():
+        state = permute_host(block + state[8:])
+    return state
+
+
+def _values(n: int, seed: int) -> mx.array:
+    return bb.random((n,), seed)
+
+
+def _snapshot(t: Transcript) -> tuple:
+    return list(t._state), t._absorb_idx, t._sample_idx
+
+
+def _prefixed(offset: int, squeezed: bool) -> Transcript:
+    """A transcript at ``absorb_idx == offset``; ``squeezed``: a sample came before."""
+    t = Transcript()
+    t.observe_many(range(100, 109))  # absorb_idx 1
+    if squeezed:
+        t.sample()  # permutes: absorb_idx 0, one output used
+        t.observe_many(range(offset))
+    else:
+        t.observe_many(range(7 + offset))
+    return t
+
+
+def _check_observe_array(n: int, offset: int, squeezed: bool) -> None:
+    values = _values(n, 1000 * n + offset)
+    a, b = _prefixed(offset, squeezed), _prefixed(offset, squeezed)
+    assert a._absorb_idx == offset
+    a.observe_many(values.tolist())
+    b.observe_array(values)
+    assert _snapshot(b) == _snapshot(a), (n, offset, squeezed)
+    assert [b.sample() for _ in range(11)] == [a.sample() for _ in range(11)]
+
+
+# ---------------------------------------------------------------- source
+def test_absorb_renders_in_both_dialects():
+    src = kp2.absorb_source()
+    assert src.input_names == ("blocks", "params") and src.output_names == ("out",)
+    assert src.mangled() != kp2.permute_source().mangled()
+    (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
+    assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
+    assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
+    assert "thread_position_in_grid" in bm and "blockIdx" not in bm
+    # the permutation comes from the shared header, called once per block
+    assert src.header == kp2.permutation_header()
+    assert src.body.count("p2_permute(s);") == 1 and "p2_sbox" not in src.body
+    assert "SHARED" not in src.body and "BARRIER()" not in src.body
+    for line in (hm + bm).splitlines():
+        for decl in re.findall(r"(\w+\s+)?uint32_t\s*\*", line):
+            assert decl.strip() in ("LOCAL", "thread"), line
+
+
+# ---------------------------------------------------------------- emulation
+@pytest.fixture(params=DIALECTS)
+def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
+    """The kernel module's launches run the C++ emulation of ``request.param``, and the
+    registry hands out the absorb kernel (other operations keep their ops path on the CPU)."""
+    monkeypatch.setattr(kp2, "launch", _emulated_launch(request.param, emulator_dir))
+    monkeypatch.setattr(custom_kernels, "native",
+                        lambda op: kp2.absorb if op == "transcript.absorb" else None)
+    prev = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield request.param
+    mx.set_default_device(prev)
+
+
+@pytest.mark.parametrize("count", [1, 2, 37])
+def test_emulated_absorb_equals_host_chain(emulated, count):
+    state = bb.random((16,), count).tolist()
+    blocks = bb.random((count, 8), count + 1)
+    assert kp2.absorb(state, blocks) == _host_chain(state, np.array(blocks))
+
+
+def test_emulated_absorb_no_blocks(emulated):
+    state = list(range(16))
+    assert kp2.absorb(state, mx.zeros((0, 8), dtype=mx.uint32)) == state
+
+
+@pytest.mark.parametrize("squeezed", [False, True])
+def test_observe_array_emulated_kernel(emulated, monkeypatch, squeezed):
+    calls = []
+
+    def absorb(state, blocks):
+        calls.append(blocks.shape)
+        return kp2.absorb(state, blocks)
+
+    monkeypatch.setattr(custom_kernels, "native", lambda op: absorb if op == "transcript.absorb" else None)
+    for n in LENGTHS:
+        for offset in OFFSETS:
+            _check_observe_array(n, offset, squeezed)
+    # the kernel took exactly the full blocks after the head (e.g. 100 at offset 3: 5 + 11·8 + 7)
+    assert (11, 8) in calls and all(shape[1] == 8 and shape[0] >= 1 for shape in calls)
+
+
+@pytest.mark.parametrize("squeezed", [False, True])
+def test_observe_array_host_fallback(monkeypatch, squeezed):
+    monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
+    assert custom_kernels.native("transcript.absorb") is None
+    for n in LENGTHS:
+        for offset in OFFSETS:
+            _check_observe_array(n, offset, squeezed)
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("bad", [
+    mx.zeros((2, 8), dtype=mx.uint32),
+    mx.zeros((), dtype=mx.uint32),
+    mx.zeros((8,), dtype=mx.int32),
+    mx.zeros((8,), dtype=mx.uint64),
+    [1, 2, 3],
+    np.zeros(8, dtype=np.uint32),
+    mx.array(np.array([1, 2, P, 3], dtype=np.uint32)),
+    mx.array(np.array([0] * 20 + [0xFFFFFFFF], dtype=np.uint32)),
+])
+def test_observe_array_rejects(bad):
+    t = _prefixed(3, True)
+    before = _snapshot(t)
+    with pytest.raises(InvalidInputError):
+        t.observe_array(bad)
+    assert _snapshot(t) == before  # rejected before anything was absorbed
+
+
+# ---------------------------------------------------------------- on the GPU (CUDA or Metal)
+needs_native = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
+
+
+@needs_native
+def test_device_observe_array(monkeypatch):
+    prev = mx.default_device()
+    device.set_device("gpu")
+    try:
+        monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
+        if custom_kernels.native("transcript.absorb") is None:
+            pytest.skip("the GPU has no custom-kernel backend")
+        cases = [(n, offset) for n in LENGTHS + (4097, 42003) for offset in OFFSETS]
+        native = []
+        for n, offset in cases:
+            t = _prefixed(offset, n % 2 == 1)
+            t.observe_array(_values(n, n + offset))
+            native.append((_snapshot(t), [t.sample() for _ in range(9)]))
+        state = bb.random((16,), 7).tolist()
+        blocks = bb.random((1000, 8), 8)
+        native_chain = kp2.absorb(state, blocks)
+        monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
+        for (n, offset), got in zip(cases, native):
+            t = _prefixed(offset, n % 2 == 1)
+            t.observe_array(_values(n, n + offset))
+            assert got == (_snapshot(t), [t.sample() for _ in range(9)]), (n, offset)
+        assert native_chain == _host_chain(state, np.array(blocks))
+    finally:
+        mx.set_default_device(prev)
