@@ -66,26 +66,11 @@ THREADS = 128
 TARGET_THREADS = 1 << 18
 MAX_PARTS = 1 << 12
 _OPS = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG)
-_NEG_PINV = (-pow(P, -1, 1 << 32)) % (1 << 32)
 
 _HEADER = f"""\
-#define BB_P32 (((uint64_t)BB_P) << 32)
 #define EF_W {literal(mont(W))}
-// t·2^-32 mod p for t < p·2^32.
-KFN uint32_t bb_redc(uint64_t t) {{
-  uint32_t m = (uint32_t)t * {_NEG_PINV:#x}u;
-  uint32_t r = (uint32_t)((t + (uint64_t)m * (uint64_t)BB_P) >> 32);
-  return r >= BB_P ? r - BB_P : r;
-}}
-// t mod p·2^32 for t < 2·p·2^32: keeps a sum of products reducible.
-KFN uint64_t bb_fold(uint64_t t) {{
-  return t >= BB_P32 ? t - BB_P32 : t;
-}}
 KFN uint32_t bb_neg(uint32_t a) {{
   return a ? BB_P - a : 0u;
-}}
-KFN uint64_t mul_wide(uint32_t a, uint32_t b) {{
-  return (uint64_t)a * (uint64_t)b;
 }}
 struct ef {{
   uint32_t c0, c1, c2, c3;

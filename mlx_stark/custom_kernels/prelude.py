@@ -12,7 +12,10 @@ Kernel code uses only these dialect-neutral names:
 
 Field elements are ``uint32_t`` in ``[0, p)``. ``bb_mont(a, b) = a·b·2^-32 mod p``: with one
 operand in Montgomery form (``x·2^32 mod p``) it is the plain product, with both it is the
-Montgomery product; ``bb_to_mont`` / ``bb_from_mont`` convert.
+Montgomery product; ``bb_to_mont`` / ``bb_from_mont`` convert. Sums of products are
+accumulated in 64 bits: ``mul_wide`` products (below ``p·2^32`` when one factor is below
+``p``) added to a running sum kept below ``p·2^32`` by ``bb_fold``, and one ``bb_redc``
+(``t·2^-32 mod p``) at the end.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ const uint32_t bid_y = threadgroup_position_in_grid.y;
 _FIELD = f"""\
 #define BB_P {P}u
 #define BB_R2 {R2}u
+#define BB_P32 (((uint64_t)BB_P) << 32)
 
 KFN uint32_t bb_add(uint32_t a, uint32_t b) {{
   uint32_t s = a + b;
@@ -73,12 +77,22 @@ KFN uint32_t bb_dbl(uint32_t a) {{
 KFN uint32_t bb_half(uint32_t a) {{
   return (a & 1u) ? (a + BB_P) >> 1 : a >> 1;
 }}
-// a·b·2^-32 mod p for a, b < p: t + m·p < 2^64 and the result is below 2p before the select.
-KFN uint32_t bb_mont(uint32_t a, uint32_t b) {{
-  uint64_t t = (uint64_t)a * (uint64_t)b;
+KFN uint64_t mul_wide(uint32_t a, uint32_t b) {{
+  return (uint64_t)a * (uint64_t)b;
+}}
+// t·2^-32 mod p for t < p·2^32: t + m·p < 2^64 and the result is below 2p before the select.
+KFN uint32_t bb_redc(uint64_t t) {{
   uint32_t m = (uint32_t)t * {(-pow(P, -1, 1 << 32)) % (1 << 32):#x}u;
   uint32_t r = (uint32_t)((t + (uint64_t)m * (uint64_t)BB_P) >> 32);
   return r >= BB_P ? r - BB_P : r;
+}}
+// t mod p·2^32 for t < 2·p·2^32: keeps a running sum of products reducible by bb_redc.
+KFN uint64_t bb_fold(uint64_t t) {{
+  return t >= BB_P32 ? t - BB_P32 : t;
+}}
+// a·b·2^-32 mod p for a, b < p.
+KFN uint32_t bb_mont(uint32_t a, uint32_t b) {{
+  return bb_redc(mul_wide(a, b));
 }}
 KFN uint32_t bb_to_mont(uint32_t a) {{
   return bb_mont(a, BB_R2);

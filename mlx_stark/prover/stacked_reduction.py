@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
@@ -41,12 +42,19 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     """``out[a, b, c] = Σ_x values[a, x, b]·weights[x, c]`` over F.
 
     ``values``: ``(A, X, B)`` uint32; ``weights``: ``(X, C)`` uint32 (e.g. ``C = 4`` for the
-    coefficients of extension weights). Returns ``(A, B, C)`` uint32. Products are Montgomery
-    multiplications by the weights in Montgomery form (canonical results), accumulated in
-    uint64 (exact for ``X < 2^33``). The ``x`` axis is processed in chunks so that no
+    coefficients of extension weights). Returns ``(A, B, C)`` uint32; weights that are not
+    ``(X, C)`` raise :class:`InvalidInputError`. Products are Montgomery multiplications by
+    the weights in Montgomery form (canonical results), accumulated in uint64 (exact for
+    ``X < 2^33``). The ``x`` axis is processed in chunks so that no
     temporary exceeds ``_CHUNK_ELEMS`` elements; each chunk is evaluated before the next is
-    built, otherwise the lazy graph keeps all of them alive."""
+    built, otherwise the lazy graph keeps all of them alive. The native kernel
+    (``linear.weighted_sum``) runs instead where the device has one."""
     a, x, b = values.shape
+    if weights.ndim != 2 or weights.shape[0] != x:
+        raise InvalidInputError(f"weights {tuple(weights.shape)} do not match values {tuple(values.shape)}")
+    kernel = custom_kernels.native("linear.weighted_sum")
+    if kernel is not None:
+        return kernel(values, weights)
     c = weights.shape[1]
     weights_mont = bb.to_mont(weights)
     step = max(1, _CHUNK_ELEMS // max(1, a * b * c))

@@ -1,0 +1,201 @@
+"""Weighted-sum kernel (mlx_stark.custom_kernels.linear): the native path of
+:func:`mlx_stark.prover.stacked_reduction.weighted_sum`.
+
+- source: renders in both dialects, the twins differing only in the dialect's macros and
+  thread indices, with the shared 64-bit accumulation helpers of the prelude;
+- emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
+  tests/test_custom_kernels.py) and equal the MLX-ops reference on awkward shapes of the three
+  regimes the prover uses (few outputs with many terms, split into parts; many outputs with
+  few terms; ``A = 1`` with a wide ``B``), ``C`` = 1, 4 and 8, ``X`` = 1, and through the
+  stage function's registry dispatch;
+- device: on a GPU with native kernels, the stage function equals its ops path.
+"""
+import re
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_stark import custom_kernels, device
+from mlx_stark.custom_kernels import DIALECTS, render
+from mlx_stark.custom_kernels import linear as klin
+from mlx_stark.errors import InvalidInputError
+from mlx_stark.field import bb
+from mlx_stark.field.bb import P
+from mlx_stark.prover import stacked_reduction
+from mlx_stark.prover.stacked_reduction import weighted_sum
+
+from .test_custom_kernels import _emulated_launch, emulator_dir  # noqa: F401 (fixture)
+
+# (A, X, B, C): small A·B with large X (several parts, uneven last part), large A with small
+# X, A = 1 with a wide B, X = 1, C = 1, 4, 8
+SHAPES = [
+    (3, 1000, 2, 8),
+    (2, 37, 3, 4),
+    (700, 5, 1, 4),
+    (300, 42, 1, 4),
+    (1, 130, 600, 4),
+    (5, 1, 7, 8),
+    (1, 1, 1, 1),
+    (4, 2048, 1, 1),
+]
+
+
+def _case(a, x, b, c):
+    seed = a * 7919 + x * 31 + b * 5 + c
+    values = bb.random((a, x, b), seed)
+    weights = bb.random((x, c), seed + 1)
+    return values, weights
+
+
+def _extreme(a, x, b, c):
+    """Every value and weight ``p − 1``: the largest products and the most folds."""
+    return mx.full((a, x, b), P - 1, dtype=mx.uint32), mx.full((x, c), P - 1, dtype=mx.uint32)
+
+
+def _naive(values, weights) -> np.ndarray:
+    v = np.array(values).astype(object)
+    w = np.array(weights).astype(object)
+    return (np.einsum("axb,xc->abc", v, w) % P).astype(np.uint32)
+
+
+# ---------------------------------------------------------------- source
+def test_renders_in_both_dialects():
+    for c in (1, 4, 8):
+        src = klin.weighted_sum_source(c)
+        assert src.input_names == ("values", "weights", "params") and src.output_names == ("out",)
+        (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
+        assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
+        assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
+        assert "thread_position_in_grid" in bm and "blockIdx" not in bm
+        for header in (hc, hm):
+            assert "KFN uint64_t bb_fold" in header and "KFN uint32_t bb_redc" in header
+        # one fold per product, one reduction per output
+        assert src.body.count("bb_fold(") == c and src.body.count("bb_redc(") == c
+        assert "SHARED" not in src.body and "BARRIER()" not in src.body
+        for line in (hm + bm).splitlines():
+            for decl in re.findall(r"(\w+\s+)?uint32_t\s*\*", line):
+                assert decl.strip() in ("LOCAL", "thread"), line
+    assert len({klin.weighted_sum_source(c).mangled() for c in (1, 4, 8)}) == 3
+
+
+def test_plan_parts():
+    # the keccakf shapes: WHIR's μ-combination, round 0, the query weights
+    assert klin.plan_parts(1 << 21, 42) == (1, 42)
+    parts, span = klin.plan_parts(42 * 16, 1 << 11)
+    assert parts > 1 and parts * 42 * 16 <= klin.TARGET_THREADS and span >= klin.MIN_PART_TERMS
+    assert klin.plan_parts(1 << 17, 300) == (2, 150)
+    for outputs, terms in [(1, 1), (3, 1000), (1, 17), (5, 10 ** 6), (1 << 20, 3)]:
+        parts, span = klin.plan_parts(outputs, terms)
+        assert 1 <= parts <= klin.MAX_PARTS and (parts - 1) * span < terms <= parts * span
+
+
+# ---------------------------------------------------------------- emulation
+@pytest.fixture(params=DIALECTS)
+def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
+    """The kernel module's launches run the C++ emulation of ``request.param``; the reference
+    runs as MLX ops on the CPU."""
+    monkeypatch.setattr(klin, "launch", _emulated_launch(request.param, emulator_dir))
+    prev = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield request.param
+    mx.set_default_device(prev)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_emulated_equals_ops(emulated, shape):
+    values, weights = _case(*shape)
+    got = klin.weighted_sum(values, weights)
+    assert got.shape == (shape[0], shape[2], shape[3]) and got.dtype == mx.uint32
+    ref = weighted_sum(values, weights)
+    np.testing.assert_array_equal(np.array(got), np.array(ref))
+    if shape[1] <= 130:
+        np.testing.assert_array_equal(np.array(got), _naive(values, weights))
+
+
+@pytest.mark.parametrize("shape", [(3, 1000, 2, 8), (300, 42, 1, 4)])
+def test_emulated_extreme_values(emulated, shape):
+    values, weights = _extreme(*shape)
+    got = np.array(klin.weighted_sum(values, weights))
+    np.testing.assert_array_equal(got, np.array(weighted_sum(values, weights)))
+    np.testing.assert_array_equal(got, np.full(got.shape, shape[1] % P, dtype=np.uint32))  # Σ (−1)^2
+
+
+def test_emulated_through_the_stage(emulated, monkeypatch):
+    calls = []
+
+    def kernel(values, weights):
+        calls.append(values.shape)
+        return klin.weighted_sum(values, weights)
+
+    monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "linear.weighted_sum" else None)
+    values, weights = _case(2, 37, 3, 4)
+    got = stacked_reduction.weighted_sum(values, weights)
+    assert calls == [(2, 37, 3)]
+    monkeypatch.setattr(custom_kernels, "native", lambda op: None)
+    np.testing.assert_array_equal(np.array(got), np.array(stacked_reduction.weighted_sum(values, weights)))
+
+
+def test_emulated_proofs_match_golden(emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
+    """Whole proofs with the weighted-sum kernel (emulated CUDA; the Metal twin is covered
+    above) give the golden fingerprints."""
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    shapes = []
+
+    def kernel(values, weights):
+        shapes.append(values.shape + weights.shape[1:])
+        return klin.weighted_sum(values, weights)
+
+    monkeypatch.setattr(klin, "launch", _emulated_launch("cuda", emulator_dir))
+    monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "linear.weighted_sum" else None)
+    prev = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    try:
+        for w in golden_workloads():
+            assert fingerprint(w) == GOLDEN[w.name], w.name
+    finally:
+        mx.set_default_device(prev)
+    # the WHIR μ-combination (B = 1) and the stacked reduction's round 0 (C = 8) went through it
+    assert any(s[2] == 1 and s[0] > 1 for s in shapes) and any(s[3] == 8 for s in shapes)
+
+
+def test_emulated_empty(emulated):
+    for a, x, b, c in [(0, 3, 2, 4), (2, 0, 3, 4), (2, 3, 0, 8), (2, 3, 4, 0)]:
+        values, weights = _case(a, x, b, c)
+        got = klin.weighted_sum(values, weights)
+        assert got.shape == (a, b, c)
+        np.testing.assert_array_equal(np.array(got), np.array(weighted_sum(values, weights)))
+
+
+def test_stage_rejects_mismatched_weights():
+    values = bb.random((2, 5, 3), 1)
+    for weights in (bb.random((4, 4), 2), bb.random((5,), 3), bb.random((5, 4, 1), 4)):
+        with pytest.raises(InvalidInputError):
+            stacked_reduction.weighted_sum(values, weights)
+
+
+# ---------------------------------------------------------------- on the GPU (CUDA or Metal)
+needs_native = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
+
+
+@needs_native
+def test_device_equals_ops(monkeypatch):
+    prev = mx.default_device()
+    device.set_device("gpu")
+    try:
+        monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
+        if custom_kernels.native("linear.weighted_sum") is None:
+            pytest.skip("the GPU has no custom-kernel backend")
+        # the test shapes, then the keccakf-1024 shapes (WHIR μ-combination, stacked-reduction
+        # round 0, WHIR query weights) and a large X split into many parts
+        shapes = SHAPES + [(1 << 21, 42, 1, 4), (42, 1 << 11, 16, 8), (1, 300, 1 << 17, 4),
+                           (1, 137, 1 << 16, 4), (2, 1 << 20, 1, 4)]
+        cases = [_case(*s) for s in shapes] + [_extreme(*s) for s in ((3, 1000, 2, 8), (4, 1 << 16, 3, 4))]
+        native = [np.array(stacked_reduction.weighted_sum(v, w)) for v, w in cases]
+        monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
+        for (v, w), got in zip(cases, native):
+            np.testing.assert_array_equal(got, np.array(stacked_reduction.weighted_sum(v, w)), str(v.shape))
+    finally:
+        mx.set_default_device(prev)
