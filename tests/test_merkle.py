@@ -118,6 +118,26 @@ def test_commit_open_verify(on_device, log_height, k, width):
         assert merkle_verify(tree.root, y, rows_all[y], paths_all[y])
 
 
+@pytest.mark.parametrize("log_height,k", [(6, 2), (3, 3), (5, 0)])
+def test_open_many_equals_open(on_device, log_height, k):
+    m = _rand((1 << log_height, 5), 7 * log_height + k)
+    # a strided (transposed) view: the gathers must not assume a contiguous matrix
+    tree = MerkleTree.commit(mx.array(np.ascontiguousarray(m.T)).T, k)
+    last = ((1 << log_height) >> k) - 1
+    idx = [last, 0, last, last // 2, 0, last]
+    rows, paths = tree.open_many(idx)
+    assert rows.dtype == np.uint32 and paths.dtype == np.uint32
+    assert rows.shape == (len(idx), 1 << k, 5) and paths.shape == (len(idx), tree.depth, 8)
+    for i, y in enumerate(idx):
+        one_rows, one_path = tree.open(y)
+        np.testing.assert_array_equal(rows[i], one_rows)
+        np.testing.assert_array_equal(one_rows, m[y::last + 1])
+        assert paths[i].tolist() == [list(d) for d in one_path]
+        assert all(isinstance(v, int) for d in one_path for v in d)
+    empty_rows, empty_paths = tree.open_many([])
+    assert empty_rows.shape == (0, 1 << k, 5) and empty_paths.shape == (0, tree.depth, 8)
+
+
 def test_verify_rejects_tampering():
     m = _rand((32, 5), 9)
     tree = MerkleTree.commit(mx.array(m), 2)

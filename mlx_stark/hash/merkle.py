@@ -194,9 +194,7 @@ class MerkleTree:
         self.matrix = matrix
         self.log_rows_per_query = log_rows_per_query
         self.layers = layers
-        self._np_layers = [np.asarray(layer) for layer in layers]
-        self._np_matrix = np.asarray(matrix)
-        self.root = tuple(int(v) for v in self._np_layers[-1][0])
+        self.root = tuple(layers[-1].tolist()[0])
 
     @property
     def log_height(self) -> int:
@@ -264,25 +262,28 @@ class MerkleTree:
 
     def open(self, index: int):
         """Opened rows ``(2^k, w)`` uint32 (numpy, order ``t``) and the path (list of tuple8)."""
-        y = self._check_index(index)
-        qs = self.layers[0].shape[0]
-        rows = self._np_matrix[y::qs].copy()
-        path = []
-        for layer in self._np_layers[:-1]:
-            path.append(tuple(int(v) for v in layer[y ^ 1]))
-            y >>= 1
-        return rows, path
+        rows, paths = self.open_many([index])
+        return rows[0], [tuple(d) for d in paths[0].tolist()]
 
     def open_many(self, indices):
-        """Batched :meth:`open`: rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)`` uint32 numpy."""
-        idx = np.array([self._check_index(i) for i in indices], dtype=np.int64)
+        """Batched :meth:`open`: rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)`` uint32 numpy.
+
+        The rows and siblings are gathered on the device (one take per layer) and only they
+        are copied to the host: a host view of a whole committed matrix would fault all of
+        it in where device memory is host-mapped."""
+        idx = np.array([self._check_index(i) for i in indices], dtype=np.int64).reshape(-1)
         qs = self.layers[0].shape[0]
-        row_idx = idx[:, None] + qs * np.arange(1 << self.log_rows_per_query, dtype=np.int64)[None, :]
-        rows = self._np_matrix[row_idx]  # (q, 2^k, w): one gather, whatever the matrix strides
-        paths = np.empty((idx.size, self.depth, DIGEST), dtype=np.uint32)
-        for level, layer in enumerate(self._np_layers[:-1]):
-            paths[:, level] = layer[(idx >> level) ^ 1]
-        return rows, paths
+        group = 1 << self.log_rows_per_query
+        if idx.size == 0:
+            return (np.zeros((0, group, self.width), dtype=np.uint32),
+                    np.zeros((0, self.depth, DIGEST), dtype=np.uint32))
+        row_idx = idx[:, None] + qs * np.arange(group, dtype=np.int64)[None, :]
+        rows = mx.take(self.matrix, mx.array(row_idx.reshape(-1).astype(np.uint32)), axis=0)
+        siblings = [mx.take(layer, mx.array(((idx >> level) ^ 1).astype(np.uint32)), axis=0)
+                    for level, layer in enumerate(self.layers[:-1])]
+        paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((idx.size, 0, DIGEST), dtype=U32)
+        mx.eval(rows, paths)
+        return np.array(rows).reshape(idx.size, group, self.width), np.array(paths)
 
 
 def flatten_ext_rows(matrix: mx.array) -> mx.array:
