@@ -17,17 +17,27 @@ the LDE's zero padding free.
 
 Measured on an H100 (2^22 x 42, the keccakf codeword shape): DFT 4.3 ms against 34 ms for the
 MLX-ops Stockham passes; ``rs_code_matrix`` from 2^21 x 42 5.0 ms against 43 ms.
+
+Coset LDE of short blocks (round 0 of the batch constraint sumcheck, ``N = 2^l_skip``): the
+values on ``s·D`` are a fixed linear map of the values on ``D``, ``M_s = DFT·diag(s^j)·iDFT``,
+i.e. ``M_s[i][j] = L_j(s·ω^i)`` with ``L_j`` the Lagrange basis of ``D``. The ``E`` matrices
+are built on the host (Montgomery form) and read by one thread per (row, coset), which holds
+its row's ``N`` values in registers and writes ``N`` dot products, each one 64-bit sum of
+products and one Montgomery reduction. One pass over the data instead of the several
+uint64-wide passes of iDFT, scaling and DFT.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
+from typing import Sequence
 
 import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..field.bb import P, two_adic_generator
-from ..poly.ntt import twiddles_mont
+from ..field.bb import P, U32, two_adic_generator
+from ..poly.ntt import coset_lde_ops, twiddles_mont
 from . import KernelSource, launch
 from .prelude import literal, mont
 
@@ -35,6 +45,8 @@ SHARED_WORDS = 1 << 13  # 32 KiB of shared / threadgroup memory per block
 MAX_LOG_RADIX = 10
 THREADS = 256
 MAX_GRID_Y = 65535  # CUDA's limit on blocks along y (the leading batch axis)
+MAX_LDE_LOG_N = 5  # coset_lde keeps N <= 32 values per thread in registers
+MAX_LAUNCH_THREADS = 1 << 30  # threads of one coset_lde launch (32-bit gid and slice bounds)
 
 
 def tile_columns(log_radix: int) -> int:
@@ -220,3 +232,77 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     grid = -(-count // THREADS) * THREADS
     return launch(rs_messages_source(l_skip), [matrix, params], (grid, 1), THREADS,
                   [(height, width)])[0]
+
+
+@lru_cache(maxsize=MAX_LDE_LOG_N + 1)
+def coset_lde_source(n: int) -> KernelSource:
+    """Coset LDE of length-``n`` blocks (module docstring): ``values`` (R·n), ``mats``
+    (E·n·n: ``M_e[i][j]`` at ``(e·n + i)·n + j``, Montgomery form), ``params = [R·E, E]`` ->
+    ``out`` (R·E·n). Thread ``gid = r·E + e`` reads row ``r`` and writes ``out[gid·n ...]``.
+
+    ``v·M_R < p^2 < p·2^31``: the first two products need no fold, then each pair of products
+    is added with one ``bb_fold``, keeping the sum below ``p·2^32`` for ``bb_redc``."""
+    if n < 1 or n & (n - 1) or n > 1 << MAX_LDE_LOG_N:
+        raise ValueError(f"coset_lde kernels take a power of two N <= {1 << MAX_LDE_LOG_N}, not {n}")
+    lines = [
+        "const uint32_t threads = params[0];",
+        "if (gid >= threads) return;",
+        "const uint32_t cosets = params[1];",
+        "const uint32_t row = gid / cosets;",
+        f"const uint32_t m0 = (gid - row * cosets) * {n * n}u;",
+        f"const uint64_t at = (uint64_t)row * {n}u;",
+        f"const uint64_t o = (uint64_t)gid * {n}u;",
+    ]
+    lines += [f"const uint32_t v{j} = values[at + {j}u];" for j in range(n)]
+    terms = [f"mul_wide(v{j}, mats[m + {j}u])" for j in range(n)]
+    lines += [f"for (uint32_t i = 0u; i < {n}u; ++i) {{",
+              f"const uint32_t m = m0 + i * {n}u;",
+              f"uint64_t acc = {' + '.join(terms[:2])};"]
+    lines += [f"acc = bb_fold(acc + {terms[k]} + {terms[k + 1]});" for k in range(2, n, 2)]
+    lines += ["out[o + i] = bb_redc(acc);", "}"]
+    return KernelSource(f"coset_lde_n{n}", ("values", "mats", "params"), ("out",), "",
+                        "\n".join(lines) + "\n")
+
+
+@lru_cache(maxsize=32)
+def coset_lde_matrices(n: int, shifts: tuple) -> mx.array:
+    """The matrices ``M_s[i][j] = L_j(s·ω^i)`` for ``s`` in ``shifts`` (module docstring), in
+    Montgomery form: ``(E·n·n,)`` uint32. ``M_s`` is circulant: with ``t = s·ω^(i−j)``,
+    ``L_j(s·ω^i) = (s^n − 1)/(n·(t − 1))``, or ``1`` where ``t = 1`` (``s ∈ D``)."""
+    w = two_adic_generator(n.bit_length() - 1)
+    inv_n = pow(n, P - 2, P)
+    rows = []
+    for s in shifts:
+        scale = (pow(s, n, P) - 1) * inv_n % P
+        diag = []  # entry of M_s on the diagonal i − j = d (mod n)
+        for d in range(n):
+            t = s * pow(w, d, P) % P
+            diag.append(1 if t == 1 else scale * pow(t - 1, P - 2, P) % P)
+        rows += [mont(diag[(i - j) % n]) for i in range(n) for j in range(n)]
+    return mx.array(np.array(rows, dtype=np.uint32))
+
+
+def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
+    """:func:`mlx_stark.poly.ntt.coset_lde` (bit-equal; arguments as it checks them):
+    ``(..., N)`` -> ``(..., E, N)`` uint32, one launch (per :data:`MAX_LAUNCH_THREADS`
+    threads) for ``N <= 2^MAX_LDE_LOG_N``, the MLX-ops path for longer blocks."""
+    n = values.shape[-1]
+    shifts = tuple(int(s) for s in shifts)
+    if n > 1 << MAX_LDE_LOG_N:
+        return coset_lde_ops(values, shifts)
+    lead, e = values.shape[:-1], len(shifts)
+    rows = math.prod(lead)
+    if rows == 0:
+        return mx.zeros(lead + (e, n), dtype=U32)
+    src, mats = coset_lde_source(n), coset_lde_matrices(n, shifts)
+    flat = values.astype(U32).reshape(rows, n)
+    per_launch = max(1, MAX_LAUNCH_THREADS // e)
+    outs = []
+    for r0 in range(0, rows, per_launch):
+        part = flat[r0:min(rows, r0 + per_launch)]
+        threads = part.shape[0] * e
+        params = mx.array(np.array([threads, e], dtype=np.uint32))
+        outs.append(launch(src, [part, mats, params], (-(-threads // THREADS) * THREADS, 1), THREADS,
+                           [(part.shape[0], e, n)])[0])
+    out = outs[0] if len(outs) == 1 else mx.concatenate(outs)
+    return out.reshape(lead + (e, n))

@@ -6,9 +6,9 @@ from .mle import (
     eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, mle_eval, mobeq_table, mobius,
     product_table, zeta,
 )
-from .ntt import dft, idft, lde
+from .ntt import coset_lde, dft, idft, lde
 
 __all__ = [
-    "kernels", "dft", "idft", "lde", "zeta", "mobius", "product_table", "eq_table", "mobeq_table",
-    "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
+    "kernels", "dft", "idft", "lde", "coset_lde", "zeta", "mobius", "product_table", "eq_table",
+    "mobeq_table", "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
 ]

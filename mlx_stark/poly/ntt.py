@@ -9,15 +9,21 @@ Algorithm: radix-2 Stockham decimation in frequency. Each of the ``b`` passes re
 halves of the current array and writes the butterflies interleaved, so the output comes out in
 natural order without a bit-reversal gather (gathers are slow in MLX). One pass is one
 ``mx.compile``d function (add, sub, Montgomery multiply, interleaving stack).
+
+:func:`coset_lde` extends short blocks given on ``D`` to cosets ``s·D`` (round 0 of the batch
+constraint sumcheck); its native kernel applies one precomputed ``N×N`` matrix per coset.
 """
 from __future__ import annotations
 
 import math
 import threading
+from functools import lru_cache
+from typing import Sequence
 
 import mlx.core as mx
 
 from .. import custom_kernels
+from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import MONTY_MU, P, U32, U64
 
@@ -144,3 +150,42 @@ def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
                 x = bb.mont_mul(coeffs, tw.reshape((n,) + (1,) * (coeffs.ndim - 1)))
             outs.append(dft(x))
     return mx.stack(outs, axis=1).reshape((n << log_blowup,) + coeffs.shape[1:])
+
+
+@lru_cache(maxsize=32)
+def _shift_powers(n: int, shifts: tuple) -> mx.array:
+    """``s^j`` for ``s`` in ``shifts``, ``j < n``: ``(E, n)`` uint32."""
+    return mx.array([[pow(s, j, P) for j in range(n)] for s in shifts], dtype=U32)
+
+
+def coset_lde_ops(values: mx.array, shifts: Sequence[int]) -> mx.array:
+    """:func:`coset_lde` with MLX ops (the reference): coefficients by :func:`idft`, scaled by
+    ``s^j`` per coset, evaluated by :func:`dft`. Arguments as checked by :func:`coset_lde`."""
+    n = values.shape[-1]
+    coeffs = idft(values.astype(U32), axis=-1)
+    return dft(bb.mul(coeffs[..., None, :], _shift_powers(n, tuple(shifts))), axis=-1)
+
+
+def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
+    """Values on the cosets ``shifts[e]·D`` of the polynomials given by their values on
+    ``D = ⟨ω_N⟩``: ``out[..., e, i] = f(shifts[e]·ω_N^i)`` where ``f`` (degree ``< N``) has
+    ``f(ω_N^j) = values[..., j]``.
+
+    ``values``: ``(..., N)`` uint32 canonical, ``N`` a power of two, natural order;
+    ``shifts``: ``E >= 1`` field elements. Returns ``(..., E, N)`` uint32, natural order.
+    Raises :class:`InvalidInputError` for another ``N``, no shifts or a shift outside
+    ``[0, p)``."""
+    if values.ndim == 0:
+        raise InvalidInputError("coset_lde needs values with a trailing axis of length N")
+    n = values.shape[-1]
+    if n < 1 or n & (n - 1):
+        raise InvalidInputError(f"coset_lde needs a power-of-two N, got {n}")
+    shifts = tuple(int(s) for s in shifts)
+    if not shifts:
+        raise InvalidInputError("coset_lde needs at least one shift")
+    if any(not 0 <= s < P for s in shifts):
+        raise InvalidInputError("coset_lde shifts must be field elements in [0, p)")
+    kernel = custom_kernels.native("ntt.coset_lde")
+    if kernel is not None:
+        return kernel(values, shifts)
+    return coset_lde_ops(values, shifts)
