@@ -35,7 +35,7 @@ from ..errors import InvalidInputError, ProverError
 from ..field import bb, ext
 from ..field.bb import GENERATOR, P, U32, U64
 from ..field.host import EF, horner
-from ..poly import dft, eq_table, fold_lowest, fold_skip, idft, kernels
+from ..poly import coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, kernels
 from ..proof.constraints import BatchConstraintProof, GkrProof
 from ..tracing import span
 from ..transcript import Transcript
@@ -349,8 +349,6 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     forms = ([tr.constraint_form(lam_powers)] if zerocheck else []) + logup_forms
     a_acc = ext.zeros((extra, n_dom))
     b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
-    if extra:
-        shift_pows = mx.array([[pow(s, j, P) for j in range(n_dom)] for s in shifts], dtype=U32)
 
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
     step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
@@ -366,8 +364,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
                 b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
         if extra:
             with span("prover.rap_constraints.round0.lde") as sp:
-                coeffs = idft(block, axis=2)
-                ext_vals = dft(bb.mul(coeffs[:, :, None, :], shift_pows), axis=3)  # (Wn, Xc, E', N)
+                ext_vals = coset_lde(block, shifts)  # (Wn, Xc, E', N)
                 sp.produced(ext_vals)
             values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
             values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
@@ -604,12 +601,14 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             with span("prover.rap_constraints.mle_rounds.openings"):
                 openings = [tr.openings(ext.to_host(final[t].reshape(-1, 4)))
                             for t, tr in enumerate(trs)]
+                observed = []  # every opening as (value, rotated value or 0), §6.7 order
                 for pass_parts in (slice(0, 1), slice(1, None)):
                     for tr, parts in zip(trs, openings):
                         for part in parts[pass_parts]:
                             pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
-                            for v in pairs:
-                                transcript.observe_ext(v)
+                            observed.extend(c for v in pairs for c in v.c)
+                # ~10^4 values for a wide AIR: absorbed on the device where a kernel exists
+                transcript.observe_array(mx.array(observed, dtype=U32))
             sp.produced(*[f for f in final if f is not None])
 
     batch_proof = BatchConstraintProof(
