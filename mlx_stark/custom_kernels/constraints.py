@@ -59,7 +59,7 @@ from ..field.bb import P, U32
 from ..field.host import EF, W
 from ..prover.constraint_eval import DagEvaluator, Form, slot_node
 from . import KernelSource, launch
-from .prelude import literal, mont
+from .prelude import EXTENSION, literal, mont
 
 THREADS = 128
 # Threads a launch aims at (points x parts): an H100 holds 132 x 2048 resident threads.
@@ -67,85 +67,6 @@ TARGET_THREADS = 1 << 18
 MAX_PARTS = 1 << 12
 _OPS = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG)
 
-_HEADER = f"""\
-#define EF_W {literal(mont(W))}
-KFN uint32_t bb_neg(uint32_t a) {{
-  return a ? BB_P - a : 0u;
-}}
-struct ef {{
-  uint32_t c0, c1, c2, c3;
-}};
-KFN ef ef_make(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {{
-  ef r;
-  r.c0 = c0; r.c1 = c1; r.c2 = c2; r.c3 = c3;
-  return r;
-}}
-KFN ef ef_in(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {{
-  return ef_make(bb_to_mont(c0), bb_to_mont(c1), bb_to_mont(c2), bb_to_mont(c3));
-}}
-KFN ef ef_add(ef a, ef b) {{
-  return ef_make(bb_add(a.c0, b.c0), bb_add(a.c1, b.c1), bb_add(a.c2, b.c2), bb_add(a.c3, b.c3));
-}}
-KFN ef ef_sub(ef a, ef b) {{
-  return ef_make(bb_sub(a.c0, b.c0), bb_sub(a.c1, b.c1), bb_sub(a.c2, b.c2), bb_sub(a.c3, b.c3));
-}}
-KFN ef ef_neg(ef a) {{
-  return ef_make(bb_neg(a.c0), bb_neg(a.c1), bb_neg(a.c2), bb_neg(a.c3));
-}}
-KFN ef ef_add_b(ef a, uint32_t b) {{
-  return ef_make(bb_add(a.c0, b), a.c1, a.c2, a.c3);
-}}
-KFN ef ef_sub_eb(ef a, uint32_t b) {{
-  return ef_make(bb_sub(a.c0, b), a.c1, a.c2, a.c3);
-}}
-KFN ef ef_sub_be(uint32_t a, ef b) {{
-  return ef_make(bb_sub(a, b.c0), bb_neg(b.c1), bb_neg(b.c2), bb_neg(b.c3));
-}}
-KFN ef ef_mul_b(ef a, uint32_t b) {{
-  return ef_make(bb_mont(a.c0, b), bb_mont(a.c1, b), bb_mont(a.c2, b), bb_mont(a.c3, b));
-}}
-// X^4 = W: each coefficient is one reduction of a sum of at most four products (the W-terms
-// reduced first and multiplied by W in Montgomery form).
-KFN ef ef_mul(ef a, ef b) {{
-  uint32_t u0 = bb_redc(bb_fold(mul_wide(a.c1, b.c3) + mul_wide(a.c2, b.c2) + mul_wide(a.c3, b.c1)));
-  uint32_t u1 = bb_redc(mul_wide(a.c2, b.c3) + mul_wide(a.c3, b.c2));
-  uint32_t u2 = bb_mont(a.c3, b.c3);
-  ef r;
-  r.c0 = bb_redc(mul_wide(a.c0, b.c0) + mul_wide(u0, EF_W));
-  r.c1 = bb_redc(bb_fold(mul_wide(a.c0, b.c1) + mul_wide(a.c1, b.c0) + mul_wide(u1, EF_W)));
-  r.c2 = bb_redc(bb_fold(mul_wide(a.c0, b.c2) + mul_wide(a.c1, b.c1) + mul_wide(a.c2, b.c0)
-                         + mul_wide(u2, EF_W)));
-  r.c3 = bb_redc(bb_fold(mul_wide(a.c0, b.c3) + mul_wide(a.c1, b.c2) + mul_wide(a.c2, b.c1)
-                         + mul_wide(a.c3, b.c0)));
-  return r;
-}}
-struct acc4 {{
-  uint64_t c0, c1, c2, c3;
-}};
-KFN acc4 acc_zero() {{
-  acc4 a;
-  a.c0 = 0u; a.c1 = 0u; a.c2 = 0u; a.c3 = 0u;
-  return a;
-}}
-// a += v·w for a base value v (Montgomery form) and an extension weight w (canonical).
-KFN acc4 acc_b(acc4 a, uint32_t v, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3) {{
-  a.c0 = bb_fold(a.c0 + mul_wide(v, w0));
-  a.c1 = bb_fold(a.c1 + mul_wide(v, w1));
-  a.c2 = bb_fold(a.c2 + mul_wide(v, w2));
-  a.c3 = bb_fold(a.c3 + mul_wide(v, w3));
-  return a;
-}}
-// a += v·w for an extension value v (Montgomery form); x1..x3 = W·w1..W·w3. Two products
-// per fold keep every sum below 2^64.
-KFN acc4 acc_e(acc4 a, ef v, uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3,
-               uint32_t x1, uint32_t x2, uint32_t x3) {{
-  a.c0 = bb_fold(bb_fold(a.c0 + mul_wide(v.c0, w0) + mul_wide(v.c1, x3)) + mul_wide(v.c2, x2) + mul_wide(v.c3, x1));
-  a.c1 = bb_fold(bb_fold(a.c1 + mul_wide(v.c0, w1) + mul_wide(v.c1, w0)) + mul_wide(v.c2, x3) + mul_wide(v.c3, x2));
-  a.c2 = bb_fold(bb_fold(a.c2 + mul_wide(v.c0, w2) + mul_wide(v.c1, w1)) + mul_wide(v.c2, w0) + mul_wide(v.c3, x3));
-  a.c3 = bb_fold(bb_fold(a.c3 + mul_wide(v.c0, w3) + mul_wide(v.c1, w2)) + mul_wide(v.c2, w1) + mul_wide(v.c3, w0));
-  return a;
-}}
-"""
 
 
 # ---------------------------------------------------------------- templates
@@ -311,9 +232,9 @@ def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag
         body.append(f"const uint64_t o{f} = (((uint64_t)bid_y * {num_forms}u + {f}u) * np + gid) * 4u;")
         body += [f"out[o{f} + {c}u] = bb_redc(s{f}.c{c});" for c in range(4)]
     src = "\n".join(body) + "\n"
-    digest = blake3.blake3((dag_digest + "\0" + _HEADER + "\0" + src).encode()).hexdigest()[:16]
+    digest = blake3.blake3((dag_digest + "\0" + EXTENSION + "\0" + src).encode()).hexdigest()[:16]
     return KernelSource(f"air_eval_{'ef' if extension else 'bb'}_{digest}",
-                        ("cols", "prog", "consts", "weights", "params"), ("out",), _HEADER, src)
+                        ("cols", "prog", "consts", "weights", "params"), ("out",), EXTENSION, src)
 
 
 def dag_digest(dag: SymbolicConstraintsDag) -> str:

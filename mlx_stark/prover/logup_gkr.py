@@ -8,6 +8,9 @@ one claim on the leaves' multilinear extensions at a random point ``ξ`` (§5.4)
 Every layer is one whole-array computation; each sumcheck sub-round evaluates its cubic at
 ``X = 1, 2, 3`` as whole-array sums over the five tables ``P0, Q0, P1, Q1, E`` (stacked along
 one axis so that they fold together). Only challenges and round messages touch the host.
+:func:`layer_tables`, :func:`round_sums` and :func:`fold_round_sums` (a fold and the next
+sub-round's sums in one pass) run native kernels where the device has them
+(:mod:`mlx_stark.custom_kernels.gkr`); their MLX-ops code is the reference.
 
 The LogUp proof of work (§5.0) precedes ``α, β``: :func:`logup_challenges` performs it and
 samples both challenges, so a caller runs it right after the preamble, with or without
@@ -19,6 +22,7 @@ from typing import List, Sequence, Tuple
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..errors import ProverError
 from ..field import bb, ext
 from ..field.bb import U32
@@ -104,6 +108,43 @@ def _cubic_terms(t0: mx.array, t1: mx.array, lam: mx.array) -> mx.array:
     return ext.mul(e, ext.add(cross, ext.mul(ext.mul(q0, q1), lam)))
 
 
+def _ops_round_sums(tables: mx.array, lam: EF) -> mx.array:
+    m = tables.shape[0] // 2
+    v = tables.reshape(m, 2, 5, 4)
+    return bb.sum(_cubic_terms(v[:, 0], v[:, 1], ext.constant(lam)), axis=1)
+
+
+def layer_tables(lp: mx.array, lq: mx.array, xi: Sequence[EF]) -> mx.array:
+    """The sumcheck tables of layer ``j`` (``lp, lq`` ``(2^j, 4)`` uint32, ``ξ`` ``j − 1`` host
+    EF): ``(2^(j−1), 5, 4)`` uint32, row ``y`` = ``p[2y], q[2y], p[2y+1], q[2y+1], eq(ξ, y)``
+    (``P0, Q0, P1, Q1, E``; every table folds on its row index)."""
+    kernel = custom_kernels.native("gkr.layer_tables")
+    if kernel is not None:
+        return kernel(lp, lq, xi)
+    half = lp.shape[0] // 2
+    vp, vq = lp.reshape(half, 2, 4), lq.reshape(half, 2, 4)
+    return mx.stack([vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1], eq_table(xi)], axis=1)
+
+
+def round_sums(tables: mx.array, lam: EF) -> mx.array:
+    """``g(1), g(2), g(3)`` of a sub-round over ``tables`` ``(2M, 5, 4)`` uint32 (``M ≥ 1``):
+    ``(3, 4)`` uint32."""
+    kernel = custom_kernels.native("gkr.round_sums")
+    if kernel is not None:
+        return kernel(tables, lam)
+    return _ops_round_sums(tables, lam)
+
+
+def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.array]:
+    """``tables`` ``(4N, 5, 4)`` uint32 (``N ≥ 1``) folded at ``r`` (``(2N, 5, 4)``) and the
+    next sub-round's :func:`round_sums` over them (``(3, 4)``)."""
+    kernel = custom_kernels.native("gkr.fold_round_sums")
+    if kernel is not None:
+        return kernel(tables, r, lam)
+    folded = fold_lowest(tables, r)
+    return folded, _ops_round_sums(folded, lam)
+
+
 def _layer_claims(lp: mx.array, lq: mx.array) -> GkrLayerClaims:
     """Claims of a 2-node layer (or fully folded tables): ``(p[0], p[1], q[0], q[1])``."""
     p0, p1, q0, q1 = ext.to_host(mx.concatenate([lp.reshape(2, 4), lq.reshape(2, 4)]))
@@ -132,23 +173,20 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     polys = []
     for j in range(2, num_vars + 1):
         lam = transcript.sample_ext()
-        lp, lq = layers[j]
-        half = lp.shape[0] // 2
-        vp, vq = lp.reshape(half, 2, 4), lq.reshape(half, 2, 4)
-        # tables (2^(j−1), 5, 4): P0, Q0, P1, Q1, E; every one folds on its row index
-        tables = mx.stack([vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1], eq_table(xi)], axis=1)
-        lam4 = ext.constant(lam)
+        tables = layer_tables(*layers[j], xi)
+        sums = round_sums(tables, lam)
         rounds, rho = [], []
-        for _ in range(j - 1):
-            m = tables.shape[0] // 2
-            v = tables.reshape(m, 2, 5, 4)
-            g = ext.to_host(bb.sum(_cubic_terms(v[:, 0], v[:, 1], lam4), axis=1))
+        for k in range(j - 1):
+            g = ext.to_host(sums)
             for val in g:
                 transcript.observe_ext(val)
             rounds.append(tuple(g))
             r = transcript.sample_ext()
             rho.append(r)
-            tables = fold_lowest(tables, r)
+            if k < j - 2:
+                tables, sums = fold_round_sums(tables, r, lam)
+            else:
+                tables = fold_lowest(tables, r)
         polys.append(rounds)
         p0, q0, p1, q1, _ = ext.to_host(tables.reshape(5, 4))
         layer = GkrLayerClaims(p0, p1, q0, q1)
