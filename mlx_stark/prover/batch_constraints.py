@@ -28,6 +28,7 @@ from typing import Any, List, Optional, Sequence
 
 import mlx.core as mx
 
+from .. import arrays
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import DagInputs
 from ..air.expr import Entry
@@ -257,7 +258,7 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
 # ------------------------------------------------------------------ GKR leaves
 def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     """``(p, h)`` per interaction of ``tr`` (lifted rows, see :func:`fraction_leaves`)."""
-    rows = mx.contiguous(tr.needed_columns(tr.table).T)  # (Wn, H)
+    rows = arrays.transpose(tr.needed_columns(tr.table))  # (Wn, H)
     forms = []
     for s, it in enumerate(tr.dag.interactions):
         ws, bp = [], EF.one()
@@ -341,8 +342,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     lifted = max(tr.height, n_dom)
     x_len = lifted >> l_skip
     wn = len(tr.needed)
-    vals = _lift(tr.needed_columns(tr.table), lifted)
-    vals = mx.contiguous(vals.reshape(x_len, n_dom, wn).transpose(2, 0, 1))  # (Wn, X, N)
+    vals = arrays.transpose(_lift(tr.needed_columns(tr.table), lifted)).reshape(wn, x_len, n_dom)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
     logup_forms = tr.interaction_forms(eq3b, beta) if logup else []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
 from ..hash.merkle import MerkleTree
@@ -73,7 +73,7 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
             raise InvalidInputError(f"matrix {a} has shape {mat.shape}, layout expects {(1 << h, width)}")
         if width == 0:
             continue
-        cols = mx.transpose(mat.astype(U32))  # (w, 2^h): one stacked run per column
+        cols = arrays.transpose(mat.astype(U32))  # (w, 2^h): one stacked run per column
         if h < l:  # each entry then owns 2^{l−h} rows, the value first, zeros after
             pad = mx.zeros((width, 1 << h, (1 << (l - h)) - 1), dtype=U32)
             cols = mx.concatenate([cols[..., None], pad], axis=-1)
@@ -85,7 +85,7 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
     if not pieces:
         return mx.zeros((layout.height, 0), dtype=U32)
     flat = mx.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-    return mx.contiguous(mx.transpose(flat.reshape(layout.width, layout.height)))
+    return arrays.transpose(flat.reshape(layout.width, layout.height))
 
 
 def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
@@ -126,13 +126,14 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
     return msgs, ntt.lde(msgs, log_blowup)
 
 
-def stacked_commit(params: SystemParams, matrices) -> StackedPcsData:
+def stacked_commit(params: SystemParams, matrices, check_values: bool = True) -> StackedPcsData:
     """Commit to ``matrices`` (trace order: non-increasing powers-of-two heights ``<= 2^m``,
     each ``(2^h, w)`` uint32 canonical) as one stacked commitment (PCS.md §6.2–§6.5).
 
     Raises :class:`InvalidInputError` before any heavy work for bad shapes, heights or
     ordering, a stacked width of 0 (such a commitment cannot be proven; PCS.md §12), a width
-    above ``w_stack`` or entries ``>= p``."""
+    above ``w_stack`` or entries ``>= p`` (not scanned with ``check_values=False``: for callers
+    that validated the matrices already, like :func:`mlx_stark.prover.prove.prove`)."""
     layout = layout_of(params, matrices)
     if layout.width == 0:
         raise InvalidInputError("cannot commit to matrices with zero total width")
@@ -141,7 +142,7 @@ def stacked_commit(params: SystemParams, matrices) -> StackedPcsData:
     with span("stacked_matrix"):
         q = stacked_matrix(layout, matrices)
         mx.eval(q)
-        if int(mx.max(q).item()) >= P:
+        if check_values and int(mx.max(q).item()) >= P:
             raise InvalidInputError("matrix entries must be canonical field elements (< p)")
     with span("rs_code_matrix") as sp:
         msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)

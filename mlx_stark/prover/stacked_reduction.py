@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
@@ -184,7 +184,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             transposed = {}
             for (c, nt), idx in groups.items():
                 if c not in transposed:
-                    transposed[c] = mx.contiguous(pcs_datas[c].matrix.T)
+                    transposed[c] = arrays.transpose(pcs_datas[c].matrix)
                 width = transposed[c].shape[0]
                 # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
