@@ -46,6 +46,11 @@ _NATIVE = {
     "gkr.layer_tables": ("gkr", "layer_tables"),
     "gkr.round_sums": ("gkr", "round_sums"),
     "gkr.fold_round_sums": ("gkr", "fold_round_sums"),
+    "sumcheck.fold_ext": ("sumcheck", "fold_ext"),
+    "sumcheck.fold_base": ("sumcheck", "fold_base"),
+    "sumcheck.product_round": ("sumcheck", "product_round"),
+    "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
+    "sumcheck.query_weights": ("sumcheck", "query_weights"),
 }
 
 OPERATIONS = tuple(_NATIVE)

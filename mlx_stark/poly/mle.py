@@ -11,6 +11,7 @@ import math
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..field import bb, ext
 from ..field.bb import P, U32, U64
 from ..field.host import EF
@@ -113,11 +114,15 @@ def fold_lowest(table: mx.array, r, base: bool = False) -> mx.array:
     """Bind variable 0 to ``r``: ``T'[y] = T[2y] + r·(T[2y+1] − T[2y])``.
 
     ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` a power
-    of two. Returns the extension table ``(N/2, ..., 4)``."""
+    of two. Returns the extension table ``(N/2, ..., 4)``. Runs the native kernel
+    (``sumcheck.fold_ext`` / ``sumcheck.fold_base``) where the device has one."""
     n = table.shape[0]
     _log2_exact(n, "table length")
     if n < 2:
         raise ValueError("cannot fold a table with no variables")
+    kernel = custom_kernels.native("sumcheck.fold_base" if base else "sumcheck.fold_ext")
+    if kernel is not None:
+        return kernel(table, r)
     v = table.reshape(n // 2, 2, *table.shape[1:])
     fold = _fold_base if base else _fold_ext
     return fold(v[:, 0], v[:, 1], _ef4(r))

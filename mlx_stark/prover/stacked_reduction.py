@@ -81,7 +81,11 @@ def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
 def product_round_values(f: mx.array, w: mx.array) -> tuple:
     """``(s(1), s(2))`` (host EF) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
     sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
-    the variable is bit 0 of the row index (PCS.md §7.3 step 4, §8.2 step 2a)."""
+    the variable is bit 0 of the row index (PCS.md §7.3 step 4, §8.2 step 2a). The native
+    kernel (``sumcheck.product_round``) runs instead where the device has one."""
+    kernel = custom_kernels.native("sumcheck.product_round")
+    if kernel is not None:
+        return kernel(f, w)
     half = f.shape[0] // 2
     fv = f.reshape(half, 2, -1, 4)
     wv = w.reshape(half, 2, -1, 4)
@@ -89,6 +93,18 @@ def product_round_values(f: mx.array, w: mx.array) -> tuple:
     sums = bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
     s1, s2 = ext.to_host(sums)
     return s1, s2
+
+
+def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
+    """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
+    round's :func:`product_round_values` over them: ``(f', w', (s(1), s(2)))``. ``f``, ``w``:
+    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF. The native kernel
+    (``sumcheck.fold_product_round``, one pass over the tables) runs where the device has one."""
+    kernel = custom_kernels.native("sumcheck.fold_product_round")
+    if kernel is not None:
+        return kernel(f, w, r)
+    f, w = fold_lowest(f, r), fold_lowest(w, r)
+    return f, w, product_round_values(f, w)
 
 
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
@@ -239,15 +255,18 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits
         with span("prover.openings.stacked_reduction.rounds") as sp_part:
             rounds = []
-            for _ in range(n):
-                s1, s2 = product_round_values(f, w)
+            sums = product_round_values(f, w) if n else None
+            for j in range(n):
+                s1, s2 = sums
                 transcript.observe_ext(s1)
                 transcript.observe_ext(s2)
                 u = transcript.sample_ext()
                 rounds.append((s1, s2))
                 u_prism.append(u)
-                f = fold_lowest(f, u)
-                w = fold_lowest(w, u)
+                if j + 1 < n:
+                    f, w, sums = fold_product_round(f, w, u)
+                else:
+                    f = fold_lowest(f, u)  # the weights are not needed after the last round
             sp_part.produced(f)
 
         # ---- stacking openings q̂_k(u_0, u_1..u_n), commit-major

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, two_adic_generator
@@ -21,7 +22,7 @@ from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobe
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript
-from .stacked_reduction import product_round_values, weighted_sum
+from .stacked_reduction import fold_product_round, product_round_values, weighted_sum
 
 # Queries whose base-field eq tables are built at once in the weight update (memory bound).
 _QUERY_TABLE_ELEMS = 1 << 22
@@ -32,7 +33,11 @@ def _query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
 
     ``points``: base-field ints ``z_q``; ``coeffs``: ``(Q, 4)`` uint32. Returns ``(2^d, 4)``.
     The tables are base-field (the points are), built by doubling for a chunk of queries at
-    once and contracted with the coefficients by :func:`weighted_sum`."""
+    once and contracted with the coefficients by :func:`weighted_sum`. The native kernel
+    (``sumcheck.query_weights``, one launch) runs instead where the device has one."""
+    kernel = custom_kernels.native("sumcheck.query_weights")
+    if kernel is not None:
+        return kernel(points, coeffs, d)
     chunk = max(1, _QUERY_TABLE_ELEMS >> d)
     out = ext.zeros((1 << d,))
     for lo in range(0, len(points), chunk):
@@ -90,9 +95,11 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         prev_tree = None
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
-            for _ in range(k):
+            for j in range(k):
                 with span("prover.openings.whir.sumcheck"):
-                    s1, s2 = product_round_values(f, w)
+                    if j == 0:
+                        sums = product_round_values(f, w)
+                    s1, s2 = sums
                     transcript.observe_ext(s1)
                     transcript.observe_ext(s2)
                 with span("prover.openings.whir.grind"):
@@ -100,8 +107,11 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                 alpha = transcript.sample_ext()
                 sumcheck.append((s1, s2))
                 with span("prover.openings.whir.fold") as sp_fold:
-                    f = fold_lowest(f, alpha)
-                    w = fold_lowest(w, alpha)
+                    if j + 1 < k:  # the next round's sums in the same pass
+                        f, w, sums = fold_product_round(f, w, alpha)
+                    else:
+                        f = fold_lowest(f, alpha)
+                        w = fold_lowest(w, alpha)
                     sp_fold.produced(f, w)
             d = m - k * (i + 1)
             g_hat = mobius(f)

@@ -1,0 +1,326 @@
+"""Product-sumcheck kernels: the native path of the degree-2 product sumcheck shared by the
+stacked opening reduction (PCS.md §7.3 step 4) and WHIR (§8.2 step 2a), of
+:func:`mlx_stark.poly.fold_lowest` and of WHIR's query weights.
+
+A round of the product sumcheck over tables ``f, w`` ``(N, ..., 4)`` (extension elements,
+uint32 canonical, the trailing batch axes flattened to ``B`` columns) needs
+``s(1) = Σ f1·w1`` and ``s(2) = Σ f2·w2`` over the pairs ``y`` and columns ``b``
+(``t0 = T[2y, b]``, ``t1 = T[2y + 1, b]``, ``t2 = 2·t1 − t0``), sends them to the host for the
+transcript and folds both tables at the sampled ``r``. With MLX ops that is a few dispatches
+and uint64 ``% p`` per round; here a round is one launch:
+
+- :func:`fold_ext` / :func:`fold_base`: ``T'[y] = T[2y] + r·(T[2y + 1] − T[2y])``, one thread
+  per output element ``(y, b)``;
+- :func:`product_round`: every thread adds the terms of the items ``i = y·B + b ≡ gid`` (mod
+  the launch's threads), the block adds its threads' sums in shared memory and writes one
+  partial sum (``parts (K, 8)``), which the host adds up when it reads the round's message;
+- :func:`fold_product_round`: item ``(y, b)`` of the folded tables folds the old rows
+  ``4y .. 4y + 3`` of column ``b`` of both tables, writes the new rows ``2y, 2y + 1`` and adds
+  their terms, so that every round after the first reads the tables once;
+- :func:`query_weights`: ``Σ_q c_q·E(z_q)[b]`` with
+  ``E(z)[b] = Π_i (bit_i(b) ? z^(2^i) : 1 − z^(2^i))``, one thread per ``b`` looping over the
+  queries (the powers ``z_q^(2^i)`` come from the host as a ``(Q, d)`` table).
+
+Values are canonical in memory; ``ef_mul`` is the Montgomery product (``a·b·2^-32``): the
+product terms of canonical tables are ``term·2^-32``, added with field additions, and a block's
+sums are multiplied by ``2^32`` once (``bb_to_mont``). Folds multiply the canonical difference
+by ``r`` in Montgomery form (canonical result). The query weights multiply Montgomery-form
+factors (Montgomery-form ``E``) and accumulate ``E·c`` in 64 bits with one ``bb_redc`` per
+coefficient. Every result is bit-equal to the MLX-ops references
+(:func:`mlx_stark.prover.stacked_reduction.product_round_values`,
+:func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..field.bb import P
+from ..field.host import EF
+from . import KernelSource, launch
+from .prelude import EXTENSION, literal, mont
+
+THREADS = 256
+MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
+SUMS = 8  # s(1), s(2): 2 x 4 coefficients
+
+_HEADER = EXTENSION + """\
+#define EF_LOAD(a, o) ef_make(a[(o)], a[(o) + 1u], a[(o) + 2u], a[(o) + 3u])
+#define EF_STORE(a, o, v) a[(o)] = (v).c0; a[(o) + 1u] = (v).c1; a[(o) + 2u] = (v).c2; a[(o) + 3u] = (v).c3
+// a + r·(b − a) for canonical a, b and r in Montgomery form: canonical
+KFN ef ef_fold(ef a, ef b, ef r) {
+  return ef_add(a, ef_mul(ef_sub(b, a), r));
+}
+struct psums {
+  ef s1, s2;
+};
+KFN psums psums_zero() {
+  psums s;
+  s.s1 = ef_make(0u, 0u, 0u, 0u); s.s2 = s.s1;
+  return s;
+}
+// s += (f1·w1, f2·w2)·2^-32 for the pairs (f0, f1), (w0, w1): t2 = t1 + (t1 − t0)
+KFN psums psums_add(psums s, ef f0, ef f1, ef w0, ef w1) {
+  s.s1 = ef_add(s.s1, ef_mul(f1, w1));
+  const ef f2 = ef_add(f1, ef_sub(f1, f0));
+  const ef w2 = ef_add(w1, ef_sub(w1, w0));
+  s.s2 = ef_add(s.s2, ef_mul(f2, w2));
+  return s;
+}
+"""
+
+_MONT_ONE = literal(mont(1))
+
+
+def _block_sums() -> str:
+    """Thread ``tid``'s sums ``s`` into its column of ``red`` (``SUMS`` x ``THREADS`` shared
+    words), added over the block; thread 0 writes ``parts[bid·8 + c]`` (times ``2^32``: the
+    canonical sum). Every thread reaches every barrier."""
+    stores = "\n".join(f"red[{4 * x + c}u * {THREADS}u + tid] = s.s{x + 1}.c{c};"
+                       for x in range(2) for c in range(4))
+    return f"""\
+{stores}
+for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{  // not "half": a Metal type
+  BARRIER();
+  if (tid < gap) {{
+    for (uint32_t c = 0; c < {SUMS}u; ++c) {{
+      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + gap]);
+    }}
+  }}
+}}
+if (tid == 0u) {{
+  for (uint32_t c = 0; c < {SUMS}u; ++c) parts[bid * {SUMS}u + c] = bb_to_mont(red[c * {THREADS}u]);
+}}
+"""
+
+
+@lru_cache(maxsize=1)
+def product_round_source() -> KernelSource:
+    """``f, w`` ``(2M·B·4)`` canonical, ``args = [M·B, B, T]`` (``T`` threads in the launch) ->
+    ``parts`` ``(K, 8)``: block ``k``'s canonical sums of ``s(1), s(2)`` over the items
+    ``i = y·B + b ≡ gid (mod T)`` of its threads."""
+    body = f"""\
+SHARED uint32_t red[{SUMS * THREADS}];
+const uint32_t items = args[0];
+const uint32_t width = args[1];
+const uint32_t stride = args[2];
+const uint32_t step = width * 4u;
+psums s = psums_zero();
+for (uint32_t i = gid; i < items; i += stride) {{
+  // row 2y, column b: (2y·B + b)·4 = (i + y·B)·4
+  const uint32_t o = (i + (i / width) * width) * 4u;
+  s = psums_add(s, EF_LOAD(f, o), EF_LOAD(f, o + step), EF_LOAD(w, o), EF_LOAD(w, o + step));
+}}
+{_block_sums()}"""
+    return KernelSource("sumcheck_product_round", ("f", "w", "args"), ("parts",), _HEADER, body)
+
+
+@lru_cache(maxsize=1)
+def fold_product_round_source() -> KernelSource:
+    """``f, w`` ``(4M·B·4)`` canonical, ``args = [M·B, B, T, r]`` (``r`` in Montgomery form) ->
+    ``f_out, w_out`` ``(2M·B·4)`` (both tables folded at ``r``) and ``parts`` ``(K, 8)`` (as
+    :func:`product_round_source`, over the pairs of the folded tables)."""
+    body = f"""\
+SHARED uint32_t red[{SUMS * THREADS}];
+const uint32_t items = args[0];
+const uint32_t width = args[1];
+const uint32_t stride = args[2];
+const ef r = EF_LOAD(args, 3u);
+const uint32_t step = width * 4u;
+psums s = psums_zero();
+for (uint32_t i = gid; i < items; i += stride) {{
+  const uint32_t y = i / width;
+  // old row 4y, column b: (4y·B + b)·4; new row 2y: (2y·B + b)·4
+  const uint32_t o = (i + 3u * y * width) * 4u;
+  const uint32_t n = (i + y * width) * 4u;
+  const ef f0 = ef_fold(EF_LOAD(f, o), EF_LOAD(f, o + step), r);
+  const ef f1 = ef_fold(EF_LOAD(f, o + 2u * step), EF_LOAD(f, o + 3u * step), r);
+  const ef w0 = ef_fold(EF_LOAD(w, o), EF_LOAD(w, o + step), r);
+  const ef w1 = ef_fold(EF_LOAD(w, o + 2u * step), EF_LOAD(w, o + 3u * step), r);
+  EF_STORE(f_out, n, f0);
+  EF_STORE(f_out, n + step, f1);
+  EF_STORE(w_out, n, w0);
+  EF_STORE(w_out, n + step, w1);
+  s = psums_add(s, f0, f1, w0, w1);
+}}
+{_block_sums()}"""
+    return KernelSource("sumcheck_fold_product_round", ("f", "w", "args"), ("f_out", "w_out", "parts"),
+                        _HEADER, body)
+
+
+@lru_cache(maxsize=2)
+def fold_source(base: bool) -> KernelSource:
+    """``table`` ``(2M·B·4)`` canonical extension (``(2M·B)`` base when ``base``),
+    ``args = [M·B, B, r]`` (``r`` in Montgomery form) -> ``out`` ``(M·B·4)``: one thread per
+    output element ``(y, b)``."""
+    if base:
+        fold = """\
+const uint32_t o = gid + (gid / width) * width;
+const uint32_t d = bb_sub(table[o + width], table[o]);
+EF_STORE(out, gid * 4u, ef_add_b(ef_mul_b(r, d), table[o]));
+"""
+    else:
+        fold = """\
+const uint32_t o = (gid + (gid / width) * width) * 4u;
+EF_STORE(out, gid * 4u, ef_fold(EF_LOAD(table, o), EF_LOAD(table, o + width * 4u), r));
+"""
+    body = """\
+const uint32_t items = args[0];
+if (gid >= items) return;
+const uint32_t width = args[1];
+const ef r = EF_LOAD(args, 2u);
+""" + fold
+    return KernelSource("sumcheck_fold_base" if base else "sumcheck_fold_ext", ("table", "args"), ("out",),
+                        _HEADER, body)
+
+
+@lru_cache(maxsize=1)
+def query_weights_source() -> KernelSource:
+    """``powers`` ``(Q·d)`` (``z_q^(2^i)`` in Montgomery form), ``coeffs`` ``(Q·4)`` canonical,
+    ``args = [2^d, d, Q]`` -> ``out`` ``(2^d·4)``: thread ``b`` writes ``Σ_q c_q·E(z_q)[b]``."""
+    body = f"""\
+const uint32_t size = args[0];
+if (gid >= size) return;
+const uint32_t vars = args[1];
+const uint32_t queries = args[2];
+acc4 a = acc_zero();
+for (uint32_t q = 0; q < queries; ++q) {{
+  uint32_t e = {_MONT_ONE};
+  for (uint32_t i = 0; i < vars; ++i) {{
+    const uint32_t z = powers[q * vars + i];
+    e = bb_mont(e, ((gid >> i) & 1u) ? z : bb_sub({_MONT_ONE}, z));
+  }}
+  const uint32_t c = q * 4u;
+  a = acc_b(a, e, coeffs[c], coeffs[c + 1u], coeffs[c + 2u], coeffs[c + 3u]);
+}}
+out[gid * 4u] = bb_redc(a.c0);
+out[gid * 4u + 1u] = bb_redc(a.c1);
+out[gid * 4u + 2u] = bb_redc(a.c2);
+out[gid * 4u + 3u] = bb_redc(a.c3);
+"""
+    return KernelSource("sumcheck_query_weights", ("powers", "coeffs", "args"), ("out",), _HEADER, body)
+
+
+# ---------------------------------------------------------------- host side
+def _args(counts, r=None) -> mx.array:
+    """One launch's ``args``: the ``counts``, then the host EF ``r`` in Montgomery form."""
+    words = list(counts) + ([] if r is None else [mont(c) for c in EF.lift(r).c])
+    return mx.array(np.array(words, dtype=np.uint32))
+
+
+def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
+    """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
+    n = table.shape[0] if table.ndim else 0
+    if table.ndim < (1 if base else 2) or (not base and table.shape[-1] != 4):
+        raise InvalidInputError(f"an extension table must be (N, ..., 4), got {tuple(table.shape)}")
+    if n < least or n & (n - 1):
+        raise InvalidInputError(f"table rows must be a power of two >= {least}, got {tuple(table.shape)}")
+    width = math.prod(table.shape[1:] if base else table.shape[1:-1])
+    if n * width * 4 >= 1 << 32:
+        raise InvalidInputError(f"table {tuple(table.shape)} exceeds 32-bit indices")
+    return n, width
+
+
+def _pair_dims(f: mx.array, w: mx.array, least: int) -> tuple:
+    if f.shape != w.shape:
+        raise InvalidInputError(f"product tables differ in shape: {tuple(f.shape)} vs {tuple(w.shape)}")
+    return _table_dims(f, least)
+
+
+def plan_blocks(items: int) -> int:
+    """Blocks of a round launch over ``items`` items: one item per thread up to ``MAX_BLOCKS``
+    blocks, more items per thread beyond."""
+    return max(1, min(MAX_BLOCKS, -(-items // THREADS)))
+
+
+def _round_values(parts: mx.array) -> tuple:
+    """``(s(1), s(2))`` (host EF) from the blocks' partial sums ``(K·8,)`` (the round's only
+    read-back)."""
+    total = np.array(parts, dtype=np.uint32).reshape(-1, 2, 4).astype(np.uint64).sum(axis=0) % P
+    return tuple(EF(*(int(c) for c in row)) for row in total)
+
+
+def product_round(f: mx.array, w: mx.array) -> tuple:
+    """:func:`mlx_stark.prover.stacked_reduction.product_round_values` (bit-equal): ``f, w``
+    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``(s(1), s(2))`` host EF. One launch and
+    one read-back of the ``K ≤ MAX_BLOCKS`` partial sums."""
+    n, width = _pair_dims(f, w, 2)
+    items = n // 2 * width
+    if items == 0:
+        return EF.lift(0), EF.lift(0)
+    blocks = plan_blocks(items)
+    args = _args((items, width, blocks * THREADS))
+    parts = launch(product_round_source(), [f.reshape(-1), w.reshape(-1), args], (blocks * THREADS, 1),
+                   THREADS, [(blocks * SUMS,)])[0]
+    return _round_values(parts)
+
+
+def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
+    """:func:`mlx_stark.prover.stacked_reduction.fold_product_round` (bit-equal): ``f, w``
+    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 2``, ``r`` host EF -> ``(f', w', (s(1), s(2)))``:
+    both tables folded at ``r`` (``(2^(d−1), ..., 4)``) and the next round's sums over them.
+    One pass over the tables and one read-back of the partial sums."""
+    n, width = _pair_dims(f, w, 4)
+    shape = (n // 2,) + tuple(f.shape[1:])
+    items = n // 4 * width
+    if items == 0:
+        return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), (EF.lift(0), EF.lift(0))
+    blocks = plan_blocks(items)
+    args = _args((items, width, blocks * THREADS), r)
+    f_out, w_out, parts = launch(fold_product_round_source(), [f.reshape(-1), w.reshape(-1), args],
+                                 (blocks * THREADS, 1), THREADS,
+                                 [(n // 2 * width * 4,), (n // 2 * width * 4,), (blocks * SUMS,)])
+    return f_out.reshape(shape), w_out.reshape(shape), _round_values(parts)
+
+
+def _fold(table: mx.array, r, base: bool) -> mx.array:
+    n, width = _table_dims(table, 2, base)
+    shape = (n // 2,) + tuple(table.shape[1:]) + ((4,) if base else ())
+    items = n // 2 * width
+    if items == 0:
+        return mx.zeros(shape, dtype=mx.uint32)
+    args = _args((items, width), r)
+    out = launch(fold_source(base), [table.reshape(-1), args], (-(-items // THREADS) * THREADS, 1), THREADS,
+                 [(items * 4,)])[0]
+    return out.reshape(shape)
+
+
+def fold_ext(table: mx.array, r) -> mx.array:
+    """:func:`mlx_stark.poly.fold_lowest` of an extension table (bit-equal): ``table``
+    ``(N, ..., 4)`` uint32 canonical, ``N ≥ 2`` a power of two, ``r`` host EF ->
+    ``(N/2, ..., 4)``. One launch, one thread per output element. Lazy."""
+    return _fold(table, r, False)
+
+
+def fold_base(table: mx.array, r) -> mx.array:
+    """:func:`mlx_stark.poly.fold_lowest` of a base table (bit-equal): ``table`` ``(N, ...)``
+    uint32 canonical, ``N ≥ 2`` a power of two, ``r`` host EF -> ``(N/2, ..., 4)``. One
+    launch. Lazy."""
+    return _fold(table, r, True)
+
+
+def query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
+    """:func:`mlx_stark.prover.whir._query_weights` (bit-equal): ``points`` ``Q`` base-field
+    ints ``z_q``, ``coeffs`` ``(Q, 4)`` uint32 canonical -> ``(2^d, 4)`` uint32
+    ``Σ_q coeffs[q]·E(z_q)``. One launch, one thread per output row. Lazy."""
+    q = len(points)
+    if coeffs.shape != (q, 4):
+        raise InvalidInputError(f"coefficients {tuple(coeffs.shape)} do not match {q} points")
+    if d < 0 or (4 << d) >= 1 << 32:
+        raise InvalidInputError(f"query weights over {d} variables exceed 32-bit indices")
+    if q == 0:
+        return mx.zeros((1 << d, 4), dtype=mx.uint32)
+    powers = np.zeros((q, max(d, 1)), dtype=np.uint32)  # d = 0: one unread column
+    for k, z in enumerate(points):
+        z %= P
+        for i in range(d):
+            powers[k, i] = mont(z)
+            z = z * z % P
+    args = _args((1 << d, d, q))
+    out = launch(query_weights_source(), [mx.array(powers.reshape(-1)), coeffs.reshape(-1), args],
+                 (-(-(1 << d) // THREADS) * THREADS, 1), THREADS, [((1 << d) * 4,)])[0]
+    return out.reshape(1 << d, 4)
