@@ -108,12 +108,12 @@ SHARED uint32_t red[{SUMS * THREADS}];
 const uint32_t items = args[0];
 const uint32_t width = args[1];
 const uint32_t stride = args[2];
-const uint32_t step = width * 4u;
+const uint32_t pitch = width * 4u;
 psums s = psums_zero();
 for (uint32_t i = gid; i < items; i += stride) {{
   // row 2y, column b: (2y·B + b)·4 = (i + y·B)·4
   const uint32_t o = (i + (i / width) * width) * 4u;
-  s = psums_add(s, EF_LOAD(f, o), EF_LOAD(f, o + step), EF_LOAD(w, o), EF_LOAD(w, o + step));
+  s = psums_add(s, EF_LOAD(f, o), EF_LOAD(f, o + pitch), EF_LOAD(w, o), EF_LOAD(w, o + pitch));
 }}
 {_block_sums()}"""
     return KernelSource("sumcheck_product_round", ("f", "w", "args"), ("parts",), _HEADER, body)
@@ -130,21 +130,21 @@ const uint32_t items = args[0];
 const uint32_t width = args[1];
 const uint32_t stride = args[2];
 const ef r = EF_LOAD(args, 3u);
-const uint32_t step = width * 4u;
+const uint32_t pitch = width * 4u;
 psums s = psums_zero();
 for (uint32_t i = gid; i < items; i += stride) {{
   const uint32_t y = i / width;
   // old row 4y, column b: (4y·B + b)·4; new row 2y: (2y·B + b)·4
   const uint32_t o = (i + 3u * y * width) * 4u;
   const uint32_t n = (i + y * width) * 4u;
-  const ef f0 = ef_fold(EF_LOAD(f, o), EF_LOAD(f, o + step), r);
-  const ef f1 = ef_fold(EF_LOAD(f, o + 2u * step), EF_LOAD(f, o + 3u * step), r);
-  const ef w0 = ef_fold(EF_LOAD(w, o), EF_LOAD(w, o + step), r);
-  const ef w1 = ef_fold(EF_LOAD(w, o + 2u * step), EF_LOAD(w, o + 3u * step), r);
+  const ef f0 = ef_fold(EF_LOAD(f, o), EF_LOAD(f, o + pitch), r);
+  const ef f1 = ef_fold(EF_LOAD(f, o + 2u * pitch), EF_LOAD(f, o + 3u * pitch), r);
+  const ef w0 = ef_fold(EF_LOAD(w, o), EF_LOAD(w, o + pitch), r);
+  const ef w1 = ef_fold(EF_LOAD(w, o + 2u * pitch), EF_LOAD(w, o + 3u * pitch), r);
   EF_STORE(f_out, n, f0);
-  EF_STORE(f_out, n + step, f1);
+  EF_STORE(f_out, n + pitch, f1);
   EF_STORE(w_out, n, w0);
-  EF_STORE(w_out, n + step, w1);
+  EF_STORE(w_out, n + pitch, w1);
   s = psums_add(s, f0, f1, w0, w1);
 }}
 {_block_sums()}"""
