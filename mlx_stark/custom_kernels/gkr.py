@@ -105,11 +105,11 @@ def _block_reduce(out: str, finish: str) -> str:
     """Add the threads' ``red`` columns (``SUMS`` x ``THREADS`` shared words) over the block;
     thread 0 writes ``out[bid·12 + c] = finish(sum c)``. Every thread reaches every barrier."""
     return f"""\
-for (uint32_t half = {THREADS // 2}u; half > 0u; half >>= 1) {{
+for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
   BARRIER();
-  if (tid < half) {{
+  if (tid < gap) {{
     for (uint32_t c = 0; c < {SUMS}u; ++c) {{
-      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + half]);
+      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + gap]);
     }}
   }}
 }}
