@@ -39,6 +39,7 @@ _NATIVE = {
     "ntt.transform": ("ntt", "transform"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "constraints.evaluate_forms": ("constraints", "evaluate_forms"),
+    "constraints.evaluate_mle": ("constraints", "evaluate_mle"),
     "transcript.absorb": ("poseidon2", "absorb"),
     "ntt.coset_lde": ("ntt", "coset_lde"),
     "linear.weighted_sum": ("linear", "weighted_sum"),

@@ -1,6 +1,7 @@
 """Constraint-evaluation kernels generated from an AIR's DAG (CONSTRAINTS.md §6): the native
 path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate_blocks`, used by the
-GKR leaves, round 0 (base-field points) and the multilinear rounds (extension-field points).
+GKR leaves, round 0 (base-field points) and the multilinear rounds (extension-field points;
+the rounds' folded tables are read directly in the ``mle`` mode below).
 
 The prover only needs linear forms of the DAG's outputs (``Σ_i λ^i·C_i``, the eq3b-weighted
 counts, the eq3b/β-weighted message fields). A kernel evaluates, at one point per thread,
@@ -40,6 +41,17 @@ leaves (Montgomery form); ``weights`` one row per slot, ``[w0..w3]`` (base) or
 transpose. (Round 0 keeps its ``(Wn, X·cosets·N)`` layout: building ``(N, Wn, X)`` from the
 trace rows with one MLX transpose failed to launch on CUDA at the keccakf-1024 shape.)
 
+*Multilinear rounds* (``mle`` mode, extension field). A round evaluates the forms at
+``X = 1..d`` on the lowest variable of a trace's folded table, kept column-major on the device:
+``table`` ``(W_tot, 2M, 4)`` uint32 canonical (every table column, not only the needed ones),
+``colmap`` ``(Wn,)`` (input row -> table column). Point ``gid < d·M`` is ``X = gid / M + 1``,
+``y = gid % M`` (a warp reads consecutive ``y``), and a column read is the line
+``lo + X·(hi − lo)`` through ``lo = table[c, 2y]``, ``hi = table[c, 2y + 1]``: one 64-bit sum
+``lo·(1 − X)·2^64 + hi·X·2^64`` and one reduction per coefficient gives its Montgomery form.
+``params = [d·M, K, M, (1 − X)·2^64, X·2^64 for X = 1..d]`` (mod p); the output is as above
+with ``P = d·M`` points in ``(X, y)`` order. The template code is shared; only the point
+decode and the input reads differ (and the kernel's name).
+
 Measured (local NVRTC for sm_90, two CPU cores): the KeccakfAir kernels compile in 0.7 s
 (base field, 56 registers) and 3 s (extension field, 134 registers), no spills. On an H100 the
 kernels equal the MLX-ops path on random points and the golden keccakf-1 proof is unchanged.
@@ -59,7 +71,7 @@ from ..field.bb import P, U32
 from ..field.host import EF, W
 from ..prover.constraint_eval import DagEvaluator, Form, slot_node
 from . import KernelSource, launch
-from .prelude import EXTENSION, literal, mont
+from .prelude import EXTENSION, R2, literal, mont
 
 THREADS = 128
 # Threads a launch aims at (points x parts): an H100 holds 132 x 2048 resident threads.
@@ -158,8 +170,9 @@ def build_templates(dag: SymbolicConstraintsDag, form_nodes: Sequence[Sequence[i
 
 
 # ---------------------------------------------------------------- generation
-def _template_code(tpl: Template, extension: bool) -> List[str]:
-    """The loop over the instances of ``tpl`` taken by this block row."""
+def _template_code(tpl: Template, extension: bool, mle: bool = False) -> List[str]:
+    """The loop over the instances of ``tpl`` taken by this block row (``mle``: columns read
+    from the folded table, module docstring)."""
     width = 8 if extension else 4
     # instance j of this template is instance start + j overall, taken by block row
     # (start + j) mod parts: the parts share every template's remainder evenly
@@ -180,6 +193,10 @@ def _template_code(tpl: Template, extension: bool) -> List[str]:
             if op == "rt":
                 is_ext.append(False)
                 lines.append(f"const uint32_t {v} = consts[{at}];")
+            elif mle:
+                is_ext.append(True)
+                lines.append(f"const uint64_t a{k} = (uint64_t)colmap[{at}] * col_words + yo;")
+                lines.append(f"const ef {v} = EF_LINE(table, a{k}, cl, ch);")
             elif extension:
                 is_ext.append(True)
                 lines.append(f"const uint64_t a{k} = ((uint64_t){at} * xs + pt) * 4u;")
@@ -214,27 +231,57 @@ def _template_code(tpl: Template, extension: bool) -> List[str]:
     return lines
 
 
-def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag_digest: str) -> KernelSource:
+# lo + X·(hi − lo) in Montgomery form for canonical lo = t[a..a+3], hi = t[a+4..a+7] and
+# cl = (1 − X)·2^64, ch = X·2^64 mod p: each sum of two products is below 2p^2 < p·2^32.
+_MLE_HEADER = """\
+#define EF_LINE(t, a, cl, ch) ef_make( \\
+  bb_redc(mul_wide(t[(a)], cl) + mul_wide(t[(a) + 4u], ch)), \\
+  bb_redc(mul_wide(t[(a) + 1u], cl) + mul_wide(t[(a) + 5u], ch)), \\
+  bb_redc(mul_wide(t[(a) + 2u], cl) + mul_wide(t[(a) + 6u], ch)), \\
+  bb_redc(mul_wide(t[(a) + 3u], cl) + mul_wide(t[(a) + 7u], ch)))
+"""
+
+
+def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag_digest: str,
+             mle: bool = False) -> KernelSource:
     """The kernel of ``templates`` (arrays in the module docstring); ``dag_digest`` names the
-    DAG it came from."""
+    DAG it came from. ``mle``: the multilinear-rounds input mode (extension field)."""
+    if mle and not extension:
+        raise ValueError("the multilinear-rounds mode evaluates extension-field points")
     body = [
         "const uint64_t np = params[0];",
         "const uint32_t parts = params[1];",
-        "const uint32_t xs = params[2];",
         "if (gid >= params[0]) return;",
-        "// element (column row 0, point gid) of cols (Q, Wn, X)",
-        "const uint64_t pt = (uint64_t)(gid / xs) * params[3] * xs + gid % xs;",
     ]
+    if mle:
+        body += [
+            "// point gid = (X, y), X = gid / M + 1, read from table (W_tot, 2M, 4)",
+            "const uint32_t m = params[2];",
+            "const uint32_t x = gid / m;",
+            "const uint64_t col_words = (uint64_t)m * 8u;  // 2M·4 words per table column",
+            "const uint64_t yo = (uint64_t)(gid - x * m) * 8u;",
+            "const uint32_t cl = params[3u + 2u * x];",
+            "const uint32_t ch = params[4u + 2u * x];",
+        ]
+    else:
+        body += [
+            "const uint32_t xs = params[2];",
+            "// element (column row 0, point gid) of cols (Q, Wn, X)",
+            "const uint64_t pt = (uint64_t)(gid / xs) * params[3] * xs + gid % xs;",
+        ]
     body += [f"acc4 s{f} = acc_zero();" for f in range(num_forms)]
     for tpl in templates:
-        body += _template_code(tpl, extension)
+        body += _template_code(tpl, extension, mle)
     for f in range(num_forms):
         body.append(f"const uint64_t o{f} = (((uint64_t)bid_y * {num_forms}u + {f}u) * np + gid) * 4u;")
         body += [f"out[o{f} + {c}u] = bb_redc(s{f}.c{c});" for c in range(4)]
     src = "\n".join(body) + "\n"
-    digest = blake3.blake3((dag_digest + "\0" + EXTENSION + "\0" + src).encode()).hexdigest()[:16]
-    return KernelSource(f"air_eval_{'ef' if extension else 'bb'}_{digest}",
-                        ("cols", "prog", "consts", "weights", "params"), ("out",), EXTENSION, src)
+    header = EXTENSION + (_MLE_HEADER if mle else "")
+    digest = blake3.blake3((dag_digest + "\0" + header + "\0" + src).encode()).hexdigest()[:16]
+    kind = "mle" if mle else "ef" if extension else "bb"
+    data = ("table", "colmap") if mle else ("cols",)
+    return KernelSource(f"air_eval_{kind}_{digest}", data + ("prog", "consts", "weights", "params"),
+                        ("out",), header, src)
 
 
 def dag_digest(dag: SymbolicConstraintsDag) -> str:
@@ -245,18 +292,20 @@ def dag_digest(dag: SymbolicConstraintsDag) -> str:
 
 # ---------------------------------------------------------------- kernels per evaluator
 class FormsKernel:
-    """The generated kernel of one (DAG, leaf layout, slot structure of the forms, field) and
-    its instance table on the device. ``leaf`` as for :func:`build_templates`; runtime leaf
-    values are read from the evaluator at each call (public values change between proofs)."""
+    """The generated kernel of one (DAG, leaf layout, slot structure of the forms, field, input
+    mode) and its instance table on the device. ``leaf`` as for :func:`build_templates`;
+    runtime leaf values are read from the evaluator at each call (public values change between
+    proofs)."""
 
     def __init__(self, dag: SymbolicConstraintsDag, leaf, slots: Sequence[Sequence[tuple]],
-                 extension: bool, digest: str):
+                 extension: bool, digest: str, mle: bool = False):
         form_nodes = [[slot_node(dag, s) for s in form_slots] for form_slots in slots]
         self.templates, prog, self.runtime = build_templates(dag, form_nodes, leaf)
         self.num_forms = len(slots)
         self.extension = extension
+        self.mle = mle
         self.max_count = max([t.count for t in self.templates], default=1)
-        self.source = generate(self.templates, self.num_forms, extension, digest)
+        self.source = generate(self.templates, self.num_forms, extension, digest, mle)
         self.prog = mx.array(prog)
         self._weights = ((), None)  # (forms, array) of the last call
 
@@ -286,38 +335,62 @@ class FormsKernel:
         """Block rows of a launch over ``points`` points (module docstring)."""
         return max(1, min(TARGET_THREADS // max(points, 1), MAX_PARTS, self.max_count))
 
-    def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
-        """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
-        q, wn, xs = cols.shape[:3]
-        points = q * xs
+    def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf) -> List[mx.array]:
+        """Launch over ``points`` points with the input arrays ``data`` and ``params`` after
+        ``[points, K]``: one ``(points, 4)`` array per form."""
         if not forms:
             return []
         if points == 0:
             return [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
         grid = -(-points // THREADS) * THREADS
-        params = mx.array(np.array([points, k, xs, wn], dtype=np.uint32))
-        out = launch(self.source, [cols, self.prog, self.consts(leaf), self.weights(forms), params],
+        params = mx.array(np.array([points, k] + params, dtype=np.uint32))
+        out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
         sums = out[0] if k == 1 else bb.sum(out, axis=0)
         return [sums[g] if form.const.is_zero() else ext.add(sums[g], ext.constant(form.const))
                 for g, form in enumerate(forms)]
 
+    def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
+        """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
+        if self.mle:
+            raise ValueError("a multilinear-rounds kernel reads a folded table (see lines)")
+        q, wn, xs = cols.shape[:3]
+        return self._run(forms, [cols], q * xs, [xs, wn], leaf)
 
-def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool) -> FormsKernel:
-    """The cached :class:`FormsKernel` of ``evaluator`` for the slots of ``forms``. Kernels are
-    kept on the DAG (which lives in the proving key), keyed by the slots, the field and the
-    columns the leaves read, so the proofs of one key generate each kernel once."""
+    def lines(self, forms: Sequence[Form], table: mx.array, colmap: mx.array, degree: int,
+              leaf) -> List[mx.array]:
+        """Every form at the points ``(X, y)``, ``X = 1..degree``, of the folded table ``table``
+        ``(W_tot, 2M, 4)`` whose input rows are the table columns ``colmap`` ``(Wn,)`` uint32
+        (module docstring): a list of ``(degree·M, 4)``, points in ``(X, y)`` order."""
+        if not self.mle:
+            raise ValueError("only a multilinear-rounds kernel reads a folded table")
+        w_tot, rows = table.shape[:2]
+        if rows % 2 or table.shape[2:] != (4,) or w_tot * rows * 4 >= 1 << 32:
+            raise ValueError(f"a folded table must be (W_tot, 2M, 4), got {tuple(table.shape)}")
+        m = rows // 2
+        line = []
+        for x in range(1, degree + 1):
+            line += [(1 - x) % P * R2 % P, x * R2 % P]
+        return self._run(forms, [table, colmap], degree * m, [m] + line, leaf)
+
+
+def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool,
+               mle: bool = False) -> FormsKernel:
+    """The cached :class:`FormsKernel` of ``evaluator`` for the slots of ``forms`` (``mle``:
+    the multilinear-rounds input mode, extension field). Kernels are kept on the DAG (which
+    lives in the proving key), keyed by the slots, the field, the input mode and the columns
+    the leaves read, so the proofs of one key generate each kernel once."""
     dag = evaluator.dag
     layout = evaluator.input_leaves()
-    key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout)
+    key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout, mle)
     cache = dag.__dict__.setdefault("_native_kernels", {})
     kernel = cache.get(key)
     if kernel is None:
         digest = dag.__dict__.get("_native_digest")
         if digest is None:
             digest = dag._native_digest = dag_digest(dag)
-        kernel = cache[key] = FormsKernel(dag, evaluator.leaf, key[0], not base, digest)
+        kernel = cache[key] = FormsKernel(dag, evaluator.leaf, key[0], not base, digest, mle)
     return kernel
 
 
@@ -327,3 +400,14 @@ def evaluate_forms(evaluator: DagEvaluator, forms: Sequence[Form], blocks: mx.ar
     (``base``) or ``(Q, Wn, X, 4)`` uint32 -> one ``(Q·X, 4)`` uint32 array per form
     (bit-equal)."""
     return kernel_for(evaluator, forms, base)(forms, blocks, evaluator.leaf)
+
+
+def evaluate_mle(evaluator: DagEvaluator, forms: Sequence[Form], table: mx.array,
+                 colmap: mx.array, degree: int) -> List[mx.array]:
+    """A multilinear round's evaluations with a generated kernel reading the folded table
+    directly: ``table`` ``(W_tot, 2M, 4)`` uint32 (column-major), ``colmap`` ``(Wn,)`` uint32
+    (input row -> table column) -> one ``(degree·M, 4)`` uint32 array per form, the forms at
+    ``X = 1..degree`` on the lowest variable, points in ``(X, y)`` order. Bit-equal to
+    :meth:`DagEvaluator.evaluate` of the points ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
+    return kernel_for(evaluator, forms, False, mle=True).lines(forms, table, colmap, degree,
+                                                               evaluator.leaf)

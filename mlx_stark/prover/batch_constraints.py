@@ -16,8 +16,10 @@ only the points change:
   ``A_t/(Z^N − 1)`` (degree ``< (d_a−1)·N``) and the LogUp sums ``B_t, B'_t`` need degree
   ``< d_a·N``: ``D ∪ g·D ∪ … ∪ g^(d_a−1)·D`` determines all of them exactly. ``s_0`` is then one
   product of polynomials, computed by DFT on a large enough subgroup;
-* multilinear rounds: the tables folded at ``r_0`` (extension field), evaluated at
-  ``X = 1..d`` on the current variable; ``X = 0`` follows from the running claim (§6.6).
+* multilinear rounds: the tables folded at ``r_0`` (extension field), kept column-major
+  ``(W_tot, 2^ñ, 4)`` and evaluated at ``X = 1..d`` on the current variable (the lowest):
+  with native kernels the generated kernel reads the pairs ``T[c, 2y], T[c, 2y+1]`` of the
+  needed columns directly; ``X = 0`` follows from the running claim (§6.6).
 
 Variables are little-endian everywhere (row ``k + N·x`` is the point ``(ω^k, bits(x))``).
 """
@@ -28,7 +30,7 @@ from typing import Any, List, Optional, Sequence
 
 import mlx.core as mx
 
-from .. import arrays
+from .. import arrays, custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import DagInputs
 from ..air.expr import Entry
@@ -449,21 +451,41 @@ def _mle_evaluate(tr: TraceData, forms: List[Form], cols: mx.array) -> mx.array:
     return mx.stack(tr.evaluator.evaluate(forms, cols, base=False))
 
 
-def _head_values(tr: TraceData, forms: List[Form], table: mx.array, degree: int,
-                 weights: mx.array) -> mx.array:
+def _column_major(table: mx.array) -> mx.array:
+    """``(R, C, 4)`` -> ``(C, R, 4)`` uint32: two transposes of the last two axes, first of
+    ``(R, 4C)``, then of the ``C`` blocks ``(4, R)``."""
+    r, c = table.shape[:2]
+    return arrays.transpose(arrays.transpose(table.reshape(r, 4 * c)).reshape(c, 4, r))
+
+
+def _fold_rows(table: mx.array, r: EF) -> mx.array:
+    """Bind the lowest variable of a column-major table ``(W_tot, 2M, 4)`` to ``r``:
+    ``T'[c, y] = T[c, 2y] + r·(T[c, 2y+1] − T[c, 2y])``, ``(W_tot, M, 4)``."""
+    w, rows = table.shape[:2]
+    pairs = mx.moveaxis(table.reshape(w, rows // 2, 2, 4), 2, 0)  # (2, W_tot, M, 4)
+    return fold_lowest(pairs, r)[0]
+
+
+def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.array,
+                 degree: int, weights: mx.array) -> mx.array:
     """``a_t, b_t, b'_t`` at ``X = 1..d`` (§6.6): ``(3, d, 4)`` uint32. ``table``: the folded
-    table ``(2M, W_tot, 4)``; ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``."""
-    cols = tr.needed_columns(table)
-    m, wn = cols.shape[0] // 2, len(tr.needed)
-    v = cols.reshape(m, 2, wn, 4)
-    diff = ext.sub(v[:, 1], v[:, 0])
-    points = [v[:, 1]]
-    for _ in range(degree - 1):
-        points.append(ext.add(points[-1], diff))
-    tx = mx.stack(points, axis=1)  # (M, d, Wn, 4): X = 1..d
-    tx = mx.contiguous(tx.transpose(2, 0, 1, 3)).reshape(wn, m * degree, 4)
-    values = _mle_evaluate(tr, forms, tx).reshape(3, m, degree, 4)
-    return mx.stack([_contract(values[k], weights) for k in range(3)])
+    table, column-major ``(W_tot, 2M, 4)``; ``colmap``: ``tr.needed`` ``(Wn,)`` uint32;
+    ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``. With native kernels the generated kernel
+    reads the table's lines directly; otherwise the points are built and evaluated."""
+    m = table.shape[1] // 2
+    kernel = custom_kernels.native("constraints.evaluate_mle")
+    if kernel is not None:
+        values = kernel(tr.evaluator, forms, table, colmap, degree)
+    else:
+        v = mx.take(table, colmap, axis=0).reshape(len(tr.needed), m, 2, 4)
+        diff = ext.sub(v[:, :, 1], v[:, :, 0])
+        points = [v[:, :, 1]]
+        for _ in range(degree - 1):
+            points.append(ext.add(points[-1], diff))
+        tx = mx.stack(points, axis=1).reshape(len(tr.needed), degree * m, 4)  # X = 1..d
+        values = tr.evaluator.evaluate(forms, tx, base=False)
+    values = mx.stack(values).reshape(3, degree, m, 4)
+    return bb.sum(ext.mul(values, weights), axis=2)
 
 
 # ------------------------------------------------------------------ the constraint stage
@@ -536,7 +558,9 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 transcript.observe_ext(c)
             r = [transcript.sample_ext()]
             with span("prover.rap_constraints.round0.fold_skip") as sp_fold:
-                tables = [fold_skip(_lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r[0])
+                # column-major (W_tot, 2^ñ, 4): a round reads each column's pairs contiguously
+                tables = [_column_major(fold_skip(_lift(tr.table, max(tr.height, 1 << l_skip)),
+                                                  l_skip, r[0]))
                           for tr in trs]
                 sp_fold.produced(*tables)
 
@@ -546,6 +570,9 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                          for tr, e3 in zip(trs, eq3b)]
             e_zc = kernels.eq_d(l_skip, xi[0], r[0])
             e_lu = horner(kernels.eq_sharp_coeffs(l_skip, xi), r[0])
+            colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
+            # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
+            weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
             final = [None] * num_traces
             for t, tr in enumerate(trs):
                 if tr.nt == 0:
@@ -556,7 +583,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                     tail = tail * r[j - 1]
                 for t, tr in enumerate(trs):
                     if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
-                        cols = tr.needed_columns(final[t]).transpose(1, 0, 2)
+                        cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
                         c, pv, qv = ext.to_host(_mle_evaluate(tr, mle_forms[t], cols).reshape(3, 4))
                         tail = tail + mu_pows[2 * num_traces + t] * e_zc * c \
                             + (mu_pows[2 * t] * pv + mu_pows[2 * t + 1] * qv) * e_lu
@@ -564,9 +591,11 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 with span("prover.rap_constraints.mle_rounds.evaluate"):
                     head_vals = []
                     for t in heads:
-                        tr = trs[t]
-                        weights = eq_table(xi[l_skip + j:l_skip + tr.nt])
-                        head_vals.append(_head_values(tr, mle_forms[t], tables[t], degree, weights))
+                        if j > 1:
+                            w = weights[t].reshape(-1, 2, 4)
+                            weights[t] = ext.add(w[:, 0], w[:, 1])
+                        head_vals.append(_head_values(trs[t], mle_forms[t], tables[t], colmaps[t],
+                                                      degree, weights[t]))
                     vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
                 s_head = []
                 for x in range(degree):
@@ -592,7 +621,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 e_zc, e_lu = e_zc * eq_j, e_lu * eq_j
                 with span("prover.rap_constraints.mle_rounds.fold"):
                     for t in heads:
-                        tables[t] = fold_lowest(tables[t], r_j)
+                        tables[t] = _fold_rows(tables[t], r_j)
                         if trs[t].nt == j:
                             final[t] = tables[t]
                     mx.eval([tables[t] for t in heads])

@@ -1,0 +1,217 @@
+"""The multilinear-rounds mode of the generated constraint kernels
+(``constraints.evaluate_mle``): the kernel reads the column-major folded table directly.
+
+- layout: the column-major fold and transpose of the multilinear rounds equal the row-major
+  ones (MLX ops);
+- sources: the mle-mode kernel renders in both dialects for every test AIR and KeccakfAir,
+  shares the template code of the plain extension kernel (only the point decode and the input
+  reads differ) and has its own name;
+- emulation (needs g++): the rendered sources run as C++ on the CPU (tests/test_custom_kernels.py)
+  and equal the MLX-ops evaluation of the points ``X = 1..d`` built from the table, per point
+  and after the eq-weighted contraction of ``_head_values``, at ``M = 1, 2, 8``; whole proofs
+  with the emulated kernels give the golden fingerprints;
+- device: on a GPU with native kernels, ``_head_values`` (kernel) equals the ops path on the
+  CPU. Whole proofs on the device are covered by tests/test_golden_fingerprints.py.
+"""
+import re
+from types import SimpleNamespace
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_stark import custom_kernels, device
+from mlx_stark.airs import KeccakfAir, keccakf_trace, random_keccakf_inputs
+from mlx_stark.custom_kernels import constraints as kc
+from mlx_stark.field import bb
+from mlx_stark.field.bb import U32
+from mlx_stark.poly import fold_lowest
+from mlx_stark.prover import batch_constraints as bc
+
+from .test_constraint_kernels import FIXTURES, _check_twins, _eq, _form_sets, _rand_ef, _traces
+from .test_custom_kernels import _emulated_launch
+
+
+@pytest.fixture(scope="module")
+def fixture_traces():
+    return [tr for fx in FIXTURES.values() for tr in _traces(fx().airs, fx().traces)]
+
+
+@pytest.fixture(scope="module")
+def keccak_trace():
+    trace = keccakf_trace(random_keccakf_inputs(1, 5))
+    return _traces([KeccakfAir()], [SimpleNamespace(common_main=trace, cached_mains=(), public_values=())])[0]
+
+
+def _case(tr, m: int, seed: int):
+    """Random forms (as the prover builds them), column-major folded table ``(W_tot, 2M, 4)``,
+    column map and eq-weights ``(M, 4)``."""
+    forms = _form_sets(tr, seed)["rounds"][1]
+    table = bb.random((tr.table.shape[1], 2 * m, 4), seed)
+    weights = bb.random((m, 4), seed + 1)
+    return forms, table, mx.array(tr.needed, dtype=U32), weights
+
+
+def _ops_points(tr, forms, table, degree: int) -> list:
+    """The forms at the points ``(X, y)`` built from the table with MLX ops (reference)."""
+    v = np.array(table)[np.array(tr.needed)].astype(np.int64)  # (Wn, 2M, 4)
+    lo, hi = v[:, 0::2], v[:, 1::2]
+    pts = np.stack([(lo + x * (hi - lo)) % bb.P for x in range(1, degree + 1)], axis=1)
+    cols = mx.array(pts.reshape(len(tr.needed), -1, 4).astype(np.uint32))
+    return tr.evaluator.evaluate(forms, cols, base=False)
+
+
+# ---------------------------------------------------------------- layout (ops)
+def test_column_major_fold_equals_row_major():
+    rng = np.random.default_rng(3)
+    for rows, w in ((2, 1), (8, 5), (32, 7)):
+        row_major = bb.random((rows, w, 4), rows + w)
+        col_major = bc._column_major(row_major)
+        assert _eq([col_major], [mx.swapaxes(row_major, 0, 1)])
+        r = _rand_ef(rng)
+        assert _eq([bc._fold_rows(col_major, r)], [mx.swapaxes(fold_lowest(row_major, r), 0, 1)])
+
+
+# ---------------------------------------------------------------- sources
+def _shared_lines(body: str) -> list:
+    """The body without the point decode and the input reads."""
+    lines = body.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("acc4 s0"))
+    read = re.compile(r"const (uint64_t a\d+ = |ef v\d+ = (ef_in|EF_LINE)\()")
+    return [line for line in lines[start:] if not read.match(line)]
+
+
+def test_mle_sources(fixture_traces, keccak_trace):
+    names = set()
+    for tr in fixture_traces + [keccak_trace]:
+        forms = _form_sets(tr, 0)["rounds"][1]
+        kernel = kc.kernel_for(tr.evaluator, forms, False, mle=True)
+        plain = kc.kernel_for(tr.evaluator, forms, False)
+        assert kernel is not plain and kc.kernel_for(tr.evaluator, forms, False, mle=True) is kernel
+        src = kernel.source
+        _check_twins(src)
+        assert src.name.startswith("air_eval_mle_") and src.name != plain.source.name
+        assert src.mangled() != plain.source.mangled()
+        assert src.input_names[:2] == ("table", "colmap")
+        assert _shared_lines(src.body) == _shared_lines(plain.source.body)
+        reads = src.body.count("EF_LINE(")
+        assert reads == plain.source.body.count("ef_in(") and reads > 0
+        names.add(src.name)
+    assert len(names) > len(FIXTURES)
+    with pytest.raises(ValueError):
+        kc.generate(kernel.templates, kernel.num_forms, False, "x", mle=True)
+
+
+# ---------------------------------------------------------------- CPU emulation
+@pytest.fixture(scope="module")
+def emulator_build_dir(tmp_path_factory):
+    import shutil
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to emulate kernels on the CPU")
+    return tmp_path_factory.mktemp("mle_kernels")
+
+
+def _emulate(dialect, build_dir, monkeypatch):
+    monkeypatch.setattr(kc, "launch", _emulated_launch(dialect, build_dir))
+    prev = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    yield dialect
+    mx.set_default_device(prev)
+
+
+@pytest.fixture(params=["cuda", "metal"])
+def emulated(request, emulator_build_dir, monkeypatch):
+    yield from _emulate(request.param, emulator_build_dir, monkeypatch)
+
+
+@pytest.fixture
+def emulated_cuda(emulator_build_dir, monkeypatch):
+    yield from _emulate("cuda", emulator_build_dir, monkeypatch)
+
+
+def _native_mle(monkeypatch, only_mle: bool = True) -> list:
+    """Route the registry to the (emulated) generated kernels; returns the list of mle calls."""
+    calls = []
+
+    def evaluate_mle(*args):
+        calls.append(args[2].shape)
+        return kc.evaluate_mle(*args)
+
+    ops = {"constraints.evaluate_mle": evaluate_mle}
+    if not only_mle:
+        ops["constraints.evaluate_forms"] = kc.evaluate_forms
+    monkeypatch.setattr(custom_kernels, "native", lambda op: ops.get(op))
+    return calls
+
+
+def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
+    forms, table, colmap, weights = _case(tr, m, seed)
+    got = kc.evaluate_mle(tr.evaluator, forms, table, colmap, degree)
+    assert [g.shape for g in got] == [(degree * m, 4)] * len(forms)
+    assert _eq(got, _ops_points(tr, forms, table, degree)), (m, degree)
+    ref = bc._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
+    with monkeypatch.context() as mp:
+        calls = _native_mle(mp)
+        head = bc._head_values(tr, forms, table, colmap, degree, weights)
+    assert calls and _eq([head], [ref]), (m, degree)
+
+
+def test_emulated_equals_ops(emulated, fixture_traces, monkeypatch):
+    # one part per launch, then several (partial sums added), then the default plan
+    for target in (1, 40, kc.TARGET_THREADS):
+        monkeypatch.setattr(kc, "TARGET_THREADS", target)
+        for k, tr in enumerate(fixture_traces):
+            for m, degree in ((1, 3), (2, 2), (8, 3)):
+                _compare(tr, m, degree, 10 * k + m + target, monkeypatch)
+
+
+def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
+    monkeypatch.setattr(kc, "TARGET_THREADS", 3 * 24)
+    for m in (1, 2, 8):
+        _compare(keccak_trace, m, keccak_trace.degree, m, monkeypatch)
+
+
+def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
+    """Whole proofs with the constraint kernels, the multilinear rounds in mle mode (emulated;
+    the Metal twin is covered above), give the golden fingerprints."""
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    calls = _native_mle(monkeypatch, only_mle=False)
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert calls
+
+
+# ---------------------------------------------------------------- on the GPU
+needs_gpu = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
+
+
+@pytest.fixture
+def native(monkeypatch):
+    prev = mx.default_device()
+    device.set_device("gpu")
+    monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
+    if not device.native_kernels_active():
+        mx.set_default_device(prev)
+        pytest.skip("the GPU has no custom-kernel backend")
+    yield
+    mx.set_default_device(prev)
+
+
+@needs_gpu
+def test_device_equals_ops(native, fixture_traces, keccak_trace):
+    cases = [(tr, m, 3) for tr in fixture_traces for m in (1, 2, 8, 1000)]
+    cases += [(keccak_trace, m, keccak_trace.degree) for m in (1, 2, 8, 1024)]
+    for k, (tr, m, degree) in enumerate(cases):
+        forms, table, colmap, weights = _case(tr, m, k)
+        assert custom_kernels.native("constraints.evaluate_mle") is not None
+        got = bc._head_values(tr, forms, table, colmap, degree, weights)  # kernel on the GPU
+        folded = bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))
+        mx.set_default_device(mx.cpu)
+        try:
+            ref = bc._head_values(tr, forms, table, colmap, degree, weights)  # MLX ops on the CPU
+            ref_folded = bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))
+        finally:
+            device.set_device("gpu")
+        assert _eq([got, folded], [ref, ref_folded]), (tr.air_id, m)
