@@ -2,11 +2,15 @@
 (mlx_stark.custom_kernels.poseidon2.absorb) and :meth:`Transcript.observe_array`.
 
 - source: the kernel renders in both dialects, the twins differing only in the dialect's macros
-  and thread indices, with the shared permutation called once per block;
+  and thread indices; the lane-parallel permutation (16 threads, a loop over the 22 layers
+  with one barrier each, alternating exchange buffers) carries the per-lane constant table of
+  the constant set it is given;
 - emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
-  tests/test_custom_kernels.py) and equal the host permutation chain; ``observe_array`` through
-  the emulated kernel and through the host fallback equals ``observe_many`` at every absorb
-  offset, including the samples that follow;
+  tests/test_custom_kernels.py: one OS thread per GPU thread, a real barrier, shared arrays
+  shared by the threads, so a missing barrier or buffer alternation shows) and equal the host
+  permutation chain for 0, 1, 2 and 37 blocks, for the default constants and another set;
+  ``observe_array`` through the emulated kernel and through the host fallback equals
+  ``observe_many`` at every absorb offset, including the samples that follow;
 - device: on a GPU with native kernels, ``observe_array`` equals the ops path on long runs.
 """
 import re
@@ -22,17 +26,18 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
 from mlx_stark.hash import permute_host
+from mlx_stark.hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, ROUNDS_F_HALF, ROUNDS_P
 from mlx_stark.transcript import Transcript
 
-from .test_custom_kernels import _emulated_launch, emulator_dir  # noqa: F401 (fixture)
+from .test_custom_kernels import RNG_CONSTANTS, _emulated_launch, emulator_dir  # noqa: F401 (fixture)
 
 LENGTHS = (0, 1, 7, 8, 9, 100)
 OFFSETS = (0, 3, 7)
 
 
-def _host_chain(state: list, blocks: np.ndarray) -> list:
+def _host_chain(state: list, blocks: np.ndarray, constants=DEFAULT_CONSTANTS) -> list:
     for block in blocks.tolist():
-        state = permute_host(block + state[8:])
+        state = permute_host(block + state[8:], constants)
     return state
 
 
@@ -75,10 +80,28 @@ def test_absorb_renders_in_both_dialects():
     assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
     assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
     assert "thread_position_in_grid" in bm and "blockIdx" not in bm
-    # the permutation comes from the shared header, called once per block
-    assert src.header == kp2.permutation_header()
-    assert src.body.count("p2_permute(s);") == 1 and "p2_sbox" not in src.body
-    assert "SHARED" not in src.body and "BARRIER()" not in src.body
+    # the S-box from the shared header; one loop over the layers, one barrier per layer (each
+    # after the lane's write), the exchange buffers alternating
+    assert "KFN uint32_t p2_sbox" in src.header and "p2_permute" not in src.header + src.body
+    layers = 1 + 2 * ROUNDS_F_HALF + ROUNDS_P
+    assert f"#pragma unroll 1\nfor (uint32_t layer = 0u; layer < {layers}u; ++layer)" in src.body
+    exchanges = re.findall(r"xch\[buf \+ tid\] = x;\n[^\n]*\n\s*BARRIER", src.body)
+    assert src.body.count("BARRIER();") == 2 == len(exchanges)
+    assert "buf ^= 16u;" in src.body and "layer - 5u < 13u" in src.body
+    # the lane table holds, per lane, the constant each layer adds for the next one
+    for constants in (DEFAULT_CONSTANTS, RNG_CONSTANTS):
+        mont = [[(c << 32) % P for c in row] for row in constants.ext_init + constants.ext_term]
+        partial = [[(c << 32) % P] + [0] * 15 for c in constants.internal]
+        expect = {16 * row + lane: v for row, values in enumerate(mont[:4] + partial + mont[4:])
+                  for lane, v in enumerate(values) if v}
+        body = kp2.absorb_source(constants).body
+        stores = {int(i): int(v) for i, v in re.findall(r"rcs\[(\d+)u\] = (\d+)u;", body)}
+        assert stores == expect and "rcs[352]" in body
+        diag = [int(v) for v in re.findall(r"diag = (\d+)u;", body)]
+        assert diag == [0] + [(v << 32) % P for v in INTERNAL_DIAG[1:]]
+    # the constants are the given set's (a digest of them names the kernel)
+    other = kp2.absorb_source(RNG_CONSTANTS)
+    assert other.mangled() != src.mangled() and other.header == src.header
     for line in (hm + bm).splitlines():
         for decl in re.findall(r"(\w+\s+)?uint32_t\s*\*", line):
             assert decl.strip() in ("LOCAL", "thread"), line
@@ -98,16 +121,26 @@ def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argumen
     mx.set_default_device(prev)
 
 
-@pytest.mark.parametrize("count", [1, 2, 37])
+def _launch_absorb(state: list, blocks: mx.array, count: int, constants=DEFAULT_CONSTANTS) -> list:
+    """The kernel itself over the first ``count`` rows of ``blocks`` (``count = 0`` included)."""
+    out = kp2.launch(kp2.absorb_source(constants), [blocks, kp2._params(count, *state)], (16, 1), 16,
+                     [(16,)])[0]
+    return np.array(out).tolist()
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 37])
 def test_emulated_absorb_equals_host_chain(emulated, count):
     state = bb.random((16,), count).tolist()
     blocks = bb.random((count, 8), count + 1)
-    assert kp2.absorb(state, blocks) == _host_chain(state, np.array(blocks))
+    expect = _host_chain(state, np.array(blocks))
+    assert kp2.absorb(state, blocks) == expect
+    padded = mx.concatenate([blocks, bb.random((1, 8), 99)])  # a row past the count stays unread
+    assert _launch_absorb(state, padded, count) == expect
 
 
-def test_emulated_absorb_no_blocks(emulated):
-    state = list(range(16))
-    assert kp2.absorb(state, mx.zeros((0, 8), dtype=mx.uint32)) == state
+def test_emulated_absorb_other_constants(emulated):
+    state, blocks = bb.random((16,), 5).tolist(), bb.random((3, 8), 6)
+    assert _launch_absorb(state, blocks, 3, RNG_CONSTANTS) == _host_chain(state, np.array(blocks), RNG_CONSTANTS)
 
 
 @pytest.mark.parametrize("squeezed", [False, True])
