@@ -274,9 +274,9 @@ uint32_t s[16];
 p2_permute(s);
 const bool hit = gid < params[1] && (bb_from_mont(s[7]) & params[2]) == 0u;
 best[tid] = hit ? nonce : {_NO_HIT}u;
-for (uint32_t half = {THREADS // 2}u; half > 0u; half >>= 1) {{
+for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
   BARRIER();
-  if (tid < half) best[tid] = min(best[tid], best[tid + half]);
+  if (tid < gap) best[tid] = min(best[tid], best[tid + gap]);
 }}
 if (tid == 0u) out[bid] = best[0];
 """
