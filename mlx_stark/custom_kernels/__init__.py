@@ -43,7 +43,6 @@ _NATIVE = {
     "transcript.absorb": ("poseidon2", "absorb"),
     "ntt.coset_lde": ("ntt", "coset_lde"),
     "linear.weighted_sum": ("linear", "weighted_sum"),
-    "layout.transpose": ("transpose", "transpose"),
     "gkr.layer_tables": ("gkr", "layer_tables"),
     "gkr.round_sums": ("gkr", "round_sums"),
     "gkr.fold_round_sums": ("gkr", "fold_round_sums"),
