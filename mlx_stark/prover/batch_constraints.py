@@ -529,9 +529,11 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
         with span("prover.rap_constraints.logup_gkr"):
             witness, alpha, beta = logup_challenges(transcript, params.logup.pow_bits)
             if total:
-                segments = [s for tr in trs if tr.num_interactions
-                            for s in gkr_segments(tr, l_skip, beta)]
-                p, q = fraction_leaves(segments, alpha, l_skip + n_logup)
+                with span("prover.rap_constraints.logup_gkr.leaves") as sp:
+                    segments = [s for tr in trs if tr.num_interactions
+                                for s in gkr_segments(tr, l_skip, beta)]
+                    p, q = fraction_leaves(segments, alpha, l_skip + n_logup)
+                    sp.produced(p, q)
                 q0, claims, polys, xi = prove_fractional_sumcheck(transcript, p, q)
             else:
                 q0, claims, polys, xi = EF.one(), [], [], []

@@ -121,13 +121,18 @@ def _matrix(x, what: str, width: int) -> mx.array:
         raise InvalidInputError(f"{what}: width {w}, the AIR declares {width}")
     if h < 1 or h & (h - 1):
         raise InvalidInputError(f"{what}: height {h} is not a power of two")
+    # the scan runs on the default device: it also moves a host matrix there before the
+    # proof's spans start (on CUDA the first device read of host data migrates its pages)
     if isinstance(x, np.ndarray):
-        if x.size and (int(x.min()) < 0 or int(x.max()) >= P):
+        x = mx.array(x)
+    if x.size:
+        high = mx.max(x)
+        low = mx.min(x) if mx.issubdtype(x.dtype, mx.signedinteger) else mx.array(0)
+        mx.eval(high, low)
+        if low.item() < 0 or high.item() >= P:
             raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
-        return mx.array(x.astype(np.uint32, copy=False))
     arr = x.astype(mx.uint32)
-    if arr.size and int(mx.max(arr).item()) >= P:
-        raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
+    mx.eval(arr)
     return arr
 
 

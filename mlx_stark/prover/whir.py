@@ -79,11 +79,13 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         mu = transcript.sample_ext()
         widths = [pcs.msgs.shape[1] for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
-        coeffs, offset = ext.zeros((1 << m,)), 0
-        for pcs, width in zip(pcs_datas, widths):
-            part = weighted_sum(pcs.msgs[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
-            coeffs = ext.add(coeffs, part[:, 0])
-            offset += width
+        with span("prover.openings.whir.combine") as sp_comb:
+            coeffs, offset = ext.zeros((1 << m,)), 0
+            for pcs, width in zip(pcs_datas, widths):
+                part = weighted_sum(pcs.msgs[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
+                coeffs = ext.add(coeffs, part[:, 0])
+                offset += width
+            sp_comb.produced(coeffs)
         with span("prover.openings.whir.init") as sp_init:
             f = zeta(coeffs)
             w = mobeq_table(u_cube)
@@ -114,7 +116,9 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                         w = fold_lowest(w, alpha)
                     sp_fold.produced(f, w)
             d = m - k * (i + 1)
-            g_hat = mobius(f)
+            with span("prover.openings.whir.mobius") as sp_mob:
+                g_hat = mobius(f)
+                sp_mob.produced(g_hat)
             if i < num_rounds - 1:
                 with span("prover.openings.whir.commit"):
                     size = 1 << (log_size - 1)
@@ -123,7 +127,8 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                 commits.append(tree.root)
                 transcript.observe_commit(tree.root)
                 z0 = transcript.sample_ext()
-                (y0,) = ext.to_host(eval_univariate(g_hat, z0))
+                with span("prover.openings.whir.ood"):
+                    (y0,) = ext.to_host(eval_univariate(g_hat, z0))
                 ood_values.append(y0)
                 transcript.observe_ext(y0)
             else:
