@@ -134,8 +134,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             else:
                 tree = None
                 final_poly = ext.to_host(g_hat)
-                for coeff in final_poly:
-                    transcript.observe_ext(coeff)
+                transcript.observe_array(g_hat.reshape(-1))  # 2^d coefficients, c0..c3 each
             with span("prover.openings.whir.grind"):
                 query_pow.append(transcript.grind(whir.query_phase_pow_bits))
             idxs = [transcript.sample_bits(log_size - k) for _ in range(queries[i])]
