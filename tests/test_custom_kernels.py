@@ -25,8 +25,11 @@ import pytest
 
 from mlx_stark import custom_kernels, device
 from mlx_stark.custom_kernels import DIALECTS, KernelSource, render
+from mlx_stark.custom_kernels import gkr as kgkr
+from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
+from mlx_stark.custom_kernels import sumcheck as ksc
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
 from mlx_stark.hash import MerkleTree, compress, hash_rows, permute, permute_host
@@ -47,7 +50,16 @@ def _all_sources() -> list:
              kp2.hash_rows_source(8), kp2.hash_rows_source(42), kp2.compress_source(),
              kp2.compress_layer_source(), kp2.tree_levels_source(), kp2.pow_source()]
             + [kntt.stockham_source(s) for s in range(1, kntt.MAX_LOG_RADIX + 1)]
-            + [kntt.rs_messages_source(l) for l in range(0, 5)])
+            + [kntt.rs_messages_source(l) for l in range(0, 5)]
+            + [kp2.absorb_source(), kntt.coset_lde_source(16), klin.weighted_sum_source(4),
+               klin.weighted_sum_source(8), kgkr.round_sums_source(), kgkr.fold_round_sums_source(),
+               kgkr.sum_parts_source(), kgkr.layer_tables_source(), ksc.product_round_source(),
+               ksc.fold_product_round_source(), ksc.fold_source(False), ksc.fold_source(True),
+               ksc.query_weights_source()])
+
+
+# Metal Shading Language names a kernel may not redeclare (types and library functions)
+_METAL_RESERVED = re.compile(r"\b(half|step|float|int|short|char|long|sign|select|mix|clamp|fract)\b")
 
 
 # ---------------------------------------------------------------- registry
@@ -91,6 +103,8 @@ def test_every_kernel_renders_in_both_dialects():
                 assert decl.strip() in ("LOCAL", "thread"), line
         uses_shared = "SHARED" in src.body
         assert uses_shared == ("BARRIER()" in src.body)
+        code = re.sub(r"//[^\n]*", "", src.header + src.body)
+        assert not _METAL_RESERVED.findall(code), (src.name, _METAL_RESERVED.findall(code))
     assert len(names) == len(_all_sources())  # distinct sources never share a cached name
 
 
