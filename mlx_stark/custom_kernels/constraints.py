@@ -380,7 +380,14 @@ def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool,
     """The cached :class:`FormsKernel` of ``evaluator`` for the slots of ``forms`` (``mle``:
     the multilinear-rounds input mode, extension field). Kernels are kept on the DAG (which
     lives in the proving key), keyed by the slots, the field, the input mode and the columns
-    the leaves read, so the proofs of one key generate each kernel once."""
+    the leaves read, so the proofs of one key generate each kernel once. The evaluator also
+    remembers the kernel of the form objects it last saw (the rounds of a proof pass the same
+    forms again), so those calls skip building and hashing the key (~10^4 slots)."""
+    memo = evaluator.__dict__.setdefault("_kernel_memo", {})
+    fast = (tuple(id(f) for f in forms), base, mle)
+    hit = memo.get(fast)
+    if hit is not None and all(a is b for a, b in zip(hit[0], forms)):
+        return hit[1]
     dag = evaluator.dag
     layout = evaluator.input_leaves()
     key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout, mle)
@@ -391,6 +398,7 @@ def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool,
         if digest is None:
             digest = dag._native_digest = dag_digest(dag)
         kernel = cache[key] = FormsKernel(dag, evaluator.leaf, key[0], not base, digest, mle)
+    memo[fast] = (tuple(forms), kernel)  # holding the forms keeps their ids unique
     return kernel
 
 
