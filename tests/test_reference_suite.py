@@ -684,6 +684,37 @@ def test_malformed_proof_shapes_rejected(mutation):
         ms.verify(vk, forged)
 
 
+def _set_first(seq, value):
+    """``seq`` (a tuple or list) with its first entry replaced, same type."""
+    return type(seq)([value, *list(seq)[1:]])
+
+
+IN_MEMORY_MUTATIONS = {
+    "public_value_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, P)),
+    "public_value_not_int": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, "1")),
+    "common_commit_short": (cached_fixture_11, lambda p: setattr(p, "common_main_commit", p.common_main_commit[:7])),
+    "common_commit_above_p": (cached_fixture_11, lambda p: setattr(
+        p, "common_main_commit", _set_first(p.common_main_commit, P))),
+    "cached_commit_above_p": (cached_fixture_11, lambda p: p.trace_vdata[0].cached_commitments.__setitem__(
+        0, _set_first(p.trace_vdata[0].cached_commitments[0], P + 5))),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(IN_MEMORY_MUTATIONS))
+def test_malformed_in_memory_proofs_rejected(mutation):
+    """Values no byte encoding can carry (they would not decode), in a Proof object built in
+    memory: the shape check names them, and the verifier rejects the proof."""
+    make, mutate = IN_MEMORY_MUTATIONS[mutation]
+    _, vk, proof = keygen_and_prove(make(), default_test_params_small())
+    forged = ms.Proof.from_bytes(proof.to_bytes())
+    mutate(forged)
+    with pytest.raises(VerificationError) as err:
+        verify_proof_shape(vk, forged)
+    assert err.value.reason == "ProofShape"
+    with pytest.raises(VerificationError):
+        ms.verify(vk, forged)
+
+
 def test_proof_rejected_under_another_key():
     fx = fib_fixture(0, 1, 1 << 3)
     _, _, proof = keygen_and_prove(fx, default_test_params_small())

@@ -5,10 +5,12 @@ trace heights: the sorted trace order and the commitment list (layouts, roots, r
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import List
 
 from ..errors import VerificationError
+from ..field.bb import P
 from ..layout import StackedLayout, stacked_layout
 from .batch_constraints import check_constraint_shape
 from .pcs_shape import check_pcs_shape
@@ -31,6 +33,24 @@ class ProofShape:
     @property
     def widths(self) -> List[int]:
         return [lay.width for lay in self.layouts]
+
+
+def _element(v) -> bool:
+    """Whether ``v`` is a canonical field element (an integer in ``[0, p)``, not a bool)."""
+    if isinstance(v, bool):
+        return False
+    try:
+        return 0 <= operator.index(v) < P
+    except TypeError:
+        return False
+
+
+def _digest(d) -> bool:
+    """Whether ``d`` is a commitment: 8 canonical field elements."""
+    try:
+        return len(d) == 8 and all(_element(v) for v in d)
+    except TypeError:
+        return False
 
 
 def verify_proof_shape(vk, proof) -> ProofShape:
@@ -56,6 +76,12 @@ def verify_proof_shape(vk, proof) -> ProofShape:
             raise VerificationError(SHAPE, f"AIR {a}: log_height {tv.log_height} above l + n_stack")
         if len(pvs) != avk.params.num_public_values:
             raise VerificationError(SHAPE, f"AIR {a}: number of public values")
+        if not all(_element(v) for v in pvs):
+            raise VerificationError(SHAPE, f"AIR {a}: public values must be canonical field elements")
+        if not all(_digest(c) for c in tv.cached_commitments):
+            raise VerificationError(SHAPE, f"AIR {a}: a cached commitment is not 8 field elements")
+    if not _digest(proof.common_main_commit):
+        raise VerificationError(SHAPE, "the common main commitment is not 8 field elements")
 
     order = sorted(present, key=lambda a: (-proof.trace_vdata[a].log_height, a))
     heights = [proof.trace_vdata[a].log_height for a in order]
