@@ -1,13 +1,14 @@
 """Generated constraint-evaluation kernels (mlx_stark.custom_kernels.constraints).
 
 - sources: a kernel renders in both dialects for every test AIR and KeccakfAir (round-0, GKR
-  and multilinear-round forms), the twins differing only in the dialect's macros and indices;
+  and multilinear-round forms) with the structure of every kernel (tests/kernel_helpers.py),
+  without pointers or barriers;
 - emulation (needs g++): the rendered sources run as C++ on the CPU (see
-  tests/test_custom_kernels.py) and equal the MLX-ops evaluation of the same forms on random
+  tests/kernel_helpers.py) and equal the MLX-ops evaluation of the same forms on random
   points, base and extension field, plain and blocked layouts, with one and with several
   parts per launch; whole proofs with the emulated kernels give the golden fingerprints;
 - device: on a GPU with native kernels, the registry path of ``DagEvaluator.evaluate`` equals
-  the ops path on random points. Whole proofs with kernels on and off are covered by
+  the ops path on the CPU on random points. Whole proofs with kernels on and off are covered by
   tests/test_golden_fingerprints.py, which runs on every device.
 """
 import re
@@ -17,7 +18,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark import device
 from mlx_stark.airs import (
     KeccakfAir,
     cached_fixture_11,
@@ -30,7 +30,6 @@ from mlx_stark.airs import (
     self_interaction_fixture,
     sum_fixture,
 )
-from mlx_stark.custom_kernels import DIALECTS, render
 from mlx_stark.custom_kernels import constraints as kc
 from mlx_stark.field import bb
 from mlx_stark.field.host import EF
@@ -39,7 +38,7 @@ from mlx_stark.params import default_test_params_small
 from mlx_stark.prover.batch_constraints import prepare_trace
 from mlx_stark.prover.constraint_eval import Form
 
-from .test_custom_kernels import _emulated_launch
+from .kernel_helpers import check_twins, emulation, needs_native, route
 
 FIXTURES = {
     "fib": lambda: fib_fixture(0, 1, 16),
@@ -109,11 +108,10 @@ def _eq(a, b) -> bool:
 
 
 # ---------------------------------------------------------------- sources
-def _check_twins(src) -> None:
-    (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
-    assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
-    assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
-    # no pointer declarations (Metal would need address spaces), no barriers
+def check_generated(src) -> None:
+    """A generated kernel: the structure of every kernel, no pointer declarations at all, no
+    barriers."""
+    check_twins(src)
     assert not re.search(r"uint(32|64)_t\s*\*", src.header + src.body)
     assert "BARRIER" not in src.body
 
@@ -125,7 +123,7 @@ def test_sources_for_every_air(fixture_traces, keccak_trace):
             for base in (True, False):
                 kernel = kc.kernel_for(evaluator, forms, base)
                 src = kernel.source
-                _check_twins(src)
+                check_generated(src)
                 assert src.name.startswith("air_eval_bb_" if base else "air_eval_ef_")
                 assert kc.kernel_for(evaluator, forms, base) is kernel  # cached
                 names.add(src.name)
@@ -177,32 +175,8 @@ def test_templates_reproduce_the_dag(fixture_traces):
 
 
 # ---------------------------------------------------------------- CPU emulation
-@pytest.fixture(scope="module")
-def emulator_build_dir(tmp_path_factory):
-    import shutil
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is needed to emulate kernels on the CPU")
-    return tmp_path_factory.mktemp("constraint_kernels")
-
-
-def _emulate(dialect, build_dir, monkeypatch):
-    monkeypatch.setattr(kc, "launch", _emulated_launch(dialect, build_dir))
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    yield dialect
-    mx.set_default_device(prev)
-
-
-@pytest.fixture(params=DIALECTS)
-def emulated(request, emulator_build_dir, monkeypatch):
-    """The kernels run as C++ emulations of ``request.param``, the references as MLX ops on
-    the CPU."""
-    yield from _emulate(request.param, emulator_build_dir, monkeypatch)
-
-
-@pytest.fixture
-def emulated_cuda(emulator_build_dir, monkeypatch):
-    yield from _emulate("cuda", emulator_build_dir, monkeypatch)
+emulated = emulation(kc)
+emulated_cuda = emulation(kc, dialects=("cuda",))
 
 
 def _compare(tr, points: int, seed: int) -> None:
@@ -236,51 +210,30 @@ def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
 def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     """Whole proofs with the constraint kernels (emulated; the Metal twin is covered above)
     give the golden fingerprints."""
-    from mlx_stark import custom_kernels
-
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    monkeypatch.setattr(custom_kernels, "native",
-                        lambda op: kc.evaluate_forms if op == "constraints.evaluate_forms" else None)
+    calls = route(monkeypatch, {"constraints.evaluate_forms": kc.evaluate_forms})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert calls
 
 
 # ---------------------------------------------------------------- on the GPU
-needs_gpu = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
-
-
-@pytest.fixture
-def native(monkeypatch):
-    prev = mx.default_device()
-    device.set_device("gpu")
-    monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
-    if not device.native_kernels_active():
-        mx.set_default_device(prev)
-        pytest.skip("the GPU has no custom-kernel backend")
-    yield
-    mx.set_default_device(prev)
-
-
-def _device_compare(tr, points: int, seed: int, blocks: int = 1) -> None:
+def _device_compare(reference, tr, points: int, seed: int, blocks: int = 1) -> None:
     for evaluator, forms in _form_sets(tr, seed).values():
         for base in (True, False):
             cols = _inputs(tr, points, base, seed, blocks)
             got = evaluator.evaluate_blocks(forms, cols, base)  # native kernel on the GPU
-            mx.set_default_device(mx.cpu)
-            try:
-                ref = evaluator.evaluate_blocks(forms, cols, base)  # MLX ops on the CPU
-            finally:
-                device.set_device("gpu")
+            ref = reference(lambda: evaluator.evaluate_blocks(forms, cols, base))  # MLX ops on the CPU
             assert _eq(got, ref), (base, points, blocks)
 
 
-@needs_gpu
-def test_device_equals_ops(native, fixture_traces, keccak_trace):
+@needs_native
+def test_device_equals_ops(reference, fixture_traces, keccak_trace):
     for trs in fixture_traces.values():
         for k, tr in enumerate(trs):
             for points, blocks in ((1, 1), (129, 1), (5000, 1), (33, 5)):
-                _device_compare(tr, points, k + points, blocks)
+                _device_compare(reference, tr, points, k + points, blocks)
     for points, blocks in ((1, 1), (3, 1), (130, 1), (7, 3)):
-        _device_compare(keccak_trace, points, points, blocks)
+        _device_compare(reference, keccak_trace, points, points, blocks)

@@ -4,10 +4,11 @@ batch constraint sumcheck.
 
 - host: the result equals a naive Lagrange interpolation on tiny cases; bad arguments raise
   ``InvalidInputError``; the matrices are the circulant Lagrange maps;
-- source: the kernel renders in both dialects for every ``N`` up to 32, the twins differing
-  only in the dialect's macros and thread indices;
+- source (its structure in both dialects, for every ``N`` up to 32:
+  tests/test_custom_kernels.py): the prelude's fold and reduction, one reduction per output,
+  no shared memory and no pointers;
 - emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
-  tests/test_custom_kernels.py) and equal the MLX-ops path on awkward shapes and shifts, split
+  tests/kernel_helpers.py) and equal the MLX-ops path on awkward shapes and shifts, split
   over several launches, and inside round 0 of a proof;
 - device: on a GPU with native kernels, ``coset_lde`` equals the ops path on the CPU.
 """
@@ -17,9 +18,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark import custom_kernels, device
 from mlx_stark.airs import mixture_fixture_standard
-from mlx_stark.custom_kernels import DIALECTS, render
+from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels.prelude import mont
 from mlx_stark.errors import InvalidInputError
@@ -29,14 +29,10 @@ from mlx_stark.params import default_test_params_small
 from mlx_stark.poly import coset_lde
 from mlx_stark.poly import ntt as pntt
 
+from .kernel_helpers import arrays_equal, emulation, needs_native, route
 from .test_batch_constraints import prove_stage
-from .test_custom_kernels import _emulated_launch, emulator_dir  # noqa: F401 (fixture)
 
 SIZES = (1, 2, 4, 8, 16, 32)
-
-
-def _eq(a, b) -> bool:
-    return np.array_equal(np.array(a), np.array(b))
 
 
 def _naive(values: list, shifts: list) -> list:
@@ -107,36 +103,21 @@ def test_bad_arguments():
             kntt.coset_lde_source(n)
 
 
-# ---------------------------------------------------------------- sources of both dialects
-def test_sources_render_in_both_dialects():
-    names = set()
+# ---------------------------------------------------------------- sources
+def test_sources():
     for n in SIZES:
         src = kntt.coset_lde_source(n)
-        names.add(src.mangled())
         assert src.input_names == ("values", "mats", "params") and src.output_names == ("out",)
-        (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
-        assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
-        assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
-        assert "thread_position_in_grid" in bm and "blockIdx" not in bm
-        assert bc.endswith(src.body) and bm.endswith(src.body)
         # the fold and the reduction come from the shared prelude, one reduction per output
-        assert "KFN uint64_t bb_fold" in hc and "KFN uint32_t bb_redc" in hc and not src.header
+        header, _ = render(src, "cuda")
+        assert "KFN uint64_t bb_fold" in header and "KFN uint32_t bb_redc" in header and not src.header
         assert src.body.count("bb_redc(") == 1 and src.body.count("mul_wide(") == n
         assert src.body.count("bb_fold(") == max(0, n // 2 - 1)
         assert "SHARED" not in src.body and not re.search(r"uint32_t\s*\*", src.body)
-    assert len(names) == len(SIZES)
 
 
 # ---------------------------------------------------------------- CPU emulation of the sources
-@pytest.fixture(params=DIALECTS)
-def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
-    """Route the NTT kernel module's launches through the C++ emulation of
-    ``request.param``; the references run as MLX ops on the CPU."""
-    monkeypatch.setattr(kntt, "launch", _emulated_launch(request.param, emulator_dir))
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    yield request.param
-    mx.set_default_device(prev)
+emulated = emulation(kntt)
 
 
 CASES = [((3, 5, 16), 1), ((3, 5, 16), 3), ((7, 1), 2), ((2, 3, 2), 3), ((5, 8), 4), ((3, 32), 2),
@@ -150,7 +131,7 @@ def test_emulated_equals_ops(emulated, shape, count):
     values = bb.random(shape, sum(shape) + count)
     got = kntt.coset_lde(values, shifts)
     assert got.shape == shape[:-1] + (count, n)
-    assert _eq(got, pntt.coset_lde_ops(values, shifts)), (shape, shifts)
+    assert arrays_equal(got, pntt.coset_lde_ops(values, shifts)), (shape, shifts)
 
 
 def test_emulated_extreme_values(emulated):
@@ -158,14 +139,14 @@ def test_emulated_extreme_values(emulated):
     for n in (16, 32):
         values = mx.full((3, n), P - 1, dtype=mx.uint32)
         shifts = _shifts(n, 2)
-        assert _eq(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts)), n
+        assert arrays_equal(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts)), n
 
 
 def test_emulated_split_launches(emulated, monkeypatch):
     monkeypatch.setattr(kntt, "MAX_LAUNCH_THREADS", 64)
     values = bb.random((5, 41, 8), 3)
     shifts = _shifts(8, 3)
-    assert _eq(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts))
+    assert arrays_equal(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts))
     assert kntt.coset_lde(values[:0], shifts).shape == (0, 41, 3, 8)
 
 
@@ -176,7 +157,7 @@ def test_emulated_long_blocks_use_ops(emulated, monkeypatch):
     monkeypatch.setattr(kntt, "launch", no_launch)
     values = bb.random((3, 64), 4)
     shifts = _shifts(64, 2)
-    assert _eq(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts))
+    assert arrays_equal(kntt.coset_lde(values, shifts), pntt.coset_lde_ops(values, shifts))
 
 
 def test_emulated_round0_unchanged(emulated, monkeypatch):
@@ -185,53 +166,20 @@ def test_emulated_round0_unchanged(emulated, monkeypatch):
     params = default_test_params_small()
     fx = mixture_fixture_standard(3)
     *_, (gkr, batch, r), _ = prove_stage(fx, params)
-    calls = []
-
-    def native(operation):
-        if operation == "ntt.coset_lde":
-            calls.append(operation)
-            return kntt.coset_lde
-        return None
-
-    monkeypatch.setattr(custom_kernels, "native", native)
+    calls = route(monkeypatch, {"ntt.coset_lde": kntt.coset_lde})
     *_, (gkr_k, batch_k, r_k), _ = prove_stage(fx, params)
     assert calls and gkr_k == gkr and batch_k == batch and r_k == r
 
 
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
-needs_native = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
-
-
-@pytest.fixture
-def reference(monkeypatch):
-    """GPU with native kernels as the default device; the value runs a thunk on the ops
-    reference on the CPU device (as in tests/test_custom_kernels.py)."""
-    prev = mx.default_device()
-    device.set_device("gpu")
-    monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
-    if not device.native_kernels_active():
-        mx.set_default_device(prev)
-        pytest.skip("the GPU has no custom-kernel backend")
-
-    def ref(thunk):
-        mx.set_default_device(mx.cpu)
-        try:
-            return thunk()
-        finally:
-            device.set_device("gpu")
-
-    yield ref
-    mx.set_default_device(prev)
-
-
 @needs_native
 @pytest.mark.parametrize("shape, count", CASES + [((300, 257, 16), 2), ((1000, 33, 4), 5), ((9, 64), 2)])
 def test_device_coset_lde(reference, shape, count):
     n = shape[-1]
     shifts = _shifts(n, count)
     values = bb.random(shape, n + count)
-    assert _eq(coset_lde(values, shifts), reference(lambda: coset_lde(values, shifts))), (shape, count)
+    assert arrays_equal(coset_lde(values, shifts), reference(lambda: coset_lde(values, shifts))), (shape, count)
     # a strided block, as round 0 slices its (Wn, X, N) columns
     if len(shape) == 3:
         part = values[:, 1:]
-        assert _eq(coset_lde(part, shifts), reference(lambda: coset_lde(part, shifts)))
+        assert arrays_equal(coset_lde(part, shifts), reference(lambda: coset_lde(part, shifts)))

@@ -1,23 +1,21 @@
 """Weighted-sum kernel (mlx_stark.custom_kernels.linear): the native path of
 :func:`mlx_stark.prover.stacked_reduction.weighted_sum`.
 
-- source: renders in both dialects, the twins differing only in the dialect's macros and
-  thread indices, with the shared 64-bit accumulation helpers of the prelude;
+- source (its structure in both dialects: tests/test_custom_kernels.py): the shared 64-bit
+  accumulation helpers of the prelude, one fold per product and one reduction per output;
 - emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
-  tests/test_custom_kernels.py) and equal the MLX-ops reference on awkward shapes of the three
+  tests/kernel_helpers.py) and equal the MLX-ops reference on awkward shapes of the three
   regimes the prover uses (few outputs with many terms, split into parts; many outputs with
   few terms; ``A = 1`` with a wide ``B``), ``C`` = 1, 4 and 8, ``X`` = 1, and through the
   stage function's registry dispatch;
-- device: on a GPU with native kernels, the stage function equals its ops path.
+- device: on a GPU with native kernels, the stage function equals its ops path on the CPU.
 """
-import re
-
 import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark import custom_kernels, device
-from mlx_stark.custom_kernels import DIALECTS, render
+from mlx_stark import custom_kernels
+from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb
@@ -25,7 +23,7 @@ from mlx_stark.field.bb import P
 from mlx_stark.prover import stacked_reduction
 from mlx_stark.prover.stacked_reduction import weighted_sum
 
-from .test_custom_kernels import _emulated_launch, emulator_dir  # noqa: F401 (fixture)
+from .kernel_helpers import emulation, needs_native, ops_path, route
 
 # (A, X, B, C): small A·B with large X (several parts, uneven last part), large A with small
 # X, A = 1 with a wide B, X = 1, C = 1, 4, 8
@@ -60,23 +58,15 @@ def _naive(values, weights) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- source
-def test_renders_in_both_dialects():
+def test_source():
     for c in (1, 4, 8):
         src = klin.weighted_sum_source(c)
         assert src.input_names == ("values", "weights", "params") and src.output_names == ("out",)
-        (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
-        assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
-        assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
-        assert "thread_position_in_grid" in bm and "blockIdx" not in bm
-        for header in (hc, hm):
-            assert "KFN uint64_t bb_fold" in header and "KFN uint32_t bb_redc" in header
+        header, _ = render(src, "cuda")
+        assert "KFN uint64_t bb_fold" in header and "KFN uint32_t bb_redc" in header
         # one fold per product, one reduction per output
         assert src.body.count("bb_fold(") == c and src.body.count("bb_redc(") == c
         assert "SHARED" not in src.body and "BARRIER()" not in src.body
-        for line in (hm + bm).splitlines():
-            for decl in re.findall(r"(\w+\s+)?uint32_t\s*\*", line):
-                assert decl.strip() in ("LOCAL", "thread"), line
-    assert len({klin.weighted_sum_source(c).mangled() for c in (1, 4, 8)}) == 3
 
 
 def test_plan_parts():
@@ -91,15 +81,8 @@ def test_plan_parts():
 
 
 # ---------------------------------------------------------------- emulation
-@pytest.fixture(params=DIALECTS)
-def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
-    """The kernel module's launches run the C++ emulation of ``request.param``; the reference
-    runs as MLX ops on the CPU."""
-    monkeypatch.setattr(klin, "launch", _emulated_launch(request.param, emulator_dir))
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    yield request.param
-    mx.set_default_device(prev)
+emulated = emulation(klin)
+emulated_cuda = emulation(klin, dialects=("cuda",))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -128,15 +111,14 @@ def test_emulated_through_the_stage(emulated, monkeypatch):
         calls.append(values.shape)
         return klin.weighted_sum(values, weights)
 
-    monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "linear.weighted_sum" else None)
+    route(monkeypatch, {"linear.weighted_sum": kernel})
     values, weights = _case(2, 37, 3, 4)
     got = stacked_reduction.weighted_sum(values, weights)
     assert calls == [(2, 37, 3)]
-    monkeypatch.setattr(custom_kernels, "native", lambda op: None)
-    np.testing.assert_array_equal(np.array(got), np.array(stacked_reduction.weighted_sum(values, weights)))
+    np.testing.assert_array_equal(np.array(got), np.array(ops_path(lambda: stacked_reduction.weighted_sum(values, weights))))
 
 
-def test_emulated_proofs_match_golden(emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
+def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     """Whole proofs with the weighted-sum kernel (emulated CUDA; the Metal twin is covered
     above) give the golden fingerprints."""
     from .golden import fingerprint, golden_workloads
@@ -148,15 +130,9 @@ def test_emulated_proofs_match_golden(emulator_dir, monkeypatch):  # noqa: F811 
         shapes.append(values.shape + weights.shape[1:])
         return klin.weighted_sum(values, weights)
 
-    monkeypatch.setattr(klin, "launch", _emulated_launch("cuda", emulator_dir))
-    monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "linear.weighted_sum" else None)
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    try:
-        for w in golden_workloads():
-            assert fingerprint(w) == GOLDEN[w.name], w.name
-    finally:
-        mx.set_default_device(prev)
+    route(monkeypatch, {"linear.weighted_sum": kernel})
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
     # the WHIR μ-combination (B = 1) and the stacked reduction's round 0 (C = 8) went through it
     assert any(s[2] == 1 and s[0] > 1 for s in shapes) and any(s[3] == 8 for s in shapes)
 
@@ -177,25 +153,15 @@ def test_stage_rejects_mismatched_weights():
 
 
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
-needs_native = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
-
-
 @needs_native
-def test_device_equals_ops(monkeypatch):
-    prev = mx.default_device()
-    device.set_device("gpu")
-    try:
-        monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
-        if custom_kernels.native("linear.weighted_sum") is None:
-            pytest.skip("the GPU has no custom-kernel backend")
-        # the test shapes, then the keccakf-1024 shapes (WHIR μ-combination, stacked-reduction
-        # round 0, WHIR query weights) and a large X split into many parts
-        shapes = SHAPES + [(1 << 21, 42, 1, 4), (42, 1 << 11, 16, 8), (1, 300, 1 << 17, 4),
-                           (1, 137, 1 << 16, 4), (2, 1 << 20, 1, 4)]
-        cases = [_case(*s) for s in shapes] + [_extreme(*s) for s in ((3, 1000, 2, 8), (4, 1 << 16, 3, 4))]
-        native = [np.array(stacked_reduction.weighted_sum(v, w)) for v, w in cases]
-        monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
-        for (v, w), got in zip(cases, native):
-            np.testing.assert_array_equal(got, np.array(stacked_reduction.weighted_sum(v, w)), str(v.shape))
-    finally:
-        mx.set_default_device(prev)
+def test_device_equals_ops(reference):
+    assert custom_kernels.native("linear.weighted_sum") is not None
+    # the test shapes, then the keccakf-1024 shapes (WHIR μ-combination, stacked-reduction
+    # round 0, WHIR query weights) and a large X split into many parts
+    shapes = SHAPES + [(1 << 21, 42, 1, 4), (42, 1 << 11, 16, 8), (1, 300, 1 << 17, 4),
+                       (1, 137, 1 << 16, 4), (2, 1 << 20, 1, 4)]
+    cases = [_case(*s) for s in shapes] + [_extreme(*s) for s in ((3, 1000, 2, 8), (4, 1 << 16, 3, 4))]
+    for v, w in cases:
+        got = np.array(stacked_reduction.weighted_sum(v, w))
+        ref = reference(lambda: np.array(stacked_reduction.weighted_sum(v, w)))
+        np.testing.assert_array_equal(got, ref, str(v.shape))

@@ -3,10 +3,11 @@
 
 - layout: the column-major fold and transpose of the multilinear rounds equal the row-major
   ones (MLX ops);
-- sources: the mle-mode kernel renders in both dialects for every test AIR and KeccakfAir,
-  shares the template code of the plain extension kernel (only the point decode and the input
-  reads differ) and has its own name;
-- emulation (needs g++): the rendered sources run as C++ on the CPU (tests/test_custom_kernels.py)
+- sources: the mle-mode kernel renders in both dialects for every test AIR and KeccakfAir
+  (checked as any generated kernel: tests/test_constraint_kernels.py), shares the template
+  code of the plain extension kernel (only the point decode and the input reads differ) and
+  has its own name;
+- emulation (needs g++): the rendered sources run as C++ on the CPU (tests/kernel_helpers.py)
   and equal the MLX-ops evaluation of the points ``X = 1..d`` built from the table, per point
   and after the eq-weighted contraction of ``_head_values``, at ``M = 1, 2, 8``; whole proofs
   with the emulated kernels give the golden fingerprints;
@@ -20,7 +21,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark import custom_kernels, device
+from mlx_stark import custom_kernels
 from mlx_stark.airs import KeccakfAir, keccakf_trace, random_keccakf_inputs
 from mlx_stark.custom_kernels import constraints as kc
 from mlx_stark.field import bb
@@ -28,8 +29,8 @@ from mlx_stark.field.bb import U32
 from mlx_stark.poly import fold_lowest
 from mlx_stark.prover import batch_constraints as bc
 
-from .test_constraint_kernels import FIXTURES, _check_twins, _eq, _form_sets, _rand_ef, _traces
-from .test_custom_kernels import _emulated_launch
+from .kernel_helpers import emulation, needs_native, route
+from .test_constraint_kernels import FIXTURES, _eq, _form_sets, _rand_ef, _traces, check_generated
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_mle_sources(fixture_traces, keccak_trace):
         plain = kc.kernel_for(tr.evaluator, forms, False)
         assert kernel is not plain and kc.kernel_for(tr.evaluator, forms, False, mle=True) is kernel
         src = kernel.source
-        _check_twins(src)
+        check_generated(src)
         assert src.name.startswith("air_eval_mle_") and src.name != plain.source.name
         assert src.mangled() != plain.source.mangled()
         assert src.input_names[:2] == ("table", "colmap")
@@ -103,45 +104,8 @@ def test_mle_sources(fixture_traces, keccak_trace):
 
 
 # ---------------------------------------------------------------- CPU emulation
-@pytest.fixture(scope="module")
-def emulator_build_dir(tmp_path_factory):
-    import shutil
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is needed to emulate kernels on the CPU")
-    return tmp_path_factory.mktemp("mle_kernels")
-
-
-def _emulate(dialect, build_dir, monkeypatch):
-    monkeypatch.setattr(kc, "launch", _emulated_launch(dialect, build_dir))
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    yield dialect
-    mx.set_default_device(prev)
-
-
-@pytest.fixture(params=["cuda", "metal"])
-def emulated(request, emulator_build_dir, monkeypatch):
-    yield from _emulate(request.param, emulator_build_dir, monkeypatch)
-
-
-@pytest.fixture
-def emulated_cuda(emulator_build_dir, monkeypatch):
-    yield from _emulate("cuda", emulator_build_dir, monkeypatch)
-
-
-def _native_mle(monkeypatch, only_mle: bool = True) -> list:
-    """Route the registry to the (emulated) generated kernels; returns the list of mle calls."""
-    calls = []
-
-    def evaluate_mle(*args):
-        calls.append(args[2].shape)
-        return kc.evaluate_mle(*args)
-
-    ops = {"constraints.evaluate_mle": evaluate_mle}
-    if not only_mle:
-        ops["constraints.evaluate_forms"] = kc.evaluate_forms
-    monkeypatch.setattr(custom_kernels, "native", lambda op: ops.get(op))
-    return calls
+emulated = emulation(kc)
+emulated_cuda = emulation(kc, dialects=("cuda",))
 
 
 def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
@@ -151,7 +115,7 @@ def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
     assert _eq(got, _ops_points(tr, forms, table, degree)), (m, degree)
     ref = bc._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
     with monkeypatch.context() as mp:
-        calls = _native_mle(mp)
+        calls = route(mp, {"constraints.evaluate_mle": kc.evaluate_mle})
         head = bc._head_values(tr, forms, table, colmap, degree, weights)
     assert calls and _eq([head], [ref]), (m, degree)
 
@@ -177,41 +141,25 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = _native_mle(monkeypatch, only_mle=False)
+    calls = route(monkeypatch, {"constraints.evaluate_mle": kc.evaluate_mle,
+                                "constraints.evaluate_forms": kc.evaluate_forms})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert calls
+    assert "constraints.evaluate_mle" in calls
 
 
 # ---------------------------------------------------------------- on the GPU
-needs_gpu = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
-
-
-@pytest.fixture
-def native(monkeypatch):
-    prev = mx.default_device()
-    device.set_device("gpu")
-    monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
-    if not device.native_kernels_active():
-        mx.set_default_device(prev)
-        pytest.skip("the GPU has no custom-kernel backend")
-    yield
-    mx.set_default_device(prev)
-
-
-@needs_gpu
-def test_device_equals_ops(native, fixture_traces, keccak_trace):
+@needs_native
+def test_device_equals_ops(reference, fixture_traces, keccak_trace):
+    assert custom_kernels.native("constraints.evaluate_mle") is not None
     cases = [(tr, m, 3) for tr in fixture_traces for m in (1, 2, 8, 1000)]
     cases += [(keccak_trace, m, keccak_trace.degree) for m in (1, 2, 8, 1024)]
     for k, (tr, m, degree) in enumerate(cases):
         forms, table, colmap, weights = _case(tr, m, k)
-        assert custom_kernels.native("constraints.evaluate_mle") is not None
-        got = bc._head_values(tr, forms, table, colmap, degree, weights)  # kernel on the GPU
-        folded = bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))
-        mx.set_default_device(mx.cpu)
-        try:
-            ref = bc._head_values(tr, forms, table, colmap, degree, weights)  # MLX ops on the CPU
-            ref_folded = bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))
-        finally:
-            device.set_device("gpu")
-        assert _eq([got, folded], [ref, ref_folded]), (tr.air_id, m)
+
+        def run():
+            return [bc._head_values(tr, forms, table, colmap, degree, weights),
+                    bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))]
+
+        # the kernel on the GPU, MLX ops on the CPU
+        assert _eq(run(), reference(run)), (tr.air_id, m)

@@ -1,17 +1,17 @@
 """Bulk transcript absorption: the ``transcript.absorb`` kernel
 (mlx_stark.custom_kernels.poseidon2.absorb) and :meth:`Transcript.observe_array`.
 
-- source: the kernel renders in both dialects, the twins differing only in the dialect's macros
-  and thread indices; the lane-parallel permutation (16 threads, a loop over the 22 layers
-  with one barrier each, alternating exchange buffers) carries the per-lane constant table of
-  the constant set it is given;
+- source (its structure in both dialects: tests/test_custom_kernels.py): the lane-parallel
+  permutation (16 threads, a loop over the 22 layers with one barrier each, alternating
+  exchange buffers) carries the per-lane constant table of the constant set it is given;
 - emulation (needs g++): the rendered CUDA and Metal sources run as C++ on the CPU (see
-  tests/test_custom_kernels.py: one OS thread per GPU thread, a real barrier, shared arrays
+  tests/kernel_helpers.py: one OS thread per GPU thread, a real barrier, shared arrays
   shared by the threads, so a missing barrier or buffer alternation shows) and equal the host
   permutation chain for 0, 1, 2 and 37 blocks, for the default constants and another set;
   ``observe_array`` through the emulated kernel and through the host fallback equals
   ``observe_many`` at every absorb offset, including the samples that follow;
-- device: on a GPU with native kernels, ``observe_array`` equals the ops path on long runs.
+- device: on a GPU with native kernels, ``observe_array`` equals the ops path on the CPU on
+  long runs, and the kernel equals the host permutation chain.
 """
 import re
 
@@ -19,8 +19,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_stark import custom_kernels, device
-from mlx_stark.custom_kernels import DIALECTS, render
+from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb
@@ -29,7 +28,8 @@ from mlx_stark.hash import permute_host
 from mlx_stark.hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, ROUNDS_F_HALF, ROUNDS_P
 from mlx_stark.transcript import Transcript
 
-from .test_custom_kernels import RNG_CONSTANTS, _emulated_launch, emulator_dir  # noqa: F401 (fixture)
+from .kernel_helpers import emulation, needs_native, route
+from .test_custom_kernels import RNG_CONSTANTS
 
 LENGTHS = (0, 1, 7, 8, 9, 100)
 OFFSETS = (0, 3, 7)
@@ -72,14 +72,10 @@ def _check_observe_array(n: int, offset: int, squeezed: bool) -> None:
 
 
 # ---------------------------------------------------------------- source
-def test_absorb_renders_in_both_dialects():
+def test_absorb_source():
     src = kp2.absorb_source()
     assert src.input_names == ("blocks", "params") and src.output_names == ("out",)
     assert src.mangled() != kp2.permute_source().mangled()
-    (hc, bc), (hm, bm) = (render(src, d) for d in DIALECTS)
-    assert hc.split("#define BITREV32(x) __brev(x)\n")[1] == hm.split("#define BITREV32(x) reverse_bits(x)\n")[1]
-    assert bc.split("bid_y = blockIdx.y;\n")[1] == bm.split("bid_y = threadgroup_position_in_grid.y;\n")[1]
-    assert "thread_position_in_grid" in bm and "blockIdx" not in bm
     # the S-box from the shared header; one loop over the layers, one barrier per layer (each
     # after the lane's write), the exchange buffers alternating
     assert "KFN uint32_t p2_sbox" in src.header and "p2_permute" not in src.header + src.body
@@ -102,23 +98,10 @@ def test_absorb_renders_in_both_dialects():
     # the constants are the given set's (a digest of them names the kernel)
     other = kp2.absorb_source(RNG_CONSTANTS)
     assert other.mangled() != src.mangled() and other.header == src.header
-    for line in (hm + bm).splitlines():
-        for decl in re.findall(r"(\w+\s+)?uint32_t\s*\*", line):
-            assert decl.strip() in ("LOCAL", "thread"), line
 
 
 # ---------------------------------------------------------------- emulation
-@pytest.fixture(params=DIALECTS)
-def emulated(request, emulator_dir, monkeypatch):  # noqa: F811 (fixture argument)
-    """The kernel module's launches run the C++ emulation of ``request.param``, and the
-    registry hands out the absorb kernel (other operations keep their ops path on the CPU)."""
-    monkeypatch.setattr(kp2, "launch", _emulated_launch(request.param, emulator_dir))
-    monkeypatch.setattr(custom_kernels, "native",
-                        lambda op: kp2.absorb if op == "transcript.absorb" else None)
-    prev = mx.default_device()
-    mx.set_default_device(mx.cpu)
-    yield request.param
-    mx.set_default_device(prev)
+emulated = emulation(kp2)
 
 
 def _launch_absorb(state: list, blocks: mx.array, count: int, constants=DEFAULT_CONSTANTS) -> list:
@@ -151,7 +134,7 @@ def test_observe_array_emulated_kernel(emulated, monkeypatch, squeezed):
         calls.append(blocks.shape)
         return kp2.absorb(state, blocks)
 
-    monkeypatch.setattr(custom_kernels, "native", lambda op: absorb if op == "transcript.absorb" else None)
+    route(monkeypatch, {"transcript.absorb": absorb})
     for n in LENGTHS:
         for offset in OFFSETS:
             _check_observe_array(n, offset, squeezed)
@@ -188,31 +171,22 @@ def test_observe_array_rejects(bad):
 
 
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
-needs_native = pytest.mark.skipif(not mx.is_available(mx.gpu), reason="no GPU device")
-
-
 @needs_native
-def test_device_observe_array(monkeypatch):
-    prev = mx.default_device()
-    device.set_device("gpu")
-    try:
-        monkeypatch.setenv("MLX_STARK_KERNELS", "auto")
-        if custom_kernels.native("transcript.absorb") is None:
-            pytest.skip("the GPU has no custom-kernel backend")
-        cases = [(n, offset) for n in LENGTHS + (4097, 42003) for offset in OFFSETS]
-        native = []
+def test_device_observe_array(reference):
+    assert custom_kernels.native("transcript.absorb") is not None
+    cases = [(n, offset) for n in LENGTHS + (4097, 42003) for offset in OFFSETS]
+
+    def run():
+        out = []
         for n, offset in cases:
             t = _prefixed(offset, n % 2 == 1)
             t.observe_array(_values(n, n + offset))
-            native.append((_snapshot(t), [t.sample() for _ in range(9)]))
-        state = bb.random((16,), 7).tolist()
-        blocks = bb.random((1000, 8), 8)
-        native_chain = kp2.absorb(state, blocks)
-        monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
-        for (n, offset), got in zip(cases, native):
-            t = _prefixed(offset, n % 2 == 1)
-            t.observe_array(_values(n, n + offset))
-            assert got == (_snapshot(t), [t.sample() for _ in range(9)]), (n, offset)
-        assert native_chain == _host_chain(state, np.array(blocks))
-    finally:
-        mx.set_default_device(prev)
+            out.append((_snapshot(t), [t.sample() for _ in range(9)]))
+        return out
+
+    native, ops = run(), reference(run)
+    for case, got, ref in zip(cases, native, ops):
+        assert got == ref, case
+    state = bb.random((16,), 7).tolist()
+    blocks = bb.random((1000, 8), 8)
+    assert kp2.absorb(state, blocks) == _host_chain(state, np.array(blocks))
