@@ -43,59 +43,59 @@ MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
 SUMS = 12  # g(1), g(2), g(3): 3 x 4 coefficients
 ROW = 20  # a table row: 5 extension elements
 
-_HEADER = EXTENSION + f"""\
+_HEADER = EXTENSION + """\
 #define EF_LOAD(a, o) ef_make(a[(o)], a[(o) + 1u], a[(o) + 2u], a[(o) + 3u])
 #define EF_STORE(a, o, v) a[(o)] = (v).c0; a[(o) + 1u] = (v).c1; a[(o) + 2u] = (v).c2; a[(o) + 3u] = (v).c3
 // a table row: P0, Q0, P1, Q1, E
-struct grow {{
+struct grow {
   ef p0, q0, p1, q1, e;
-}};
+};
 #define ROW_LOAD(a, o) grow_make(EF_LOAD(a, o), EF_LOAD(a, (o) + 4u), EF_LOAD(a, (o) + 8u), \\
                                  EF_LOAD(a, (o) + 12u), EF_LOAD(a, (o) + 16u))
 #define ROW_STORE(a, o, v) EF_STORE(a, o, (v).p0); EF_STORE(a, (o) + 4u, (v).q0); \\
   EF_STORE(a, (o) + 8u, (v).p1); EF_STORE(a, (o) + 12u, (v).q1); EF_STORE(a, (o) + 16u, (v).e)
-KFN grow grow_make(ef p0, ef q0, ef p1, ef q1, ef e) {{
+KFN grow grow_make(ef p0, ef q0, ef p1, ef q1, ef e) {
   grow t;
   t.p0 = p0; t.q0 = q0; t.p1 = p1; t.q1 = q1; t.e = e;
   return t;
-}}
-KFN grow grow_add(grow a, grow b) {{
+}
+KFN grow grow_add(grow a, grow b) {
   return grow_make(ef_add(a.p0, b.p0), ef_add(a.q0, b.q0), ef_add(a.p1, b.p1), ef_add(a.q1, b.q1),
                    ef_add(a.e, b.e));
-}}
-KFN grow grow_sub(grow a, grow b) {{
+}
+KFN grow grow_sub(grow a, grow b) {
   return grow_make(ef_sub(a.p0, b.p0), ef_sub(a.q0, b.q0), ef_sub(a.p1, b.p1), ef_sub(a.q1, b.q1),
                    ef_sub(a.e, b.e));
-}}
+}
 // a + r·(b − a) for canonical rows and r in Montgomery form: canonical
-KFN grow grow_fold(grow a, grow b, ef r) {{
+KFN grow grow_fold(grow a, grow b, ef r) {
   const grow d = grow_sub(b, a);
   return grow_make(ef_add(a.p0, ef_mul(d.p0, r)), ef_add(a.q0, ef_mul(d.q0, r)),
                    ef_add(a.p1, ef_mul(d.p1, r)), ef_add(a.q1, ef_mul(d.q1, r)),
                    ef_add(a.e, ef_mul(d.e, r)));
-}}
+}
 // e·(p0·q1 + p1·q0 + λ·q0·q1)·2^-64 for a canonical row and λ in Montgomery form
-KFN ef gkr_term(grow t, ef lam) {{
+KFN ef gkr_term(grow t, ef lam) {
   const ef cross = ef_add(ef_mul(t.p0, t.q1), ef_mul(t.p1, t.q0));
   return ef_mul(t.e, ef_add(cross, ef_mul(ef_mul(t.q0, t.q1), lam)));
-}}
-struct cubic {{
+}
+struct cubic {
   ef g1, g2, g3;
-}};
-KFN cubic cubic_zero() {{
+};
+KFN cubic cubic_zero() {
   cubic s;
   s.g1 = ef_make(0u, 0u, 0u, 0u); s.g2 = s.g1; s.g3 = s.g1;
   return s;
-}}
+}
 // s += the terms of X = 1, 2, 3 for the pair (t0, t1): t_X = t0 + X·(t1 − t0)
-KFN cubic cubic_add(cubic s, grow t0, grow t1, ef lam) {{
+KFN cubic cubic_add(cubic s, grow t0, grow t1, ef lam) {
   const grow d = grow_sub(t1, t0);
   s.g1 = ef_add(s.g1, gkr_term(t1, lam));
   const grow t2 = grow_add(t1, d);
   s.g2 = ef_add(s.g2, gkr_term(t2, lam));
   s.g3 = ef_add(s.g3, gkr_term(grow_add(t2, d), lam));
   return s;
-}}
+}
 """
 
 _R3 = literal((1 << 96) % P)  # bb_mont(x·2^-64, 2^96) = x
