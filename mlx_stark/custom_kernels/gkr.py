@@ -30,13 +30,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 import mlx.core as mx
-import numpy as np
 
 from ..errors import InvalidInputError
 from ..field.bb import P
 from ..field.host import EF
 from . import KernelSource, launch
-from .prelude import EXTENSION, literal, mont
+from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 
 THREADS = 256
 MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
@@ -44,8 +43,6 @@ SUMS = 12  # g(1), g(2), g(3): 3 x 4 coefficients
 ROW = 20  # a table row: 5 extension elements
 
 _HEADER = EXTENSION + """\
-#define EF_LOAD(a, o) ef_make(a[(o)], a[(o) + 1u], a[(o) + 2u], a[(o) + 3u])
-#define EF_STORE(a, o, v) a[(o)] = (v).c0; a[(o) + 1u] = (v).c1; a[(o) + 2u] = (v).c2; a[(o) + 3u] = (v).c3
 // a table row: P0, Q0, P1, Q1, E
 struct grow {
   ef p0, q0, p1, q1, e;
@@ -101,24 +98,6 @@ KFN cubic cubic_add(cubic s, grow t0, grow t1, ef lam) {
 _R3 = literal((1 << 96) % P)  # bb_mont(x·2^-64, 2^96) = x
 
 
-def _block_reduce(out: str, finish: str) -> str:
-    """Add the threads' ``red`` columns (``SUMS`` x ``THREADS`` shared words) over the block;
-    thread 0 writes ``out[bid·12 + c] = finish(sum c)``. Every thread reaches every barrier."""
-    return f"""\
-for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
-  BARRIER();
-  if (tid < gap) {{
-    for (uint32_t c = 0; c < {SUMS}u; ++c) {{
-      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + gap]);
-    }}
-  }}
-}}
-if (tid == 0u) {{
-  for (uint32_t c = 0; c < {SUMS}u; ++c) {out}[bid * {SUMS}u + c] = {finish.format("red[c * " + str(THREADS) + "u]")};
-}}
-"""
-
-
 def _store_cubic() -> str:
     """Thread ``tid``'s sums ``s`` into its column of ``red``."""
     lines = []
@@ -143,7 +122,7 @@ for (uint32_t y = gid; y < pairs; y += stride) {{
   const uint32_t o = y * {2 * ROW}u;
   s = cubic_add(s, ROW_LOAD(tables, o), ROW_LOAD(tables, o + {ROW}u), lam);
 }}
-{_store_cubic()}{_block_reduce("parts", "bb_mont({}, " + _R3 + ")")}"""
+{_store_cubic()}{block_sum(SUMS, THREADS, "parts", "bb_mont({}, " + _R3 + ")")}"""
     return KernelSource("gkr_round_sums", ("tables", "args"), ("parts",), _HEADER, body)
 
 
@@ -168,7 +147,7 @@ for (uint32_t y = gid; y < pairs; y += stride) {{
   ROW_STORE(folded, f + {ROW}u, t1);
   s = cubic_add(s, t0, t1, lam);
 }}
-{_store_cubic()}{_block_reduce("parts", "bb_mont({}, " + _R3 + ")")}"""
+{_store_cubic()}{block_sum(SUMS, THREADS, "parts", "bb_mont({}, " + _R3 + ")")}"""
     return KernelSource("gkr_fold_round_sums", ("tables", "args"), ("folded", "parts"),
                         _HEADER, body)
 
@@ -185,7 +164,7 @@ for (uint32_t c = 0; c < {SUMS}u; ++c) {{
   for (uint32_t b = tid; b < count; b += {THREADS}u) acc = bb_add(acc, parts[b * {SUMS}u + c]);
   red[c * {THREADS}u + tid] = acc;
 }}
-{_block_reduce("sums", "{}")}"""
+{block_sum(SUMS, THREADS, "sums")}"""
     return KernelSource("gkr_sum_parts", ("parts", "args"), ("sums",), _HEADER, body)
 
 
@@ -219,12 +198,6 @@ tables[o + 19u] = bb_from_mont(e.c3);
 
 
 # ---------------------------------------------------------------- host side
-def _args(counts, values=()) -> mx.array:
-    """One launch's ``args``: the ``counts``, then the host EF ``values`` in Montgomery form."""
-    words = list(counts) + [mont(c) for v in values for c in EF.lift(v).c]
-    return mx.array(np.array(words, dtype=np.uint32))
-
-
 def _check_rows(tables: mx.array, least: int) -> int:
     n = tables.shape[0]
     if tables.shape[1:] != (5, 4) or n < least or n & (n - 1):
@@ -253,7 +226,7 @@ def round_sums(tables: mx.array, lam) -> mx.array:
     One launch (two when the pairs need several blocks). Lazy."""
     pairs = _check_rows(tables, 2) // 2
     blocks = plan_blocks(pairs)
-    args = _args((pairs, blocks * THREADS), (lam,))
+    args = kernel_args((pairs, blocks * THREADS), (lam,))
     parts = launch(round_sums_source(), [tables.reshape(-1), args], (blocks * THREADS, 1), THREADS,
                    [(blocks * SUMS,)])[0]
     return _total(parts, args)
@@ -267,7 +240,7 @@ def fold_round_sums(tables: mx.array, r, lam):
     n = _check_rows(tables, 4)
     pairs = n // 4
     blocks = plan_blocks(pairs)
-    args = _args((pairs, blocks * THREADS), (r, lam))
+    args = kernel_args((pairs, blocks * THREADS), (r, lam))
     folded, parts = launch(fold_round_sums_source(), [tables.reshape(-1), args], (blocks * THREADS, 1),
                            THREADS, [(n // 2 * ROW,), (blocks * SUMS,)])
     return folded.reshape(n // 2, 5, 4), _total(parts, args)
@@ -282,7 +255,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
                                 f"{len(xi)} eq variables")
     if rows * ROW >= 1 << 32:
         raise InvalidInputError(f"GKR tables of {rows} rows exceed 32-bit indices")
-    args = _args((rows, len(xi)), [v for x in xi for v in (1 - EF.lift(x), EF.lift(x))])
+    args = kernel_args((rows, len(xi)), [v for x in xi for v in (1 - EF.lift(x), EF.lift(x))])
     grid = -(-rows // THREADS) * THREADS
     out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid, 1), THREADS,
                  [(rows * ROW,)])[0]

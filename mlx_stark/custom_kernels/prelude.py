@@ -22,8 +22,11 @@ by the kernels that compute in EF; a kernel source adds it to its own header.
 """
 from __future__ import annotations
 
+import mlx.core as mx
+import numpy as np
+
 from ..field.bb import P
-from ..field.host import W
+from ..field.host import EF, W
 
 DIALECTS = ("cuda", "metal")
 
@@ -134,12 +137,43 @@ def literal(x: int) -> str:
     return f"{x}u"
 
 
+def kernel_args(counts, values=()) -> mx.array:
+    """A launch's ``args`` array (uint32): the ``counts``, then the coefficients of the host EF
+    ``values`` in Montgomery form."""
+    words = list(counts) + [mont(c) for v in values for c in EF.lift(v).c]
+    return mx.array(np.array(words, dtype=np.uint32))
+
+
+def block_sum(sums: int, threads: int, out: str, finish: str = "{}") -> str:
+    """Kernel code adding the ``sums`` columns of the shared array ``red`` (``sums`` x
+    ``threads`` words, thread ``tid``'s values at ``red[c·threads + tid]``) over the block with
+    field additions; thread 0 then writes ``out[bid·sums + c] = finish(sum c)`` (``finish`` a
+    format string of one argument). Every thread reaches every barrier."""
+    total = finish.format(f"red[c * {threads}u]")
+    return f"""\
+for (uint32_t gap = {threads // 2}u; gap > 0u; gap >>= 1) {{
+  BARRIER();
+  if (tid < gap) {{
+    for (uint32_t c = 0; c < {sums}u; ++c) {{
+      red[c * {threads}u + tid] = bb_add(red[c * {threads}u + tid], red[c * {threads}u + tid + gap]);
+    }}
+  }}
+}}
+if (tid == 0u) {{
+  for (uint32_t c = 0; c < {sums}u; ++c) {out}[bid * {sums}u + c] = {total};
+}}
+"""
+
+
 # Extension-field helpers (EF = F[X]/(X^4 − W)), a header for the kernels that need them.
 # ``ef`` values are four coefficients; ``ef_mul(a, b) = a·b·2^-32`` coefficientwise, like
 # ``bb_mont`` (Montgomery form in, Montgomery form out; one canonical operand gives the plain
 # product). ``acc4`` is four 64-bit accumulators of products, reduced once by ``bb_redc``.
 EXTENSION = f"""\
 #define EF_W {literal(mont(W))}
+// ``ef`` at words o .. o + 3 of a uint32 array (canonical coefficients)
+#define EF_LOAD(a, o) ef_make(a[(o)], a[(o) + 1u], a[(o) + 2u], a[(o) + 3u])
+#define EF_STORE(a, o, v) a[(o)] = (v).c0; a[(o) + 1u] = (v).c1; a[(o) + 2u] = (v).c2; a[(o) + 3u] = (v).c3
 KFN uint32_t bb_neg(uint32_t a) {{
   return a ? BB_P - a : 0u;
 }}

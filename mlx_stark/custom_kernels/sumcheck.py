@@ -42,15 +42,13 @@ from ..errors import InvalidInputError
 from ..field.bb import P
 from ..field.host import EF
 from . import KernelSource, launch
-from .prelude import EXTENSION, literal, mont
+from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 
 THREADS = 256
 MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
 SUMS = 8  # s(1), s(2): 2 x 4 coefficients
 
 _HEADER = EXTENSION + """\
-#define EF_LOAD(a, o) ef_make(a[(o)], a[(o) + 1u], a[(o) + 2u], a[(o) + 3u])
-#define EF_STORE(a, o, v) a[(o)] = (v).c0; a[(o) + 1u] = (v).c1; a[(o) + 2u] = (v).c2; a[(o) + 3u] = (v).c3
 // a + r·(b − a) for canonical a, b and r in Montgomery form: canonical
 KFN ef ef_fold(ef a, ef b, ef r) {
   return ef_add(a, ef_mul(ef_sub(b, a), r));
@@ -79,23 +77,10 @@ _MONT_ONE = literal(mont(1))
 def _block_sums() -> str:
     """Thread ``tid``'s sums ``s`` into its column of ``red`` (``SUMS`` x ``THREADS`` shared
     words), added over the block; thread 0 writes ``parts[bid·8 + c]`` (times ``2^32``: the
-    canonical sum). Every thread reaches every barrier."""
+    canonical sum)."""
     stores = "\n".join(f"red[{4 * x + c}u * {THREADS}u + tid] = s.s{x + 1}.c{c};"
                        for x in range(2) for c in range(4))
-    return f"""\
-{stores}
-for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{  // not "half": a Metal type
-  BARRIER();
-  if (tid < gap) {{
-    for (uint32_t c = 0; c < {SUMS}u; ++c) {{
-      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + gap]);
-    }}
-  }}
-}}
-if (tid == 0u) {{
-  for (uint32_t c = 0; c < {SUMS}u; ++c) parts[bid * {SUMS}u + c] = bb_to_mont(red[c * {THREADS}u]);
-}}
-"""
+    return stores + "\n" + block_sum(SUMS, THREADS, "parts", "bb_to_mont({})")
 
 
 @lru_cache(maxsize=1)
@@ -206,12 +191,6 @@ out[gid * 4u + 3u] = bb_redc(a.c3);
 
 
 # ---------------------------------------------------------------- host side
-def _args(counts, r=None) -> mx.array:
-    """One launch's ``args``: the ``counts``, then the host EF ``r`` in Montgomery form."""
-    words = list(counts) + ([] if r is None else [mont(c) for c in EF.lift(r).c])
-    return mx.array(np.array(words, dtype=np.uint32))
-
-
 def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
     """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
     n = table.shape[0] if table.ndim else 0
@@ -253,7 +232,7 @@ def product_round(f: mx.array, w: mx.array) -> tuple:
     if items == 0:
         return EF.lift(0), EF.lift(0)
     blocks = plan_blocks(items)
-    args = _args((items, width, blocks * THREADS))
+    args = kernel_args((items, width, blocks * THREADS))
     parts = launch(product_round_source(), [f.reshape(-1), w.reshape(-1), args], (blocks * THREADS, 1),
                    THREADS, [(blocks * SUMS,)])[0]
     return _round_values(parts)
@@ -270,7 +249,7 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), (EF.lift(0), EF.lift(0))
     blocks = plan_blocks(items)
-    args = _args((items, width, blocks * THREADS), r)
+    args = kernel_args((items, width, blocks * THREADS), [r])
     f_out, w_out, parts = launch(fold_product_round_source(), [f.reshape(-1), w.reshape(-1), args],
                                  (blocks * THREADS, 1), THREADS,
                                  [(n // 2 * width * 4,), (n // 2 * width * 4,), (blocks * SUMS,)])
@@ -283,7 +262,7 @@ def _fold(table: mx.array, r, base: bool) -> mx.array:
     items = n // 2 * width
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32)
-    args = _args((items, width), r)
+    args = kernel_args((items, width), [r])
     out = launch(fold_source(base), [table.reshape(-1), args], (-(-items // THREADS) * THREADS, 1), THREADS,
                  [(items * 4,)])[0]
     return out.reshape(shape)
@@ -320,7 +299,7 @@ def query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
         for i in range(d):
             powers[k, i] = mont(z)
             z = z * z % P
-    args = _args((1 << d, d, q))
+    args = kernel_args((1 << d, d, q))
     out = launch(query_weights_source(), [mx.array(powers.reshape(-1)), coeffs.reshape(-1), args],
                  (-(-(1 << d) // THREADS) * THREADS, 1), THREADS, [((1 << d) * 4,)])[0]
     return out.reshape(1 << d, 4)
