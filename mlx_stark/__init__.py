@@ -18,6 +18,7 @@ from .errors import (  # noqa: E402
     MlxStarkError,
     ProofDecodeError,
     ProverError,
+    UnbalancedInteractions,
     VerificationError,
 )
 from .field import EF, P  # noqa: E402
@@ -32,5 +33,6 @@ __all__ = [
     "Air", "AirInput", "EF", "P", "Proof", "TraceVData", "SystemParams",
     "MultiStarkProvingKey", "MultiStarkVerifyingKey", "app_params_with_100_bits_security",
     "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "InvalidInputError",
-    "KeygenError", "ProverError", "VerificationError", "ProofDecodeError", "__version__",
+    "KeygenError", "ProverError", "VerificationError", "ProofDecodeError",
+    "UnbalancedInteractions", "__version__",
 ]

@@ -10,7 +10,7 @@ import click
 
 from .errors import MlxStarkError
 
-AIR_CHOICES = ("keccakf", "logup")
+AIR_CHOICES = ("keccakf", "logup", "fib")
 
 
 class _CleanErrors(click.Group):
@@ -125,13 +125,25 @@ def logup(scale, **kw):
     _run(make(scale), **kw)
 
 
+@main.command()
+@click.option("--log-height", default=20, show_default=True,
+              help="log2 of the Fibonacci trace's rows (2..20; the stacked height is 2^20)")
+@_common_options
+def fib(log_height, **kw):
+    """Prove the reference's synthetic benchmark: Fibonacci plus four interaction AIRs."""
+    from .workloads import fib as make
+
+    _run(make(log_height), **kw)
+
+
 @main.command("verify")
 @click.argument("proof_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--air", type=click.Choice(AIR_CHOICES), required=True,
               help="which workload's verifying key to use")
 @click.option("--permutations", default=1024, show_default=True, help="keccakf: trace size")
 @click.option("--scale", default=1, show_default=True, help="logup: trace-height multiplier")
-def verify_cmd(proof_path, air, permutations, scale):
+@click.option("--log-height", default=20, show_default=True, help="fib: log2 of the trace rows")
+def verify_cmd(proof_path, air, permutations, scale, log_height):
     """Verify a proof file against a workload's verifying key."""
     from .keygen import keygen
     from .verifier.verify import verify
@@ -140,6 +152,8 @@ def verify_cmd(proof_path, air, permutations, scale):
 
     if air == "keccakf":
         w = workloads.keccakf(permutations)
+    elif air == "fib":
+        w = workloads.fib(log_height)
     else:
         w = workloads.logup(scale)
     _, vk = keygen(w.airs, w.params)

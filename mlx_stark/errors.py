@@ -21,6 +21,11 @@ class ProverError(MlxStarkError):
     """The prover cannot produce a valid proof (e.g. unbalanced interactions)."""
 
 
+class UnbalancedInteractions(InvalidInputError, ProverError):
+    """Some (bus, message) has a nonzero total count over all rows of all present AIRs: bad
+    input that the prover finds while proving (the LogUp GKR's root numerator is not zero)."""
+
+
 class VerificationError(MlxStarkError):
     """The proof is rejected. ``reason`` is a short machine-readable tag."""
 

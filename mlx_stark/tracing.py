@@ -6,6 +6,13 @@ Spans are always cheap to enter. When timing is enabled (:func:`timing`), a span
 arrays its stage declared with :meth:`Span.produced` and synchronises the device before it
 stops its clock, so each figure is that stage's own cost and not deferred work landing in a
 later span. Results are collected as a tree of :class:`SpanRecord`.
+
+Counters explain the figures. ``syncs`` counts the prover's device→host read-backs, which all go
+through :func:`read` (or :func:`wait`); ``launches`` counts custom-kernel launches
+(:func:`mlx_stark.custom_kernels.launch`); ``peak_mb`` is the device's peak memory while the span
+was open. ``syncs`` and ``launches`` are counted on every open span (a parent's count includes its
+children's) and in process-wide totals (:func:`totals`) that run with timing off too. The syncs a
+timed span makes at its end are the measurement's own and are not counted.
 """
 from __future__ import annotations
 
@@ -15,8 +22,10 @@ import time
 from dataclasses import dataclass, field
 
 import mlx.core as mx
+import numpy as np
 
 _state = threading.local()
+_TOTALS = {"syncs": 0, "launches": 0}
 
 
 @dataclass
@@ -39,6 +48,36 @@ class SpanRecord:
         yield depth, self
         for c in self.children:
             yield from c.walk(depth + 1)
+
+
+def totals() -> dict:
+    """Process-wide ``{"syncs": n, "launches": n}`` so far (timing on or off)."""
+    return dict(_TOTALS)
+
+
+def _bump(name: str, n: int = 1) -> None:
+    _TOTALS[name] += n
+    for rec in _stack() or ():
+        rec.counters[name] = rec.counters.get(name, 0) + n
+
+
+def count_launch() -> None:
+    """Count one custom-kernel launch."""
+    _bump("launches")
+
+
+def read(*arrays: mx.array) -> list:
+    """Bring ``arrays`` to the host as NumPy arrays with one device synchronisation: the
+    prover's single choke point for device→host reads (counted as ``syncs``)."""
+    _bump("syncs")
+    mx.eval(*arrays)
+    return [np.array(a) for a in arrays]
+
+
+def wait(*arrays: mx.array) -> None:
+    """Evaluate ``arrays`` and wait for the device (a counted sync, no data copied)."""
+    _bump("syncs")
+    mx.eval(*arrays)
 
 
 class Span:
@@ -64,12 +103,12 @@ def _stack() -> list | None:
 def timing():
     """Enable timing for the enclosed block; yields the root record list."""
     roots: list[SpanRecord] = []
-    prev = _stack(), getattr(_state, "roots", None)
-    _state.stack, _state.roots = [], roots
+    prev = _stack(), getattr(_state, "roots", None), getattr(_state, "peaks", None)
+    _state.stack, _state.roots, _state.peaks = [], roots, []
     try:
         yield roots
     finally:
-        _state.stack, _state.roots = prev
+        _state.stack, _state.roots, _state.peaks = prev
 
 
 def enabled() -> bool:
@@ -84,7 +123,14 @@ def span(name: str):
         return
     rec = SpanRecord(name=name, start=time.perf_counter())
     (stack[-1].children if stack else _state.roots).append(rec)
+    # peak memory per span: MLX keeps one peak, so a span resets it on entry after folding it
+    # into its parent's running peak, and folds its own into the parent on exit
+    peaks = _state.peaks
+    if stack:
+        peaks[-1] = max(peaks[-1], mx.get_peak_memory())
+    mx.reset_peak_memory()
     stack.append(rec)
+    peaks.append(0)
     sp = Span(rec)
     try:
         yield sp
@@ -94,6 +140,10 @@ def span(name: str):
         mx.synchronize()
         rec.seconds = time.perf_counter() - rec.start
         stack.pop()
+        peak = max(peaks.pop(), mx.get_peak_memory())
+        rec.counters["peak_mb"] = round(peak / 2**20, 1)
+        if peaks:
+            peaks[-1] = max(peaks[-1], peak)
 
 
 def flatten(roots: list[SpanRecord]) -> dict[str, float]:
@@ -105,6 +155,24 @@ def flatten(roots: list[SpanRecord]) -> dict[str, float]:
     return out
 
 
+def merge_counters(dicts) -> dict:
+    """Counters of several spans together: counts add up, ``peak_mb`` is the largest."""
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = max(out.get(k, 0), v) if k == "peak_mb" else out.get(k, 0) + v
+    return out
+
+
+def flatten_counters(roots: list[SpanRecord]) -> dict[str, dict]:
+    """Counters per span name (spans with the same name merged, see :func:`merge_counters`)."""
+    groups: dict = {}
+    for root in roots:
+        for _, rec in root.walk():
+            groups.setdefault(rec.name, []).append(rec.counters)
+    return {name: merge_counters(ds) for name, ds in groups.items()}
+
+
 def format_tree(roots: list[SpanRecord]) -> str:
     """The span tree as text, one line per name under each parent: spans of the same name
     (a stage inside a loop) are added up and shown with their count."""
@@ -113,10 +181,7 @@ def format_tree(roots: list[SpanRecord]) -> str:
     def emit(group: list, depth: int) -> None:
         rec = group[0]
         seconds = sum(r.seconds for r in group)
-        counters: dict = {}
-        for r in group:
-            for k, v in r.counters.items():
-                counters[k] = counters.get(k, 0) + v
+        counters = merge_counters(r.counters for r in group)
         extra = "".join(f"  {k}={v:g}" for k, v in counters.items())
         times = f"  x{len(group)}" if len(group) > 1 else ""
         lines.append(f"{'  ' * depth}{rec.name:<{48 - 2 * depth}} {seconds * 1e3:10.2f} ms{times}{extra}")

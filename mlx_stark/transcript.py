@@ -8,12 +8,14 @@ blocks on the device where a native kernel exists; proof-of-work search
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 from . import custom_kernels
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
 from .hash.poseidon2 import WIDTH, find_pow_witness, permute_host
+from .tracing import read
 
 RATE = 8
 
@@ -61,34 +63,43 @@ class Transcript:
         for x in values:
             self.observe(x)
 
-    def observe_array(self, values: mx.array) -> None:
-        """Absorb ``values`` (``(n,)`` uint32, canonical elements) in order: the same as
-        ``observe_many(values.tolist())``.
+    def observe_array(self, values) -> None:
+        """Absorb ``values`` (``(n,)`` uint32 canonical elements, an MLX array on the device or
+        a NumPy array on the host) in order: the same as ``observe_many(values.tolist())``.
 
         Observations up to the next rate boundary and the last ``< 8`` run on the host; the
         full 8-blocks in between go through the ``transcript.absorb`` kernel when the device
-        has one (one launch, one host wait), else through the host permutation.
+        has one (one launch), else through the host permutation. Device values cost one
+        read-back (the host part and the canonicity check together), plus the kernel's state.
         """
-        if not isinstance(values, mx.array) or values.ndim != 1 or values.dtype != U32:
-            what = (f"{values.dtype} of shape {tuple(values.shape)}" if isinstance(values, mx.array)
-                    else type(values).__name__)
+        if not isinstance(values, (mx.array, np.ndarray)) or values.ndim != 1 \
+                or values.dtype not in (U32, np.uint32):
+            what = (f"{values.dtype} of shape {tuple(values.shape)}"
+                    if isinstance(values, (mx.array, np.ndarray)) else type(values).__name__)
             raise InvalidInputError(f"observe_array expects a 1-D uint32 array, got {what}")
         n = values.shape[0]
         if n == 0:
             return
-        if mx.max(values).item() >= P:
-            raise InvalidInputError("transcript values must be canonical field elements")
         head = min(n, (RATE - self._absorb_idx) % RATE)
         blocks = (n - head) // RATE
         kernel = custom_kernels.native("transcript.absorb") if blocks else None
+        end = head + blocks * RATE if kernel is not None else head
+        if isinstance(values, np.ndarray):
+            high, host = values.max(), np.concatenate([values[:head], values[end:]])
+            values = mx.array(values[head:end])
+        else:
+            high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
+            values = values[head:end]
+        if high >= P:
+            raise InvalidInputError("transcript values must be canonical field elements")
+        host = host.tolist()
         if kernel is None:
-            self.observe_many(values.tolist())
+            self.observe_many(host)
             return
-        self.observe_many(values[:head].tolist())
-        end = head + blocks * RATE
-        self._state = kernel(self._state, values[head:end].reshape(blocks, RATE))
+        self.observe_many(host[:head])
+        self._state = kernel(self._state, values.reshape(blocks, RATE))
         self._sample_idx = RATE
-        self.observe_many(values[end:].tolist())
+        self.observe_many(host[head:])
 
     def observe_ext(self, e: EF) -> None:
         """Absorb an extension element as ``c0, c1, c2, c3``."""

@@ -7,6 +7,11 @@
   (CONSTRAINTS.md §9.8: a sender and a receiver DummyInteractionAir on bus 0) as a full proof.
   ``scale`` (a power of two) repeats both traces ``scale`` times (each copy balances), so the
   LogUp path can be measured at sizes where the GPU matters.
+- ``fib``: the reference prover's own synthetic benchmark instance: ``FibonacciAir`` with
+  ``2^log_height`` rows from ``(0, 1)`` plus four ``DummyInteractionAir`` s (field width 1 on
+  bus 0 and width 2 on bus 1, a sender and a receiver each) with fixed small traces, under
+  ``test_system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
+  measures the prover's fixed overhead (syncs and launches).
 """
 from __future__ import annotations
 
@@ -15,11 +20,16 @@ from typing import List, Optional
 
 import numpy as np
 
-from .airs import DummyInteractionAir, dummy_interaction_trace
+from .airs import DummyInteractionAir, FibonacciAir, dummy_interaction_trace, fib_trace
 from .airs.fixtures import RECEIVER_11, SENDER_11
 from .airs.keccakf import KeccakfAir, keccakf_trace, random_keccakf_inputs
 from .errors import InvalidInputError
-from .params import SystemParams, app_params_with_100_bits_security, default_test_params_small
+from .params import (
+    SystemParams,
+    app_params_with_100_bits_security,
+    default_test_params_small,
+    test_system_params_small,
+)
 from .prover.prove import AirInput
 
 
@@ -61,3 +71,26 @@ def logup(scale: int = 1) -> Workload:
         log_h = max(inp.common_main.shape[0] for inp in inputs).bit_length() - 1
         params = app_params_with_100_bits_security(max(log_h + 2, 11))
     return Workload(f"logup-x{scale}", airs, params, inputs)
+
+
+# The reference benchmark's interaction traces, rows ``[count, fields..]``: bus 0 (one field)
+# sender and receiver, and the same two rows sent and received on bus 1 (two fields).
+FIB_BUS0_SEND = [[0, 1], [3, 5], [7, 4], [546, 889]]
+FIB_BUS0_RECEIVE = [[1, 5], [3, 4], [4, 4], [2, 5], [0, 123], [545, 889], [1, 889], [0, 456]]
+FIB_BUS1 = [[2, 10, 11], [3, 20, 21]]
+
+
+def fib(log_height: int = 20) -> Workload:
+    """Fibonacci over ``2^log_height`` rows from ``(0, 1)`` with the four interaction AIRs."""
+    if not isinstance(log_height, int) or not 2 <= log_height <= 20:
+        raise InvalidInputError(f"log_height must be in [2, 20] (the stacked height 2^20), "
+                                f"got {log_height}")
+    trace, public_values = fib_trace(0, 1, 1 << log_height)
+    airs, inputs = [FibonacciAir()], [AirInput(trace, public_values)]
+    for bus, rows, is_send in ((0, FIB_BUS0_SEND, True), (0, FIB_BUS0_RECEIVE, False),
+                               (1, FIB_BUS1, True), (1, FIB_BUS1, False)):
+        rows = np.asarray(rows, dtype=np.uint64)
+        common, _ = dummy_interaction_trace(rows[:, 0], rows[:, 1:])
+        airs.append(DummyInteractionAir(rows.shape[1] - 1, is_send, bus))
+        inputs.append(AirInput(common))
+    return Workload(f"fib-2^{log_height}", airs, test_system_params_small(4, 16, 4), inputs)

@@ -3,7 +3,7 @@ import json
 
 from click.testing import CliRunner
 
-from mlx_stark.bench import KPI_SPANS
+from mlx_stark.bench import CALL, KPI_SPANS
 from mlx_stark.cli import main
 
 
@@ -22,11 +22,15 @@ def test_logup_prove_verify_roundtrip(tmp_path):
                                str(proof), "--trace", str(trace)])
     assert res.exit_code == 0, res.output
     data = json.loads(report.read_text())
-    assert data["runs"] == 2 and len(data["raw"]) == 2
-    assert set(data["summary"]) <= set(KPI_SPANS)
-    assert "stark_prove_excluding_trace" in data["summary"]
-    s = data["summary"]["stark_prove_excluding_trace"]
-    assert s["min"] <= s["median"] <= s["max"]
+    assert data["runs"] == 2 and len(data["raw"]) == 2 and len(data["calls"]) == 2
+    assert list(data["summary"])[0] == CALL  # the plain call comes first
+    assert set(data["summary"]) <= {CALL, *KPI_SPANS}
+    for name in (CALL, "stark_prove_excluding_trace"):
+        s = data["summary"][name]
+        assert s["min"] <= s["median"] <= s["max"]
+        assert s["syncs"] >= 1 and s["peak_mb"] > 0
+    # the span tree carries the counters of every stage
+    assert data["raw"][0]["counters"]["prover.rap_constraints.logup_gkr"]["syncs"] >= 1
     events = json.loads(trace.read_text())["traceEvents"]
     assert any(e["name"] == "prover.rap_constraints.logup_gkr" for e in events)
 
@@ -47,5 +51,11 @@ def test_keccakf_single_permutation():
 
 def test_errors_are_one_line():
     res = CliRunner().invoke(main, ["logup", "--scale", "3"])
+    assert res.exit_code != 0
+    assert "InvalidInputError" in res.output and "Traceback" not in res.output
+
+
+def test_fib_rejects_a_height_above_the_stacked_height():
+    res = CliRunner().invoke(main, ["fib", "--log-height", "21"])
     assert res.exit_code != 0
     assert "InvalidInputError" in res.output and "Traceback" not in res.output

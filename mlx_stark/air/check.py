@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnbalancedInteractions
 from ..field.bb import P, U32
 from .base import Air
 from .dag import SymbolicConstraintsDag, build_dag
@@ -28,10 +28,6 @@ class ConstraintNotSatisfied(InvalidInputError):
             f"{air_name}: constraint {constraint} (DAG node {node}) is not satisfied at row {row}"
         )
         self.air_name, self.constraint, self.node, self.row = air_name, constraint, node, row
-
-
-class UnbalancedInteractions(InvalidInputError):
-    """Some (bus, message) has a nonzero total count over all rows of all present AIRs."""
 
 
 @dataclass

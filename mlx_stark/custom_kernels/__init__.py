@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from .. import device
+from .. import device, tracing
 from .prelude import DIALECTS, prelude, thread_indices
 
 # operation name -> (kernel module, function); see each function's docstring for its contract
@@ -112,6 +112,7 @@ def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, outpu
     if dialect not in DIALECTS:
         raise RuntimeError(f"custom kernels need a CUDA or Metal device, not {dialect!r}")
     gx, gy = grid
+    tracing.count_launch()
     return _build(src, dialect)(inputs=inputs, grid=(gx, gy, 1), threadgroup=(threadgroup, 1, 1),
                                 output_shapes=output_shapes,
                                 output_dtypes=[mx.uint32] * len(output_shapes))

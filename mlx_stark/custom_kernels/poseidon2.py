@@ -25,6 +25,7 @@ import numpy as np
 from ..field.bb import P, U32
 from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM, WIDTH
 from . import KernelSource, launch
+from ..tracing import read
 from .prelude import literal, mont
 
 RATE = 8
@@ -486,7 +487,6 @@ def merkle_layers(matrix: mx.array, log_rows_per_query: int) -> list:
     while layers[-1].shape[0] > 1:
         m = layers[-1].shape[0]
         layers += tree_levels(layers[-1], min(TREE_LEVELS, m.bit_length() - 1))
-    mx.eval(layers)
     return layers
 
 
@@ -502,7 +502,7 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
         grid = _blocks(count)
         best = launch(pow_source(), [_params(start, count, mask, absorb_idx, *fixed)], (grid, 1),
                       THREADS, [(grid // THREADS,)])[0]
-        found = int(mx.min(best).item())
+        found = int(read(mx.min(best))[0])
         if found != _NO_HIT:
             return found
         start += count
@@ -519,4 +519,4 @@ def absorb(state, blocks: mx.array) -> list:
     if n == 0:
         return [int(v) for v in state]
     out = launch(absorb_source(), [blocks, _params(n, *state)], (WIDTH, 1), WIDTH, [(WIDTH,)])[0]
-    return out.tolist()
+    return read(out)[0].tolist()

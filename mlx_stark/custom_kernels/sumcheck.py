@@ -42,6 +42,7 @@ from ..errors import InvalidInputError
 from ..field.bb import P
 from ..field.host import EF
 from . import KernelSource, launch
+from ..tracing import read
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 
 THREADS = 256
@@ -219,7 +220,7 @@ def plan_blocks(items: int) -> int:
 def _round_values(parts: mx.array) -> tuple:
     """``(s(1), s(2))`` (host EF) from the blocks' partial sums ``(K·8,)`` (the round's only
     read-back)."""
-    total = np.array(parts, dtype=np.uint32).reshape(-1, 2, 4).astype(np.uint64).sum(axis=0) % P
+    total = read(parts)[0].reshape(-1, 2, 4).astype(np.uint64).sum(axis=0) % P
     return tuple(EF(*(int(c) for c in row)) for row in total)
 
 

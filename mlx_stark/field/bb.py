@@ -12,6 +12,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from ..tracing import read
+
 P = 2013265921
 TWO_ADICITY = 27
 GENERATOR = 31
@@ -133,7 +135,7 @@ def asarray(values, check: bool = True) -> mx.array:
     """
     if isinstance(values, mx.array):
         arr = values.astype(U32) if values.dtype != U32 else values
-        if check and arr.size and int(mx.max(arr).item()) >= P:
+        if check and arr.size and read(mx.max(arr))[0] >= P:
             raise ValueError("field elements must be canonical (< p)")
         return arr
     if isinstance(values, np.ndarray):

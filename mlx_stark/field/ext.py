@@ -12,6 +12,7 @@ import numpy as np
 from . import bb
 from .bb import P, U32, U64
 from .host import EF, W
+from ..tracing import read
 
 add = bb.add  # coefficientwise
 sub = bb.sub
@@ -112,7 +113,7 @@ def from_host(values) -> mx.array:
 
 def to_host(a: mx.array) -> list:
     """List of host :class:`EF` from a ``(n, 4)`` (or ``(4,)``) array."""
-    arr = np.array(a, dtype=np.uint32).reshape(-1, 4)
+    arr = read(a)[0].astype(np.uint32).reshape(-1, 4)
     return [EF(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in arr]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
+from ..tracing import read, wait
 from .poseidon2 import WIDTH, from_mont_lanes, map_rows, permute_host, permute_mont_lanes, to_mont_lanes
 
 RATE = 8
@@ -190,11 +191,11 @@ class MerkleTree:
     the group digests, ``layers[-1]`` the root) for opening many queries.
     """
 
-    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list):
+    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list, root: tuple):
         self.matrix = matrix
         self.log_rows_per_query = log_rows_per_query
         self.layers = layers
-        self.root = tuple(layers[-1].tolist()[0])
+        self.root = root
 
     @property
     def log_height(self) -> int:
@@ -215,6 +216,7 @@ class MerkleTree:
         (see :func:`flatten_ext_rows`). ``N`` must be a power of two ``>= 2^log_rows_per_query``.
 
         Evaluates: row hashes in slabs of 2^20 rows, then one batched compression per level.
+        The root and the check for entries ``>= p`` come back in one read.
         """
         if isinstance(matrix, mx.array) and matrix.ndim == 3:
             matrix = flatten_ext_rows(matrix)
@@ -225,16 +227,22 @@ class MerkleTree:
             raise InvalidInputError(f"log_rows_per_query must be a non-negative int, got {k!r}")
         if n == 0 or n & (n - 1) or n < (1 << k):
             raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
-        mx.eval(matrix)
-        if n * w and int(mx.max(matrix).item()) >= P:
-            raise InvalidInputError("matrix entries must be canonical field elements (< p)")
         kernel = custom_kernels.native("merkle.commit_layers")
-        if kernel is not None:
-            return cls(matrix, k, kernel(matrix, k))
+        layers = kernel(matrix, k) if kernel is not None else cls._layers(matrix, k)
+        high = mx.max(matrix) if n * w else mx.array(0, dtype=U32)
+        high, root = read(high, layers[-1])
+        if high >= P:
+            raise InvalidInputError("matrix entries must be canonical field elements (< p)")
+        return cls(matrix, k, layers, tuple(int(v) for v in root[0]))
+
+    @staticmethod
+    def _layers(matrix: mx.array, k: int) -> list:
+        """The MLX-ops tree: every layer, ``layers[0]`` the group digests (see the class)."""
+        n = matrix.shape[0]
         hashes = []
         for lo in range(0, n, _COMMIT_SLAB_ROWS):
             slab = hash_rows(matrix[lo:lo + _COMMIT_SLAB_ROWS])
-            mx.eval(slab)
+            wait(slab)
             hashes.append(slab)
         level = mx.concatenate(hashes, axis=0) if len(hashes) > 1 else hashes[0]
         qs = n >> k
@@ -244,14 +252,14 @@ class MerkleTree:
             t = level.shape[0] // 2
             level = compress(level[0::2].reshape(t * qs, DIGEST),
                              level[1::2].reshape(t * qs, DIGEST)).reshape(t, qs, DIGEST)
-            mx.eval(level)
+            wait(level)
         layers = [level.reshape(qs, DIGEST)]
         while layers[-1].shape[0] > 1:
             layer = layers[-1]
             nxt = compress(layer[0::2], layer[1::2])
-            mx.eval(nxt)
+            wait(nxt)
             layers.append(nxt)
-        return cls(matrix, k, layers)
+        return layers
 
     def _check_index(self, index) -> int:
         qs = self.layers[0].shape[0]
@@ -282,8 +290,8 @@ class MerkleTree:
         siblings = [mx.take(layer, mx.array(((idx >> level) ^ 1).astype(np.uint32)), axis=0)
                     for level, layer in enumerate(self.layers[:-1])]
         paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((idx.size, 0, DIGEST), dtype=U32)
-        mx.eval(rows, paths)
-        return np.array(rows).reshape(idx.size, group, self.width), np.array(paths)
+        rows, paths = read(rows, paths)
+        return rows.reshape(idx.size, group, self.width), paths
 
 
 def flatten_ext_rows(matrix: mx.array) -> mx.array:

@@ -33,6 +33,7 @@ from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import P, U32, U64
+from ..tracing import read
 
 WIDTH = 16
 ROUNDS_F_HALF = 4  # full rounds before and after the partial rounds
@@ -321,7 +322,7 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
         count = min(batch, P - start)
         nonces = mx.arange(start, start + count, dtype=U32)[:, None]
         out7 = map_rows(lambda w: _pow_candidates(fixed, absorb_idx, w), nonces)
-        hits = np.flatnonzero((np.array(out7) & mask) == 0)
+        hits = np.flatnonzero((read(out7)[0] & mask) == 0)
         if hits.size:
             return start + int(hits[0])
         start += count

@@ -26,6 +26,7 @@ from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import MONTY_MU, P, U32, U64
+from ..tracing import wait
 
 _TWIDDLES: dict = {}
 _STREAMS = threading.local()
@@ -60,7 +61,7 @@ def twiddles_mont(log_n: int, inverse: bool = False) -> mx.array:
         if inverse:
             w = pow(w, P - 2, P)
         tw = bb.to_mont(bb.powers(w, max(1, (1 << log_n) // 2))).reshape(-1, 1, 1)
-        mx.eval(tw)
+        wait(tw)
         _TWIDDLES[key] = tw
     return tw
 
@@ -138,7 +139,7 @@ def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
     if kernel is not None:  # one transform of the zero-padded columns (the kernel reads zeros)
         out = kernel(coeffs.astype(U32).reshape(1, n, math.prod(coeffs.shape[1:])), log_n, False)
         return out.reshape((n << log_blowup,) + coeffs.shape[1:])
-    mx.eval(coeffs)
+    wait(coeffs)
     streams = worker_streams()
     w = bb.two_adic_generator(log_n)
     outs = []

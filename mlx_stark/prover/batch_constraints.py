@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 import mlx.core as mx
+import numpy as np
 
 from .. import arrays, custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
@@ -375,7 +376,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
             if logup:
                 for k, v in enumerate(values):
                     b_acc[k] = ext.add(b_acc[k], mx.pad(v, [(1, 0), (0, 0), (0, 0)]))
-        mx.eval(a_acc, *b_acc)
+        mx.async_eval(a_acc, *b_acc)  # bounds the graph and frees the chunk; no host wait
 
     quotient = numer = denom = None
     sum_p = sum_q = EF.zero()
@@ -626,7 +627,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                         tables[t] = _fold_rows(tables[t], r_j)
                         if trs[t].nt == j:
                             final[t] = tables[t]
-                    mx.eval([tables[t] for t in heads])
+                    # no host wait: the next round's read-back waits for the fold anyway
+                    mx.async_eval([tables[t] for t in heads])
 
             # column openings: all common mains first, then the other parts per trace
             with span("prover.rap_constraints.mle_rounds.openings"):
@@ -639,7 +641,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                             pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
                             observed.extend(c for v in pairs for c in v.c)
                 # ~10^4 values for a wide AIR: absorbed on the device where a kernel exists
-                transcript.observe_array(mx.array(observed, dtype=U32))
+                transcript.observe_array(np.array(observed, dtype=np.uint32))
             sp.produced(*[f for f in final if f is not None])
 
     batch_proof = BatchConstraintProof(

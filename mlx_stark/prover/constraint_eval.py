@@ -35,6 +35,7 @@ from ..air.evaluate import BaseArrays, evaluate_dag
 from ..field import bb, ext
 from ..field.bb import P, U32, U64
 from ..field.host import EF, W
+from ..tracing import wait
 from .stacked_reduction import weighted_sum
 
 # Largest level-evaluation buffer (uint32 elements, a row per DAG node).
@@ -133,21 +134,21 @@ class LevelPlan:
                 ext.from_base(consts).reshape((-1,) + (1,) * (len(tail) - 1) + (4,))
             buf[self.num_inputs:self.num_inputs + len(self.constants)] = \
                 mx.broadcast_to(consts, (len(self.constants),) + tail)
-        mx.eval(buf)
+        wait(buf)
         ops = {NodeKind.ADD: algebra.add, NodeKind.SUB: algebra.sub, NodeKind.MUL: algebra.mul}
         for level in self.levels:
             lhs = mx.take(buf, level.left, axis=0)
             rhs = mx.take(buf, level.right, axis=0)
             # materialise the operands first: a pending read of the buffer would make every
             # write below copy the whole buffer instead of updating it in place
-            mx.eval(lhs, rhs)
+            wait(lhs, rhs)
             for kind, a, b in level.ranges:
                 if kind == NodeKind.NEG:
                     out = algebra.neg(lhs[a:b])
                 else:
                     out = ops[kind](lhs[a:b], rhs[a:b])
                 buf[level.start + a:level.start + b] = out
-            mx.eval(buf)
+            wait(buf)
         return buf
 
 
@@ -288,7 +289,7 @@ class DagEvaluator:
                     out = ext.add(_weighted_rows(mx.take(buf, rows, axis=0),
                                                  [w for _, w in f.terms], base), out)
                 outs.append(out)
-            mx.eval(outs)
+            wait(outs)
             parts.append(outs)
         return [mx.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k]
                 for k in range(len(forms))]
@@ -311,7 +312,7 @@ class DagEvaluator:
             for k, w in by_constraint.get(i, ()):
                 accs[k].add(v, w)
             if i % _STREAM_FLUSH == _STREAM_FLUSH - 1:
-                mx.eval([a.acc for a in accs if a.acc is not None])
+                wait([a.acc for a in accs if a.acc is not None])
 
         res = evaluate_dag(self.stream_dag, BaseArrays, self.make_inputs(lambda k: inputs[k]),
                            constraint_sink=sink)
@@ -319,5 +320,5 @@ class DagEvaluator:
             message, count = res.interactions[slot[1]]
             accs[k].add(count if slot[0] == "n" else message[slot[2]], w)
         outs = [a.value() for a in accs]
-        mx.eval(outs)
+        wait(outs)
         return outs

@@ -23,7 +23,7 @@ from typing import List, Sequence, Tuple
 import mlx.core as mx
 
 from .. import custom_kernels
-from ..errors import ProverError
+from ..errors import ProverError, UnbalancedInteractions
 from ..field import bb, ext
 from ..field.bb import U32
 from ..field.host import EF
@@ -154,17 +154,17 @@ def _layer_claims(lp: mx.array, lq: mx.array) -> GkrLayerClaims:
 def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     """§5.4 for the leaves ``p, q`` (``(2^G, 4)`` uint32, ``G ≥ 1``).
 
-    Raises :class:`ProverError` if the root numerator ``P0`` is not zero (unbalanced buses),
+    Raises :class:`UnbalancedInteractions` if the root numerator ``P0`` is not zero (unbalanced buses),
     before anything is observed. Returns ``(q0_claim, claims_per_layer, sumcheck_polys, ξ)``
     with ``ξ`` (``G`` host EF) the point of the leaf claims."""
     layers = fraction_layers(p, q)
     num_vars = len(layers) - 1
     if num_vars < 1:
         raise ProverError("the GKR circuit needs at least two leaves")
-    mx.eval([a for layer in layers for a in layer])
     p_root, q_root = ext.to_host(mx.concatenate([layers[0][0], layers[0][1]]))
     if not p_root.is_zero():
-        raise ProverError("interactions do not balance: the LogUp root numerator is not zero")
+        raise UnbalancedInteractions("interactions do not balance: the LogUp root numerator "
+                                     "is not zero")
     transcript.observe_ext(q_root)
 
     claims = [_layer_claims(*layers[1])]

@@ -13,12 +13,12 @@ import mlx.core as mx
 import numpy as np
 
 from ..air.check import AirTrace, check_interaction_balance
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, UnbalancedInteractions
 from ..field.bb import P
 from ..layout import stacked_layout
 from ..poly.kernels import u_cube
 from ..proof.stark import Proof, TraceVData
-from ..tracing import span
+from ..tracing import read, span
 from ..transcript import Transcript
 from .batch_constraints import prove_zerocheck_and_logup
 from .stacked_pcs import stacked_commit
@@ -40,15 +40,19 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
     """Prove ``inputs`` (one entry per AIR of ``pk``, ``None`` for an absent optional AIR).
 
     Raises :class:`~mlx_stark.errors.InvalidInputError` for bad inputs (checked first) and
-    :class:`~mlx_stark.errors.ProverError` if no valid proof can exist.
+    :class:`~mlx_stark.errors.ProverError` if no valid proof can exist; unbalanced interactions
+    are found by the LogUp GKR's root numerator and raise
+    :class:`~mlx_stark.errors.UnbalancedInteractions` naming the first unbalanced messages.
     """
     params = pk.params
-    present = _validate(pk, inputs)
-    # trace order: height descending, AIR id ascending (CONSTRAINTS §0.4)
-    order = sorted(present, key=lambda a: (-present[a].log_height, a))
-    traces = [present[a] for a in order]
-
     with span("stark_prove_excluding_trace"):
+        # the whole call after trace generation: validation and the upload of host traces
+        # count too, as a user waits for them
+        with span("prover.validate"):
+            present = _validate(pk, inputs)
+        # trace order: height descending, AIR id ascending (CONSTRAINTS §0.4)
+        order = sorted(present, key=lambda a: (-present[a].log_height, a))
+        traces = [present[a] for a in order]
         transcript = Transcript()
         transcript.observe_commit(pk.vk_pre_hash)
 
@@ -81,7 +85,11 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
             trace_vdata.append(TraceVData(t.log_height, [c.commit for c in cached[a]]))
             public_values.append(list(t.public_values))
 
-        gkr_proof, batch_proof, r = prove_zerocheck_and_logup(pk, transcript, traces)
+        try:
+            gkr_proof, batch_proof, r = prove_zerocheck_and_logup(pk, transcript, traces)
+        except UnbalancedInteractions:
+            _explain_imbalance(pk, present)
+            raise
 
         with span("prover.openings"):
             # commitment list: common main, then per trace: preprocessed?, cached...
@@ -121,19 +129,23 @@ def _matrix(x, what: str, width: int) -> mx.array:
         raise InvalidInputError(f"{what}: width {w}, the AIR declares {width}")
     if h < 1 or h & (h - 1):
         raise InvalidInputError(f"{what}: height {h} is not a power of two")
-    # the scan runs on the default device: it also moves a host matrix there before the
-    # proof's spans start (on CUDA the first device read of host data migrates its pages)
-    if isinstance(x, np.ndarray):
-        x = mx.array(x)
-    if x.size:
-        high = mx.max(x)
-        low = mx.min(x) if mx.issubdtype(x.dtype, mx.signedinteger) else mx.array(0)
-        mx.eval(high, low)
-        if low.item() < 0 or high.item() >= P:
+    return mx.array(x) if isinstance(x, np.ndarray) else x
+
+
+def _scan_values(matrices: list) -> None:
+    """Reject any matrix with a value outside ``[0, p)``: one device pass per matrix and one
+    read-back for all of them. The scan also moves host matrices to the default device before
+    the heavy stages start (on CUDA the first device read of host data migrates its pages)."""
+    flags = []
+    for _, x in matrices:
+        bad = mx.max(x) >= P
+        if mx.issubdtype(x.dtype, mx.signedinteger):
+            bad = bad | (mx.min(x) < 0)
+        flags.append(bad)
+    found = read(mx.stack(flags))[0] if flags else []
+    for (what, _), bad in zip(matrices, found):
+        if bad:
             raise InvalidInputError(f"{what}: values must be canonical field elements (< p)")
-    arr = x.astype(mx.uint32)
-    mx.eval(arr)
-    return arr
 
 
 @dataclass
@@ -154,7 +166,7 @@ def _validate(pk, inputs) -> dict:
     if len(inputs) != len(pk.per_air):
         raise InvalidInputError(f"{len(inputs)} inputs for {len(pk.per_air)} AIRs "
                                 "(pass None for an absent optional AIR)")
-    present = {}
+    present, scans = {}, []
     for a, (apk, inp) in enumerate(zip(pk.per_air, inputs)):
         vk, name = apk.vk, f"AIR {a} ({apk.air_name})"
         if inp is None:
@@ -165,12 +177,14 @@ def _validate(pk, inputs) -> dict:
             raise InvalidInputError(f"{name}: expected AirInput or None, got {type(inp).__name__}")
         width = vk.params.width
         main = _matrix(inp.common_main, f"{name} common main", width.common_main)
+        scans.append((f"{name} common main", main))
         h = main.shape[0]
         if len(inp.cached_mains) != len(width.cached_mains):
             raise InvalidInputError(f"{name}: {len(inp.cached_mains)} cached mains, the AIR "
                                     f"declares {len(width.cached_mains)}")
         cached = [_matrix(c, f"{name} cached main {k}", w)
                   for k, (c, w) in enumerate(zip(inp.cached_mains, width.cached_mains))]
+        scans += [(f"{name} cached main {k}", c) for k, c in enumerate(cached)]
         if any(c.shape[0] != h for c in cached):
             raise InvalidInputError(f"{name}: every part must have the common main's height {h}")
         log_h = h.bit_length() - 1
@@ -188,13 +202,23 @@ def _validate(pk, inputs) -> dict:
     if not present:
         raise InvalidInputError("at least one AIR must be present")
     _check_shapes(pk, present)
+    _scan_values(scans)
+    for t in present.values():
+        t.common_main = t.common_main.astype(mx.uint32)
+        t.cached_mains = [c.astype(mx.uint32) for c in t.cached_mains]
+    return present
+
+
+def _explain_imbalance(pk, present: dict) -> None:
+    """Name the unbalanced (bus, message) pairs with the exact host scan of
+    :func:`~mlx_stark.air.check.check_interaction_balance` (raises when it finds them). Run only
+    after the GKR found a nonzero root numerator, so balanced proofs never pay for it."""
     check_interaction_balance([
         AirTrace(pk.per_air[a].air, present[a].common_main, present[a].public_values,
                  present[a].cached_mains, dag=present[a].vk.symbolic_constraints)
         if a in present else None
         for a in range(len(pk.per_air))
     ])
-    return present
 
 
 def _check_shapes(pk, present: dict) -> None:

@@ -15,7 +15,7 @@ from ..hash.merkle import MerkleTree
 from ..layout import StackedLayout, stacked_layout
 from ..params import SystemParams
 from ..poly import mle, ntt
-from ..tracing import span
+from ..tracing import read, span, wait
 
 
 @dataclass
@@ -99,7 +99,7 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     if kernel is not None:
         return kernel(matrix, l_skip)
     height, width = matrix.shape
-    mx.eval(matrix)
+    wait(matrix)
     streams = ntt.worker_streams()
     parts = len(streams) if (height >> l_skip) >= len(streams) else 1
     rows = height // parts
@@ -139,11 +139,11 @@ def stacked_commit(params: SystemParams, matrices, check_values: bool = True) ->
         raise InvalidInputError("cannot commit to matrices with zero total width")
     if layout.width > params.w_stack:
         raise InvalidInputError(f"stacked width {layout.width} exceeds w_stack = {params.w_stack}")
-    with span("stacked_matrix"):
+    with span("stacked_matrix") as sp:
         q = stacked_matrix(layout, matrices)
-        mx.eval(q)
-        if check_values and int(mx.max(q).item()) >= P:
+        if check_values and read(mx.max(q))[0] >= P:
             raise InvalidInputError("matrix entries must be canonical field elements (< p)")
+        sp.produced(q)
     with span("rs_code_matrix") as sp:
         msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
         sp.produced(msgs, codewords)

@@ -31,7 +31,7 @@ from ..field.host import EF
 from ..params import SystemParams
 from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, idft, kernels
 from ..proof.pcs import StackingProof
-from ..tracing import span
+from ..tracing import read, span, wait
 from ..transcript import Transcript
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
@@ -64,7 +64,7 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
         part = mx.sum(prod.astype(U64), axis=1)
         acc = part if acc is None else acc + part
         if x > step:
-            mx.eval(acc)
+            wait(acc)
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)

@@ -51,7 +51,7 @@ def _query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
         part = weighted_sum(table[None], coeffs[lo:lo + chunk])  # (1, 2^d, 4)
         out = ext.add(out, part[0])
         if len(points) > chunk:
-            mx.eval(out)  # free this chunk's tables before building the next ones
+            mx.async_eval(out)  # free this chunk's tables before building the next ones
     return out
 
 
