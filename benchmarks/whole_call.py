@@ -1,0 +1,100 @@
+"""Time whole ``ms.prove`` calls of a workload, then the span split, in one process.
+
+    PYTHONPATH=<checkout> python benchmarks/whole_call.py keccakf|logup|fib [--runs 5] [--out F]
+
+Works on any checkout since the KPI harness existed (it builds the workloads from the AIRs
+directly), so main before and after a change can be measured on one machine in one session.
+Reports the first (cold) call, then medians of ``runs`` warm plain calls (no spans), then
+medians per span of ``runs`` timed runs; sync/launch counters where the checkout has them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import mlx.core as mx
+import numpy as np
+
+import mlx_stark as ms
+from mlx_stark import tracing
+
+
+def workload(name: str):
+    from mlx_stark.airs import DummyInteractionAir, FibonacciAir, dummy_interaction_trace, fib_trace
+    from mlx_stark.params import test_system_params_small
+    from mlx_stark import workloads
+
+    if name == "keccakf":
+        w = workloads.keccakf(1024)
+        return w.airs, w.params, w.inputs
+    if name == "logup":
+        w = workloads.logup(65536)
+        return w.airs, w.params, w.inputs
+    trace, pv = fib_trace(0, 1, 1 << 20)  # the reference's fib instance (see workloads.fib)
+    airs, inputs = [FibonacciAir()], [ms.AirInput(trace, pv)]
+    for bus, rows, send in ((0, [[0, 1], [3, 5], [7, 4], [546, 889]], True),
+                            (0, [[1, 5], [3, 4], [4, 4], [2, 5], [0, 123], [545, 889], [1, 889],
+                                 [0, 456]], False),
+                            (1, [[2, 10, 11], [3, 20, 21]], True),
+                            (1, [[2, 10, 11], [3, 20, 21]], False)):
+        rows = np.asarray(rows, dtype=np.uint64)
+        common, _ = dummy_interaction_trace(rows[:, 0], rows[:, 1:])
+        airs.append(DummyInteractionAir(rows.shape[1] - 1, send, bus))
+        inputs.append(ms.AirInput(common))
+    return airs, test_system_params_small(4, 16, 4), inputs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    counted = hasattr(tracing, "totals")
+    t0 = time.perf_counter()
+    airs, params, inputs = workload(args.workload)
+    pk, vk = ms.keygen(airs, params)
+    setup = time.perf_counter() - t0
+    t = time.perf_counter()
+    proof = ms.prove(pk, inputs)
+    cold = time.perf_counter() - t
+    ms.prove(pk, inputs)  # second warm-up
+    calls = []
+    for _ in range(args.runs):
+        before = tracing.totals() if counted else {}
+        mx.reset_peak_memory()
+        t = time.perf_counter()
+        proof = ms.prove(pk, inputs)
+        calls.append({"seconds": time.perf_counter() - t, "peak_mb": mx.get_peak_memory() / 2**20,
+                      **{k: v - before[k] for k, v in (tracing.totals() if counted else {}).items()}})
+    spans, counters = [], []
+    for _ in range(args.runs):
+        with tracing.timing() as roots:
+            ms.prove(pk, inputs)
+        spans.append(tracing.flatten(roots))
+        if counted:
+            counters.append(tracing.flatten_counters(roots))
+    ms.verify(vk, proof.to_bytes())
+    secs = [c["seconds"] for c in calls]
+    report = {
+        "workload": args.workload, "device": str(mx.default_device()), "setup_s": setup,
+        "first_call_s": cold, "call_median_s": statistics.median(secs), "call_min_s": min(secs),
+        "call_max_s": max(secs), "calls": calls,
+        "spans_median_s": {k: statistics.median(s.get(k, 0.0) for s in spans) for k in spans[0]},
+        "counters_last": counters[-1] if counters else None,
+        "proof_bytes": len(proof.to_bytes()),
+    }
+    print(json.dumps({k: v for k, v in report.items() if k not in ("calls", "counters_last")}, indent=1))
+    if counted:
+        print(tracing.format_tree(roots))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=1)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
