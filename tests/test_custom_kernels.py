@@ -123,7 +123,9 @@ def test_emulated_merkle_layers(emulated, log_n, k, w):
 
 
 def test_emulated_pow(emulated, monkeypatch):
-    monkeypatch.setattr(kp2, "POW_FIRST_BATCH", 256)  # several (growing) batches before a hit
+    # several batches before a hit: the first 2^bits clamped to [256, 512]
+    monkeypatch.setattr(kp2, "POW_MARGIN_BITS", 0)
+    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 512)
     state = list(range(16))
     for absorb, bits in ((0, 0), (7, 6), (3, 11)):

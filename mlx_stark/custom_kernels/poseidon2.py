@@ -32,8 +32,11 @@ RATE = 8
 DIGEST = 8
 THREADS = 256  # threads per block for one-state-per-thread kernels
 TREE_LEVELS = 9  # tree levels per launch: a block of 2^8 threads reduces 2^9 nodes to one
-POW_FIRST_BATCH = 1 << 16
+POW_MIN_BATCH = 1 << 16
 POW_MAX_BATCH = 1 << 22
+# first batch 2^(bits + POW_MARGIN_BITS): it holds no witness with probability e^-16, so a
+# search almost always costs one launch and one read-back
+POW_MARGIN_BITS = 4
 _NO_HIT = 0xFFFFFFFF
 
 
@@ -492,11 +495,13 @@ def merkle_layers(matrix: mx.array, log_rows_per_query: int) -> list:
 
 def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     """:func:`mlx_stark.hash.poseidon2.find_pow_witness` (validated arguments): the smallest
-    nonce, searched in increasing batches (2^16 doubling to 2^22) of one launch each; the
-    smallest valid nonce of the first batch that has one is the witness."""
+    nonce, searched in increasing batches of one launch and one read-back each (the first
+    2^(bits + 4) within [2^16, 2^22], then doubling to 2^22); the smallest valid nonce of the
+    first batch that has one is the witness, whatever the batch sizes."""
     fixed = [mont(int(v)) for v in state]
     mask = (1 << bits) - 1
-    start, batch = 0, POW_FIRST_BATCH
+    start = 0
+    batch = min(max(1 << (bits + POW_MARGIN_BITS), POW_MIN_BATCH), POW_MAX_BATCH)
     while start < P:
         count = min(batch, P - start)
         grid = _blocks(count)
