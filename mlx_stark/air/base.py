@@ -1,4 +1,4 @@
-"""The ``Air`` base class users subclass (CONSTRAINTS.md §1.1).
+"""The ``Air`` base class users subclass (constraints.md §1.1).
 
 An AIR declares its trace widths and public-value count as class (or instance) attributes and
 writes its constraints in ``eval(b)`` against a :class:`~mlx_stark.air.builder.SymbolicBuilder`::

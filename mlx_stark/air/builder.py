@@ -1,4 +1,4 @@
-"""The symbolic constraint builder an AIR's ``eval`` writes to (CONSTRAINTS.md §1.1–§1.5).
+"""The symbolic constraint builder an AIR's ``eval`` writes to (constraints.md §1.1–§1.5).
 
 Assertion semantics follow Plonky3 0.4.3's ``AirBuilder`` (they fix the recorded tree shapes):
 ``assert_zero(e)`` records ``e``; through ``when(c)`` it records ``Mul(c, e)`` (condition on

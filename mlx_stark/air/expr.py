@@ -1,4 +1,4 @@
-"""Symbolic variables and expression trees (CONSTRAINTS.md §1.2–§1.3).
+"""Symbolic variables and expression trees (constraints.md §1.2–§1.3).
 
 An AIR's ``eval`` builds trees of :class:`Expr` nodes through Python operators. Each node stores
 its ``degree_multiple`` when it is built (never recomputed), and the tree is never simplified:
