@@ -50,3 +50,21 @@ def test_section_references_exist():
                 if m.group(2) not in sections[m.group(1)]:
                     missing.append(f"{p.relative_to(ROOT)}:{i + 1}: {m.group(0)}")
     assert not missing, missing
+
+
+def test_air_help_leads_to_the_builder():
+    import pydoc
+
+    from mlx_stark.air import Air
+    from mlx_stark.air.builder import LookupBus, PermutationCheckBus, SymbolicBuilder
+
+    text = pydoc.render_doc(Air, renderer=pydoc.plaintext)
+    for name in ("b.local", "b.next", "b.public_values", "when_first_row", "when_transition",
+                 "when_last_row", "assert_eq", "assert_zero", "push_interaction",
+                 "SymbolicBuilder"):
+        assert name in text, name
+    for cls in (SymbolicBuilder, PermutationCheckBus, LookupBus):
+        for name in dir(cls):
+            member = getattr(cls, name)
+            if not name.startswith("_") and callable(member):
+                assert member.__doc__, f"{cls.__name__}.{name} has no docstring"

@@ -101,12 +101,15 @@ class Expr:
 
     # -- Plonky3 ring helpers (p3-field 0.4.3 default methods; exact tree shapes)
     def double(self) -> "Add":
+        """``x + x``."""
         return Add(self, self)
 
     def square(self) -> "Mul":
+        """``x·x``."""
         return Mul(self, self)
 
     def cube(self) -> "Mul":
+        """``(x·x)·x``."""
         return Mul(Mul(self, self), self)
 
     def bool_check(self) -> "Mul":
@@ -119,6 +122,7 @@ class Expr:
         return Sub(Add(self, y), Mul(self, y.double()))
 
     def xor3(self, y: ExprLike, z: ExprLike) -> "Sub":
+        """``xor(xor(x, y), z)`` (boolean XOR of three 0/1 inputs)."""
         return self.xor(y).xor(z)
 
     def andn(self, other: ExprLike) -> "Mul":
