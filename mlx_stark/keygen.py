@@ -1,4 +1,4 @@
-"""Keygen: proving and verifying keys for a list of AIRs (CONSTRAINTS.md §2).
+"""Keygen: proving and verifying keys for a list of AIRs (constraints.md §2).
 
 Per AIR: commit the preprocessed trace (if any) with the stacked PCS, run ``eval`` through the
 symbolic builder, validate, and build the constraint DAG. Over all AIRs: the trace-height
@@ -205,7 +205,7 @@ def _air_keygen(air: Air, params: SystemParams) -> StarkProvingKey:
     if width.main_width == 0:
         raise KeygenError("AirWidthZero", f"AIR {name} has main width 0")
     if width.common_main == 0:
-        # such a trace has no height to read: the protocol cannot prove it (CONSTRAINTS §10)
+        # such a trace has no height to read: the protocol cannot prove it (constraints.md §10)
         raise KeygenError("CommonMainWidthZero", f"AIR {name} has no common main columns")
     b = SymbolicBuilder(
         common_width=width.common_main,

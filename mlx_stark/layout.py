@@ -1,4 +1,4 @@
-"""Stacked layout of a commitment (PCS.md §6.2): where each matrix column sits in the stacked
+"""Stacked layout of a commitment (pcs.md §6.2): where each matrix column sits in the stacked
 matrix. Pure data, computed identically by the prover and the verifier.
 
 Matrices ``T_0 … T_{M−1}`` (trace order, non-increasing heights ``2^{h_a}``, ``h_a <= m``) are
@@ -56,7 +56,7 @@ class StackedLayout:
 
 
 def stacked_layout(l_skip: int, log_stacked_height: int, matrix_dims) -> StackedLayout:
-    """PCS.md §6.2 for ``matrix_dims = [(width_a, log_height_a), …]`` in trace order.
+    """pcs.md §6.2 for ``matrix_dims = [(width_a, log_height_a), …]`` in trace order.
 
     Raises :class:`InvalidInputError` for a negative width or height, a height above
     ``2^log_stacked_height`` or heights that are not non-increasing."""

@@ -1,9 +1,9 @@
-"""System parameters (PCS.md §9; stark-backend v2.0.1 ``config.rs`` and the stark-sdk presets).
+"""System parameters (pcs.md §9; stark-backend v2.0.1 ``config.rs`` and the stark-sdk presets).
 
 All classes are frozen dataclasses: two parameter sets are equal iff every field is equal
 (the verifier rejects a proof whose vk was built with different parameters). Field order is
 the order of the reference structs, which is also their postcard serialisation order
-(CONSTRAINTS.md §2.4).
+(constraints.md §2.4).
 
 Derived WHIR quantities: ``R = len(whir.rounds)`` rounds of ``k`` folds each, so ``k·R``
 sumcheck rounds and a final polynomial of ``2^(m − k·R)`` coefficients (``m = l_skip + n_stack``).
@@ -17,7 +17,7 @@ from .errors import InvalidInputError
 from .field.bb import P, TWO_ADICITY
 
 # The configurations in this module target 100 bits with BabyBear^4 challenges.
-CHALLENGE_FIELD_BITS = 4 * math.log2(P)  # 123.62756238530045 (PCS.md §1.3)
+CHALLENGE_FIELD_BITS = 4 * math.log2(P)  # 123.62756238530045 (pcs.md §1.3)
 SECURITY_BITS_TARGET = 100
 WHIR_MAX_LOG_FINAL_POLY_LEN = 10
 DEFAULT_K_WHIR = 4
@@ -260,7 +260,7 @@ def params_with_100_bits_security(*, log_blowup: int, l_skip: int, n_stack: int,
 
 
 def app_params_with_100_bits_security(log_stacked_height: int) -> SystemParams:
-    """App-VM preset (PCS.md §9.3): ``l = 4``, rate 1/2, ``w_stack = 2048``, unique decoding.
+    """App-VM preset (pcs.md §9.3): ``l = 4``, rate 1/2, ``w_stack = 2048``, unique decoding.
     ``log_stacked_height`` must be in ``[11, 24]`` (at most 10 gives zero WHIR rounds)."""
     if log_stacked_height > MAX_APP_LOG_STACKED_HEIGHT:
         raise InvalidInputError(
@@ -321,7 +321,7 @@ def test_system_params_small_with_poly_len(l_skip: int, n_stack: int, k_whir: in
 
 
 def test_system_params_small(l_skip: int, n_stack: int, k_whir: int) -> SystemParams:
-    """Toy parameters (CONSTRAINTS.md §9.7): final length ``2^((l + n) mod k)``."""
+    """Toy parameters (constraints.md §9.7): final length ``2^((l + n) mod k)``."""
     return test_system_params_small_with_poly_len(l_skip, n_stack, k_whir,
                                                   (l_skip + n_stack) % k_whir)
 

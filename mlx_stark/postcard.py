@@ -1,5 +1,5 @@
 """Writer for the postcard 1.x wire format (serde), as far as the verifying-key prehash needs
-it (CONSTRAINTS.md §2.4). Postcard is not self-describing: no field names, no struct framing.
+it (constraints.md §2.4). Postcard is not self-describing: no field names, no struct framing.
 
 * unsigned ``u16/u32/u64/usize``: LEB128 varint; ``u8``: one raw byte;
 * signed ``isize/i64``: zigzag, then varint; ``bool``: one byte;

@@ -1,4 +1,4 @@
-"""Fiat–Shamir transcript: the duplex sponge of PCS.md §4 (stark-backend ``DuplexSponge<F, P, 16, 8>``).
+"""Fiat–Shamir transcript: the duplex sponge of pcs.md §4 (stark-backend ``DuplexSponge<F, P, 16, 8>``).
 
 The state lives on the host (16 Python ints); one Poseidon2 permutation per 8 observations or
 8 samples. Long runs of observations (:meth:`Transcript.observe_array`) absorb their full rate

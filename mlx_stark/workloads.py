@@ -4,7 +4,7 @@
   ``app_params_with_100_bits_security(21)`` (the reference benchmark: 1024 permutations, a
   ``2^15 × 2633`` trace).
 - ``logup``: the interaction workload of ``test_batch_constraints_with_interactions``
-  (CONSTRAINTS.md §9.8: a sender and a receiver DummyInteractionAir on bus 0) as a full proof.
+  (constraints.md §9.8: a sender and a receiver DummyInteractionAir on bus 0) as a full proof.
   ``scale`` (a power of two) repeats both traces ``scale`` times (each copy balances), so the
   LogUp path can be measured at sizes where the GPU matters.
 - ``fib``: the reference prover's own synthetic benchmark instance: ``FibonacciAir`` with

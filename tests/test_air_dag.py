@@ -1,4 +1,4 @@
-"""Symbolic expressions, builder tree shapes and DAG construction (CONSTRAINTS.md §1.3–§1.7),
+"""Symbolic expressions, builder tree shapes and DAG construction (constraints.md §1.3–§1.7),
 checked node by node against the worked examples of §1.6 and §9."""
 import pytest
 
@@ -32,7 +32,7 @@ SELS = [1, 0, 1, 0, 1, 0, 1, 0]
 
 
 def listing(dag):
-    """Node list in the notation of CONSTRAINTS.md (``Sub(1,2,d1)``, ``Main{0,1}[0]``, ...)."""
+    """Node list in the notation of constraints.md (``Sub(1,2,d1)``, ``Main{0,1}[0]``, ...)."""
     return [f"{i} {n!r}" for i, n in enumerate(dag.nodes)]
 
 

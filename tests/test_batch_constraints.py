@@ -1,4 +1,4 @@
-"""The constraint stage (CONSTRAINTS.md §4.2 steps 4–15, §6, §8.4): the reference's
+"""The constraint stage (constraints.md §4.2 steps 4–15, §6, §8.4): the reference's
 decomposition tests (crates/backend-tests/src/lib.rs), the round-0 identities of §6.4 against
 a naive evaluation, prove/verify on every test AIR, tampering, bad traces and the codec."""
 from dataclasses import dataclass, replace

@@ -1,5 +1,5 @@
 """DAG evaluation (every algebra), check_constraints and the interaction-balance check on the
-test AIRs of CONSTRAINTS.md §9: honest traces pass, corrupted ones fail with a precise error."""
+test AIRs of constraints.md §9: honest traces pass, corrupted ones fail with a precise error."""
 import random
 
 import mlx.core as mx

@@ -1,4 +1,4 @@
-"""KeccakfAir and its trace generator against KECCAK_AIR.md: known answers (XKCP per-round
+"""KeccakfAir and its trace generator against keccak_air.md: known answers (XKCP per-round
 intermediates, full permutations), an independent scalar Keccak-f and SHA3-256, the constraint
 list (count, order, degrees, tree shapes, DAG facts) and valid / tampered traces."""
 import hashlib
@@ -273,7 +273,7 @@ def test_constraint_tree_shapes():
 
 
 def test_dag_facts():
-    """KECCAK_AIR.md §9: every root is a new node created after all earlier roots, so the
+    """keccak_air.md §9: every root is a new node created after all earlier roots, so the
     sorted constraint order is the emission order; rotation reads step_flags, preimage, a."""
     air = KeccakfAir()
     builder = DagBuilder()

@@ -1,4 +1,4 @@
-"""Keygen (CONSTRAINTS.md §2): per-AIR keys, validation errors, trace-height constraints, the
+"""Keygen (constraints.md §2): per-AIR keys, validation errors, trace-height constraints, the
 postcard encoding of the verifying key and its prehash."""
 from dataclasses import replace
 

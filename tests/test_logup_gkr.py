@@ -1,4 +1,4 @@
-"""LogUp GKR (CONSTRAINTS.md §5, §8.5): layered circuit, prover/verifier round trips on random
+"""LogUp GKR (constraints.md §5, §8.5): layered circuit, prover/verifier round trips on random
 balanced fraction trees, tampering, unbalanced input, codec, and the reference's
 ``gkr_verify_zero_interactions`` decomposition test."""
 from dataclasses import replace

@@ -1,4 +1,4 @@
-"""Leaf hash, compression (PCS.md §3.1-3.2, §11) and Merkle trees (§3.3)."""
+"""Leaf hash, compression (pcs.md §3.1-3.2, §11) and Merkle trees (§3.3)."""
 import json
 from importlib import resources
 
@@ -89,7 +89,7 @@ def test_device_rejects_bad_input():
 
 # ---------------------------------------------------------------- Merkle trees
 def _naive_root(m: np.ndarray, k: int) -> tuple:
-    """PCS.md §3.3 in its 'equivalent' form: a plain binary tree whose leaf y*2^k + t is
+    """pcs.md §3.3 in its 'equivalent' form: a plain binary tree whose leaf y*2^k + t is
     H(row y + t*qs)."""
     qs = m.shape[0] >> k
     leaves = [hash_host(m[y + t * qs].tolist()) for y in range(qs) for t in range(1 << k)]

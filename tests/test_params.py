@@ -1,4 +1,4 @@
-"""SystemParams builders against PCS.md §9.2/§9.3 and CONSTRAINTS.md §9.7."""
+"""SystemParams builders against pcs.md §9.2/§9.3 and constraints.md §9.7."""
 import dataclasses
 import math
 

@@ -1,6 +1,6 @@
-"""Byte codec of PCS.md §10.2: primitives, StackingProof / WhirProof round trips, and
+"""Byte codec of pcs.md §10.2: primitives, StackingProof / WhirProof round trips, and
 rejection of malformed bytes (truncation, trailing bytes, non-canonical values, the edge cases
-of PCS.md §12)."""
+of pcs.md §12)."""
 import random
 import struct
 

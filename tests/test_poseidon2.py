@@ -1,4 +1,4 @@
-"""Poseidon2 known answers (PCS.md §2, §11; data/poseidon2_babybear_w16_kat.json) and
+"""Poseidon2 known answers (pcs.md §2, §11; data/poseidon2_babybear_w16_kat.json) and
 device/host equality."""
 import json
 from importlib import resources

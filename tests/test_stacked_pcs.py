@@ -1,4 +1,4 @@
-"""Stacked layout, stacked matrix, RS encoding and the stacked commitment (PCS.md §5.3, §6)."""
+"""Stacked layout, stacked matrix, RS encoding and the stacked commitment (pcs.md §5.3, §6)."""
 import dataclasses
 import random
 
@@ -65,7 +65,7 @@ def test_layout_zero_width_and_errors():
 
 
 def _naive_stack(l, m, matrices):
-    """Direct transcription of PCS.md §6.2/§6.3 with Python loops."""
+    """Direct transcription of pcs.md §6.2/§6.3 with Python loops."""
     height = 1 << m
     cols, col, row = [], 0, 0
     for mat in matrices:
@@ -96,7 +96,7 @@ def test_stacked_matrix_mixed_heights(on_device):
 
 # ------------------------------------------------------------------ RS encoding
 def _naive_msg(column, l):
-    """msg(q) of PCS.md §5.3 with Python ints (iDFT per block, then subset sums)."""
+    """msg(q) of pcs.md §5.3 with Python ints (iDFT per block, then subset sums)."""
     n_blocks = len(column) >> l
     size = 1 << l
     w_inv = pow(two_adic_generator(l), P - 2, P)
@@ -138,7 +138,7 @@ def _prism_eval(column, l, u0, us):
 
 @pytest.mark.parametrize("l,n", [(2, 3), (3, 1), (0, 4)])
 def test_msg_identity_mobeq(on_device, l, n):
-    """Σ_b F_q(b)·MobEq(u, b) = q̂(u_0, u_1..u_n) with u = u_cube (PCS.md §5.3)."""
+    """Σ_b F_q(b)·MobEq(u, b) = q̂(u_0, u_1..u_n) with u = u_cube (pcs.md §5.3)."""
     q = bb.random((1 << (l + n), 2), seed=5 * l + n)
     msgs, _ = rs_code_matrix(q, l, 1)
     hyper = zeta(msgs)  # F_q on the hypercube

@@ -1,4 +1,4 @@
-"""Stacked opening reduction (PCS.md §7): honest claims computed naively (prismalinear
+"""Stacked opening reduction (pcs.md §7): honest claims computed naively (prismalinear
 evaluation) are reduced by the prover and accepted by the verifier, for mixed heights
 (including heights below 2^l), several commitments, with and without rotation claims;
 tampering with claims or any message is rejected.
@@ -29,7 +29,7 @@ def rand_ef(rng):
 
 
 def prism_eval(col, l, h, r):
-    """Naive ``t̂(r_0, r_1..r_{h−l})`` (PCS.md §5.1) or, below ``2^l``, the lift ``t̂(r_0^{2^{l−h}})``."""
+    """Naive ``t̂(r_0, r_1..r_{h−l})`` (pcs.md §5.1) or, below ``2^l``, the lift ``t̂(r_0^{2^{l−h}})``."""
     n_i = h - l
     if n_i >= 0:
         basis = kernels.lagrange_basis(l, r[0])

@@ -1,4 +1,4 @@
-"""Duplex-sponge transcript (PCS.md §4) against the vectors of PCS.md §11, and proof of work."""
+"""Duplex-sponge transcript (pcs.md §4) against the vectors of pcs.md §11, and proof of work."""
 import pytest
 
 from mlx_stark.errors import InvalidInputError

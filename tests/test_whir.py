@@ -1,4 +1,4 @@
-"""WHIR (PCS.md §8) end to end with the stacked reduction: commit, reduce, open, verify for
+"""WHIR (pcs.md §8) end to end with the stacked reduction: commit, reduce, open, verify for
 several parameter sets; the consistency facts of §8.4 one by one; tampering with any message,
 witness, commitment, Merkle path or opened value is rejected; codec round trips and the
 proof-shape checks of §10.3."""
@@ -231,7 +231,7 @@ def test_wrong_openings_or_point(inst, honest):
     assert rejects(inst, sp, wp, u_map=lambda u: [u[0] + 1] + u[1:]) == "WhirFinalMismatch"
 
 
-# ------------------------------------------------------------------ proof shape (PCS.md §10.3)
+# ------------------------------------------------------------------ proof shape (pcs.md §10.3)
 def test_shape_checks(inst, honest):
     sp, wp = honest
     widths = [p.width for p in inst.pcs]
@@ -277,7 +277,7 @@ def test_malformed_statement(inst, honest):
             verify_whir(inst.params, t.copy(), wp, *args)
 
 
-# ------------------------------------------------------------------ consistency facts (PCS.md §8.4)
+# ------------------------------------------------------------------ consistency facts (pcs.md §8.4)
 class RecordingTree:
     """Stands in for MerkleTree inside the WHIR prover and records what it commits."""
 

@@ -1,5 +1,5 @@
 """AIR model: the ``Air`` base class, symbolic expressions and builder, the constraint DAG
-(CONSTRAINTS.md §1), its evaluation over algebras, and trace checks."""
+(constraints.md §1), its evaluation over algebras, and trace checks."""
 from .base import Air
 from .builder import (
     FilteredBuilder,

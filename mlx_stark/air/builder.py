@@ -1,4 +1,4 @@
-"""The symbolic constraint builder an AIR's ``eval`` writes to (CONSTRAINTS.md §1.1–§1.5).
+"""The symbolic constraint builder an AIR's ``eval`` writes to (constraints.md §1.1–§1.5).
 
 Assertion semantics follow Plonky3 0.4.3's ``AirBuilder`` (they fix the recorded tree shapes):
 ``assert_zero(e)`` records ``e``; through ``when(c)`` it records ``Mul(c, e)`` (condition on
@@ -82,49 +82,72 @@ class _Assertions(ABC):
         """Store what ``assert_zero_ext(e)`` asserts (condition on the right when filtered)."""
 
     def assert_zero(self, e: ExprLike) -> None:
+        """Constrain ``e`` to be 0 on every row (the trace wraps: ``next`` of the last row is
+        row 0). Through a filter (:meth:`when` …) the recorded constraint is ``cond · e``."""
         self._record(as_expr(e))
 
     def assert_eq(self, x: ExprLike, y: ExprLike) -> None:
+        """Constrain ``x == y`` on every row (records ``x - y``), e.g.
+        ``b.when_transition().assert_eq(b.next[0], b.local[1])``."""
         self._record(Sub(as_expr(x), as_expr(y)))
 
     def assert_one(self, x: ExprLike) -> None:
+        """Constrain ``x == 1`` on every row (records ``x - 1``)."""
         self._record(Sub(as_expr(x), Constant(1)))
 
     def assert_bool(self, x: ExprLike) -> None:
+        """Constrain ``x`` to be 0 or 1 on every row (records ``x · (x - 1)``, degree 2)."""
         self._record(as_expr(x).bool_check())
 
     def assert_zeros(self, es: Iterable[ExprLike]) -> None:
+        """:meth:`assert_zero` for each expression of ``es``, in order."""
         for e in es:
             self.assert_zero(e)
 
     def assert_bools(self, xs: Iterable[ExprLike]) -> None:
+        """:meth:`assert_bool` for each expression of ``xs``, in order."""
         for x in xs:
             self.assert_bool(x)
 
     # extension-field assertions (the extension of the symbolic builder is F itself)
     def assert_zero_ext(self, e: ExprLike) -> None:
+        """:meth:`assert_zero` as Plonky3's extension-field variant records it: the same
+        constraint on the base builder, but ``e · cond`` (condition on the right) through a
+        filter."""
         self._record_ext(as_expr(e))
 
     def assert_eq_ext(self, x: ExprLike, y: ExprLike) -> None:
+        """:meth:`assert_eq` with the tree shape of :meth:`assert_zero_ext`."""
         self._record_ext(Sub(as_expr(x), as_expr(y)))
 
     def assert_one_ext(self, x: ExprLike) -> None:
+        """:meth:`assert_one` with the tree shape of :meth:`assert_zero_ext`."""
         self._record_ext(Sub(as_expr(x), Constant(1)))
 
     # filters
     def when(self, condition: ExprLike) -> "FilteredBuilder":
+        """A view whose assertions hold only where ``condition`` is non-zero: each records
+        ``condition · e``. Filters nest: ``b.when(c1).when(c2).assert_zero(e)`` records
+        ``c1 · (c2 · e)``. A filtered view reads rows, public values and selectors but cannot
+        push interactions (put the condition in the count instead)."""
         return FilteredBuilder(self, as_expr(condition))
 
     def when_ne(self, x: ExprLike, y: ExprLike) -> "FilteredBuilder":
+        """:meth:`when` with the condition ``x - y``."""
         return self.when(Sub(as_expr(x), as_expr(y)))
 
     def when_first_row(self) -> "FilteredBuilder":
+        """Assertions that hold on row 0 only (``when(is_first_row)``)."""
         return self.when(self.is_first_row)
 
     def when_last_row(self) -> "FilteredBuilder":
+        """Assertions that hold on the last row only (``when(is_last_row)``)."""
         return self.when(self.is_last_row)
 
     def when_transition(self) -> "FilteredBuilder":
+        """Assertions that hold on every row but the last (``when(is_transition)``): use it
+        for constraints that read ``next``, so the wrap from the last row to row 0 is not
+        checked."""
         return self.when(self.is_transition)
 
 
@@ -156,13 +179,29 @@ _READABLE = frozenset({
 
 
 class SymbolicBuilder(_Assertions):
-    """Records the constraints and interactions of one AIR.
+    """Records the constraints and interactions of one AIR: the ``b`` of ``Air.eval(b)``.
 
-    Rows (each a :class:`Row` of :class:`~mlx_stark.air.expr.Variable` expressions):
-    ``local`` / ``next`` (common main, offset 0 / 1), ``cached_local[k]`` / ``cached_next[k]``
-    (cached main part ``k``), ``preprocessed_local`` / ``preprocessed_next``;
-    ``public_values`` (``Public[j]``); selectors ``is_first_row``, ``is_last_row``,
-    ``is_transition``.
+    Reading the trace (each row a :class:`Row` of :class:`~mlx_stark.air.expr.Variable`
+    expressions; indexing past the width raises ``KeygenError("ColumnOutOfRange")``):
+
+    * ``b.local[c]`` / ``b.next[c]``: column ``c`` of the common main on this row / the next row
+      (the row after the last is row 0);
+    * ``b.cached_local[k][c]`` / ``b.cached_next[k][c]``: cached main part ``k``;
+    * ``b.preprocessed_local[c]`` / ``b.preprocessed_next[c]``: the preprocessed trace;
+    * ``b.public_values[j]``: public value ``j`` (the same on every row);
+    * ``b.is_first_row``, ``b.is_last_row``, ``b.is_transition``: row selectors (0/1).
+
+    Writing constraints (each holds on every row unless filtered): :meth:`assert_zero`,
+    :meth:`assert_eq`, :meth:`assert_one`, :meth:`assert_bool`, :meth:`assert_zeros`,
+    :meth:`assert_bools`; filters :meth:`when`, :meth:`when_ne`, :meth:`when_first_row`,
+    :meth:`when_last_row`, :meth:`when_transition`, e.g.
+    ``b.when_first_row().assert_eq(b.local[0], b.public_values[0])``.
+
+    Interactions (buses, checked by LogUp): :meth:`push_interaction`, or the helpers
+    :class:`PermutationCheckBus` (``send`` / ``receive``) and :class:`LookupBus`.
+
+    Expressions combine with ``+``, ``-``, ``*``, unary ``-`` and Python ints, plus the helpers
+    of :class:`~mlx_stark.air.expr.Expr` (``square``, ``cube``, ``xor``, ``andn``, ...).
 
     DAG part numbering (§1.1): cached parts are parts ``0..m-1``, the common main is part ``m``.
     """
@@ -212,7 +251,11 @@ class SymbolicBuilder(_Assertions):
         count_weight: int = 1,
     ) -> None:
         """Record ``count / (α + h(fields, bus))`` (§1.5). A send uses a positive count, a
-        receive the negated one; ``count_weight`` only feeds trace-height constraints (§2.3)."""
+        receive the negated one; ``count_weight`` only feeds trace-height constraints (§2.3).
+
+        ``fields`` is the message (a non-empty sequence of expressions), ``bus_index`` a u16.
+        Over all rows of all AIRs of a proof, the counts of each (bus, message) must sum to 0,
+        or no proof exists."""
         if not 0 <= bus_index < 1 << 16:
             raise KeygenError("BusIndexOutOfRange", f"bus index {bus_index} is not a u16")
         if not 0 <= count_weight < 1 << 32:
@@ -234,11 +277,13 @@ class LookupBus:
         self.index = index
 
     def lookup_key(self, builder: SymbolicBuilder, query: Iterable[ExprLike], enabled: ExprLike):
+        """Look ``query`` up in the table (``enabled`` times on this row)."""
         builder.push_interaction(self.index, query, enabled, 1)
 
     def add_key_with_lookups(
         self, builder: SymbolicBuilder, key: Iterable[ExprLike], num_lookups: ExprLike
     ):
+        """Provide table entry ``key``, looked up ``num_lookups`` times in all."""
         builder.push_interaction(self.index, key, Neg(as_expr(num_lookups)), 0)
 
 
@@ -250,10 +295,13 @@ class PermutationCheckBus:
         self.index = index
 
     def send(self, builder: SymbolicBuilder, message: Iterable[ExprLike], enabled: ExprLike):
+        """Send ``message`` ``enabled`` times (usually 0 or 1) on this row."""
         builder.push_interaction(self.index, message, enabled, 1)
 
     def receive(self, builder: SymbolicBuilder, message: Iterable[ExprLike], enabled: ExprLike):
+        """Receive ``message`` ``enabled`` times on this row (count ``-enabled``)."""
         builder.push_interaction(self.index, message, Neg(as_expr(enabled)), 1)
 
     def interact(self, builder: SymbolicBuilder, message: Iterable[ExprLike], direction: ExprLike):
+        """Send (``direction`` positive) or receive (negative) ``message``."""
         builder.push_interaction(self.index, message, direction, 1)

@@ -1,5 +1,5 @@
 """Debug-time checks of concrete traces against an AIR: every constraint on every row
-(CONSTRAINTS.md §1.4) and bus balance of the interactions (§1.5, §3).
+(constraints.md §1.4) and bus balance of the interactions (§1.5, §3).
 
 Both checks are whole-array work (the DAG interpreter over ``(H,)`` columns) and raise an
 :class:`~mlx_stark.errors.InvalidInputError` subclass naming what fails.

@@ -1,4 +1,4 @@
-"""The constraint DAG stored in the verifying key (CONSTRAINTS.md §1.6–§1.7).
+"""The constraint DAG stored in the verifying key (constraints.md §1.6–§1.7).
 
 Expression trees are interned into a flat node list in topological order (children before
 parents) with the exact simplification rules of the reference, so node indices — and with them

@@ -1,4 +1,4 @@
-"""Evaluation of a constraint DAG over an algebra (CONSTRAINTS.md §1.4, §1.6).
+"""Evaluation of a constraint DAG over an algebra (constraints.md §1.4, §1.6).
 
 Nodes are evaluated in index order, each from its already computed children. The same loop
 serves every caller; only the algebra and the inputs change:

@@ -1,4 +1,4 @@
-"""Symbolic variables and expression trees (CONSTRAINTS.md §1.2–§1.3).
+"""Symbolic variables and expression trees (constraints.md §1.2–§1.3).
 
 An AIR's ``eval`` builds trees of :class:`Expr` nodes through Python operators. Each node stores
 its ``degree_multiple`` when it is built (never recomputed), and the tree is never simplified:
@@ -101,12 +101,15 @@ class Expr:
 
     # -- Plonky3 ring helpers (p3-field 0.4.3 default methods; exact tree shapes)
     def double(self) -> "Add":
+        """``x + x``."""
         return Add(self, self)
 
     def square(self) -> "Mul":
+        """``x·x``."""
         return Mul(self, self)
 
     def cube(self) -> "Mul":
+        """``(x·x)·x``."""
         return Mul(Mul(self, self), self)
 
     def bool_check(self) -> "Mul":
@@ -119,6 +122,7 @@ class Expr:
         return Sub(Add(self, y), Mul(self, y.double()))
 
     def xor3(self, y: ExprLike, z: ExprLike) -> "Sub":
+        """``xor(xor(x, y), z)`` (boolean XOR of three 0/1 inputs)."""
         return self.xor(y).xor(z)
 
     def andn(self, other: ExprLike) -> "Mul":

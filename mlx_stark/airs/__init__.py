@@ -1,4 +1,4 @@
-"""Concrete AIRs: the test AIRs of CONSTRAINTS.md §9 and their fixtures."""
+"""Concrete AIRs: the test AIRs of constraints.md §9 and their fixtures."""
 from .fixtures import (
     Fixture,
     cached_fixture_11,

@@ -1,4 +1,4 @@
-"""Multi-AIR test fixtures of CONSTRAINTS.md §9 (AIRs in AIR-id order plus their traces).
+"""Multi-AIR test fixtures of constraints.md §9 (AIRs in AIR-id order plus their traces).
 
 A :class:`Fixture` holds every AIR (what keygen sees) and, per AIR id, its
 :class:`~mlx_stark.air.check.AirTrace` or ``None`` when that AIR is absent from the proof.

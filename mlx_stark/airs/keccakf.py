@@ -1,4 +1,4 @@
-"""Keccak-f[1600] AIR (Plonky3 0.4.3 ``KeccakAir``) and its trace generator (KECCAK_AIR.md).
+"""Keccak-f[1600] AIR (Plonky3 0.4.3 ``KeccakAir``) and its trace generator (keccak_air.md).
 
 One row per round: the 24 rounds of a permutation fill 24 consecutive rows, each holding the
 round's input state ``A`` (16-bit limbs), the theta column parities ``C`` / ``C'`` (bits), the
@@ -20,7 +20,7 @@ NUM_ROUNDS = 24
 U64_LIMBS = 4
 BITS_PER_LIMB = 16
 
-# Rotation offsets R[x][y] (rho), KECCAK_AIR.md §1.
+# Rotation offsets R[x][y] (rho), keccak_air.md §1.
 R = (
     (0, 36, 3, 41, 18),
     (1, 44, 10, 45, 2),
@@ -29,7 +29,7 @@ R = (
     (27, 20, 39, 8, 14),
 )
 
-# Round constants RC[r] (iota), KECCAK_AIR.md §1.
+# Round constants RC[r] (iota), keccak_air.md §1.
 RC = (
     0x0000000000000001, 0x0000000000008082, 0x800000000000808A, 0x8000000080008000,
     0x000000000000808B, 0x0000000080000001, 0x8000000080008081, 0x8000000000008009,
@@ -41,7 +41,7 @@ RC = (
 
 
 class KeccakLayout:
-    """Column indices of ``KeccakCols`` (KECCAK_AIR.md §3); shared by the trace generator and
+    """Column indices of ``KeccakCols`` (keccak_air.md §3); shared by the trace generator and
     the AIR. Group starts are class constants; the methods give single columns and
     :meth:`group` gives ``(start, stop)`` of a whole group."""
 
@@ -134,7 +134,7 @@ RC_BITS = tuple(tuple((RC[r] >> z) & 1 for z in range(64)) for r in range(NUM_RO
 # ---------------------------------------------------------------------------- constraints
 class KeccakfAir(Air):
     """Plonky3 0.4.3 ``KeccakAir``: 2633 main columns, no public values, no interactions, no
-    preprocessed trace; 3182 constraints of degree ≤ 3 (KECCAK_AIR.md §7).
+    preprocessed trace; 3182 constraints of degree ≤ 3 (keccak_air.md §7).
 
     ``eval`` follows the reference expression by expression, so that the recorded trees (and
     hence the DAG and the verifying key) are the reference's: ``pack16`` is the Horner fold
@@ -310,7 +310,7 @@ def _rounds(states: np.ndarray, out: np.ndarray) -> None:
 
 
 def keccakf_trace(inputs: np.ndarray) -> np.ndarray:
-    """Main trace of :class:`KeccakfAir` for ``n`` Keccak-f permutations (KECCAK_AIR.md §4–§5).
+    """Main trace of :class:`KeccakfAir` for ``n`` Keccak-f permutations (keccak_air.md §4–§5).
 
     ``inputs``: ``(n, 25)`` unsigned integer array of lanes (``i = x + 5y``), ``n ≥ 0``.
     Returns ``(N, 2633)`` uint32 with ``N = next_power_of_two(24·n)`` (1 when ``n = 0``):

@@ -1,4 +1,4 @@
-"""The test AIRs of CONSTRAINTS.md §9 and their trace generators.
+"""The test AIRs of constraints.md §9 and their trace generators.
 
 Each AIR writes its constraints in exactly the reference's tree shapes (§9 lists them), so its
 DAG and verifying-key hash match the reference. Trace generators return NumPy ``(H, w)``

@@ -1,4 +1,4 @@
-"""Constraint-evaluation kernels generated from an AIR's DAG (CONSTRAINTS.md §6): the native
+"""Constraint-evaluation kernels generated from an AIR's DAG (constraints.md §6): the native
 path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate_blocks`, used by the
 GKR leaves, round 0 (base-field points) and the multilinear rounds (extension-field points;
 the rounds' folded tables are read directly in the ``mle`` mode below).

@@ -1,5 +1,5 @@
 """LogUp GKR sumcheck kernels: the native path of the layer sumchecks in
-:func:`mlx_stark.prover.logup_gkr.prove_fractional_sumcheck` (CONSTRAINTS.md §5.4).
+:func:`mlx_stark.prover.logup_gkr.prove_fractional_sumcheck` (constraints.md §5.4).
 
 Layer ``j``'s sumcheck runs over the stacked tables ``(2M, 5, 4)`` (rows ``P0, Q0, P1, Q1, E``,
 extension elements, uint32 canonical), ``2M = 2^(j−1)`` halving with every sub-round. A

@@ -1,4 +1,4 @@
-"""NTT kernels (PCS.md §0, §5.3, §6.4): batched DFT along axis 0 and the RS messages of the
+"""NTT kernels (pcs.md §0, §5.3, §6.4): batched DFT along axis 0 and the RS messages of the
 stacked matrix. Natural order in and out, bit-equal to :mod:`mlx_stark.poly.ntt` and
 :func:`mlx_stark.prover.stacked_pcs.rs_messages`.
 
@@ -186,7 +186,7 @@ def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
 
 @lru_cache(maxsize=8)
 def rs_messages_source(log_block: int) -> KernelSource:
-    """RS messages per ``2^l``-row block (PCS.md §5.3): ``matrix`` (H·W) -> ``out`` (H·W);
+    """RS messages per ``2^l``-row block (pcs.md §5.3): ``matrix`` (H·W) -> ``out`` (H·W);
     ``params = [H/2^l · W, W]``. One thread per (block, column) holds the block's ``2^l``
     values in registers: an inverse DFT over ``⟨ω_l⟩`` (radix 2, bit-reversed load), the scale
     ``2^-l``, then the subset-sum transform over the ``l`` bits. Straight-line code (``l`` is

@@ -1,4 +1,4 @@
-"""Poseidon2 kernels (PCS.md §2-§4): batched permutation, leaf hashing of matrix rows, 2-to-1
+"""Poseidon2 kernels (pcs.md §2-§4): batched permutation, leaf hashing of matrix rows, 2-to-1
 compression (pairs, strided Merkle layers, several tree levels per launch), the
 proof-of-work search and the transcript's bulk absorption.
 
@@ -42,7 +42,7 @@ _NO_HIT = 0xFFFFFFFF
 
 # ---------------------------------------------------------------- generated permutation
 def _internal_lane(i: int) -> str:
-    """``sum + V[i]·s[i]``, with the small diagonal entries as additions (PCS.md §2)."""
+    """``sum + V[i]·s[i]``, with the small diagonal entries as additions (pcs.md §2)."""
     sign, num, log_den = INTERNAL_DIAG_FORM[i]
     x = f"s[{i}]"
     if log_den == 0 and num <= 4:
@@ -151,7 +151,7 @@ p2_permute(s);
 
 @lru_cache(maxsize=16)
 def hash_rows_source(width: int) -> KernelSource:
-    """``matrix`` (n·width) -> ``out`` (n·8): the padding-free sponge of PCS.md §3.1 over each
+    """``matrix`` (n·width) -> ``out`` (n·8): the padding-free sponge of pcs.md §3.1 over each
     row, one thread per row; ``params = [n]``. Rate blocks overwrite lanes 0..7 (a short last
     block only its first ``width mod 8``); the block count and tail are compile-time, so every
     state index is static and the state stays in registers."""
@@ -354,7 +354,7 @@ def _lane_external() -> list:
             "    x = bb_add(bb_add(bb_add(bb_add(u0, u1), bb_add(u2, u3)), bsum), bb_add(a0, bb_dbl(a1)));"]
 
 
-# V[0] = -2 (PCS.md §2): lane 0's output of a partial round, total + V[0]·y, is rest − y.
+# V[0] = -2 (pcs.md §2): lane 0's output of a partial round, total + V[0]·y, is rest − y.
 assert INTERNAL_DIAG[0] == P - 2
 
 

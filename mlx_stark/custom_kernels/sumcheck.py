@@ -1,5 +1,5 @@
 """Product-sumcheck kernels: the native path of the degree-2 product sumcheck shared by the
-stacked opening reduction (PCS.md §7.3 step 4) and WHIR (§8.2 step 2a), of
+stacked opening reduction (pcs.md §7.3 step 4) and WHIR (§8.2 step 2a), of
 :func:`mlx_stark.poly.fold_lowest` and of WHIR's query weights.
 
 A round of the product sumcheck over tables ``f, w`` ``(N, ..., 4)`` (extension elements,

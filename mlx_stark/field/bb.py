@@ -5,7 +5,7 @@ elementwise over any shape (NumPy broadcasting rules). Hot functions are ``mx.co
 CPU that fuses them into one C++ loop, on GPU into one kernel. Results are bit-identical on
 every device because only exact integer operations are used.
 
-Constants (PCS.md §1): ``p = 2^31 - 2^27 + 1``, two-adicity 27, generator 31.
+Constants (pcs.md §1): ``p = 2^31 - 2^27 + 1``, two-adicity 27, generator 31.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ MONTY_MU = 0x88000001  # p^{-1} mod 2^32, for Montgomery reduction with R = 2^32
 U32 = mx.uint32
 U64 = mx.uint64
 
-# Plonky3 v0.4.3 BabyBearParameters::TWO_ADIC_GENERATORS (PCS.md §1.2); entry b has order 2^b.
+# Plonky3 v0.4.3 BabyBearParameters::TWO_ADIC_GENERATORS (pcs.md §1.2); entry b has order 2^b.
 TWO_ADIC_GENERATORS = (
     0x00000001, 0x78000000, 0x67055C21, 0x5EE99486, 0x0BB4C4E4, 0x2D4CC4DA, 0x669D6090,
     0x17B56C64, 0x67456167, 0x688442F9, 0x145E952D, 0x4FE61226, 0x4C734715, 0x11C33E2A,

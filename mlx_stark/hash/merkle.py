@@ -1,4 +1,4 @@
-"""Leaf hash, 2-to-1 compression and Merkle trees with grouped leaves (PCS.md §3).
+"""Leaf hash, 2-to-1 compression and Merkle trees with grouped leaves (pcs.md §3).
 
 Host functions work on Python ints (digests are tuples of 8 ints); device functions on
 uint32 MLX arrays, batched over rows (digests on device are ``(n, 8)`` uint32).
@@ -21,7 +21,7 @@ _COMMIT_SLAB_ROWS = 1 << 20  # rows hashed per evaluation while committing (boun
 
 # ---------------------------------------------------------------- host (Python ints)
 def hash_host(values) -> tuple:
-    """Leaf hash ``H(v)``: Plonky3 ``PaddingFreeSponge<P, 16, 8, 8>`` (PCS.md §3.1).
+    """Leaf hash ``H(v)``: Plonky3 ``PaddingFreeSponge<P, 16, 8, 8>`` (pcs.md §3.1).
 
     ``values``: any sequence of canonical base elements. Each block of up to 8 overwrites
     the front of the state (a short last block leaves the other lanes as they are), then the
@@ -37,7 +37,7 @@ def hash_host(values) -> tuple:
 
 
 def compress_host(left, right) -> tuple:
-    """``C(a, b) = P(a || b)[0..8]``: Plonky3 ``TruncatedPermutation<P, 2, 8, 16>`` (PCS.md §3.2)."""
+    """``C(a, b) = P(a || b)[0..8]``: Plonky3 ``TruncatedPermutation<P, 2, 8, 16>`` (pcs.md §3.2)."""
     a, b = list(left), list(right)
     if len(a) != DIGEST or len(b) != DIGEST:
         raise InvalidInputError("compression takes two digests of 8 elements")
@@ -45,7 +45,7 @@ def compress_host(left, right) -> tuple:
 
 
 def tree_compress_host(digests) -> tuple:
-    """Compress ``2^k`` digests pairwise, level by level, down to one (PCS.md §3.2)."""
+    """Compress ``2^k`` digests pairwise, level by level, down to one (pcs.md §3.2)."""
     level = [tuple(d) for d in digests]
     if not level or len(level) & (len(level) - 1):
         raise InvalidInputError(f"tree_compress takes a power-of-two number of digests, got {len(level)}")
@@ -55,7 +55,7 @@ def tree_compress_host(digests) -> tuple:
 
 
 def merkle_verify(root, index: int, rows, path) -> bool:
-    """Check an opening of leaf group ``index`` against ``root`` (PCS.md §3.3).
+    """Check an opening of leaf group ``index`` against ``root`` (pcs.md §3.3).
 
     ``rows``: the ``2^k`` opened rows (sequences of canonical ints) in order ``t = 0..2^k-1``;
     ``path``: the sibling digests from the group level upwards. Returns False (never raises)
@@ -183,7 +183,7 @@ def merkle_verify_batch(root, indices, rows, paths) -> np.ndarray:
 
 
 class MerkleTree:
-    """Merkle tree over one matrix with grouped leaves (PCS.md §3.3).
+    """Merkle tree over one matrix with grouped leaves (pcs.md §3.3).
 
     With ``N = 2^L`` rows and ``2^k`` rows per query, leaf group ``y < qs = N / 2^k`` holds rows
     ``y + t * qs`` (``t = 0..2^k-1``); its digest is ``tree_compress`` of their row hashes, and a
@@ -296,7 +296,7 @@ class MerkleTree:
 
 def flatten_ext_rows(matrix: mx.array) -> mx.array:
     """``(N, w, 4)`` extension-element matrix -> ``(N, 4w)`` base matrix, each value as
-    ``c0, c1, c2, c3`` in order: the row hashed for an extension-field codeword (PCS.md §3.1)."""
+    ``c0, c1, c2, c3`` in order: the row hashed for an extension-field codeword (pcs.md §3.1)."""
     if matrix.ndim != 3 or matrix.shape[2] != 4:
         raise InvalidInputError(f"expected an (N, w, 4) extension matrix, got {tuple(matrix.shape)}")
     return matrix.reshape(matrix.shape[0], 4 * matrix.shape[1])

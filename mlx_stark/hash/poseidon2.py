@@ -1,4 +1,4 @@
-"""Poseidon2 over BabyBear, width 16 (PCS.md §2): Plonky3 v0.4.3 ``default_babybear_poseidon2_16``.
+"""Poseidon2 over BabyBear, width 16 (pcs.md §2): Plonky3 v0.4.3 ``default_babybear_poseidon2_16``.
 
 Two implementations of the same permutation:
 
@@ -39,7 +39,7 @@ WIDTH = 16
 ROUNDS_F_HALF = 4  # full rounds before and after the partial rounds
 ROUNDS_P = 13
 
-# Internal diagonal V (PCS.md §2): -2, 1, 2, 1/2, 3, 4, -1/2, -3, -4, 1/2^8, 1/4, 1/8,
+# Internal diagonal V (pcs.md §2): -2, 1, 2, 1/2, 3, 4, -1/2, -3, -4, 1/2^8, 1/4, 1/8,
 # 1/2^27, -1/2^8, -1/16, -1/2^27 as canonical field elements.
 INTERNAL_DIAG = (
     P - 2, 1, 2, (P + 1) // 2, 3, 4, P - (P + 1) // 2, P - 3, P - 4,
@@ -305,7 +305,7 @@ def _pow_candidates(fixed: list, absorb_idx: int, nonces: mx.array) -> mx.array:
 
 def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     """The smallest ``w`` in ``[0, p)`` such that ``P(state with state[absorb_idx] = w)[7]`` has
-    its low ``bits`` bits zero (the duplex sponge's ``check_witness``, PCS.md §4).
+    its low ``bits`` bits zero (the duplex sponge's ``check_witness``, pcs.md §4).
 
     ``state``: 16 canonical ints (host). Candidates are scanned in increasing order, in
     batches evaluated on the device; batches double from 2^14 up to 2^18.

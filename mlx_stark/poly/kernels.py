@@ -1,4 +1,4 @@
-"""Host formulas of the protocol's kernels (PCS.md §5.2, §7.3, §8.3; CONSTRAINTS.md §0.2).
+"""Host formulas of the protocol's kernels (pcs.md §5.2, §7.3, §8.3; constraints.md §0.2).
 
 Pure Python on :class:`mlx_stark.field.host.EF` scalars (ints are accepted wherever an EF is and
 are lifted): importable by the verifier, no MLX needed. Every function returns an ``EF``.
@@ -31,7 +31,7 @@ def eq(x, y) -> EF:
 
 
 def mobeq(u, a) -> EF:
-    """``MobEq(u, a) = Π_j ((1 − 2u_j)(1 − a_j) + u_j·a_j)`` (PCS.md §5.3, §8.3)."""
+    """``MobEq(u, a) = Π_j ((1 − 2u_j)(1 − a_j) + u_j·a_j)`` (pcs.md §5.3, §8.3)."""
     if len(u) != len(a):
         raise ValueError(f"mobeq of vectors of lengths {len(u)} and {len(a)}")
     acc = EF.one()
@@ -43,7 +43,7 @@ def mobeq(u, a) -> EF:
 
 def eq_d(b: int, x, y) -> EF:
     """``eqD_b(X, Y) = 2^{-b}·(1 + Σ_{j=1}^{N−1} X^j·Y^{N−j})`` over ``⟨ω_b⟩`` (``N = 2^b``),
-    evaluated by the product recurrence of PCS.md §5.2; ``eqD_0 = 1``."""
+    evaluated by the product recurrence of pcs.md §5.2; ``eqD_0 = 1``."""
     x, y = _lift(x), _lift(y)
     res = EF.one()
     for _ in range(b):
@@ -105,7 +105,7 @@ def eq_prism(b: int, x, y) -> EF:
 
 def eq_sharp_coeffs(l: int, xi) -> list:
     """Coefficients (``Z^0`` first, ``2^l`` of them) of ``eq#_ξ(Z)``, the degree ``< 2^l``
-    interpolant on ``D = ⟨ω_l⟩`` of ``ω_l^k ↦ eq(ξ[0..l), bits_l(k))`` (CONSTRAINTS.md §0.2):
+    interpolant on ``D = ⟨ω_l⟩`` of ``ω_l^k ↦ eq(ξ[0..l), bits_l(k))`` (constraints.md §0.2):
     ``coeff_k = 2^{-l}·Π_{i<l} (1 − ξ_i + ξ_i·ω_l^{−(k·2^i mod 2^l)})``."""
     if len(xi) < l:
         raise ValueError(f"eq_sharp needs at least l = {l} coordinates, got {len(xi)}")
@@ -150,7 +150,7 @@ def quad(e0, e1, e2, x) -> EF:
 
 def u_cube(l: int, u_prism) -> list:
     """WHIR's point ``(u_0, u_0^2, …, u_0^{2^{l−1}}, u_1, …, u_n)`` (length ``l + n``) from the
-    stacked reduction's ``u_prism = (u_0, u_1, …, u_n)`` (PCS.md §7.3 output)."""
+    stacked reduction's ``u_prism = (u_0, u_1, …, u_n)`` (pcs.md §7.3 output)."""
     powers, x = [], _lift(u_prism[0])
     for _ in range(l):
         powers.append(x)

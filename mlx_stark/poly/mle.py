@@ -1,4 +1,4 @@
-"""Multilinear and prismalinear tables on device (PCS.md §0, §5, §8.2).
+"""Multilinear and prismalinear tables on device (pcs.md §0, §5, §8.2).
 
 Tables are indexed little-endian along axis 0: bit ``j`` of the row index is variable ``j``.
 A *base* table is ``(N, ...)`` uint32; an *extension* table is ``(N, ..., 4)`` uint32. Because a
@@ -90,7 +90,7 @@ def eq_table(point) -> mx.array:
 
 
 def mobeq_table(u) -> mx.array:
-    """``T[b] = MobEq(u, b) = Π_j (b_j ? u_j : 1 − 2u_j)`` (WHIR's initial weights, PCS.md §8.2):
+    """``T[b] = MobEq(u, b) = Π_j (b_j ? u_j : 1 − 2u_j)`` (WHIR's initial weights, pcs.md §8.2):
     ``(2^d, 4)`` uint32."""
     return product_table([(1 - EF.lift(x) * 2, EF.lift(x)) for x in u])
 
@@ -179,7 +179,7 @@ def _acc_ext(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
 
 
 def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
-    """Evaluate the ``Z``-interpolants of a prism table at ``z`` (PCS.md §5.1, §7.4).
+    """Evaluate the ``Z``-interpolants of a prism table at ``z`` (pcs.md §5.1, §7.4).
 
     ``table``: ``(2^l·B, ...)`` base (``base=True``) or ``(2^l·B, ..., 4)`` extension, row
     ``i0 + 2^l·x`` holding the value at ``(ω_l^{i0}, x)``. Returns ``(B, ..., 4)`` with

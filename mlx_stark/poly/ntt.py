@@ -1,4 +1,4 @@
-"""Batched number-theoretic transforms over BabyBear subgroups (PCS.md §0).
+"""Batched number-theoretic transforms over BabyBear subgroups (pcs.md §0).
 
 ``DFT(c)[i] = Σ_j c[j]·ω_b^{i·j}`` for a length ``N = 2^b`` axis, natural order in and out
 (no bit reversal anywhere). Every other axis is a batch axis, so base ``(N, C)`` and extension

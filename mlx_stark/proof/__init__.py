@@ -1,4 +1,4 @@
-"""Proof objects and their byte encoding (PCS.md §10, CONSTRAINTS.md §7)."""
+"""Proof objects and their byte encoding (pcs.md §10, constraints.md §7)."""
 from .pcs import StackingProof, WhirProof
 
 __all__ = ["StackingProof", "WhirProof"]

@@ -1,4 +1,4 @@
-"""Byte codec primitives of the proof encoding (PCS.md §10.2, CONSTRAINTS.md §7.2).
+"""Byte codec primitives of the proof encoding (pcs.md §10.2, constraints.md §7.2).
 
 All integers are little-endian. ``u32``: 4 bytes; ``usize``: encoded as a ``u32`` (an
 encoding error if it does not fit); ``u8``, ``bool``: 1 byte (a ``bool`` decodes non-zero as

@@ -1,5 +1,5 @@
 """Proof objects of the constraint side: :class:`GkrLayerClaims`, :class:`GkrProof` (LogUp GKR,
-CONSTRAINTS.md §5) and :class:`BatchConstraintProof` (batch constraint sumcheck, §6), with their
+constraints.md §5) and :class:`BatchConstraintProof` (batch constraint sumcheck, §6), with their
 byte encoding (§7.2).
 
 Host representation: ``F`` values are ints, ``EF`` values :class:`~mlx_stark.field.host.EF`.

@@ -1,5 +1,5 @@
-"""Proof objects of the commitment side: :class:`StackingProof` (PCS.md §7) and
-:class:`WhirProof` (PCS.md §8), with their byte encoding (PCS.md §10.2).
+"""Proof objects of the commitment side: :class:`StackingProof` (pcs.md §7) and
+:class:`WhirProof` (pcs.md §8), with their byte encoding (pcs.md §10.2).
 
 Host representation: ``F`` values are ints, ``EF`` values :class:`~mlx_stark.field.host.EF`,
 digests tuples of 8 ints. The bulky WHIR openings are NumPy ``uint32`` arrays:
@@ -12,7 +12,7 @@ digests tuples of 8 ints. The bulky WHIR openings are NumPy ``uint32`` arrays:
 - ``codeword_merkle_proofs[r − 1]``: ``(Q_r, L0 − k − r, 8)``.
 
 Decoding follows the reference decoder and additionally rejects the inputs it mishandles
-(PCS.md §12): no commitment, zero queries in any round, and Merkle depths that would
+(pcs.md §12): no commitment, zero queries in any round, and Merkle depths that would
 underflow. Shapes against the parameters are checked later (``verifier.pcs_shape``).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _arrays_equal(a: list, b: list) -> bool:
 
 @dataclass
 class StackingProof(Encodable):
-    """Stacked opening reduction proof (PCS.md §10.1).
+    """Stacked opening reduction proof (pcs.md §10.1).
 
     - ``univariate_round_coeffs``: ``2·(2^l − 1) + 1`` EF, coefficients of ``s_0`` (constant first);
     - ``sumcheck_round_polys``: ``n_stack`` pairs ``(s_j(1), s_j(2))``;
@@ -70,7 +70,7 @@ class StackingProof(Encodable):
 
 @dataclass(eq=False)
 class WhirProof(Encodable):
-    """WHIR opening proof (PCS.md §10.1); array layouts in the module docstring.
+    """WHIR opening proof (pcs.md §10.1); array layouts in the module docstring.
 
     - ``mu_pow_witness``: F;
     - ``whir_sumcheck_polys``: ``k·R`` pairs ``(s(1), s(2))``, all rounds flattened;
@@ -109,7 +109,7 @@ class WhirProof(Encodable):
 
     # ------------------------------------------------------------------ encoding
     def encode(self, w: Writer) -> None:
-        """PCS.md §10.2 items 1–11. Raises :class:`InvalidInputError` for an object the format
+        """pcs.md §10.2 items 1–11. Raises :class:`InvalidInputError` for an object the format
         cannot represent (inconsistent shapes, no commitment, a round without queries)."""
         num_steps = len(self.whir_sumcheck_polys)
         num_rounds = len(self.codeword_commits) + 1

@@ -1,4 +1,4 @@
-"""The whole proof (CONSTRAINTS.md §7.1) and its byte encoding (§7.2 with PCS.md §10.2)."""
+"""The whole proof (constraints.md §7.1) and its byte encoding (§7.2 with pcs.md §10.2)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

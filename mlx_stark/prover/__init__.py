@@ -1,1 +1,1 @@
-"""Prover stages of SWIRL (CONSTRAINTS.md §4, PCS.md §6–§8)."""
+"""Prover stages of SWIRL (constraints.md §4, pcs.md §6–§8)."""

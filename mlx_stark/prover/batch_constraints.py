@@ -1,4 +1,4 @@
-"""The constraint stage of the prover (CONSTRAINTS.md §4.2 steps 4–15): LogUp proof of work,
+"""The constraint stage of the prover (constraints.md §4.2 steps 4–15): LogUp proof of work,
 ``α, β``, LogUp GKR (§5), ``ξ``, ``λ``, the sum claims, and the batch constraint sumcheck with
 univariate skip (§6): round 0, the multilinear rounds, and the column openings.
 
@@ -501,7 +501,7 @@ def eq3b_weights(l_skip: int, xi: List[EF], n_logup: int, nt: int, offsets: List
 
 
 def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
-    """CONSTRAINTS.md §4.2 steps 4–15 on ``transcript`` (the preamble already observed).
+    """constraints.md §4.2 steps 4–15 on ``transcript`` (the preamble already observed).
 
     ``pk``: :class:`~mlx_stark.keygen.MultiStarkProvingKey`. ``traces``: the present traces in
     sorted order (§0.4), each with ``air_id``, ``common_main`` ``(H, w_c)`` and

@@ -1,4 +1,4 @@
-"""LogUp GKR prover: the fractional sumcheck of CONSTRAINTS.md §5.
+"""LogUp GKR prover: the fractional sumcheck of constraints.md §5.
 
 The interactions of all traces become ``2^G`` fraction leaves ``(p_i, q_i)`` (§5.1–5.2); the
 layered circuit adds sibling fractions, ``(p1, q1) ⊕ (p2, q2) = (p1·q2 + p2·q1, q1·q2)``, up to

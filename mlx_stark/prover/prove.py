@@ -1,4 +1,4 @@
-"""The prover's orchestration (CONSTRAINTS.md §4): every transcript action in order.
+"""The prover's orchestration (constraints.md §4): every transcript action in order.
 
 ``prove(pk, inputs)``: validate the inputs (before any heavy work), sort the present traces,
 commit, observe the preamble, run the constraint stage (LogUp GKR + batch constraint sumcheck),
@@ -50,7 +50,7 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
         # count too, as a user waits for them
         with span("prover.validate"):
             present = _validate(pk, inputs)
-        # trace order: height descending, AIR id ascending (CONSTRAINTS §0.4)
+        # trace order: height descending, AIR id ascending (constraints.md §0.4)
         order = sorted(present, key=lambda a: (-present[a].log_height, a))
         traces = [present[a] for a in order]
         transcript = Transcript()
@@ -64,7 +64,7 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
             sp.produced(common.codewords)
         transcript.observe_commit(common.commit)
 
-        # preamble, in AIR-id order (CONSTRAINTS §4.2 step 3)
+        # preamble, in AIR-id order (constraints.md §4.2 step 3)
         trace_vdata, public_values = [], []
         for a, apk in enumerate(pk.per_air):
             vk = apk.vk

@@ -1,4 +1,4 @@
-"""Stacked polynomial commitment (PCS.md §6): stack the matrices of one commitment into a
+"""Stacked polynomial commitment (pcs.md §6): stack the matrices of one commitment into a
 ``2^m × W`` matrix, Reed–Solomon encode every stacked column at rate ``2^{−log_blowup}``, and
 Merkle-commit the codeword matrix with ``2^k`` rows per leaf group.
 """
@@ -22,10 +22,10 @@ from ..tracing import read, span, wait
 class StackedPcsData:
     """Everything the prover keeps about one stacked commitment.
 
-    - ``layout``: the :class:`~mlx_stark.layout.StackedLayout` (PCS.md §6.2);
+    - ``layout``: the :class:`~mlx_stark.layout.StackedLayout` (pcs.md §6.2);
     - ``matrix``: the stacked matrix ``Q``, ``(2^m, W)`` uint32 (row ``i0 + 2^l·x`` is the prism
       point ``(ω_l^{i0}, x)``; the stacked reduction reads it);
-    - ``msgs``: the RS messages ``msg(q)`` of PCS.md §5.3, ``(2^m, W)`` uint32: column ``κ`` is
+    - ``msgs``: the RS messages ``msg(q)`` of pcs.md §5.3, ``(2^m, W)`` uint32: column ``κ`` is
       the multilinear *coefficient* table of ``F_κ`` (WHIR's initial ``f`` is
       ``zeta(Σ_κ μ^κ msgs[:, κ])``);
     - ``codewords``: ``(2^{L0}, W)`` uint32, ``codewords[i, κ] = f̂_κ(ω_{L0}^i)``;
@@ -46,7 +46,7 @@ class StackedPcsData:
 
 
 def layout_of(params: SystemParams, matrices) -> StackedLayout:
-    """Stacked layout (PCS.md §6.2) of ``matrices`` (trace order, each ``(2^h, w)``)."""
+    """Stacked layout (pcs.md §6.2) of ``matrices`` (trace order, each ``(2^h, w)``)."""
     dims = []
     for a, mat in enumerate(matrices):
         if mat.ndim != 2:
@@ -59,7 +59,7 @@ def layout_of(params: SystemParams, matrices) -> StackedLayout:
 
 
 def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
-    """The stacked matrix ``Q`` of PCS.md §6.3: ``(2^m, W)`` uint32, zero where no slice is.
+    """The stacked matrix ``Q`` of pcs.md §6.3: ``(2^m, W)`` uint32, zero where no slice is.
 
     ``matrices``: the ``(2^{h_a}, w_a)`` uint32 canonical matrices the layout was made for.
     Slices fill each stacked column top-down without gaps, so ``Q^T`` flattened is the
@@ -89,7 +89,7 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
 
 
 def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
-    """RS messages of every stacked column (PCS.md §5.3): per ``2^l``-row block the iDFT over
+    """RS messages of every stacked column (pcs.md §5.3): per ``2^l``-row block the iDFT over
     ``D = ⟨ω_l⟩``, then the subset-sum transform over the ``l`` low index bits.
 
     ``matrix``: ``(2^m, W)`` uint32 -> ``(2^m, W)`` uint32. The blocks are independent, so
@@ -113,7 +113,7 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
 
 
 def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
-    """PCS.md §6.4 for all stacked columns at once: ``msgs`` per :func:`rs_messages`, then
+    """pcs.md §6.4 for all stacked columns at once: ``msgs`` per :func:`rs_messages`, then
     ``codewords[i, κ] = Σ_j msgs[j, κ]·ω_{L0}^{i·j}`` for ``i < 2^{L0}``, ``L0 = m + log_blowup``
     (:func:`mlx_stark.poly.ntt.lde`).
 
@@ -128,10 +128,10 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
 
 def stacked_commit(params: SystemParams, matrices, check_values: bool = True) -> StackedPcsData:
     """Commit to ``matrices`` (trace order: non-increasing powers-of-two heights ``<= 2^m``,
-    each ``(2^h, w)`` uint32 canonical) as one stacked commitment (PCS.md §6.2–§6.5).
+    each ``(2^h, w)`` uint32 canonical) as one stacked commitment (pcs.md §6.2–§6.5).
 
     Raises :class:`InvalidInputError` before any heavy work for bad shapes, heights or
-    ordering, a stacked width of 0 (such a commitment cannot be proven; PCS.md §12), a width
+    ordering, a stacked width of 0 (such a commitment cannot be proven; pcs.md §12), a width
     above ``w_stack`` or entries ``>= p`` (not scanned with ``check_values=False``: for callers
     that validated the matrices already, like :func:`mlx_stark.prover.prove.prove`)."""
     layout = layout_of(params, matrices)

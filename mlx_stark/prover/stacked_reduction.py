@@ -1,13 +1,13 @@
-"""Prover of the stacked opening reduction (PCS.md §7): reduce the column opening claims at
+"""Prover of the stacked opening reduction (pcs.md §7): reduce the column opening claims at
 the batch-constraint point ``r`` to one opening per stacked column at a new point ``u_prism``.
 
-Slices (PCS.md §7.1) are numbered over the commitments in commitment-list order, each in its
-layout order. Per slice ``i`` the weight of PCS.md §7.2 factors as
+Slices (pcs.md §7.1) are numbered over the commitments in commitment-list order, each in its
+layout order. Per slice ``i`` the weight of pcs.md §7.2 factors as
 
     λ^{2i}·E_i + [rot_i]·λ^{2i+1}·Rot_i  =  A_i(Z)·T_ñ[x − x0_i] + B_i(Z)·T_ñ[x − 1 − x0_i]
 
 on the slice's window ``x ∈ [x0_i, x0_i + 2^ñ)`` of stacked rows (zero elsewhere), with
-``T_ñ = eq_table(r_1..r_ñ)`` (the rotated table is ``rotcube``, PCS.md §7.4) and
+``T_ñ = eq_table(r_1..r_ñ)`` (the rotated table is ``rotcube``, pcs.md §7.4) and
 ``A_i = λ^{2i}·e_h + [rot_i]·λ^{2i+1}·a_h``, ``B_i = [rot_i]·λ^{2i+1}·b_h`` where, with
 ``b``, ``ρ_0`` as in §7.2 and ``c = eq1_b(ρ_0·ω_b)``:
 
@@ -81,7 +81,7 @@ def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
 def product_round_values(f: mx.array, w: mx.array) -> tuple:
     """``(s(1), s(2))`` (host EF) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
     sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
-    the variable is bit 0 of the row index (PCS.md §7.3 step 4, §8.2 step 2a). The native
+    the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
     kernel (``sumcheck.product_round``) runs instead where the device has one."""
     kernel = custom_kernels.native("sumcheck.product_round")
     if kernel is not None:
@@ -108,7 +108,7 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
 
 
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
-    """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; PCS.md §7.2)."""
+    """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; pcs.md §7.2)."""
     n_h = h - l
     b = l if n_h >= 0 else h
     rho0 = r0 if n_h >= 0 else r0 ** (1 << -n_h)
@@ -152,7 +152,7 @@ def _rot_tables(r: list, nt: int):
 
 def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_datas: list,
                             need_rot: list, r: list) -> tuple:
-    """PCS.md §7.3 on the prover side, starting with ``λ ← sample_ext``.
+    """pcs.md §7.3 on the prover side, starting with ``λ ← sample_ext``.
 
     - ``pcs_datas``: the commitment list's
       :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (layout and stacked matrix ``Q``

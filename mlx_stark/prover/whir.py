@@ -1,4 +1,4 @@
-"""WHIR prover (PCS.md §8.2): prove the stacking openings of every stacked column of every
+"""WHIR prover (pcs.md §8.2): prove the stacking openings of every stacked column of every
 commitment at ``u_cube`` with one batched WHIR run.
 
 Tables on device (``(2^d, 4)`` uint32, little-endian index): ``f`` the hypercube values of
@@ -56,7 +56,7 @@ def _query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
 
 
 def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_cube: list) -> WhirProof:
-    """PCS.md §8.2, starting right after the stacking openings were observed.
+    """pcs.md §8.2, starting right after the stacking openings were observed.
 
     - ``pcs_datas``: the commitment list's
       :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (``msgs`` ``(2^m, W_c)`` uint32 —

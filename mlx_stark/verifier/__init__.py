@@ -1,1 +1,1 @@
-"""Verifier of SWIRL (PCS.md §7–§8, §10.3; CONSTRAINTS.md §8). Independent of ``prover/``."""
+"""Verifier of SWIRL (pcs.md §7–§8, §10.3; constraints.md §8). Independent of ``prover/``."""

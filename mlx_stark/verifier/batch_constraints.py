@@ -1,4 +1,4 @@
-"""Verifier of the constraint stage (CONSTRAINTS.md §8.4, with the constraint-side proof-shape
+"""Verifier of the constraint stage (constraints.md §8.4, with the constraint-side proof-shape
 checks of §8.2): LogUp proof of work, ``α, β``, GKR (:mod:`.gkr`), the sum claims, the batch
 constraint sumcheck, and the final evaluation of every AIR's constraints and interactions at
 the opened column values. Host arithmetic only; raises :class:`VerificationError`.

@@ -1,4 +1,4 @@
-"""Verifier of the LogUp GKR fractional sumcheck (CONSTRAINTS.md §8.5), host arithmetic only.
+"""Verifier of the LogUp GKR fractional sumcheck (constraints.md §8.5), host arithmetic only.
 
 Reduces "the fractions of the ``2^G`` leaves sum to zero" to claims ``p̂(ξ)``, ``q̂(ξ)`` on the
 leaves' multilinear extensions at the point ``ξ`` built from the transcript.

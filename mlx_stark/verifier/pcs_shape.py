@@ -1,4 +1,4 @@
-"""Proof-shape checks of the commitment side (PCS.md §10.3), run before any transcript work.
+"""Proof-shape checks of the commitment side (pcs.md §10.3), run before any transcript work.
 
 Besides the lengths of §10.3 these checks also validate what a decoded proof guarantees by
 construction (canonical field elements, digests of 8 elements, integer arrays), so that a proof
@@ -111,7 +111,7 @@ def check_whir_shape(params: SystemParams, widths, proof: WhirProof) -> None:
 
 
 def check_pcs_shape(params: SystemParams, widths, stacking: StackingProof, whir: WhirProof) -> None:
-    """All PCS-side checks of PCS.md §10.3 for a commitment list with stacked widths
+    """All PCS-side checks of pcs.md §10.3 for a commitment list with stacked widths
     ``widths`` (``W_c`` per commitment, recomputed by the caller from the layouts)."""
     widths = [int(w) for w in widths]
     if sum(widths) > params.w_stack:

@@ -1,4 +1,4 @@
-"""Proof-shape checks (CONSTRAINTS.md §8.2, PCS.md §10.3), run before any transcript work.
+"""Proof-shape checks (constraints.md §8.2, pcs.md §10.3), run before any transcript work.
 
 :func:`verify_proof_shape` also derives what the later stages need from the vk and the proof's
 trace heights: the sorted trace order and the commitment list (layouts, roots, rotation flags).
@@ -21,7 +21,7 @@ SHAPE = "ProofShape"
 @dataclass
 class ProofShape:
     """``order``: present AIR ids in trace order (height descending, id ascending);
-    ``heights``: their log heights; per commitment of the commitment list (PCS.md §6.1):
+    ``heights``: their log heights; per commitment of the commitment list (pcs.md §6.1):
     ``layouts``, ``commits`` (roots), ``need_rot[c][matrix]``."""
 
     order: List[int]

@@ -1,4 +1,4 @@
-"""Verifier of the stacked opening reduction (PCS.md §7.3, verifier steps 1–6).
+"""Verifier of the stacked opening reduction (pcs.md §7.3, verifier steps 1–6).
 
 Host arithmetic only (:class:`~mlx_stark.field.host.EF`). The slice metadata (commit, stacked
 column, start row, log height) comes from the commitments' :class:`~mlx_stark.layout.StackedLayout`
@@ -19,7 +19,7 @@ from .pcs_shape import check_stacking_shape
 
 def _slice_kernels(l: int, h: int, u_prism: list, r: list) -> tuple:
     """``(ind·eqP_b, ind·κ_b)`` at ``(u_0; u_1..u_ñ)`` against ``ρ`` for a slice of log height
-    ``h`` (PCS.md §7.2); the factor on the stacked-row bits above the slice is separate."""
+    ``h`` (pcs.md §7.2); the factor on the stacked-row bits above the slice is separate."""
     n_i = h - l
     nt = max(n_i, 0)
     if n_i >= 0:
@@ -42,7 +42,7 @@ def _above_bits_eq(u_prism: list, l: int, nt: int, n: int, row: int) -> EF:
 
 def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof: StackingProof,
                              layouts: list, need_rot: list, r: list, claims: list) -> list:
-    """Run PCS.md §7.3 on the verifier side; returns ``u_prism = [u_0, u_1, …, u_n]`` (EF).
+    """Run pcs.md §7.3 on the verifier side; returns ``u_prism = [u_0, u_1, …, u_n]`` (EF).
 
     - ``layouts``: one :class:`StackedLayout` per commitment, in commitment-list order (6.1);
     - ``need_rot[c][a]``: the ``need_rot`` flag of the trace owning matrix ``a`` of commit ``c``;

@@ -1,4 +1,4 @@
-"""The verifier's orchestration (CONSTRAINTS.md §8, PCS.md §7.3, §8.3, §10.3).
+"""The verifier's orchestration (constraints.md §8, pcs.md §7.3, §8.3, §10.3).
 
 Independent of :mod:`mlx_stark.prover`: it reads the verifying key and the proof, replays the
 transcript, and raises :class:`~mlx_stark.errors.VerificationError` on any failure — and
@@ -40,13 +40,13 @@ def _verify(vk, proof, params) -> None:
     l = params.l_skip
     shape = verify_proof_shape(vk, proof)
 
-    # ---- trace-height constraints (CONSTRAINTS §8.3)
+    # ---- trace-height constraints (constraints.md §8.3)
     for c in vk.trace_height_constraints:
         total = sum(c.coefficients[a] << max(h, l) for a, h in zip(shape.order, shape.heights))
         if total >= c.threshold:
             raise VerificationError("TraceHeightsTooLarge")
 
-    # ---- transcript preamble (CONSTRAINTS §4.2 steps 1-3)
+    # ---- transcript preamble (constraints.md §4.2 steps 1-3)
     transcript = Transcript()
     transcript.observe_commit(vk.pre_hash)
     transcript.observe_commit(proof.common_main_commit)
@@ -67,7 +67,7 @@ def _verify(vk, proof, params) -> None:
             transcript.observe_commit(c)
         transcript.observe_many(proof.public_values[a])
 
-    # ---- LogUp GKR + batch constraint sumcheck (CONSTRAINTS §8.4)
+    # ---- LogUp GKR + batch constraint sumcheck (constraints.md §8.4)
     r = verify_zerocheck_and_logup(vk, transcript, proof.gkr_proof, proof.batch_constraint_proof,
                                    shape.order, shape.heights, proof.public_values)
 

@@ -1,4 +1,4 @@
-"""WHIR verifier (PCS.md §8.3).
+"""WHIR verifier (pcs.md §8.3).
 
 Host arithmetic on :class:`~mlx_stark.field.host.EF`, except two batched steps over the
 queries: Merkle openings are checked with :func:`~mlx_stark.hash.merkle.merkle_verify_batch`,
@@ -52,7 +52,7 @@ def _eval_at_base_points(coeffs: np.ndarray, points: list) -> list:
 
 
 def binary_k_fold(values: list, alphas: list, x: int) -> EF:
-    """``Fold_k(v, α, x)`` of PCS.md §8.3: ``values[s] = f(x·ω_k^s)`` (``2^k`` EF), ``x`` a base
+    """``Fold_k(v, α, x)`` of pcs.md §8.3: ``values[s] = f(x·ω_k^s)`` (``2^k`` EF), ``x`` a base
     element; returns ``ĝ(x^{2^k})`` with ``ĝ`` the polynomial after binding ``k`` variables to
     ``alphas``."""
     k = len(alphas)
@@ -85,7 +85,7 @@ def _check_pow(transcript: Transcript, bits: int, witness, reason: str) -> None:
 
 def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, commits: list,
                 widths: list, openings: list, u_cube: list) -> None:
-    """Check a WHIR opening proof (PCS.md §8.3); raises :class:`VerificationError` on failure.
+    """Check a WHIR opening proof (pcs.md §8.3); raises :class:`VerificationError` on failure.
 
     - ``commits``: the commitment list's roots (tuples of 8 ints), commit-list order;
     - ``widths``: their stacked widths ``W_c``;
