@@ -14,7 +14,7 @@ from . import custom_kernels
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
-from .hash.poseidon2 import WIDTH, find_pow_witness, permute_host
+from .hash.poseidon2 import NO_HIT, WIDTH, find_pow_witness, permute_host
 from .tracing import read
 
 RATE = 8
@@ -164,3 +164,149 @@ class Transcript:
 def _check_bits(bits: int) -> None:
     if not (isinstance(bits, int) and 0 <= bits < 32 and (1 << bits) < P):
         raise InvalidInputError(f"sample_bits needs 0 <= bits < 31, got {bits!r}")
+
+
+class PowBatchMiss(Exception):
+    """A device proof-of-work search batch held no witness (probability about e^-16 per
+    search): the segment is run again with searches that read back and go on."""
+
+
+class DeviceTranscript:
+    """A run of transcript actions whose values stay on the device.
+
+    Wraps a host :class:`Transcript` at its current state. ``observe`` takes ``(n,)`` uint32
+    device arrays; ``sample_ext`` / ``sample_bits`` / ``grind`` return device arrays; nothing is
+    read back until :meth:`sync`, which writes the sponge back into the host transcript and
+    returns the arrays the caller asks for, all in one read-back. With native kernels the
+    sponge's state is a ``(16,)`` device array and each absorb-then-permute run is one
+    ``transcript.duplex`` launch (observations are queued until a sample or a search needs
+    the state); the rate positions are data-independent and tracked on the host. Elsewhere
+    (the CPU backend) the host sponge runs on the values as they come: the same bits either way.
+
+    Proof-of-work searches run one batch of ``2^(bits + 4)`` nonces with no read-back; a batch
+    without a witness surfaces at :meth:`sync` as :class:`PowBatchMiss` (see
+    :func:`device_segment`), and ``exhaustive=True`` searches the host way instead.
+    """
+
+    def __init__(self, host: Transcript, exhaustive: bool = False):
+        self._host = host
+        self._duplex = custom_kernels.native("transcript.duplex")
+        self._pow = custom_kernels.native("poseidon2.pow_batch") if not exhaustive else None
+        self._nonces: list = []
+        if self._duplex is None:
+            self._t = host.copy()
+            return
+        self._state = mx.array(host._state, dtype=U32)
+        self._absorb_idx, self._sample_idx = host._absorb_idx, host._sample_idx
+        self._pending: list = []
+        self._queued = 0
+
+    # ------------------------------------------------------------ observe
+    def observe(self, values: mx.array) -> None:
+        """Absorb ``values`` (``(...)`` uint32 canonical, flattened in row-major order)."""
+        values = values.reshape(-1)
+        if self._duplex is None:
+            self._t.observe_many(read(values)[0].tolist())
+            return
+        self._pending.append(values)
+        self._queued += values.shape[0]
+
+    def _flush(self, permute_last: bool) -> None:
+        n = self._queued
+        if n == 0 and not permute_last:
+            return
+        values = (mx.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]) \
+            if n else mx.zeros((0,), dtype=U32)
+        self._state = self._duplex(self._state, values, self._absorb_idx, permute_last)
+        total = self._absorb_idx + n
+        if total >= RATE:
+            self._sample_idx = RATE
+        self._absorb_idx = total % RATE
+        if permute_last:
+            self._absorb_idx, self._sample_idx = 0, RATE
+        self._pending, self._queued = [], 0
+
+    # ------------------------------------------------------------ sample
+    def _ready(self, count: int) -> None:
+        """Make ``count`` outputs available without another permutation in between, as the
+        host sponge would produce them: permute first if anything is absorbed or the outputs
+        are used up (after the queued values, which may fill and permute the rate)."""
+        total = self._absorb_idx + self._queued
+        sample_idx = RATE if total >= RATE else self._sample_idx
+        self._flush(permute_last=total % RATE != 0 or sample_idx == 0)
+
+    def sample(self, count: int = 1) -> mx.array:
+        """``count`` samples ``(count,)`` uint32, in the order the host sponge returns them."""
+        if self._duplex is None:
+            return mx.array([self._t.sample() for _ in range(count)], dtype=U32)
+        parts = []
+        while count:
+            self._ready(count)
+            take = min(count, self._sample_idx)
+            idx = list(range(self._sample_idx - 1, self._sample_idx - 1 - take, -1))
+            parts.append(mx.take(self._state, mx.array(idx, dtype=U32)))
+            self._sample_idx -= take
+            count -= take
+        return parts[0] if len(parts) == 1 else mx.concatenate(parts)
+
+    def sample_ext(self) -> mx.array:
+        """An extension element ``(4,)``: four samples ``c0..c3``."""
+        return self.sample(4)
+
+    def sample_bits(self, bits: int) -> mx.array:
+        _check_bits(bits)
+        return self.sample(1) & ((1 << bits) - 1)
+
+    # ------------------------------------------------------------ proof of work
+    def grind(self, bits: int) -> mx.array:
+        """The smallest witness (``(1,)`` uint32) as :meth:`Transcript.grind`, applied."""
+        _check_bits(bits)
+        if bits == 0:
+            return mx.zeros((1,), dtype=U32)
+        if self._duplex is None:
+            return mx.array([self._t.grind(bits)], dtype=U32)
+        self._flush(permute_last=False)
+        if self._pow is not None:
+            nonce = self._pow(self._state, self._absorb_idx, bits)
+            self._nonces.append(nonce)
+        else:  # exhaustive: the host's search over the state read back
+            state = read(self._state)[0].tolist()
+            nonce = mx.array([find_pow_witness(state, self._absorb_idx, bits)], dtype=U32)
+        self.observe(nonce)
+        self.sample(1)  # check_witness's sample; zero in its low bits by construction
+        return nonce
+
+    # ------------------------------------------------------------ back to the host
+    def sync(self, *arrays: mx.array) -> list:
+        """Write the sponge back into the host transcript and return ``arrays`` as NumPy
+        arrays: one read-back for all of it. Raises :class:`PowBatchMiss` if a search batch
+        held no witness (the host transcript is then unchanged)."""
+        if self._duplex is None:
+            out = read(*arrays) if arrays else []
+            t = self._host
+            t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx
+            return out
+        self._flush(permute_last=False)
+        nonces = mx.concatenate(self._nonces) if self._nonces else mx.zeros((0,), dtype=U32)
+        state, nonces, *out = read(self._state, nonces, *arrays)
+        if (nonces == NO_HIT).any():
+            raise PowBatchMiss()
+        t = self._host
+        t._state = [int(v) for v in state]
+        t._absorb_idx, t._sample_idx = self._absorb_idx, self._sample_idx
+        return out
+
+
+def device_segment(transcript: Transcript, body):
+    """Run ``body(dt)`` on a :class:`DeviceTranscript` over ``transcript`` and sync it:
+    ``body`` returns ``(result, arrays)``; returns ``(result, arrays as NumPy)``. In the rare
+    case of a search batch without a witness the segment runs again with exhaustive searches
+    (``body`` must build everything it returns from its inputs, as lazy arrays do)."""
+    try:
+        dt = DeviceTranscript(transcript)
+        result, arrays = body(dt)
+        return result, dt.sync(*arrays)
+    except PowBatchMiss:
+        dt = DeviceTranscript(transcript, exhaustive=True)
+        result, arrays = body(dt)
+        return result, dt.sync(*arrays)

@@ -131,9 +131,8 @@ def test_emulated_pow(emulated, monkeypatch):
     for absorb, bits in ((0, 0), (7, 6), (3, 11)):
         assert kp2.find_pow_witness(state, absorb, bits) == find_pow_witness(state, absorb, bits)
     # one launch over an offset range whose length is not a multiple of the block
-    fixed = [(v << 32) % P for v in state]
     start, count, bits = 1000, 700, 4
-    best = kp2.launch(kp2.pow_source(), [kp2._params(start, count, (1 << bits) - 1, 5, *fixed)],
+    best = kp2.launch(kp2.pow_source(), [kp2._params(*state), kp2._params(start, count, (1 << bits) - 1, 5)],
                       (768, 1), kp2.THREADS, [(3,)])[0]
     hits = [w for w in range(start, start + count)
             if permute_host(state[:5] + [w] + state[6:])[7] % (1 << bits) == 0]

@@ -41,6 +41,8 @@ _NATIVE = {
     "constraints.evaluate_forms": ("constraints", "evaluate_forms"),
     "constraints.evaluate_mle": ("constraints", "evaluate_mle"),
     "transcript.absorb": ("poseidon2", "absorb"),
+    "transcript.duplex": ("poseidon2", "duplex"),
+    "poseidon2.pow_batch": ("poseidon2", "pow_first_search"),
     "ntt.coset_lde": ("ntt", "coset_lde"),
     "linear.weighted_sum": ("linear", "weighted_sum"),
     "gkr.layer_tables": ("gkr", "layer_tables"),

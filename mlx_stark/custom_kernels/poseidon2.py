@@ -23,7 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..field.bb import P, U32
-from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM, WIDTH
+from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM, NO_HIT, WIDTH
 from . import KernelSource, launch
 from ..tracing import read
 from .prelude import literal, mont
@@ -37,7 +37,6 @@ POW_MAX_BATCH = 1 << 22
 # first batch 2^(bits + POW_MARGIN_BITS): it holds no witness with probability e^-16, so a
 # search almost always costs one launch and one read-back
 POW_MARGIN_BITS = 4
-_NO_HIT = 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------- generated permutation
@@ -265,9 +264,11 @@ for (uint32_t lev = 1; lev < levels; ++lev) {{
 def pow_source() -> KernelSource:
     """Proof-of-work candidates ``start + gid`` for ``gid < count``: ``out[block]`` is the
     smallest nonce of the block whose ``P(state with lane a = nonce)[7]`` has its ``mask`` bits
-    zero, or ``0xFFFFFFFF``. ``params = [start, count, mask, a, state (16, Montgomery)]``;
+    zero, or ``0xFFFFFFFF``. ``state``: 16 canonical values (a device array, so the search can
+    follow device-side absorbs with no read-back); ``params = [start, count, mask, a]``;
     blocks of 256 threads (a shared-memory minimum, every thread at every barrier)."""
-    lanes = "\n".join(f"s[{i}] = absorb == {i}u ? nonce_mont : params[{4 + i}];" for i in range(WIDTH))
+    lanes = "\n".join(f"s[{i}] = absorb == {i}u ? nonce_mont : bb_to_mont(state[{i}]);"
+                       for i in range(WIDTH))
     body = f"""\
 SHARED uint32_t best[{THREADS}];
 const uint32_t nonce = params[0] + gid;
@@ -277,14 +278,14 @@ uint32_t s[16];
 {lanes}
 p2_permute(s);
 const bool hit = gid < params[1] && (bb_from_mont(s[7]) & params[2]) == 0u;
-best[tid] = hit ? nonce : {_NO_HIT}u;
+best[tid] = hit ? nonce : {NO_HIT}u;
 for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
   BARRIER();
   if (tid < gap) best[tid] = min(best[tid], best[tid + gap]);
 }}
 if (tid == 0u) out[bid] = best[0];
 """
-    return KernelSource("p2_pow", ("params",), ("out",), permutation_header(), body)
+    return KernelSource("p2_pow", ("state", "params"), ("out",), permutation_header(), body)
 
 
 # ---------------------------------------------------------------- lane-parallel permutation
@@ -417,6 +418,41 @@ out[tid] = bb_from_mont(x);
     return KernelSource("p2_absorb", ("blocks", "params"), ("out",), _SBOX + "\n", body)
 
 
+@lru_cache(maxsize=4)
+def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
+    """The duplex sponge of a device-resident transcript: ``state`` (16, canonical) absorbs
+    ``values`` (n) from rate position ``a`` on, permuting after every filled rate block, and
+    once more at the end when ``last`` is set (a sample after a partial block, or with the
+    outputs used up); ``params = [n, a, last]`` -> ``out`` (16, canonical). Value ``i`` goes
+    to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``. One block of ``WIDTH`` threads with the
+    lane-parallel permutation of :func:`absorb_source`; ``n``, ``a`` and ``last`` are the same
+    for every thread, so every thread reaches every barrier."""
+    table, first_partial, partials = _lane_layers(constants)
+    perm = _lane_permutation(len(table), first_partial, partials)
+    body = f"""\
+SHARED uint32_t xch[{2 * WIDTH}];
+SHARED uint32_t rcs[{len(table) * WIDTH}];
+const uint32_t n = params[0], a = params[1], total = params[0] + params[1];
+{_lane_constants(table)}
+const uint32_t col0 = tid & 3u, col1 = (tid + 1u) & 3u, col2 = (tid + 2u) & 3u, col3 = (tid + 3u) & 3u;
+const uint32_t first = tid & 12u, right = first | col1;
+uint32_t buf = 0u;
+uint32_t x = bb_to_mont(state[tid]);
+for (uint32_t c = 0u; c * 8u < total; ++c) {{
+const uint32_t pos = c * 8u + tid;
+if (tid < 8u && pos >= a && pos < total) x = bb_to_mont(values[pos - a]);
+if ((c + 1u) * 8u <= total) {{
+{perm}
+}}
+}}
+if (params[2] != 0u) {{
+{perm}
+}}
+out[tid] = bb_from_mont(x);
+"""
+    return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), _SBOX + "\n", body)
+
+
 # ---------------------------------------------------------------- host wrappers
 def _params(*values) -> mx.array:
     return mx.array(np.array(values, dtype=np.uint32))
@@ -498,21 +534,51 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     nonce, searched in increasing batches of one launch and one read-back each (the first
     2^(bits + 4) within [2^16, 2^22], then doubling to 2^22); the smallest valid nonce of the
     first batch that has one is the witness, whatever the batch sizes."""
-    fixed = [mont(int(v)) for v in state]
-    mask = (1 << bits) - 1
-    start = 0
-    batch = min(max(1 << (bits + POW_MARGIN_BITS), POW_MIN_BATCH), POW_MAX_BATCH)
+    state = _params(*(int(v) for v in state))
+    start, batch = 0, pow_first_batch(bits)
     while start < P:
         count = min(batch, P - start)
-        grid = _blocks(count)
-        best = launch(pow_source(), [_params(start, count, mask, absorb_idx, *fixed)], (grid, 1),
-                      THREADS, [(grid // THREADS,)])[0]
-        found = int(read(mx.min(best))[0])
-        if found != _NO_HIT:
+        found = int(read(pow_batch(state, absorb_idx, bits, start, count))[0][0])
+        if found != NO_HIT:
             return found
         start += count
         batch = min(2 * batch, POW_MAX_BATCH)
     raise RuntimeError(f"no proof-of-work witness for {bits} bits exists in the field")
+
+
+def pow_first_batch(bits: int) -> int:
+    """Size of a search's first batch: ``2^(bits + POW_MARGIN_BITS)`` within
+    ``[POW_MIN_BATCH, POW_MAX_BATCH]``."""
+    return min(max(1 << (bits + POW_MARGIN_BITS), POW_MIN_BATCH), POW_MAX_BATCH)
+
+
+def pow_batch(state: mx.array, absorb_idx: int, bits: int, start: int, count: int) -> mx.array:
+    """The smallest valid nonce in ``[start, start + count)`` as a ``(1,)`` uint32 device array,
+    ``0xFFFFFFFF`` if there is none: ``state`` ``(16,)`` canonical on the device. One launch
+    and a minimum over its blocks; lazy (no read-back)."""
+    grid = _blocks(count)
+    best = launch(pow_source(), [state, _params(start, count, (1 << bits) - 1, absorb_idx)],
+                  (grid, 1), THREADS, [(grid // THREADS,)])[0]
+    return mx.min(best, keepdims=True)
+
+
+def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: bool) -> mx.array:
+    """:func:`duplex_source` on the device: ``state`` ``(16,)`` and ``values`` ``(n,)`` uint32
+    canonical -> the state ``(16,)`` after absorbing ``values`` from rate position
+    ``absorb_idx`` (and a final permutation if ``permute_last``). One launch; lazy."""
+    if values.shape[0] == 0:
+        values = mx.zeros((1,), dtype=U32)  # an input needs a buffer; n = 0 reads none
+        n = 0
+    else:
+        n = values.shape[0]
+    return launch(duplex_source(), [state, values, _params(n, absorb_idx, int(permute_last))],
+                  (WIDTH, 1), WIDTH, [(WIDTH,)])[0]
+
+
+def pow_first_search(state: mx.array, absorb_idx: int, bits: int) -> mx.array:
+    """One search batch from nonce 0 (:func:`pow_first_batch` nonces) on a device state: the
+    device transcript's grind. ``(1,)`` uint32, ``NO_HIT`` if the batch holds no witness."""
+    return pow_batch(state, absorb_idx, bits, 0, pow_first_batch(bits))
 
 
 def absorb(state, blocks: mx.array) -> list:

@@ -291,6 +291,7 @@ def permute(states: mx.array, constants: Poseidon2Constants = DEFAULT_CONSTANTS)
 
 
 # ---------------------------------------------------------------- proof-of-work search
+NO_HIT = 0xFFFFFFFF  # a device proof-of-work batch's result when it holds no witness
 _POW_FIRST_BATCH = 1 << 14
 _POW_MAX_BATCH = 1 << 18
 
