@@ -181,7 +181,8 @@ class DeviceTranscript:
     sponge's state is a ``(16,)`` device array and each absorb-then-permute run is one
     ``transcript.duplex`` launch (observations are queued until a sample or a search needs
     the state); the rate positions are data-independent and tracked on the host. Elsewhere
-    (the CPU backend) the host sponge runs on the values as they come: the same bits either way.
+    (the CPU backend) the host sponge absorbs the queued values when a sample needs them (one
+    read-back each time): the same bits either way.
 
     Proof-of-work searches run one batch of ``2^(bits + 4)`` nonces with no read-back; a batch
     without a witness surfaces at :meth:`sync` as :class:`PowBatchMiss` (see
@@ -193,23 +194,26 @@ class DeviceTranscript:
         self._duplex = custom_kernels.native("transcript.duplex")
         self._pow = custom_kernels.native("poseidon2.pow_batch") if not exhaustive else None
         self._nonces: list = []
+        self._pending: list = []
+        self._queued = 0
         if self._duplex is None:
             self._t = host.copy()
             return
         self._state = mx.array(host._state, dtype=U32)
         self._absorb_idx, self._sample_idx = host._absorb_idx, host._sample_idx
-        self._pending: list = []
-        self._queued = 0
 
     # ------------------------------------------------------------ observe
     def observe(self, values: mx.array) -> None:
         """Absorb ``values`` (``(...)`` uint32 canonical, flattened in row-major order)."""
         values = values.reshape(-1)
-        if self._duplex is None:
-            self._t.observe_many(read(values)[0].tolist())
-            return
         self._pending.append(values)
         self._queued += values.shape[0]
+
+    def _host_flush(self) -> None:
+        """Host path: absorb the queued values (one read-back for all of them)."""
+        if self._pending:
+            self._t.observe_many(read(mx.concatenate(self._pending))[0].tolist())
+            self._pending, self._queued = [], 0
 
     def _flush(self, permute_last: bool) -> None:
         n = self._queued
@@ -238,6 +242,7 @@ class DeviceTranscript:
     def sample(self, count: int = 1) -> mx.array:
         """``count`` samples ``(count,)`` uint32, in the order the host sponge returns them."""
         if self._duplex is None:
+            self._host_flush()
             return mx.array([self._t.sample() for _ in range(count)], dtype=U32)
         parts = []
         while count:
@@ -264,6 +269,7 @@ class DeviceTranscript:
         if bits == 0:
             return mx.zeros((1,), dtype=U32)
         if self._duplex is None:
+            self._host_flush()
             return mx.array([self._t.grind(bits)], dtype=U32)
         self._flush(permute_last=False)
         if self._pow is not None:
@@ -282,6 +288,7 @@ class DeviceTranscript:
         arrays: one read-back for all of it. Raises :class:`PowBatchMiss` if a search batch
         held no witness (the host transcript is then unchanged)."""
         if self._duplex is None:
+            self._host_flush()
             out = read(*arrays) if arrays else []
             t = self._host
             t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx

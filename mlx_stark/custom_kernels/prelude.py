@@ -25,6 +25,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from ..field import bb
 from ..field.bb import P
 from ..field.host import EF, W
 
@@ -138,10 +139,16 @@ def literal(x: int) -> str:
 
 
 def kernel_args(counts, values=()) -> mx.array:
-    """A launch's ``args`` array (uint32): the ``counts``, then the coefficients of the host EF
-    ``values`` in Montgomery form."""
-    words = list(counts) + [mont(c) for v in values for c in EF.lift(v).c]
-    return mx.array(np.array(words, dtype=np.uint32))
+    """A launch's ``args`` array (uint32): the ``counts``, then the coefficients of the
+    ``values`` (host EF, or ``(4,)`` canonical device arrays such as a device transcript's
+    challenges, converted on the device) in Montgomery form."""
+    if not any(isinstance(v, mx.array) for v in values):
+        words = list(counts) + [mont(c) for v in values for c in EF.lift(v).c]
+        return mx.array(np.array(words, dtype=np.uint32))
+    parts = [mx.array(np.array(list(counts), dtype=np.uint32))]
+    parts += [bb.to_mont(v) if isinstance(v, mx.array) else
+              mx.array(np.array([mont(c) for c in EF.lift(v).c], dtype=np.uint32)) for v in values]
+    return mx.concatenate(parts)
 
 
 def block_sum(sums: int, threads: int, out: str, finish: str = "{}") -> str:

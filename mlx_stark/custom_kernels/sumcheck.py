@@ -13,7 +13,7 @@ and uint64 ``% p`` per round; here a round is one launch:
   per output element ``(y, b)``;
 - :func:`product_round`: every thread adds the terms of the items ``i = y·B + b ≡ gid`` (mod
   the launch's threads), the block adds its threads' sums in shared memory and writes one
-  partial sum (``parts (K, 8)``), which the host adds up when it reads the round's message;
+  partial sum (``parts (K, 8)``), added up on the device into the round's message;
 - :func:`fold_product_round`: item ``(y, b)`` of the folded tables folds the old rows
   ``4y .. 4y + 3`` of column ``b`` of both tables, writes the new rows ``2y, 2y + 1`` and adds
   their terms, so that every round after the first reads the tables once;
@@ -40,9 +40,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..field.bb import P
-from ..field.host import EF
 from . import KernelSource, launch
-from ..tracing import read
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 
 THREADS = 256
@@ -217,21 +215,21 @@ def plan_blocks(items: int) -> int:
     return max(1, min(MAX_BLOCKS, -(-items // THREADS)))
 
 
-def _round_values(parts: mx.array) -> tuple:
-    """``(s(1), s(2))`` (host EF) from the blocks' partial sums ``(K·8,)`` (the round's only
-    read-back)."""
-    total = read(parts)[0].reshape(-1, 2, 4).astype(np.uint64).sum(axis=0) % P
-    return tuple(EF(*(int(c) for c in row)) for row in total)
+def _round_values(parts: mx.array) -> mx.array:
+    """``[s(1), s(2)]`` ``(2, 4)`` from the blocks' partial sums ``(K·8,)``, on the device
+    (``K ≤ MAX_BLOCKS``, so the uint64 sum cannot wrap)."""
+    total = mx.sum(parts.reshape(-1, 2, 4).astype(mx.uint64), axis=0) % P
+    return total.astype(mx.uint32)
 
 
 def product_round(f: mx.array, w: mx.array) -> tuple:
     """:func:`mlx_stark.prover.stacked_reduction.product_round_values` (bit-equal): ``f, w``
-    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``(s(1), s(2))`` host EF. One launch and
-    one read-back of the ``K ≤ MAX_BLOCKS`` partial sums."""
+    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``[s(1), s(2)]`` ``(2, 4)``. One launch and
+    a sum of the ``K ≤ MAX_BLOCKS`` partial sums; lazy."""
     n, width = _pair_dims(f, w, 2)
     items = n // 2 * width
     if items == 0:
-        return EF.lift(0), EF.lift(0)
+        return mx.zeros((2, 4), dtype=mx.uint32)
     blocks = plan_blocks(items)
     args = kernel_args((items, width, blocks * THREADS))
     parts = launch(product_round_source(), [f.reshape(-1), w.reshape(-1), args], (blocks * THREADS, 1),
@@ -241,14 +239,14 @@ def product_round(f: mx.array, w: mx.array) -> tuple:
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     """:func:`mlx_stark.prover.stacked_reduction.fold_product_round` (bit-equal): ``f, w``
-    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 2``, ``r`` host EF -> ``(f', w', (s(1), s(2)))``:
-    both tables folded at ``r`` (``(2^(d−1), ..., 4)``) and the next round's sums over them.
-    One pass over the tables and one read-back of the partial sums."""
+    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 2``, ``r`` host EF or ``(4,)`` device array ->
+    ``(f', w', [s(1), s(2)])``: both tables folded at ``r`` (``(2^(d−1), ..., 4)``) and the next
+    round's sums ``(2, 4)`` over them. One pass over the tables; lazy."""
     n, width = _pair_dims(f, w, 4)
     shape = (n // 2,) + tuple(f.shape[1:])
     items = n // 4 * width
     if items == 0:
-        return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), (EF.lift(0), EF.lift(0))
+        return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), mx.zeros((2, 4), dtype=mx.uint32)
     blocks = plan_blocks(items)
     args = kernel_args((items, width, blocks * THREADS), [r])
     f_out, w_out, parts = launch(fold_product_round_source(), [f.reshape(-1), w.reshape(-1), args],

@@ -101,7 +101,10 @@ def random(shape, seed: int) -> mx.array:
 
 
 def constant(x) -> mx.array:
-    """A ``(4,)`` array holding the host element ``x`` (EF or int)."""
+    """A ``(4,)`` array holding ``x``: a host element (EF or int), or a ``(4,)`` uint32 device
+    array already (a device transcript's challenge), returned as it is."""
+    if isinstance(x, mx.array):
+        return x
     return mx.array(np.array(EF.lift(x).c, dtype=np.uint32))
 
 

@@ -19,8 +19,8 @@ from . import kernels
 
 
 def _ef4(x) -> mx.array:
-    """A host EF / int as a ``(4,)`` uint32 array."""
-    return ext.constant(EF.lift(x))
+    """A host EF / int (or a ``(4,)`` device array) as a ``(4,)`` uint32 array."""
+    return ext.constant(x)
 
 
 def _split_axis(x: mx.array, axis: int):

@@ -31,8 +31,8 @@ from ..field.host import EF
 from ..params import SystemParams
 from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, idft, kernels
 from ..proof.pcs import StackingProof
-from ..tracing import read, span, wait
-from ..transcript import Transcript
+from ..tracing import span, wait
+from ..transcript import Transcript, device_segment
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
 _CHUNK_ELEMS = 1 << 22
@@ -78,8 +78,8 @@ def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
     return ext.mul(f1, w1), ext.mul(f2, w2)
 
 
-def product_round_values(f: mx.array, w: mx.array) -> tuple:
-    """``(s(1), s(2))`` (host EF) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
+def product_round_values(f: mx.array, w: mx.array) -> mx.array:
+    """``[s(1), s(2)]`` (``(2, 4)`` uint32, on the device) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
     sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
     the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
     kernel (``sumcheck.product_round``) runs instead where the device has one."""
@@ -90,21 +90,24 @@ def product_round_values(f: mx.array, w: mx.array) -> tuple:
     fv = f.reshape(half, 2, -1, 4)
     wv = w.reshape(half, 2, -1, 4)
     t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
-    sums = bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
-    s1, s2 = ext.to_host(sums)
-    return s1, s2
+    return bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
 
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
-    round's :func:`product_round_values` over them: ``(f', w', (s(1), s(2)))``. ``f``, ``w``:
-    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF. The native kernel
+    round's :func:`product_round_values` over them: ``(f', w', [s(1), s(2)])``. ``f``, ``w``:
+    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF or ``(4,)`` device array. The native kernel
     (``sumcheck.fold_product_round``, one pass over the tables) runs where the device has one."""
     kernel = custom_kernels.native("sumcheck.fold_product_round")
     if kernel is not None:
         return kernel(f, w, r)
     f, w = fold_lowest(f, r), fold_lowest(w, r)
     return f, w, product_round_values(f, w)
+
+
+def _host_ef(a) -> list:
+    """Host EF list from a read-back ``(..., 4)`` uint32 NumPy array."""
+    return [EF(*(int(c) for c in row)) for row in a.reshape(-1, 4)]
 
 
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
@@ -181,7 +184,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         raise InvalidInputError(f"the point r needs at least {1 + max_nt} coordinates, got {len(r)}")
     r = [EF.lift(x) for x in r]
 
-    with span("prover.openings.stacked_reduction") as sp:
+    with span("prover.openings.stacked_reduction"):
         lam = transcript.sample_ext()
         heights = sorted({h for _, _, _, h, _ in slices})
         w_lp1 = two_adic_generator(l + 1)
@@ -252,25 +255,29 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             w = mx.concatenate(w_parts, axis=1)
             sp_part.produced(f, w)
 
-        # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits
-        with span("prover.openings.stacked_reduction.rounds") as sp_part:
-            rounds = []
-            sums = product_round_values(f, w) if n else None
+        # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits, on a device
+        # transcript; the messages, the challenges and the openings come back in one read
+        def rounds_1_to_n(dt):
+            g, v = f, w
+            sums = product_round_values(g, v) if n else None
+            messages, us = [], []
             for j in range(n):
-                s1, s2 = sums
-                transcript.observe_ext(s1)
-                transcript.observe_ext(s2)
-                u = transcript.sample_ext()
-                rounds.append((s1, s2))
-                u_prism.append(u)
+                dt.observe(sums)  # s(1) then s(2), c0..c3 each
+                u = dt.sample_ext()
+                messages.append(sums)
+                us.append(u)
                 if j + 1 < n:
-                    f, w, sums = fold_product_round(f, w, u)
+                    g, v, sums = fold_product_round(g, v, u)
                 else:
-                    f = fold_lowest(f, u)  # the weights are not needed after the last round
-            sp_part.produced(f)
+                    g = fold_lowest(g, u)  # the weights are not needed after the last round
+            # the stacking openings q̂_k(u_0, u_1..u_n), commit-major
+            return None, [g.reshape(-1, 4), *messages, *us]
 
-        # ---- stacking openings q̂_k(u_0, u_1..u_n), commit-major
-        flat = ext.to_host(f.reshape(-1, 4))
+        with span("prover.openings.stacked_reduction.rounds"):
+            _, (flat, *host) = device_segment(transcript, rounds_1_to_n)
+        rounds = [tuple(_host_ef(m)) for m in host[:n]]
+        u_prism += [_host_ef(u)[0] for u in host[n:]]
+        flat = _host_ef(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:
             width = pcs.matrix.shape[1]
@@ -279,5 +286,4 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         for col_openings in openings:
             for o in col_openings:
                 transcript.observe_ext(o)
-        sp.produced(f)
     return StackingProof(s0, rounds, openings), u_prism

@@ -21,7 +21,7 @@ from ..params import SystemParams
 from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius, zeta
 from ..proof.pcs import WhirProof
 from ..tracing import span
-from ..transcript import Transcript
+from ..transcript import Transcript, device_segment
 from .stacked_reduction import fold_product_round, product_round_values, weighted_sum
 
 # Queries whose base-field eq tables are built at once in the weight update (memory bound).
@@ -97,24 +97,29 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         prev_tree = None
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
-            for j in range(k):
-                with span("prover.openings.whir.sumcheck"):
-                    if j == 0:
-                        sums = product_round_values(f, w)
-                    s1, s2 = sums
-                    transcript.observe_ext(s1)
-                    transcript.observe_ext(s2)
-                with span("prover.openings.whir.grind"):
-                    folding_pow.append(transcript.grind(whir.folding_pow_bits))
-                alpha = transcript.sample_ext()
-                sumcheck.append((s1, s2))
-                with span("prover.openings.whir.fold") as sp_fold:
+
+            # k sumcheck rounds (each with its folding proof of work) on a device transcript:
+            # no read-back until the messages and witnesses come back together
+            def sumcheck_rounds(dt):
+                g, v = f, w
+                sums = product_round_values(g, v)
+                messages, witnesses = [], []
+                for j in range(k):
+                    dt.observe(sums)  # s(1) then s(2), c0..c3 each
+                    witnesses.append(dt.grind(whir.folding_pow_bits))
+                    alpha = dt.sample_ext()
+                    messages.append(sums)
                     if j + 1 < k:  # the next round's sums in the same pass
-                        f, w, sums = fold_product_round(f, w, alpha)
+                        g, v, sums = fold_product_round(g, v, alpha)
                     else:
-                        f = fold_lowest(f, alpha)
-                        w = fold_lowest(w, alpha)
-                    sp_fold.produced(f, w)
+                        g, v = fold_lowest(g, alpha), fold_lowest(v, alpha)
+                return (g, v), [*messages, *witnesses]
+
+            with span("prover.openings.whir.sumcheck") as sp_sc:
+                (f, w), host = device_segment(transcript, sumcheck_rounds)
+                sp_sc.produced(f, w)
+            sumcheck += [tuple(EF(*(int(c) for c in row)) for row in m) for m in host[:k]]
+            folding_pow += [int(x[0]) for x in host[k:]]
             d = m - k * (i + 1)
             with span("prover.openings.whir.mobius") as sp_mob:
                 g_hat = mobius(f)
