@@ -18,6 +18,10 @@ import mlx.core as mx
 
 _state = threading.local()
 
+# Called as ``listener(name, depth)`` when a timed span starts (depth 0 for a root): the CLI
+# shows the stage names of a long proof from it. None: no listener.
+listener = None
+
 
 @dataclass
 class SpanRecord:
@@ -82,6 +86,8 @@ def span(name: str):
     if stack is None:
         yield Span(None)
         return
+    if listener is not None:
+        listener(name, len(stack))
     rec = SpanRecord(name=name, start=time.perf_counter())
     (stack[-1].children if stack else _state.roots).append(rec)
     stack.append(rec)
