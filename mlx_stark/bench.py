@@ -32,9 +32,11 @@ KPI_SPANS = (
 
 
 def measure(workload: Workload, runs: int = 5, warmup: int = 1, check: bool = True,
-            progress=None) -> dict:
+            progress=None) -> tuple[dict, bytes]:
     """Prove ``workload`` ``warmup + runs`` times; returns a JSON-ready report with the raw
-    per-run span totals and, per KPI span, the median / min / max over the warm runs."""
+    per-run span totals and, per KPI span, the median / min / max over the warm runs, and the
+    last run's proof bytes (the proof verified when ``check``). ``progress(i, total, seconds)``
+    is called after each run ``i``, warm-up runs first."""
     pk, vk = keygen(workload.airs, workload.params)
     raw, proof = [], None
     for i in range(warmup + runs):
@@ -69,7 +71,7 @@ def measure(workload: Workload, runs: int = 5, warmup: int = 1, check: bool = Tr
         "verify_seconds": verify_seconds,
         "summary": summary,
         "raw": raw,
-    }
+    }, blob
 
 
 def format_table(report: dict) -> str:
