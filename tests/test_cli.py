@@ -144,6 +144,7 @@ def test_proof_file_is_the_last_timed_proof_and_progress_on_stderr(tmp_path, mon
     res = CliRunner().invoke(main, ["logup", "--runs", "1", "--warmup", "1", "--progress",
                                     "--proof", str(path)])
     assert res.exit_code == 0, res.output
+    # warm-up + timed run and nothing after the table: the file holds the timed proof
     assert len(proofs) == 2 and path.read_bytes() == proofs[-1]
     assert "warm-up 1/1" in res.stderr and "prover.rap_constraints" in res.stderr
     assert "run 1/1:" in res.stderr and "[" in res.stderr
