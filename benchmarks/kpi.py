@@ -37,7 +37,7 @@ def main(out_dir, runs, warmup, permutations, logup_scale, only):
         def progress(i, total, seconds, name=w.name):
             click.echo(f"{name} run {i + 1}/{total}: {seconds:.3f} s", err=True)
 
-        report = bench.measure(w, runs=runs, warmup=warmup, progress=progress)
+        report, _ = bench.measure(w, runs=runs, warmup=warmup, progress=progress)
         (out / f"{w.name}.json").write_text(json.dumps(report, indent=1))
         tables.append(bench.format_table(report))
         click.echo(tables[-1])

@@ -13,6 +13,8 @@ _device.setup()
 
 from .air import Air, check_constraints  # noqa: E402
 from .errors import (  # noqa: E402
+    ConfigError,
+    InsufficientMemoryError,
     InvalidInputError,
     KeygenError,
     MlxStarkError,
@@ -32,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Air", "AirInput", "EF", "P", "Proof", "TraceVData", "SystemParams",
     "MultiStarkProvingKey", "MultiStarkVerifyingKey", "app_params_with_100_bits_security",
-    "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "InvalidInputError",
-    "KeygenError", "ProverError", "VerificationError", "ProofDecodeError",
-    "UnbalancedInteractions", "__version__",
+    "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "ConfigError",
+    "InsufficientMemoryError", "InvalidInputError", "KeygenError", "ProverError",
+    "VerificationError", "ProofDecodeError", "UnbalancedInteractions", "__version__",
 ]

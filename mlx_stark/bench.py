@@ -38,14 +38,16 @@ CALL = "prove() call"  # the summary row of the plain calls
 
 
 def measure(workload: Workload, runs: int = 5, warmup: int = 1, check: bool = True,
-            progress=None) -> dict:
+            progress=None) -> tuple[dict, bytes]:
     """Prove ``workload`` ``warmup`` times untimed, ``runs`` times as plain timed ``prove`` calls
     (no spans, so no span syncs: what a user waits for), then ``runs`` times with spans on.
 
-    Returns a JSON-ready report: per-run raw figures, and a summary whose first row is the plain
-    call (median / min / max seconds, syncs, launches, peak MB) followed by each KPI span
-    (median / min / max seconds and the median of its counters). ``span_sync_cost`` is how much
-    the timed spans' own syncs add to the whole call (median span total minus median call)."""
+    Returns a JSON-ready report and the last run's proof bytes (verified when ``check``). The
+    report holds per-run raw figures, and a summary whose first row is the plain call (median /
+    min / max seconds, syncs, launches, peak MB) followed by each KPI span (median / min / max
+    seconds and the median of its counters). ``span_sync_cost`` is how much the timed spans'
+    own syncs add to the whole call (median span total minus median call).
+    ``progress(i, total, seconds)`` is called after each run ``i``, warm-up runs first."""
     pk, vk = keygen(workload.airs, workload.params)
     total = warmup + 2 * runs
     raw, calls, proof = [], [], None
@@ -100,7 +102,7 @@ def measure(workload: Workload, runs: int = 5, warmup: int = 1, check: bool = Tr
         "summary": summary,
         "calls": calls,
         "raw": raw,
-    }
+    }, blob
 
 
 def _spread(vals: list) -> dict:

@@ -2,19 +2,28 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from . import __version__
 from .errors import MlxStarkError
 
 AIR_CHOICES = ("keccakf", "logup", "fib")
 
 
-class _CleanErrors(click.Group):
-    """Report library errors as one clear line, not a traceback."""
+class _CleanCommand(click.Command):
+    """Report library errors and bad option values as one clear line, not a traceback or a
+    usage screen. Per command, so that ``scripts/`` calling a command directly get it too."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.BadParameter as e:
+            raise click.ClickException(e.format_message()) from None
 
     def invoke(self, ctx):
         try:
@@ -23,7 +32,32 @@ class _CleanErrors(click.Group):
             raise click.ClickException(f"{type(e).__name__}: {e}") from None
 
 
-@click.group(cls=_CleanErrors)
+class _CleanGroup(click.Group):
+    command_class = _CleanCommand
+
+
+class _OutputPath(click.Path):
+    """A path written after the run, checked now so that a bad one fails before the work
+    instead of losing its results: a file's directory must exist; a directory (created at the
+    end) needs its nearest existing ancestor to be a directory. Either must be writable."""
+
+    def __init__(self, directory: bool = False):
+        super().__init__(file_okay=not directory, dir_okay=directory, writable=True)
+        self.directory = directory
+
+    def convert(self, value, param, ctx):
+        path = Path(super().convert(value, param, ctx))
+        home = next(p for p in path.parents if p.exists()) if self.directory else path.parent
+        if not home.is_dir():
+            self.fail(f"'{home}' is not a directory" if home.exists()
+                      else f"directory '{home}' does not exist", param, ctx)
+        if not os.access(home, os.W_OK):
+            self.fail(f"directory '{home}' is not writable", param, ctx)
+        return str(path)
+
+
+@click.group(cls=_CleanGroup)
+@click.version_option(__version__, prog_name="mlx-stark")
 def main() -> None:
     """mlx-stark: STARK prover and verifier (SWIRL protocol) on MLX."""
 
@@ -31,52 +65,135 @@ def main() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print machine-readable JSON")
 def info(as_json: bool) -> None:
-    """Versions, the MLX device, and whether native custom kernels are active."""
-    import mlx_stark
-    from mlx_stark import device
+    """Versions, the MLX device, the kernel path, the C++ compiler, and any bad setting."""
+    from . import device
 
-    data = {"mlx_stark": mlx_stark.__version__, **device.info()}
+    data = {"mlx_stark": __version__, **device.info()}
     if as_json:
         click.echo(json.dumps(data))
-        return
-    for k, v in data.items():
-        click.echo(f"{k:>18}: {v}")
+    else:
+        for k, v in data.items():
+            click.echo(f"{k:>18}: {'not found' if k == 'cxx_compiler' and v is None else v}")
+        _warn_slow_compile()
+    if data["config_error"]:
+        raise click.ClickException(f"ConfigError: {data['config_error']}")
+
+
+def _warn_slow_compile() -> None:
+    from . import device
+
+    warning = device.compiler_warning()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _start(device_name: str | None) -> None:
+    """What every proving command checks and sets up before any heavy work."""
+    from . import device
+
+    if device_name:
+        device.set_device(device_name)
+    device.check_env()
+    _warn_slow_compile()
+
+
+def _runs_option(default: int):
+    return click.option("--runs", default=default, show_default=True,
+                        type=click.IntRange(min=1), help="timed (warm) runs")
+
+
+def _warmup_option(default: int):
+    return click.option("--warmup", default=default, show_default=True,
+                        type=click.IntRange(min=0),
+                        help="untimed warm-up runs first (compilation, caches)")
+
+
+_DEVICE_OPTION = click.option(
+    "--device", "device_name", type=click.Choice(["cpu", "gpu"]), default=None,
+    help="MLX device to prove on  [default: MLX_STARK_DEVICE, else MLX's default]")
+_PROGRESS_OPTION = click.option(
+    "--progress/--no-progress", default=None,
+    help="show the proof stages and a bar over the runs on stderr  [default: when stderr is a "
+         "terminal]")
 
 
 def _common_options(f):
     opts = [
-        click.option("--runs", default=1, show_default=True, help="timed (warm) runs"),
-        click.option("--warmup", default=0, show_default=True, help="untimed runs first"),
-        click.option("--device", "device_name", type=click.Choice(["cpu", "gpu"]), default=None,
-                     help="MLX device (default: MLX's default)"),
-        click.option("--verify/--no-verify", default=True, show_default=True),
-        click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+        _runs_option(1),
+        _warmup_option(0),
+        _DEVICE_OPTION,
+        click.option("--verify/--no-verify", default=True, show_default=True,
+                     help="verify the last proof after the runs"),
+        click.option("--json", "json_path", type=_OutputPath(), default=None,
                      help="write the measurement report (spans, medians, raw runs) here"),
-        click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
+        click.option("--trace", "trace_path", type=_OutputPath(), default=None,
                      help="write a Chrome-trace / Perfetto JSON of the last run here"),
-        click.option("--proof", "proof_path", type=click.Path(dir_okay=False), default=None,
-                     help="write the proof bytes here"),
+        click.option("--proof", "proof_path", type=_OutputPath(), default=None,
+                     help="write the last timed proof's bytes here"),
+        _PROGRESS_OPTION,
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
-def _run(workload, runs, warmup, device_name, verify, json_path, trace_path, proof_path):
-    from . import bench, device, tracing
-    from .keygen import keygen
-    from .prover.prove import prove
+class _Progress:
+    """Progress on stderr: one line per finished run (warm-up runs labelled), and with ``live``
+    a bar over the runs with the proof stage that is running (spans down to two levels below
+    the root, from :data:`tracing.listener`): redrawn in place on a terminal, one line per
+    stage otherwise. Use as ``with _Progress(...) as p: bench.measure(..., progress=p.run_done)``."""
 
-    if device_name:
-        device.set_device(device_name)
-    if runs < 1 or warmup < 0:
-        raise click.BadParameter("--runs must be >= 1 and --warmup >= 0")
+    def __init__(self, name: str, runs: int, warmup: int, live: bool | None):
+        self.name, self.runs, self.warmup = name, runs, warmup
+        self.tty = sys.stderr.isatty()
+        self.live = self.tty if live is None else live
+        self.done = 0
+
+    def __enter__(self):
+        from . import tracing
+
+        if self.live:
+            tracing.listener = self.stage
+        return self
+
+    def __exit__(self, *exc):
+        from . import tracing
+
+        tracing.listener = None
+
+    def _label(self, i: int) -> str:
+        """bench.measure's runs in order: warm-up, plain calls, then span runs."""
+        if i < self.warmup:
+            return f"warm-up {i + 1}/{self.warmup}"
+        if i < self.warmup + self.runs:
+            return f"call {i + 1 - self.warmup}/{self.runs}"
+        return f"spans {i + 1 - self.warmup - self.runs}/{self.runs}"
+
+    def stage(self, name: str, depth: int) -> None:
+        if depth > 2:
+            return
+        total = 2 * self.runs + self.warmup
+        filled = 20 * self.done // total
+        line = (f"{self.name} [{'#' * filled}{'.' * (20 - filled)}] {self._label(self.done)}: "
+                f"{'  ' * depth}{name}")
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K", err=True, nl=False)
+        else:
+            click.echo(line, err=True)
+
+    def run_done(self, i: int, total: int, seconds: float) -> None:
+        self.done = i + 1
+        clear = "\r\x1b[K" if self.live and self.tty else ""
+        click.echo(f"{clear}  {self.name} {self._label(i)}: {seconds * 1e3:.1f} ms", err=True)
+
+
+def _run(workload, runs, warmup, verify, json_path, trace_path, proof_path, progress):
+    from . import bench, tracing
+
     click.echo(f"{workload.name}: keygen ...", err=True)
-
-    def progress(i, total, seconds):
-        click.echo(f"  run {i + 1}/{total}: {seconds * 1e3:.1f} ms", err=True)
-
-    report = bench.measure(workload, runs=runs, warmup=warmup, check=verify, progress=progress)
+    with _Progress(workload.name, runs, warmup, progress) as p:
+        report, proof = bench.measure(workload, runs=runs, warmup=warmup, check=verify,
+                                      progress=p.run_done)
     click.echo(bench.format_table(report))
     click.echo(f"\nproof: {report['proof_bytes']} bytes"
                + (f", verified in {report['verify_seconds'] * 1e3:.0f} ms" if verify else ""))
@@ -88,8 +205,7 @@ def _run(workload, runs, warmup, device_name, verify, json_path, trace_path, pro
     if trace_path:
         Path(trace_path).write_text(json.dumps(tracing.to_chrome_trace([_record(t) for t in last])))
     if proof_path:
-        pk, _ = keygen(workload.airs, workload.params)
-        Path(proof_path).write_bytes(prove(pk, workload.inputs).to_bytes())
+        Path(proof_path).write_bytes(proof)
 
 
 def _record(d: dict, start: float = 0.0):
@@ -105,34 +221,39 @@ def _record(d: dict, start: float = 0.0):
 
 
 @main.command()
-@click.option("--permutations", default=1024, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--permutations", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Keccak-f permutations to prove (24 trace rows each, padded to a power of 2)")
+@click.option("--seed", default=0, show_default=True, help="seed of the random permutation inputs")
 @_common_options
-def keccakf(permutations, seed, **kw):
+def keccakf(permutations, seed, device_name, **kw):
     """Prove Keccak-f[1600] permutations with KeccakfAir (the flagship workload)."""
     from .workloads import keccakf as make
 
+    _start(device_name)
     _run(make(permutations, seed), **kw)
 
 
 @main.command()
-@click.option("--scale", default=1, show_default=True, help="trace-height multiplier (power of 2)")
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
+              help="trace-height multiplier (a power of 2)")
 @_common_options
-def logup(scale, **kw):
+def logup(scale, device_name, **kw):
     """Prove the LogUp interaction workload (sender + receiver on one bus)."""
     from .workloads import logup as make
 
+    _start(device_name)
     _run(make(scale), **kw)
 
 
 @main.command()
-@click.option("--log-height", default=20, show_default=True,
-              help="log2 of the Fibonacci trace's rows (2..20; the stacked height is 2^20)")
+@click.option("--log-height", default=20, show_default=True, type=click.IntRange(2, 20),
+              help="log2 of the Fibonacci trace's rows (the stacked height is 2^20)")
 @_common_options
-def fib(log_height, **kw):
+def fib(log_height, device_name, **kw):
     """Prove the reference's synthetic benchmark: Fibonacci plus four interaction AIRs."""
     from .workloads import fib as make
 
+    _start(device_name)
     _run(make(log_height), **kw)
 
 
@@ -140,16 +261,20 @@ def fib(log_height, **kw):
 @click.argument("proof_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--air", type=click.Choice(AIR_CHOICES), required=True,
               help="which workload's verifying key to use")
-@click.option("--permutations", default=1024, show_default=True, help="keccakf: trace size")
-@click.option("--scale", default=1, show_default=True, help="logup: trace-height multiplier")
-@click.option("--log-height", default=20, show_default=True, help="fib: log2 of the trace rows")
+@click.option("--permutations", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="keccakf: the permutations the proof was made for")
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
+              help="logup: the trace-height multiplier the proof was made for")
+@click.option("--log-height", default=20, show_default=True, type=click.IntRange(2, 20),
+              help="fib: log2 of the Fibonacci trace rows the proof was made for")
 def verify_cmd(proof_path, air, permutations, scale, log_height):
     """Verify a proof file against a workload's verifying key."""
     from .keygen import keygen
     from .verifier.verify import verify
     from .errors import VerificationError
-    from . import workloads
+    from . import device, workloads
 
+    device.check_env()
     if air == "keccakf":
         w = workloads.keccakf(permutations)
     elif air == "fib":
@@ -167,23 +292,27 @@ def verify_cmd(proof_path, air, permutations, scale, log_height):
 
 
 @main.command()
-@click.option("--runs", default=5, show_default=True)
-@click.option("--warmup", default=1, show_default=True)
-@click.option("--permutations", default=1024, show_default=True)
-@click.option("--scale", default=1, show_default=True, help="logup trace-height multiplier")
-@click.option("--device", "device_name", type=click.Choice(["cpu", "gpu"]), default=None)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@_runs_option(5)
+@_warmup_option(1)
+@click.option("--permutations", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="keccakf: Keccak-f permutations to prove")
+@click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
+              help="logup: trace-height multiplier (a power of 2)")
+@_DEVICE_OPTION
+@click.option("--out", "out_dir", type=_OutputPath(directory=True), default=None,
               help="directory for the JSON reports and the median table")
-def bench(runs, warmup, permutations, scale, device_name, out_dir):
+@_PROGRESS_OPTION
+def bench(runs, warmup, permutations, scale, device_name, out_dir, progress):
     """Both workloads, N warm runs each; prints (and writes) the median table."""
-    from . import bench as harness, device, workloads
+    from . import bench as harness, workloads
 
-    if device_name:
-        device.set_device(device_name)
+    _start(device_name)
     tables = []
-    for w in (workloads.keccakf(permutations), workloads.logup(scale)):
+    # both built (and their memory checked) before the first run
+    for w in [workloads.keccakf(permutations), workloads.logup(scale)]:
         click.echo(f"{w.name}: {runs} warm runs after {warmup} warm-up ...", err=True)
-        report = harness.measure(w, runs=runs, warmup=warmup)
+        with _Progress(w.name, runs, warmup, progress) as p:
+            report, _ = harness.measure(w, runs=runs, warmup=warmup, progress=p.run_done)
         tables.append(harness.format_table(report))
         if out_dir:
             Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -4,31 +4,40 @@ Environment overrides:
 - ``MLX_STARK_DEVICE=cpu|gpu`` — force the default MLX device (else MLX's default).
 - ``MLX_STARK_KERNELS=auto|native|ops`` — custom kernels (``native``) or the pure MLX-ops
   reference (``ops``); ``auto`` uses native kernels where the running device has them.
+
+A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
+raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
+proof, or up front from :func:`check_env`.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import sys
 
 import mlx.core as mx
 
+from .errors import ConfigError
+
 _VALID_DEVICES = ("cpu", "gpu")
 _VALID_KERNELS = ("auto", "native", "ops")
 _setup_done = False
+_env_error: ConfigError | None = None
 
 
 def setup() -> None:
     """One-time process set-up; idempotent. Called on ``import mlx_stark``."""
-    global _setup_done
+    global _setup_done, _env_error
     if _setup_done:
         return
     _setup_done = True
     want = os.environ.get("MLX_STARK_DEVICE", "").strip().lower()
     if want:
-        if want not in _VALID_DEVICES:
-            raise ValueError(f"MLX_STARK_DEVICE must be one of {_VALID_DEVICES}, got {want!r}")
-        set_device(want)
+        try:
+            set_device(want)
+        except ConfigError as e:
+            _env_error = ConfigError(f"MLX_STARK_DEVICE={want}: {e}")
     if sys.platform.startswith("linux") and backend() == "cpu":
         # Large MLX temporaries (>= 32 MiB) are fresh glibc mmaps by default, and every page
         # faults on first touch: raising the mmap/trim thresholds lets malloc recycle them,
@@ -46,14 +55,11 @@ def setup() -> None:
 
 def set_device(name: str) -> None:
     """Make ``cpu`` or ``gpu`` the default MLX device."""
-    if name == "gpu":
-        if not mx.is_available(mx.gpu):
-            raise RuntimeError("no GPU backend available to MLX on this machine")
-        mx.set_default_device(mx.gpu)
-    elif name == "cpu":
-        mx.set_default_device(mx.cpu)
-    else:
-        raise ValueError(f"device must be one of {_VALID_DEVICES}, got {name!r}")
+    if name not in _VALID_DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(_VALID_DEVICES)}, got {name!r}")
+    if name == "gpu" and not mx.is_available(mx.gpu):
+        raise ConfigError("no GPU backend available to MLX on this machine (use cpu)")
+    mx.set_default_device(mx.gpu if name == "gpu" else mx.cpu)
 
 
 def backend() -> str:
@@ -72,27 +78,97 @@ def available_devices() -> list[str]:
     return ["cpu", "gpu"] if mx.is_available(mx.gpu) else ["cpu"]
 
 
+def _kernels_env() -> str:
+    return os.environ.get("MLX_STARK_KERNELS", "auto").strip().lower() or "auto"
+
+
 def kernel_mode() -> str:
-    mode = os.environ.get("MLX_STARK_KERNELS", "auto").strip().lower() or "auto"
+    mode = _kernels_env()
     if mode not in _VALID_KERNELS:
-        raise ValueError(f"MLX_STARK_KERNELS must be one of {_VALID_KERNELS}, got {mode!r}")
+        raise ConfigError(f"MLX_STARK_KERNELS must be one of {', '.join(_VALID_KERNELS)}, "
+                          f"got {mode!r}")
     return mode
 
 
 def native_kernels_active() -> bool:
-    """True when custom (Metal/CUDA) kernels run instead of the MLX-ops reference."""
+    """True when custom (Metal/CUDA) kernels run instead of the MLX-ops reference. Every
+    kernel selection asks this, so a bad environment setting raises :class:`ConfigError` here."""
+    if _env_error is not None:
+        raise _env_error
     mode = kernel_mode()
     if mode == "ops":
         return False
     has_native = backend() in ("metal", "cuda")
     if mode == "native" and not has_native:
-        raise RuntimeError("MLX_STARK_KERNELS=native but the device has no custom-kernel backend")
+        raise ConfigError("MLX_STARK_KERNELS=native but the device has no custom-kernel backend")
     return has_native
 
 
+def check_env() -> None:
+    """Raise now the :class:`ConfigError` that a bad setting would raise in the first proof."""
+    native_kernels_active()
+
+
+def compiler_warning() -> str | None:
+    """Why proofs will be slow here, or None. On CPU, ``mx.compile`` fuses a graph into C++
+    built by running ``g++`` (that exact name, from MLX's JIT); without it MLX silently runs
+    the graph unfused, several times slower (7x measured on a keccakf proof)."""
+    if backend() == "cpu" and shutil.which("g++") is None:
+        return ("g++ not found on PATH: mx.compile cannot fuse kernels on CPU, "
+                "so proofs run about 7x slower")
+    return None
+
+
+def _meminfo_bytes(path: str, key: str) -> int | None:
+    """A ``key: N kB`` line of a /proc file, in bytes."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory this process can still take: the least of the kernel's
+    ``MemAvailable`` (else free or total physical memory), the cgroup-v2 (container) limit
+    left and the address-space rlimit left; None where none can be read."""
+    found = [_meminfo_bytes("/proc/meminfo", "MemAvailable:")]
+    if found[0] is None:
+        for pages in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):  # macOS has only the latter
+            try:
+                found[0] = os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE")
+                break
+            except (ValueError, OSError):
+                pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as lim, open("/sys/fs/cgroup/memory.current") as cur:
+            found.append(int(lim.read()) - int(cur.read()))  # "max" (no limit): ValueError
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft - (_meminfo_bytes("/proc/self/status", "VmSize:") or 0))
+    except ImportError:  # Windows
+        pass
+    found = [b for b in found if b is not None]
+    return min(found) if found else None
+
+
 def info() -> dict:
+    """Versions, device and kernel path; a bad setting shows as ``config_error``, not a raise."""
     import numpy
 
+    try:
+        check_env()
+        problem = None
+    except ConfigError as e:
+        problem = str(e)
     return {
         "mlx": mx.__version__,
         "numpy": numpy.__version__,
@@ -100,6 +176,8 @@ def info() -> dict:
         "device": str(mx.default_device()),
         "backend": backend(),
         "available_devices": available_devices(),
-        "kernel_mode": kernel_mode(),
-        "native_kernels": native_kernels_active(),
+        "kernel_mode": _kernels_env(),
+        "native_kernels": None if problem else native_kernels_active(),
+        "cxx_compiler": shutil.which("g++"),
+        "config_error": problem,
     }

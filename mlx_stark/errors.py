@@ -9,6 +9,14 @@ class InvalidInputError(MlxStarkError, ValueError):
     """Bad input (traces, public values, parameters): raised before any heavy work."""
 
 
+class ConfigError(MlxStarkError, ValueError):
+    """A bad device or kernel setting: ``MLX_STARK_DEVICE``, ``MLX_STARK_KERNELS``, ``--device``."""
+
+
+class InsufficientMemoryError(MlxStarkError, MemoryError):
+    """A workload would need more memory than this machine has available: refused up front."""
+
+
 class KeygenError(MlxStarkError):
     """An AIR cannot be turned into keys (its ``kind`` names the reference's error variant)."""
 

@@ -27,6 +27,10 @@ import numpy as np
 _state = threading.local()
 _TOTALS = {"syncs": 0, "launches": 0}
 
+# Called as ``listener(name, depth)`` when a timed span starts (depth 0 for a root): the CLI
+# shows the stage names of a long proof from it. None: no listener.
+listener = None
+
 
 @dataclass
 class SpanRecord:
@@ -121,6 +125,8 @@ def span(name: str):
     if stack is None:
         yield Span(None)
         return
+    if listener is not None:
+        listener(name, len(stack))
     rec = SpanRecord(name=name, start=time.perf_counter())
     (stack[-1].children if stack else _state.roots).append(rec)
     # peak memory per span: MLX keeps one peak, so a span resets it on entry after folding it

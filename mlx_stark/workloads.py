@@ -12,6 +12,9 @@
   bus 0 and width 2 on bus 1, a sender and a receiver each) with fixed small traces, under
   ``test_system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
   measures the prover's fixed overhead (syncs and launches).
+
+``keccakf`` and ``logup`` refuse, before allocating anything, a size whose proof would not fit
+in the memory available (:func:`check_memory`); ``fib`` is small at every height.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ import numpy as np
 
 from .airs import DummyInteractionAir, FibonacciAir, dummy_interaction_trace, fib_trace
 from .airs.fixtures import RECEIVER_11, SENDER_11
-from .airs.keccakf import KeccakfAir, keccakf_trace, random_keccakf_inputs
-from .errors import InvalidInputError
+from .airs.keccakf import KeccakfAir, keccakf_trace, keccakf_trace_height, random_keccakf_inputs
+from .device import available_memory
+from .errors import InsufficientMemoryError, InvalidInputError
 from .params import (
     SystemParams,
     app_params_with_100_bits_security,
@@ -31,6 +35,26 @@ from .params import (
     test_system_params_small,
 )
 from .prover.prove import AirInput
+
+
+# Peak host memory of a proof, modelled as a base plus bytes per main-trace cell, fitted to the
+# peak RSS of CPU proofs (2-core x86 host, ops kernels): keccakf 1.6 / 3.3 / 4.4 / 7.8 GiB at
+# 2^12 / 2^13 / 2^14 / 2^15 rows x 2633 columns (the fit is within 20% of each); logup 0.3 /
+# 1.5 GiB at 0.4M / 3.1M cells (scale 2^14 / 2^17). GPU runs build the trace on the host too;
+# their device memory is not checked.
+_MEMORY_MODEL = {"keccakf": (1 << 30, 85), "logup": (200 << 20, 500)}  # (base bytes, per cell)
+
+
+def check_memory(kind: str, cells: int) -> None:
+    """Raise :class:`InsufficientMemoryError` when a ``kind`` proof of a ``cells``-cell main
+    trace would need more than the memory available (see the model above)."""
+    base, per_cell = _MEMORY_MODEL[kind]
+    need = base + per_cell * cells
+    have = available_memory()
+    if have is not None and need > have:
+        raise InsufficientMemoryError(
+            f"a {kind} proof of {cells:,} trace cells needs about {need / 2**30:.1f} GiB, "
+            f"{max(have, 0) / 2**30:.1f} GiB available")
 
 
 @dataclass
@@ -46,6 +70,7 @@ def keccakf(permutations: int = 1024, seed: int = 0,
     """``permutations`` random Keccak-f permutations (inputs from ``seed``)."""
     if permutations < 1:
         raise InvalidInputError("at least one permutation is needed")
+    check_memory("keccakf", keccakf_trace_height(permutations) * KeccakfAir.width)
     trace = keccakf_trace(random_keccakf_inputs(permutations, seed))
     log_h = trace.shape[0].bit_length() - 1
     if params is None:
@@ -58,6 +83,8 @@ def logup(scale: int = 1) -> Workload:
     """The sender/receiver interaction workload, repeated ``scale`` times."""
     if scale < 1 or scale & (scale - 1):
         raise InvalidInputError(f"scale must be a power of two, got {scale}")
+    check_memory("logup", sum(len(count) * scale * (1 + len(fields[0]))
+                              for count, fields in (SENDER_11, RECEIVER_11)))
     airs, inputs = [], []
     for is_send, (count, fields) in ((True, SENDER_11), (False, RECEIVER_11)):
         count = np.tile(np.asarray(count, dtype=np.uint64), scale)

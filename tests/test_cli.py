@@ -1,10 +1,21 @@
 """The ``mlx-stark`` command line on small sizes (click's CliRunner)."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import click
+import mlx.core as mx
+import pytest
 from click.testing import CliRunner
 
+import mlx_stark as ms
+from mlx_stark import bench, device, workloads
 from mlx_stark.bench import CALL, KPI_SPANS
 from mlx_stark.cli import main
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def test_info_reports_device_and_kernel_path():
@@ -56,6 +67,117 @@ def test_errors_are_one_line():
 
 
 def test_fib_rejects_a_height_above_the_stacked_height():
-    res = CliRunner().invoke(main, ["fib", "--log-height", "21"])
-    assert res.exit_code != 0
-    assert "InvalidInputError" in res.output and "Traceback" not in res.output
+    _one_line_error(CliRunner().invoke(main, ["fib", "--log-height", "21"]), "'--log-height'")
+
+
+# ------------------------------------------------ issue 15: one-line errors, progress, polish
+def _one_line_error(res, *needles):
+    """A refused command: non-zero exit, one ``Error:`` line on stderr, nothing else."""
+    assert res.exit_code != 0, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "--warmup", "-1"], "'--warmup'"),
+    (["bench", "--runs", "0"], "'--runs'"),
+    (["logup", "--runs", "0"], "'--runs'"),
+    (["logup", "--json", "no-such-dir/r.json"], "'--json'"),
+    (["logup", "--trace", "no-such-dir/t.json"], "'--trace'"),
+    (["logup", "--proof", "{file}/p.bin"], "is not a directory"),
+    (["bench", "--out", "{file}/results"], "is not a directory"),
+    (["keccakf", "--permutations", "1000000000"], "InsufficientMemoryError"),
+    (["logup", "--scale", str(1 << 30)], "GiB available"),
+])
+def test_bad_arguments_fail_in_one_line_before_any_work(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    Path("file").write_text("")
+    res = CliRunner().invoke(main, [a.format(file="file") for a in args])
+    _one_line_error(res, needle)
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_memory_estimate_refuses_what_does_not_fit(monkeypatch):
+    # the issue's case: keccakf 2048 under a 6 GB limit segfaulted after 31 s
+    monkeypatch.setattr(workloads, "available_memory", lambda: 6 << 30)
+    with pytest.raises(ms.InsufficientMemoryError, match="needs about .* GiB, 6.0 GiB available"):
+        workloads.keccakf(2048)
+    assert device.available_memory() > 0
+
+
+@pytest.mark.skipif(mx.is_available(mx.gpu), reason="needs a CPU-only machine")
+def test_gpu_on_cpu_only_machine():
+    _one_line_error(CliRunner().invoke(main, ["logup", "--device", "gpu"]),
+                    "ConfigError", "no GPU")
+
+
+def test_bad_kernel_setting_shown_by_info_and_refused_by_provers():
+    runner = CliRunner(env={"MLX_STARK_KERNELS": "fast"})
+    res = runner.invoke(main, ["info"])
+    assert res.exit_code == 1 and "kernel_mode: fast" in res.stdout
+    assert "ConfigError: MLX_STARK_KERNELS must be one of" in res.stderr
+    _one_line_error(runner.invoke(main, ["logup"]), "MLX_STARK_KERNELS")
+
+
+def test_bad_device_setting_does_not_break_import():
+    # MLX_STARK_DEVICE is read on `import mlx_stark`: a subprocess sees it from the start
+    res = subprocess.run([sys.executable, "-m", "mlx_stark.cli", "info", "--json"],
+                         capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": ROOT, "MLX_STARK_DEVICE": "tpu"})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "MLX_STARK_DEVICE=tpu" in json.loads(res.stdout)["config_error"]
+    assert res.stderr.strip().startswith("Error: ConfigError: MLX_STARK_DEVICE=tpu")
+
+
+def test_scripts_use_the_clean_error_wrapper():
+    res = subprocess.run([sys.executable, "scripts/logup.py", "--runs", "0"], capture_output=True,
+                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert res.returncode != 0
+    assert res.stderr.strip() == "Error: Invalid value for '--runs': 0 is not in the range x>=1."
+
+
+def test_proof_file_is_the_last_timed_proof_and_progress_on_stderr(tmp_path, monkeypatch):
+    proofs = []
+    real_prove = bench.prove
+
+    def prove(*args):
+        proof = real_prove(*args)
+        proofs.append(proof.to_bytes())
+        return proof
+
+    monkeypatch.setattr(bench, "prove", prove)
+    path = tmp_path / "p.bin"
+    res = CliRunner().invoke(main, ["logup", "--runs", "1", "--warmup", "1", "--progress",
+                                    "--proof", str(path)])
+    assert res.exit_code == 0, res.output
+    # warm-up, a plain call and a span run, nothing after the table: the file holds the last
+    assert len(proofs) == 3 and path.read_bytes() == proofs[-1]
+    assert "warm-up 1/1" in res.stderr and "prover.rap_constraints" in res.stderr
+    assert "call 1/1:" in res.stderr and "spans 1/1:" in res.stderr and "[" in res.stderr
+    assert "warm-up" not in res.stdout and "[####" not in res.stdout
+
+
+def test_no_progress_keeps_only_run_lines():
+    res = CliRunner().invoke(main, ["logup", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "logup-x1 call 1/1:" in res.stderr and "logup-x1 spans 1/1:" in res.stderr
+    assert "prover.openings" not in res.stderr
+
+
+def test_version_and_help_on_every_option():
+    res = CliRunner().invoke(main, ["--version"])
+    assert res.exit_code == 0 and ms.__version__ in res.stdout
+    for name, cmd in main.commands.items():
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                assert p.help, f"{name} {p.opts} has no help"
+
+
+def test_missing_compiler_is_reported(monkeypatch):
+    monkeypatch.setattr(device.shutil, "which", lambda name: None)
+    monkeypatch.setattr(device, "backend", lambda: "cpu")
+    res = CliRunner().invoke(main, ["info"])
+    assert res.exit_code == 0 and "cxx_compiler: not found" in res.stdout
+    assert "warning: g++ not found on PATH" in res.stderr

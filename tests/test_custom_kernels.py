@@ -28,6 +28,7 @@ from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sumcheck as ksc
+from mlx_stark.errors import ConfigError
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
 from mlx_stark.hash import MerkleTree, compress, hash_rows, permute, permute_host
@@ -63,7 +64,7 @@ def test_registry_uses_ops_on_cpu(monkeypatch):
         for op in custom_kernels.OPERATIONS:
             assert custom_kernels.native(op) is None
         monkeypatch.setenv("MLX_STARK_KERNELS", "native")
-        with pytest.raises(RuntimeError):
+        with pytest.raises(ConfigError):
             custom_kernels.native("merkle.hash_rows")
     finally:
         mx.set_default_device(prev)

@@ -309,6 +309,11 @@ def _rounds(states: np.ndarray, out: np.ndarray) -> None:
         a = a2
 
 
+def keccakf_trace_height(n: int) -> int:
+    """Rows of the :func:`keccakf_trace` of ``n`` permutations: ``next_power_of_two(24·n)``."""
+    return 1 << (NUM_ROUNDS * n - 1).bit_length() if n else 1
+
+
 def keccakf_trace(inputs: np.ndarray) -> np.ndarray:
     """Main trace of :class:`KeccakfAir` for ``n`` Keccak-f permutations (keccak_air.md §4–§5).
 
@@ -325,7 +330,7 @@ def keccakf_trace(inputs: np.ndarray) -> np.ndarray:
             raise InvalidInputError(f"keccakf_trace needs unsigned 64-bit lanes, got {arr.dtype}")
         arr = arr.astype(np.uint64)
     n = arr.shape[0]
-    height = 1 << (NUM_ROUNDS * n - 1).bit_length() if n else 1
+    height = keccakf_trace_height(n)
     slots = -(-height // NUM_ROUNDS)
     trace = np.empty((slots, NUM_ROUNDS, NUM_KECCAK_COLS), dtype=np.uint32)
     _rounds(arr, trace[:n])
