@@ -209,6 +209,9 @@ class WhirProof(Encodable):
                 raise ProofDecodeError("a WHIR round has no queries")
             values.append(r.f_array((q, rows_per_query, 4)))
         depth1 = r.usize()
+        if num_rounds == 1 and depth1 != 0:
+            # no later round reads it: any other value would make the proof malleable
+            raise ProofDecodeError(f"single-round WHIR proof with Merkle depth {depth1}, expected 0")
         if num_rounds > 1 and depth1 < num_rounds - 2:
             raise ProofDecodeError(f"round-1 Merkle depth {depth1} underflows over {num_rounds} rounds")
         round_paths = [r.f_array((v.shape[0], depth1 - i, DIGEST_LEN)) for i, v in enumerate(values)]
