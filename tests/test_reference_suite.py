@@ -689,7 +689,20 @@ def _set_first(seq, value):
     return type(seq)([value, *list(seq)[1:]])
 
 
+def _ef_above_p() -> EF:
+    """An EF whose first coefficient is p: no decoder builds it, code in memory can."""
+    e = EF(0, 1, 2, 3)
+    e.c = (P, 1, 2, 3)
+    return e
+
+
 IN_MEMORY_MUTATIONS = {
+    "log_height_none": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.trace_vdata[0], "log_height", None)),
+    "log_height_float": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.trace_vdata[0], "log_height", 3.0)),
+    "whir_final_poly_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.whir_proof.final_poly.__setitem__(0, _ef_above_p())),
+    "gkr_q0_claim_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.gkr_proof, "q0_claim", _ef_above_p())),
+    "batch_round_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.batch_constraint_proof.univariate_round_coeffs.__setitem__(0, _ef_above_p())),
+    "stacking_opening_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.stacking_proof.stacking_openings[0].__setitem__(0, _ef_above_p())),
     "public_value_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, P)),
     "public_value_not_int": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, "1")),
     "common_commit_short": (cached_fixture_11, lambda p: setattr(p, "common_main_commit", p.common_main_commit[:7])),

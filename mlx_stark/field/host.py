@@ -125,6 +125,15 @@ class EF:
         return EF.lift(o) * self.inv()
 
 
+def is_canonical_ef(v) -> bool:
+    """Whether ``v`` is an :class:`EF` with four canonical int coefficients (an EF built in
+    memory can have its ``c`` replaced after construction)."""
+    if type(v) is not EF:
+        return False
+    c = v.c
+    return type(c) is tuple and len(c) == 4 and all(type(x) is int and 0 <= x < P for x in c)
+
+
 def batch_inv(values: list) -> list:
     """Montgomery's trick: inverses of many nonzero EF (or int) values with one inversion."""
     vals = [EF.lift(v) for v in values]

@@ -72,8 +72,8 @@ def verify_proof_shape(vk, proof) -> ProofShape:
             continue
         if len(tv.cached_commitments) != avk.num_cached_mains:
             raise VerificationError(SHAPE, f"AIR {a}: number of cached commitments")
-        if not 0 <= tv.log_height <= m:
-            raise VerificationError(SHAPE, f"AIR {a}: log_height {tv.log_height} above l + n_stack")
+        if type(tv.log_height) is not int or not 0 <= tv.log_height <= m:
+            raise VerificationError(SHAPE, f"AIR {a}: log_height {tv.log_height!r} is not an int in [0, {m}]")
         if len(pvs) != avk.params.num_public_values:
             raise VerificationError(SHAPE, f"AIR {a}: number of public values")
         if not all(_element(v) for v in pvs):
