@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mlx_stark as ms
-from mlx_stark.verifier.proof_shape import verify_proof_shape
+from mlx_stark.verifier.proof_shape import decode_limits, verify_proof_shape
 from mlx_stark.airs import (
     DummyInteractionAir,
     FibonacciAir,
@@ -737,6 +737,36 @@ def test_proof_rejected_under_another_key():
     _, two_air_vk = ms.keygen(fx.airs + fx.airs, default_test_params_small())
     with pytest.raises(VerificationError):
         ms.verify(two_air_vk, proof)
+
+
+def test_proof_for_another_stacked_height_names_its_size():
+    fx = fib_fixture(0, 1, 1 << 3)
+    _, vk, proof = keygen_and_prove(fx, default_test_params_small())  # stacked height 2^10
+    _, smaller_vk = ms.keygen(fx.airs, test_system_params_small(2, 6, 3))
+    _, larger_vk = ms.keygen(fx.airs, test_system_params_small(2, 9, 3))
+    with pytest.raises(VerificationError, match="the proof has 8, the verifying key allows at most 6"):
+        ms.verify(smaller_vk, proof.to_bytes())
+    with pytest.raises(VerificationError, match="the proof is for stacked height 2\\^10"):
+        ms.verify(larger_vk, proof.to_bytes())
+
+
+def test_oversized_well_formed_proof_rejected_while_decoding():
+    """A length above what the key allows fails as the decoder reads it, before the values
+    behind it are decoded."""
+    fx = fib_fixture(0, 1, 1 << 3)
+    _, vk, proof = keygen_and_prove(fx, default_test_params_small())
+    forged = ms.Proof.from_bytes(proof.to_bytes())
+    forged.whir_proof.final_poly += [EF(1)] * 50_000
+    blob = forged.to_bytes()
+    assert ms.Proof.from_bytes(blob) == forged  # well-formed without the key's limits
+    with pytest.raises(ms.ProofDecodeError, match="final polynomial.*allows at most"):
+        ms.Proof.from_bytes(blob, decode_limits(vk))
+    with pytest.raises(ms.ProofDecodeError, match="allows at most"):
+        ms.verify(vk, blob)
+    forged = ms.Proof.from_bytes(proof.to_bytes())
+    forged.public_values[0] += [0] * 10
+    with pytest.raises(ms.ProofDecodeError, match="public values of an AIR: the proof has 13"):
+        ms.verify(vk, forged.to_bytes())
 
 
 @pytest.mark.slow
