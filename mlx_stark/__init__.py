@@ -14,6 +14,7 @@ _device.setup()
 from .air import Air, check_constraints  # noqa: E402
 from .errors import (  # noqa: E402
     InvalidInputError,
+    KeyDecodeError,
     KeygenError,
     MlxStarkError,
     ProofDecodeError,
@@ -32,5 +33,5 @@ __all__ = [
     "Air", "AirInput", "EF", "P", "Proof", "TraceVData", "SystemParams",
     "MultiStarkProvingKey", "MultiStarkVerifyingKey", "app_params_with_100_bits_security",
     "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "InvalidInputError",
-    "KeygenError", "ProverError", "VerificationError", "ProofDecodeError", "__version__",
+    "KeyDecodeError", "KeygenError", "ProverError", "VerificationError", "ProofDecodeError", "__version__",
 ]

@@ -125,24 +125,47 @@ def logup(scale, **kw):
     _run(make(scale), **kw)
 
 
-@main.command("verify")
-@click.argument("proof_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--air", type=click.Choice(AIR_CHOICES), required=True,
-              help="which workload's verifying key to use")
-@click.option("--permutations", default=1024, show_default=True, help="keccakf: trace size")
-@click.option("--scale", default=1, show_default=True, help="logup: trace-height multiplier")
-def verify_cmd(proof_path, air, permutations, scale):
-    """Verify a proof file against a workload's verifying key."""
+def _workload_vk(air, permutations, scale):
     from .keygen import keygen
-    from .verifier.verify import verify
-    from .errors import VerificationError
     from . import workloads
 
-    if air == "keccakf":
-        w = workloads.keccakf(permutations)
+    w = workloads.keccakf(permutations) if air == "keccakf" else workloads.logup(scale)
+    return keygen(w.airs, w.params)[1]
+
+
+@main.command("keygen")
+@click.option("--air", type=click.Choice(AIR_CHOICES), required=True, help="which workload")
+@click.option("--permutations", default=1024, show_default=True, help="keccakf: trace size")
+@click.option("--scale", default=1, show_default=True, help="logup: trace-height multiplier")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="write the verifying key here")
+def keygen_cmd(air, permutations, scale, out_path):
+    """Write a workload's verifying key to a file (for `verify --vk`)."""
+    data = _workload_vk(air, permutations, scale).to_bytes()
+    Path(out_path).write_bytes(data)
+    click.echo(f"verifying key: {len(data)} bytes -> {out_path}")
+
+
+@main.command("verify")
+@click.argument("proof_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--vk", "vk_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="verifying-key file (from `mlx-stark keygen`); no keygen runs")
+@click.option("--air", type=click.Choice(AIR_CHOICES), default=None,
+              help="or: run keygen for this workload's verifying key")
+@click.option("--permutations", default=1024, show_default=True, help="keccakf: trace size")
+@click.option("--scale", default=1, show_default=True, help="logup: trace-height multiplier")
+def verify_cmd(proof_path, vk_path, air, permutations, scale):
+    """Verify a proof file against a verifying-key file or a workload's key."""
+    from .keygen import MultiStarkVerifyingKey
+    from .verifier.verify import verify
+    from .errors import VerificationError
+
+    if (vk_path is None) == (air is None):
+        raise click.UsageError("give exactly one of --vk and --air")
+    if vk_path is not None:
+        vk = MultiStarkVerifyingKey.from_bytes(Path(vk_path).read_bytes())
     else:
-        w = workloads.logup(scale)
-    _, vk = keygen(w.airs, w.params)
+        vk = _workload_vk(air, permutations, scale)
     t = time.perf_counter()
     try:
         verify(vk, Path(proof_path).read_bytes())

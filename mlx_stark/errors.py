@@ -9,6 +9,11 @@ class InvalidInputError(MlxStarkError, ValueError):
     """Bad input (traces, public values, parameters): raised before any heavy work."""
 
 
+class KeyDecodeError(InvalidInputError):
+    """Verifying-key bytes are malformed (wrong magic or version, truncated, non-canonical,
+    inconsistent or trailing data)."""
+
+
 class KeygenError(MlxStarkError):
     """An AIR cannot be turned into keys (its ``kind`` names the reference's error variant)."""
 

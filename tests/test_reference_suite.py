@@ -746,7 +746,7 @@ def test_proof_for_another_stacked_height_names_its_size():
     _, larger_vk = ms.keygen(fx.airs, test_system_params_small(2, 9, 3))
     with pytest.raises(VerificationError, match="the proof has 8, the verifying key allows at most 6"):
         ms.verify(smaller_vk, proof.to_bytes())
-    with pytest.raises(VerificationError, match="the proof is for stacked height 2\\^10"):
+    with pytest.raises(VerificationError, match="the proof is for n_stack = 8, stacked height 2\\^10"):
         ms.verify(larger_vk, proof.to_bytes())
 
 

@@ -59,7 +59,7 @@ class StackingProof(Encodable):
     def decode(cls, r: Reader) -> "StackingProof":
         lim = r.limits
         coeffs = r.ef_vec(lim.stacking_coeffs, "stacked univariate coefficients")
-        num_rounds = r.length(lim.stacking_rounds, "stacked sumcheck rounds (log2 stacked height − l_skip)")
+        num_rounds = r.length(lim.stacking_rounds, "stacked sumcheck rounds, n_stack (a key of another size?)")
         r.require(num_rounds, 2 * EF_BYTES, "stacked sumcheck rounds")
         rounds = [(r.ef(), r.ef()) for _ in range(num_rounds)]
         num_commits = r.length(lim.commits, "stacking commitments")

@@ -95,9 +95,9 @@ def _check_key_size(params, proof) -> None:
         return  # left to the shape checks below
     if n_stack != params.n_stack:
         raise VerificationError(SHAPE, (
-            f"the proof is for stacked height 2^{params.l_skip + n_stack} (trace heights "
-            f"{', '.join(f'2^{h}' for h in heights)}), this verifying key for "
-            f"2^{params.log_stacked_height}: it was made with a key of another size"))
+            f"the proof is for n_stack = {n_stack}, stacked height 2^{params.l_skip + n_stack} "
+            f"(trace heights {', '.join(f'2^{h}' for h in heights)}); this verifying key has "
+            f"n_stack = {params.n_stack} (2^{params.log_stacked_height}): a key of another size"))
 
 
 def verify_proof_shape(vk, proof) -> ProofShape:
