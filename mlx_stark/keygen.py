@@ -539,9 +539,35 @@ def read_stark_vk(r: PostcardReader) -> StarkVerifyingKey:
                            dag, r.u8(), r.bool(), r.seq(read_variable))
     if (preprocessed_data is None) != (width.preprocessed is None):
         r.fail("a preprocessed commitment needs a preprocessed width and vice versa")
-    if need_rot != dag.need_rot or vk.unused_variables != dag.unused_variables(width):
+    used = _check_variables(r, dag, width, num_public_values)
+    # the unused list is counted before it is recomputed: the widths' product stays bounded
+    # by the input size (every variable is either read by a node or listed)
+    expected = (width.main_width + (width.preprocessed or 0)) * (2 if need_rot else 1) - used
+    if (need_rot != dag.need_rot or len(vk.unused_variables) != expected
+            or vk.unused_variables != dag.unused_variables(width)):
         r.fail("rotation flag or unused variables do not match the constraint DAG")
     return vk
+
+
+def _check_variables(r: PostcardReader, dag: SymbolicConstraintsDag, width: TraceWidth,
+                     num_public_values: int) -> int:
+    """Every variable of ``dag`` lies within the key's widths; returns how many distinct trace
+    variables the DAG reads."""
+    mains = width.main_widths
+    trace_vars = 0
+    for var in dag.variables():
+        if var.entry == Entry.MAIN:
+            ok = var.part_index < len(mains) and var.index < mains[var.part_index]
+        elif var.entry == Entry.PREPROCESSED:
+            ok = var.index < (width.preprocessed or 0)
+        elif var.entry == Entry.PUBLIC:
+            ok = var.index < num_public_values
+        else:
+            ok = False  # challenge variables: no AIR of this protocol reads them
+        if not ok:
+            r.fail(f"DAG variable {var!r} lies outside the key's widths")
+        trace_vars += var.entry in (Entry.MAIN, Entry.PREPROCESSED)
+    return trace_vars
 
 
 def read_linear_constraint(r: PostcardReader) -> LinearConstraint:

@@ -1,15 +1,18 @@
 """Verifying keys as bytes (``to_bytes`` / ``from_bytes``) and the proving key rebuilt from the
 AIRs plus a verifying key."""
 import struct
+from dataclasses import replace
 
 import pytest
 
 import mlx_stark as ms
+from mlx_stark.air.dag import DagNode, NodeKind, SymbolicConstraintsDag, TraceWidth
 from mlx_stark.airs import (cached_fixture_11, fib_fixture, interactions_fixture_11,
                             preprocessed_and_cached_fixture)
 from mlx_stark.airs.test_airs import FibonacciAir
 from mlx_stark.errors import InvalidInputError, KeyDecodeError
-from mlx_stark.keygen import VK_MAGIC, MultiStarkProvingKey, MultiStarkVerifyingKey
+from mlx_stark.keygen import (VK_MAGIC, MultiStarkProvingKey, MultiStarkVerifyingKey,
+                              MultiStarkVerifyingKey0)
 from mlx_stark.params import (app_params_with_100_bits_security, default_test_params_small,
                               internal_params_with_100_bits_security)
 
@@ -113,3 +116,41 @@ def test_proving_key_from_mismatched_airs():
     with pytest.raises(InvalidInputError, match="does not match the verifying key"):
         MultiStarkProvingKey.from_vk(other, vk)
     assert MultiStarkProvingKey.from_vk([FibonacciAir()], vk).vk_pre_hash == vk.pre_hash
+
+
+def _with_body(blob: bytes, body: bytes) -> bytes:
+    head = len(VK_MAGIC)
+    return blob[:head + 8] + struct.pack("<Q", len(body)) + body
+
+
+def test_hostile_widths_rejected_before_enumerating_variables(key_bytes):
+    """A key declaring a huge common-main width must fail by counting, not by listing 2^60
+    unused variables."""
+    blob, _ = key_bytes
+    vk = MultiStarkVerifyingKey.from_bytes(blob)
+    avk = vk.per_air[0]
+    huge = replace(avk.params, width=TraceWidth(None, avk.params.width.cached_mains, 1 << 60))
+    with pytest.raises(KeyDecodeError, match="unused variables"):
+        MultiStarkVerifyingKey.from_bytes(_forged(blob, vk, replace(avk, params=huge)))
+
+
+def _forged(blob: bytes, vk, first_air) -> bytes:
+    """``blob`` with the first AIR's key replaced (re-encoded, length field updated)."""
+    inner = MultiStarkVerifyingKey0(vk.params, [first_air] + vk.per_air[1:],
+                                    vk.trace_height_constraints)
+    return _with_body(blob, inner.to_postcard())
+
+
+def test_dag_variable_outside_widths_rejected(key_bytes):
+    blob, _ = key_bytes
+    vk = MultiStarkVerifyingKey.from_bytes(blob)
+    avk = vk.per_air[0]
+    dag = avk.symbolic_constraints
+    i = next(i for i, n in enumerate(dag.nodes) if n.kind == NodeKind.VARIABLE)
+    var = dag.nodes[i].var
+    nodes = list(dag.nodes)
+    nodes[i] = DagNode(NodeKind.VARIABLE, var=var._replace(index=999))
+    forged = replace(avk, symbolic_constraints=SymbolicConstraintsDag(
+        nodes, dag.constraint_idx, dag.interactions))
+    with pytest.raises(KeyDecodeError, match="outside the key's widths"):
+        MultiStarkVerifyingKey.from_bytes(_forged(blob, vk, forged))
