@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 from ..air.dag import SymbolicConstraintsDag
-from ..air.evaluate import DagInputs, Host, evaluate_dag
+from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
 from ..field.bb import P, two_adic_generator
 from ..field.host import EF, horner, is_canonical_ef
@@ -110,7 +110,7 @@ def _eval_trace(avk, parts: List[List[tuple]], public_values, is_first: EF, is_l
         is_transition=1 - is_last,
     )
     dag: SymbolicConstraintsDag = avk.symbolic_constraints
-    return dag, evaluate_dag(dag, Host, inputs)
+    return dag, evaluate_dag_ef(dag, inputs)
 
 
 def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
