@@ -99,24 +99,23 @@ class PostcardReader:
         return b
 
     def varint(self, limit: int = 1 << 64) -> int:
-        pos = self._pos
-        if pos < len(self._data) and self._data[pos] < 0x80:  # one byte: most DAG fields
-            v = self._data[pos]
-            self._pos = pos + 1
-            if v >= limit:
-                self.fail(f"value {v} out of range (< {limit})")
-            return v
-        v, shift = 0, 0
+        data, pos = self._data, self._pos  # locals: a Keccak key holds 170k varints
+        v = shift = 0
         while True:
-            b = self._byte()
+            if pos >= len(data):
+                self.fail("truncated")
+            b = data[pos]
+            pos += 1
             v |= (b & 0x7F) << shift
-            if not b & 0x80:
+            if b < 0x80:
                 if b == 0 and shift:
+                    self._pos = pos
                     self.fail("non-minimal varint")
                 break
             shift += 7
             if shift >= 70:
                 self.fail("varint longer than 10 bytes")
+        self._pos = pos
         if v >= limit:
             self.fail(f"value {v} out of range (< {limit})")
         return v
