@@ -540,6 +540,8 @@ def read_stark_vk(r: PostcardReader) -> StarkVerifyingKey:
                            dag, r.u8(), r.bool(), r.seq(read_variable))
     if (preprocessed_data is None) != (width.preprocessed is None):
         r.fail("a preprocessed commitment needs a preprocessed width and vice versa")
+    if width.common_main == 0:
+        r.fail("an AIR without common main columns cannot be keyed")
     used = _check_variables(r, dag, width, num_public_values)
     # the unused list is counted before it is recomputed: the widths' product stays bounded
     # by the input size (every variable is either read by a node or listed)

@@ -48,13 +48,10 @@ def _canonical_row(values) -> np.ndarray:
     """``values`` as a ``uint32`` vector, or :class:`InvalidInputError` unless all are in [0, p)."""
     if isinstance(values, (bytes, bytearray)):
         return np.frombuffer(values, dtype=np.uint8).astype(np.uint32)
-    try:
-        arr = np.asarray([int(x) for x in values], dtype=np.uint64).reshape(-1)
-    except (OverflowError, ValueError):
-        arr = None
-    if arr is None or (arr.size and int(arr.max()) >= P):
+    ints = [int(x) for x in values]
+    if not all(0 <= v < P for v in ints):
         raise InvalidInputError("hash input must be canonical field elements")
-    return arr.astype(np.uint32)
+    return np.array(ints, dtype=np.uint32)
 
 
 def compress_host(left, right) -> tuple:
