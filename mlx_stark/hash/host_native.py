@@ -2,11 +2,11 @@
 
 Host hashing is sequential where it matters (the transcript's duplex sponge, the verifying-key
 prehash: 35k chained permutations for KeccakfAir) and one pure-Python permutation costs about
-100 us. This module compiles the custom kernels' generated permutation
+150 us on the 2-core CPU VM. This module compiles the custom kernels' generated permutation
 (:func:`~mlx_stark.custom_kernels.poseidon2.permutation_header`, CUDA dialect with its keywords
 defined away, as the kernel emulation in the tests does) together with two host loops, a batch
-permutation and a padding-free sponge over rows, and loads it with ctypes. One permutation then
-costs well under a microsecond.
+permutation and a padding-free sponge over rows, and loads it with ctypes: a permutation then
+costs 1-3 us, the ctypes call of a single one included.
 
 The library is built once per constant set with the C++ compiler MLX uses on the CPU (``c++``,
 ``g++`` or ``clang++`` on ``PATH``) into a cache folder (``MLX_STARK_CACHE``, else
@@ -102,6 +102,7 @@ class HostPoseidon2:
 
 
 def _source(constants) -> str:
+    # imported here: the kernel modules import hash.poseidon2, which imports this module
     from ..custom_kernels.poseidon2 import permutation_header
     from ..custom_kernels.prelude import prelude
 

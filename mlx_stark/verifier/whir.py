@@ -73,12 +73,12 @@ def binary_k_fold(values: list, alphas: list, x: int) -> EF:
     return ef_values(binary_k_fold_batch(ef_array(values)[None], alphas, [x]))[0]
 
 
-def _pow_chain(z, count: int) -> list:
+def _pow_chain(z: EF, count: int) -> list:
     """``(z, z^2, z^4, …)`` (``count`` entries) and, last, ``z^{2^count}``."""
     out = []
     for _ in range(count):
         out.append(z)
-        z = z * z % P if isinstance(z, int) else z * z
+        z = z * z
     return out + [z]
 
 
