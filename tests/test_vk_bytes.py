@@ -4,6 +4,8 @@ import struct
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import mlx_stark as ms
 from mlx_stark.air.dag import DagNode, NodeKind, SymbolicConstraintsDag, TraceWidth
@@ -154,3 +156,38 @@ def test_dag_variable_outside_widths_rejected(key_bytes):
         nodes, dag.constraint_idx, dag.interactions))
     with pytest.raises(KeyDecodeError, match="outside the key's widths"):
         MultiStarkVerifyingKey.from_bytes(_forged(blob, vk, forged))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_hostile_key_bodies_raise_only_key_decode_errors(key_bytes, data):
+    """Random edits of a valid body (with a consistent length field): the decoder returns a key
+    or raises KeyDecodeError, nothing else."""
+    blob, _ = key_bytes
+    body = bytearray(blob[len(VK_MAGIC) + 16:])
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(body)))
+        op = data.draw(st.sampled_from(["insert", "delete", "set"]))
+        value = data.draw(st.integers(0, 255))
+        if op == "insert":
+            body.insert(pos, value)
+        elif pos < len(body):
+            if op == "delete":
+                del body[pos]
+            else:
+                body[pos] = value
+    try:
+        MultiStarkVerifyingKey.from_bytes(_with_body(blob, bytes(body)))
+    except KeyDecodeError:
+        pass
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_random_key_bodies_raise_only_key_decode_errors(key_bytes, body):
+    try:
+        MultiStarkVerifyingKey.from_bytes(_with_body(key_bytes[0], body))
+    except KeyDecodeError:
+        pass
