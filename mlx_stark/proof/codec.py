@@ -199,7 +199,7 @@ class Reader:
 
     def length(self, limit: Optional[int], what: str) -> int:
         """A ``usize`` length prefix, rejected above ``limit`` (a field of :attr:`limits`)."""
-        n = self.u32()
+        n = self.usize()
         if limit is not None and n > limit:
             raise ProofDecodeError(f"{what}: the proof has {n}, the verifying key allows at most {limit}")
         return n
