@@ -16,6 +16,7 @@ from .errors import (  # noqa: E402
     ConfigError,
     InsufficientMemoryError,
     InvalidInputError,
+    KeyDecodeError,
     KeygenError,
     MlxStarkError,
     ProofDecodeError,
@@ -35,6 +36,6 @@ __all__ = [
     "Air", "AirInput", "EF", "P", "Proof", "TraceVData", "SystemParams",
     "MultiStarkProvingKey", "MultiStarkVerifyingKey", "app_params_with_100_bits_security",
     "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "ConfigError",
-    "InsufficientMemoryError", "InvalidInputError", "KeygenError", "ProverError",
+    "InsufficientMemoryError", "InvalidInputError", "KeyDecodeError", "KeygenError", "ProverError",
     "VerificationError", "ProofDecodeError", "UnbalancedInteractions", "__version__",
 ]

@@ -257,31 +257,60 @@ def fib(log_height, device_name, **kw):
     _run(make(log_height), **kw)
 
 
+_PERMUTATIONS = click.option("--permutations", default=1024, show_default=True,
+                             type=click.IntRange(min=1), help="keccakf: the trace's permutations")
+_SCALE = click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
+                      help="logup: the trace-height multiplier")
+_LOG_HEIGHT = click.option("--log-height", default=20, show_default=True,
+                           type=click.IntRange(2, 20), help="fib: log2 of the Fibonacci trace rows")
+
+
+def _workload_vk(air, permutations, scale, log_height):
+    from .keygen import keygen
+    from . import workloads
+
+    w = {"keccakf": lambda: workloads.keccakf(permutations), "logup": lambda: workloads.logup(scale),
+         "fib": lambda: workloads.fib(log_height)}[air]()
+    return keygen(w.airs, w.params)[1]
+
+
+@main.command("keygen")
+@click.option("--air", type=click.Choice(AIR_CHOICES), required=True, help="which workload")
+@_PERMUTATIONS
+@_SCALE
+@_LOG_HEIGHT
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True,
+              help="write the verifying key here")
+def keygen_cmd(air, permutations, scale, log_height, out_path):
+    """Write a workload's verifying key to a file (for `verify --vk`)."""
+    data = _workload_vk(air, permutations, scale, log_height).to_bytes()
+    Path(out_path).write_bytes(data)
+    click.echo(f"verifying key: {len(data)} bytes -> {out_path}")
+
+
 @main.command("verify")
 @click.argument("proof_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--air", type=click.Choice(AIR_CHOICES), required=True,
-              help="which workload's verifying key to use")
-@click.option("--permutations", default=1024, show_default=True, type=click.IntRange(min=1),
-              help="keccakf: the permutations the proof was made for")
-@click.option("--scale", default=1, show_default=True, type=click.IntRange(min=1),
-              help="logup: the trace-height multiplier the proof was made for")
-@click.option("--log-height", default=20, show_default=True, type=click.IntRange(2, 20),
-              help="fib: log2 of the Fibonacci trace rows the proof was made for")
-def verify_cmd(proof_path, air, permutations, scale, log_height):
-    """Verify a proof file against a workload's verifying key."""
-    from .keygen import keygen
+@click.option("--vk", "vk_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="verifying-key file (from `mlx-stark keygen`); no keygen runs")
+@click.option("--air", type=click.Choice(AIR_CHOICES), default=None,
+              help="or: run keygen for this workload's verifying key")
+@_PERMUTATIONS
+@_SCALE
+@_LOG_HEIGHT
+def verify_cmd(proof_path, vk_path, air, permutations, scale, log_height):
+    """Verify a proof file against a verifying-key file or a workload's key."""
+    from .keygen import MultiStarkVerifyingKey
     from .verifier.verify import verify
     from .errors import VerificationError
-    from . import device, workloads
+    from . import device
 
     device.check_env()
-    if air == "keccakf":
-        w = workloads.keccakf(permutations)
-    elif air == "fib":
-        w = workloads.fib(log_height)
+    if (vk_path is None) == (air is None):
+        raise click.UsageError("give exactly one of --vk and --air")
+    if vk_path is not None:
+        vk = MultiStarkVerifyingKey.from_bytes(Path(vk_path).read_bytes())
     else:
-        w = workloads.logup(scale)
-    _, vk = keygen(w.airs, w.params)
+        vk = _workload_vk(air, permutations, scale, log_height)
     t = time.perf_counter()
     try:
         verify(vk, Path(proof_path).read_bytes())

@@ -17,6 +17,11 @@ class InsufficientMemoryError(MlxStarkError, MemoryError):
     """A workload would need more memory than this machine has available: refused up front."""
 
 
+class KeyDecodeError(InvalidInputError):
+    """Verifying-key bytes are malformed (wrong magic or version, truncated, non-canonical,
+    inconsistent or trailing data)."""
+
+
 class KeygenError(MlxStarkError):
     """An AIR cannot be turned into keys (its ``kind`` names the reference's error variant)."""
 

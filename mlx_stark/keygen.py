@@ -16,6 +16,7 @@ import numpy as np
 from .air.base import Air
 from .air.builder import SymbolicBuilder
 from .air.dag import (
+    DagInteraction,
     DagNode,
     NodeKind,
     SymbolicConstraintsDag,
@@ -24,14 +25,26 @@ from .air.dag import (
     max_constraint_degree,
 )
 from .air.expr import Entry, SymbolicVariable
-from .errors import InvalidInputError, KeygenError
+from .errors import InvalidInputError, KeyDecodeError, KeygenError
 from .field.bb import P
 from .hash.merkle import hash_host
-from .params import LogUpSecurityParameters, SystemParams, WhirConfig
-from .postcard import PostcardWriter
+from .params import (
+    ListDecoding,
+    LogUpSecurityParameters,
+    SplitUniqueList,
+    SystemParams,
+    UniqueDecoding,
+    WhirConfig,
+    WhirRoundConfig,
+)
+from .postcard import PostcardReader, PostcardWriter
 from .prover.stacked_pcs import StackedPcsData, stacked_commit
 
 CODEC_VERSION = 3
+# Verifying-key file: magic, format version, then the prehash input
+# LE32(CODEC_VERSION) ‖ LE64(len) ‖ postcard(vk0); the prehash is recomputed when it is read.
+VK_MAGIC = b"MLXSTARK-VK\x00"
+VK_FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------- key structures
@@ -128,6 +141,43 @@ class MultiStarkVerifyingKey:
     inner: MultiStarkVerifyingKey0
     pre_hash: Tuple[int, ...]
 
+    def to_bytes(self) -> bytes:
+        """The key as a file: :data:`VK_MAGIC`, :data:`VK_FORMAT_VERSION` (LE32), then the
+        bytes the prehash covers (:func:`vk_pre_hash`)."""
+        return VK_MAGIC + VK_FORMAT_VERSION.to_bytes(4, "little") + _versioned_postcard(self.inner)
+
+    @classmethod
+    def from_bytes(cls, data) -> "MultiStarkVerifyingKey":
+        """Decode :meth:`to_bytes` strictly; raises :class:`KeyDecodeError` for anything else
+        (every byte is checked: the encoding is canonical and the key consistent)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise KeyDecodeError(f"verifying-key bytes expected, got {type(data).__name__}")
+        data = bytes(data)
+        head = len(VK_MAGIC)
+        if data[:head] != VK_MAGIC:
+            raise KeyDecodeError("not an mlx-stark verifying key (bad magic)")
+        if len(data) < head + 16:
+            raise KeyDecodeError("truncated verifying key header")
+        version = int.from_bytes(data[head:head + 4], "little")
+        codec = int.from_bytes(data[head + 4:head + 8], "little")
+        length = int.from_bytes(data[head + 8:head + 16], "little")
+        if version != VK_FORMAT_VERSION:
+            raise KeyDecodeError(f"verifying-key format version {version}, expected {VK_FORMAT_VERSION}")
+        if codec != CODEC_VERSION:
+            raise KeyDecodeError(f"verifying-key codec version {codec}, expected {CODEC_VERSION}")
+        if length != len(data) - head - 16:
+            raise KeyDecodeError(f"verifying-key length field {length}, but {len(data) - head - 16} bytes follow")
+        r = PostcardReader(data[head + 16:], KeyDecodeError)
+        inner = MultiStarkVerifyingKey0(read_system_params(r), r.seq(read_stark_vk),
+                                        r.seq(read_linear_constraint))
+        r.finish()
+        if not inner.per_air:
+            raise KeyDecodeError("a verifying key has at least one AIR")
+        if any(len(c.coefficients) != len(inner.per_air) for c in inner.trace_height_constraints):
+            raise KeyDecodeError("a trace-height constraint needs one coefficient per AIR")
+        # the strict reader accepts one encoding per key: the bytes read are the prehash input
+        return cls(inner, hash_host(data[head + 4:]))
+
     @property
     def params(self) -> SystemParams:
         return self.inner.params
@@ -160,6 +210,27 @@ class MultiStarkProvingKey:
         )
         return MultiStarkVerifyingKey(inner, self.vk_pre_hash)
 
+    @classmethod
+    def from_vk(cls, airs: Sequence[Air], vk: MultiStarkVerifyingKey) -> "MultiStarkProvingKey":
+        """The proving key of ``vk`` for ``airs`` without redoing keygen: the DAGs come from
+        the key; only preprocessed traces are committed again (and must match the key).
+        Raises :class:`InvalidInputError` when an AIR's shape differs from the key's."""
+        if len(airs) != len(vk.per_air):
+            raise InvalidInputError(f"{len(airs)} AIRs for a verifying key of {len(vk.per_air)}")
+        per_air = []
+        for a, (air, avk) in enumerate(zip(airs, vk.per_air)):
+            width = avk.params.width
+            prep_trace, prep_data, prep_vdata = _commit_preprocessed(air, vk.params)
+            if (int(air.width) != width.common_main
+                    or tuple(int(w) for w in air.cached_widths) != width.cached_mains
+                    or int(air.num_public_values) != avk.params.num_public_values
+                    or bool(air.is_required) != avk.is_required
+                    or prep_vdata != avk.preprocessed_data):
+                raise InvalidInputError(f"AIR {a} ({air.name}) does not match the verifying key")
+            per_air.append(StarkProvingKey(air.name, air, avk, prep_trace, prep_data))
+        return cls(per_air, list(vk.trace_height_constraints), vk.params.max_constraint_degree,
+                   vk.params, vk.pre_hash)
+
 
 # ---------------------------------------------------------------- keygen
 def keygen(airs: Sequence[Air], params: SystemParams) -> Tuple[MultiStarkProvingKey, MultiStarkVerifyingKey]:
@@ -185,13 +256,15 @@ def keygen(airs: Sequence[Air], params: SystemParams) -> Tuple[MultiStarkProving
     return pk, pk.get_vk()
 
 
+def _versioned_postcard(inner: MultiStarkVerifyingKey0) -> bytes:
+    """``LE32(CODEC_VERSION) ‖ LE64(len) ‖ postcard(vk0)``."""
+    vk_bytes = inner.to_postcard()
+    return CODEC_VERSION.to_bytes(4, "little") + len(vk_bytes).to_bytes(8, "little") + vk_bytes
+
+
 def vk_pre_hash(inner: MultiStarkVerifyingKey0) -> Tuple[int, ...]:
     """``hash(LE32(CODEC_VERSION) ‖ LE64(len) ‖ postcard(vk0))``, one F element per byte."""
-    vk_bytes = inner.to_postcard()
-    versioned = (
-        CODEC_VERSION.to_bytes(4, "little") + len(vk_bytes).to_bytes(8, "little") + vk_bytes
-    )
-    return hash_host(versioned)
+    return hash_host(_versioned_postcard(inner))
 
 
 def _air_keygen(air: Air, params: SystemParams) -> StarkProvingKey:
@@ -374,3 +447,131 @@ def write_stark_vk(w: PostcardWriter, vk: StarkVerifyingKey) -> None:
 def write_linear_constraint(w: PostcardWriter, c: LinearConstraint) -> None:
     w.seq(c.coefficients, PostcardWriter.varint)
     w.varint(c.threshold)
+
+
+# ---------------------------------------------------------------- postcard decoding (key files)
+def _key_data(make, *args, **kwargs):
+    """``make(...)``, with the parameter classes' own validation reported as a decode error."""
+    try:
+        return make(*args, **kwargs)
+    except InvalidInputError as e:
+        raise KeyDecodeError(f"invalid verifying key: {e}") from None
+
+
+def read_system_params(r: PostcardReader) -> SystemParams:
+    l_skip, n_stack, w_stack, log_blowup = (r.varint() for _ in range(4))
+    whir = read_whir_config(r)
+    logup = LogUpSecurityParameters(r.varint(), r.varint(), r.varint())
+    return _key_data(SystemParams, l_skip, n_stack, w_stack, log_blowup, whir, logup, r.varint())
+
+
+def read_whir_config(r: PostcardReader) -> WhirConfig:
+    k = r.varint()
+    rounds = r.seq(lambda r: WhirRoundConfig(r.varint()))
+    mu, query, folding = r.varint(), r.varint(), r.varint()
+    variant = r.variant(3)
+    if variant == SplitUniqueList.VARIANT:
+        prox = SplitUniqueList(r.varint(), r.varint())
+    elif variant == ListDecoding.VARIANT:
+        prox = ListDecoding(r.varint())
+    else:
+        prox = UniqueDecoding()
+    return _key_data(WhirConfig, k, rounds, mu, query, folding, prox)
+
+
+def read_variable(r: PostcardReader) -> SymbolicVariable:
+    entry = Entry(r.variant(len(Entry)))
+    offset = part = 0
+    if entry == Entry.PREPROCESSED:
+        offset = r.varint(2)
+    elif entry == Entry.MAIN:
+        part, offset = r.varint(), r.varint(2)
+    return SymbolicVariable(entry, r.varint(), part, offset)
+
+
+_NODE_KINDS = tuple(NodeKind)
+
+
+def read_dag(r: PostcardReader) -> SymbolicConstraintsDag:
+    nodes: List[DagNode] = []
+
+    def operand(r: PostcardReader) -> int:
+        return r.varint(len(nodes))  # children come before their parents
+
+    def node(r: PostcardReader) -> DagNode:
+        kind = _NODE_KINDS[r.variant(len(_NODE_KINDS))]
+        if kind == NodeKind.VARIABLE:
+            n = DagNode(kind, var=read_variable(r))
+        elif kind == NodeKind.CONSTANT:
+            n = DagNode(kind, value=r.field())
+        elif kind == NodeKind.NEG:
+            n = DagNode(kind, left=operand(r), degree_multiple=r.varint())
+        elif kind in (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL):
+            n = DagNode(kind, operand(r), operand(r), r.varint())
+        else:
+            n = DagNode(kind)
+        nodes.append(n)
+        return n
+
+    r.seq(node)
+
+    def index(r: PostcardReader) -> int:
+        return r.varint(len(nodes))
+
+    constraint_idx = r.seq(index)
+    if any(a >= b for a, b in zip(constraint_idx, constraint_idx[1:])):
+        r.fail("constraint indices must be strictly increasing")
+    interactions = r.seq(lambda r: DagInteraction(
+        tuple(r.seq(index)), index(r), r.varint(1 << 16), r.varint(1 << 32)))
+    return SymbolicConstraintsDag(nodes, constraint_idx, interactions)
+
+
+def read_stark_vk(r: PostcardReader) -> StarkVerifyingKey:
+    def prep(r: PostcardReader) -> PreprocessedVerifierData:
+        commit = tuple(r.field() for _ in range(8))
+        return PreprocessedVerifierData(commit, r.signed(), r.varint())
+
+    preprocessed_data = r.option(prep)
+    width = TraceWidth(r.option(PostcardReader.varint), tuple(r.seq(PostcardReader.varint)),
+                       r.varint())
+    num_public_values, need_rot = r.varint(), r.bool()
+    dag = read_dag(r)
+    vk = StarkVerifyingKey(preprocessed_data, StarkVerifyingParams(width, num_public_values, need_rot),
+                           dag, r.u8(), r.bool(), r.seq(read_variable))
+    if (preprocessed_data is None) != (width.preprocessed is None):
+        r.fail("a preprocessed commitment needs a preprocessed width and vice versa")
+    if width.common_main == 0:
+        r.fail("an AIR without common main columns cannot be keyed")
+    used = _check_variables(r, dag, width, num_public_values)
+    # the unused list is counted before it is recomputed: the widths' product stays bounded
+    # by the input size (every variable is either read by a node or listed)
+    expected = (width.main_width + (width.preprocessed or 0)) * (2 if need_rot else 1) - used
+    if (need_rot != dag.need_rot or len(vk.unused_variables) != expected
+            or vk.unused_variables != dag.unused_variables(width)):
+        r.fail("rotation flag or unused variables do not match the constraint DAG")
+    return vk
+
+
+def _check_variables(r: PostcardReader, dag: SymbolicConstraintsDag, width: TraceWidth,
+                     num_public_values: int) -> int:
+    """Every variable of ``dag`` lies within the key's widths; returns how many distinct trace
+    variables the DAG reads."""
+    mains = width.main_widths
+    trace_vars = 0
+    for var in dag.variables():
+        if var.entry == Entry.MAIN:
+            ok = var.part_index < len(mains) and var.index < mains[var.part_index]
+        elif var.entry == Entry.PREPROCESSED:
+            ok = var.index < (width.preprocessed or 0)
+        elif var.entry == Entry.PUBLIC:
+            ok = var.index < num_public_values
+        else:
+            ok = False  # challenge variables: no AIR of this protocol reads them
+        if not ok:
+            r.fail(f"DAG variable {var!r} lies outside the key's widths")
+        trace_vars += var.entry in (Entry.MAIN, Entry.PREPROCESSED)
+    return trace_vars
+
+
+def read_linear_constraint(r: PostcardReader) -> LinearConstraint:
+    return LinearConstraint(tuple(r.seq(PostcardReader.varint)), r.varint())

@@ -70,3 +70,79 @@ class PostcardWriter:
 
     def variant(self, index: int) -> "PostcardWriter":
         return self.varint(index)
+
+
+class PostcardReader:
+    """Strict reader of what :class:`PostcardWriter` writes: minimal varints only, booleans and
+    option tags 0 or 1, enum variants in range, field elements below p, no trailing bytes.
+    Every failure raises ``error(message)``."""
+
+    _MONT_INV = pow(1 << 32, -1, P)
+
+    def __init__(self, data: bytes, error: Callable[[str], Exception]):
+        self._data = bytes(data)
+        self._pos = 0
+        self._error = error
+
+    def fail(self, message: str):
+        raise self._error(f"{message} (at byte {self._pos})")
+
+    def finish(self) -> None:
+        if self._pos != len(self._data):
+            self.fail(f"{len(self._data) - self._pos} trailing bytes")
+
+    def _byte(self) -> int:
+        if self._pos >= len(self._data):
+            self.fail("truncated")
+        b = self._data[self._pos]
+        self._pos += 1
+        return b
+
+    def varint(self, limit: int = 1 << 64) -> int:
+        data, pos = self._data, self._pos  # locals: a Keccak key holds 170k varints
+        v = shift = 0
+        while True:
+            if pos >= len(data):
+                self.fail("truncated")
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            if b < 0x80:
+                if b == 0 and shift:
+                    self._pos = pos
+                    self.fail("non-minimal varint")
+                break
+            shift += 7
+            if shift >= 70:
+                self.fail("varint longer than 10 bytes")
+        self._pos = pos
+        if v >= limit:
+            self.fail(f"value {v} out of range (< {limit})")
+        return v
+
+    def u8(self) -> int:
+        return self._byte()
+
+    def signed(self) -> int:
+        z = self.varint()
+        return z >> 1 if z & 1 == 0 else -((z + 1) >> 1)
+
+    def bool(self) -> bool:
+        b = self._byte()
+        if b > 1:
+            self.fail(f"bool byte {b}")
+        return b == 1
+
+    def field(self) -> int:
+        return self.varint(P) * self._MONT_INV % P
+
+    def option(self, read: Callable[["PostcardReader"], T]) -> Optional[T]:
+        return read(self) if self.bool() else None
+
+    def seq(self, read: Callable[["PostcardReader"], T]) -> list:
+        # every element takes at least one byte: a length beyond the input is rejected at once
+        n = self.varint(len(self._data) - self._pos + 1)
+        return [read(self) for _ in range(n)]
+
+    def variant(self, count: int) -> int:
+        return self.varint(count)

@@ -181,3 +181,25 @@ def test_missing_compiler_is_reported(monkeypatch):
     res = CliRunner().invoke(main, ["info"])
     assert res.exit_code == 0 and "cxx_compiler: not found" in res.stdout
     assert "warning: g++ not found on PATH" in res.stderr
+
+
+def test_keygen_file_and_verify_with_vk(tmp_path):
+    runner = CliRunner()
+    proof, key, other, broken = (tmp_path / n for n in ("p.bin", "k.vk", "o.vk", "b.vk"))
+    assert runner.invoke(main, ["logup", "--no-verify", "--proof", str(proof)]).exit_code == 0
+    res = runner.invoke(main, ["keygen", "--air", "logup", "--out", str(key)])
+    assert res.exit_code == 0, res.output
+    ok = runner.invoke(main, ["verify", str(proof), "--vk", str(key)])
+    assert ok.exit_code == 0 and "OK" in ok.output, ok.output
+
+    # a key of another size: the rejection names the proof's size
+    assert runner.invoke(main, ["keygen", "--air", "logup", "--scale", "8", "--out", str(other)]).exit_code == 0
+    bad = runner.invoke(main, ["verify", str(proof), "--vk", str(other)])
+    assert bad.exit_code == 1 and "REJECTED" in bad.output and "n_stack" in bad.output
+    assert "the proof has 8" in bad.output, bad.output
+
+    broken.write_bytes(key.read_bytes()[:-1])
+    res = runner.invoke(main, ["verify", str(proof), "--vk", str(broken)])
+    assert res.exit_code != 0 and "KeyDecodeError" in res.output and "Traceback" not in res.output
+    both = runner.invoke(main, ["verify", str(proof), "--vk", str(key), "--air", "logup"])
+    assert both.exit_code != 0 and "exactly one of --vk and --air" in both.output

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlx_stark.field import EF, P, bb, ext, host, two_adic_generator
+from mlx_stark.field.host import ef_array, ef_mul_np, ef_powers_np, ef_scale_np, ef_sum_np, ef_values
 
 EDGE = [0, 1, 2, P - 1, P - 2, (P - 1) // 2, (P + 1) // 2, 2**31 - 2**27, 2**30, 12345]
 
@@ -145,3 +146,20 @@ def test_asarray_validation():
     with pytest.raises(TypeError):
         bb.asarray(np.array([1.5]))
     assert _ints(bb.asarray([P + 3, -1])) == [3, P - 1]
+
+
+def test_ef_numpy_arrays_match_scalars():
+    rng = random.Random(11)
+    xs = [EF(*(rng.randrange(P) for _ in range(4))) for _ in range(37)]
+    ys = [EF(*(rng.randrange(P) for _ in range(4))) for _ in range(37)]
+    a, b = ef_array(xs), ef_array(ys)
+    assert ef_values(ef_mul_np(a, b)) == [x * y for x, y in zip(xs, ys)]
+    s = [rng.randrange(P) for _ in range(37)]
+    assert ef_values(ef_scale_np(a, np.array(s))) == [x * c for x, c in zip(xs, s)]
+    assert ef_values(ef_powers_np(xs[0], 37)) == [xs[0] ** i for i in range(37)]
+    assert ef_powers_np(xs[0], 0).shape == (0, 4)
+    total = EF.zero()
+    for x in xs:
+        total = total + x
+    assert ef_sum_np(a) == total
+    assert ef_array([3, EF(P - 1, 0, 0, 1)]).tolist() == [[3, 0, 0, 0], [P - 1, 0, 0, 1]]

@@ -10,6 +10,8 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.hash import (MerkleTree, compress, compress_host, flatten_ext_rows, hash_host, hash_rows,
                             merkle_verify, merkle_verify_batch, tree_compress_host)
+from mlx_stark.hash import host_native
+from mlx_stark.hash.poseidon2 import DEFAULT_CONSTANTS
 
 KAT = json.loads(resources.files("mlx_stark").joinpath("data/poseidon2_babybear_w16_kat.json").read_text())
 DERIVED = KAT["derived_not_from_upstream"]
@@ -186,7 +188,33 @@ def test_commit_rejects_bad_input():
         tree.open_many([0, -1])
 
 
-def test_verify_batch_agrees_with_host(on_device):
+@pytest.fixture(params=["native", "python"])
+def host_path(request, monkeypatch):
+    """Host hashing through the native library (where it builds) or without it."""
+    if request.param == "python":
+        monkeypatch.setattr(host_native, "library", lambda constants: None)
+    elif host_native.library(DEFAULT_CONSTANTS) is None:
+        pytest.skip("no C++ compiler to build the native host permutation")
+    return request.param
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 8, 9, 100, 1000])
+def test_hash_host_paths_agree(monkeypatch, length):
+    values = np.random.default_rng(length).integers(0, P, size=length).tolist()
+    data = bytes(np.random.default_rng(length).integers(0, 256, size=length, dtype=np.uint8))
+    native = hash_host(values), hash_host(data)
+    monkeypatch.setattr(host_native, "library", lambda constants: None)
+    assert (hash_host(values), hash_host(data)) == native
+    assert hash_host(data) == hash_host(list(data))
+
+
+def test_hash_host_rejects_non_canonical(host_path):
+    for bad in ([P], [-1], [1 << 70]):
+        with pytest.raises(InvalidInputError):
+            hash_host(bad)
+
+
+def test_verify_batch_agrees_with_host(on_device, host_path):
     m = _rand((64, 11), 21)
     tree = MerkleTree.commit(mx.array(m), 3)
     idx = [0, 5, 7, 3, 5]

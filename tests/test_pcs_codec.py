@@ -236,6 +236,17 @@ def test_whir_rejects_underflowing_depth():
         WhirProof.from_bytes(bad)
 
 
+def test_whir_single_round_rejects_nonzero_depth():
+    # one round: the round-1 Merkle depth is unused and must be 0, or one proof has 2^32 encodings
+    proof = random_whir(random.Random(10), k=1, rounds=1, widths=(1,), queries=(1,), depth0=2, final_len=2)
+    data = proof.to_bytes()
+    pos = len(data) - 4 - 2 * 16 - 4
+    assert WhirProof.from_bytes(data) == proof and data[pos:pos + 4] == bytes(4)
+    bad = data[:pos] + struct.pack("<I", 1) + data[pos + 4:]
+    with pytest.raises(ProofDecodeError, match="single-round"):
+        WhirProof.from_bytes(bad)
+
+
 def test_whir_rejects_huge_folding_factor():
     w = Writer()
     w.f(0)

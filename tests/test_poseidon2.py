@@ -10,8 +10,10 @@ import pytest
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.hash import permute, permute_host
-from mlx_stark.hash.poseidon2 import (INTERNAL_DIAG, INTERNAL_DIAG_FORM, Poseidon2Constants,
-                                      from_mont_lanes, permute_mont_lanes, to_mont_lanes)
+from mlx_stark.hash import host_native
+from mlx_stark.hash.poseidon2 import (DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM,
+                                      Poseidon2Constants, from_mont_lanes, permute_mont_lanes,
+                                      permute_python, to_mont_lanes)
 
 KAT = json.loads(resources.files("mlx_stark").joinpath("data/poseidon2_babybear_w16_kat.json").read_text())
 RNG_CONSTANTS = Poseidon2Constants.from_dict(KAT["rng_instance"])
@@ -84,3 +86,15 @@ def test_two_stream_split_matches_host(on_device):
     out = np.array(permute(mx.array(states)))
     for i in (0, n // 2 - 1, n // 2, n - 1):
         assert out[i].tolist() == permute_host(states[i].tolist())
+
+
+@pytest.mark.parametrize("constants", [DEFAULT_CONSTANTS, RNG_CONSTANTS], ids=["default", "rng"])
+def test_host_native_matches_python(constants):
+    lib = host_native.library(constants)
+    if lib is None:
+        pytest.skip("no C++ compiler to build the native host permutation")
+    states = np.random.default_rng(5).integers(0, P, size=(64, 16), dtype=np.uint32)
+    expect = [permute_python(s, constants) for s in states.tolist()]
+    assert lib.permute(states).tolist() == expect
+    assert [lib.permute_one(s) for s in states.tolist()] == expect
+    assert permute_host(states[0].tolist(), constants) == expect[0]

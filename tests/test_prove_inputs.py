@@ -76,6 +76,23 @@ def test_wrong_public_values(fib_keys):
     _prove_fails(fib_keys[0], [None, ms.AirInput(trace, [0, 1, ms.P])], "canonical")
 
 
+@pytest.mark.parametrize("pv", [[0, 1, 987.5], [0, 1, "987"], [0, 1, None], [0, 1, True],
+                                None, "012", 5])
+def test_public_values_must_be_integers(fib_keys, pv):
+    trace, _ = fib_trace(0, 1, 8)
+    _prove_fails(fib_keys[0], [None, ms.AirInput(trace, pv)], "sequence of integers")
+
+
+def test_numpy_integer_public_values_prove(fib_keys):
+    pk, vk = fib_keys
+    trace, pv = fib_trace(0, 1, 8)
+    ms.verify(vk, ms.prove(pk, [None, ms.AirInput(trace, np.asarray(pv, dtype=np.uint64))]))
+
+
+def test_inputs_none(fib_keys):
+    _prove_fails(fib_keys[0], None, "one AirInput or None per AIR")
+
+
 def test_unbalanced_interactions():
     fx = interactions_fixture_11()
     pk, _ = ms.keygen(fx.airs, default_test_params_small())

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mlx_stark as ms
-from mlx_stark.verifier.proof_shape import verify_proof_shape
+from mlx_stark.verifier.proof_shape import decode_limits, verify_proof_shape
 from mlx_stark.airs import (
     DummyInteractionAir,
     FibonacciAir,
@@ -687,7 +687,20 @@ def _set_first(seq, value):
     return type(seq)([value, *list(seq)[1:]])
 
 
+def _ef_above_p() -> EF:
+    """An EF whose first coefficient is p: no decoder builds it, code in memory can."""
+    e = EF(0, 1, 2, 3)
+    e.c = (P, 1, 2, 3)
+    return e
+
+
 IN_MEMORY_MUTATIONS = {
+    "log_height_none": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.trace_vdata[0], "log_height", None)),
+    "log_height_float": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.trace_vdata[0], "log_height", 3.0)),
+    "whir_final_poly_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.whir_proof.final_poly.__setitem__(0, _ef_above_p())),
+    "gkr_q0_claim_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: setattr(p.gkr_proof, "q0_claim", _ef_above_p())),
+    "batch_round_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.batch_constraint_proof.univariate_round_coeffs.__setitem__(0, _ef_above_p())),
+    "stacking_opening_ef_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.stacking_proof.stacking_openings[0].__setitem__(0, _ef_above_p())),
     "public_value_above_p": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, P)),
     "public_value_not_int": (lambda: fib_fixture(0, 1, 1 << 3), lambda p: p.public_values[0].__setitem__(0, "1")),
     "common_commit_short": (cached_fixture_11, lambda p: setattr(p, "common_main_commit", p.common_main_commit[:7])),
@@ -722,6 +735,36 @@ def test_proof_rejected_under_another_key():
     _, two_air_vk = ms.keygen(fx.airs + fx.airs, default_test_params_small())
     with pytest.raises(VerificationError):
         ms.verify(two_air_vk, proof)
+
+
+def test_proof_for_another_stacked_height_names_its_size():
+    fx = fib_fixture(0, 1, 1 << 3)
+    _, vk, proof = keygen_and_prove(fx, default_test_params_small())  # stacked height 2^10
+    _, smaller_vk = ms.keygen(fx.airs, test_system_params_small(2, 6, 3))
+    _, larger_vk = ms.keygen(fx.airs, test_system_params_small(2, 9, 3))
+    with pytest.raises(VerificationError, match="the proof has 8, the verifying key allows at most 6"):
+        ms.verify(smaller_vk, proof.to_bytes())
+    with pytest.raises(VerificationError, match="the proof is for n_stack = 8, stacked height 2\\^10"):
+        ms.verify(larger_vk, proof.to_bytes())
+
+
+def test_oversized_well_formed_proof_rejected_while_decoding():
+    """A length above what the key allows fails as the decoder reads it, before the values
+    behind it are decoded."""
+    fx = fib_fixture(0, 1, 1 << 3)
+    _, vk, proof = keygen_and_prove(fx, default_test_params_small())
+    forged = ms.Proof.from_bytes(proof.to_bytes())
+    forged.whir_proof.final_poly += [EF(1)] * 50_000
+    blob = forged.to_bytes()
+    assert ms.Proof.from_bytes(blob) == forged  # well-formed without the key's limits
+    with pytest.raises(ms.ProofDecodeError, match="final polynomial.*allows at most"):
+        ms.Proof.from_bytes(blob, decode_limits(vk))
+    with pytest.raises(ms.ProofDecodeError, match="allows at most"):
+        ms.verify(vk, blob)
+    forged = ms.Proof.from_bytes(proof.to_bytes())
+    forged.public_values[0] += [0] * 10
+    with pytest.raises(ms.ProofDecodeError, match="public values of an AIR: the proof has 13"):
+        ms.verify(vk, forged.to_bytes())
 
 
 @pytest.mark.slow

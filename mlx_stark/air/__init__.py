@@ -28,7 +28,8 @@ from .dag import (
     build_dag,
     max_constraint_degree,
 )
-from .evaluate import BaseArrays, DagInputs, DagValues, ExtArrays, Host, evaluate_dag
+from .evaluate import (BaseArrays, DagInputs, DagValues, ExtArrays, Host, evaluate_dag,
+                       evaluate_dag_ef)
 from .expr import (
     Add,
     Constant,
@@ -63,7 +64,7 @@ __all__ = [
     "SymbolicConstraintsDag", "DagNode", "NodeKind", "DagInteraction", "DagBuilder", "TraceWidth",
     "build_dag", "max_constraint_degree",
     # evaluation and checks
-    "evaluate_dag", "DagInputs", "DagValues", "BaseArrays", "ExtArrays", "Host",
+    "evaluate_dag", "evaluate_dag_ef", "DagInputs", "DagValues", "BaseArrays", "ExtArrays", "Host",
     "check_constraints", "check_interaction_balance", "AirTrace", "ConstraintNotSatisfied",
     "UnbalancedInteractions", "symbolic_dag", "trace_inputs",
 ]

@@ -5,6 +5,8 @@ elements are plain ints in ``[0, p)``; extension elements are :class:`EF` values
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .bb import P
 
 W = 11  # EF = F[X]/(X^4 - W)
@@ -125,6 +127,15 @@ class EF:
         return EF.lift(o) * self.inv()
 
 
+def is_canonical_ef(v) -> bool:
+    """Whether ``v`` is an :class:`EF` with four canonical int coefficients (an EF built in
+    memory can have its ``c`` replaced after construction)."""
+    if type(v) is not EF:
+        return False
+    c = v.c
+    return type(c) is tuple and len(c) == 4 and all(type(x) is int and 0 <= x < P for x in c)
+
+
 def batch_inv(values: list) -> list:
     """Montgomery's trick: inverses of many nonzero EF (or int) values with one inversion."""
     vals = [EF.lift(v) for v in values]
@@ -146,3 +157,56 @@ def horner(coeffs, x) -> EF:
     for c in reversed(coeffs):
         acc = acc * x + c
     return acc
+
+
+# ---------------------------------------------------------------- EF arrays (NumPy, host)
+# Many EF values at once as ``(..., 4)`` uint64 arrays of canonical coefficients (the verifier's
+# per-query and per-column work). Every product is reduced before it is added, so sums of up to
+# 2^33 reduced terms stay exact in 64 bits.
+def ef_array(values) -> np.ndarray:
+    """Host EF values (or ints) -> ``(n, 4)`` uint64."""
+    return np.array([EF.lift(v).c for v in values], dtype=np.uint64).reshape(-1, 4)
+
+
+def ef_values(arr: np.ndarray) -> list:
+    """``(..., 4)`` canonical coefficients -> a flat list of :class:`EF`."""
+    return [EF(*row) for row in arr.reshape(-1, 4).tolist()]
+
+
+def ef_mul_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise EF product of broadcastable ``(..., 4)`` arrays."""
+    a = a.astype(np.uint64, copy=False)
+    b = b.astype(np.uint64, copy=False)
+
+    def m(i, j):
+        return a[..., i] * b[..., j] % P
+
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.uint64)
+    out[..., 0] = (m(0, 0) + W * ((m(1, 3) + m(2, 2) + m(3, 1)) % P)) % P
+    out[..., 1] = (m(0, 1) + m(1, 0) + W * ((m(2, 3) + m(3, 2)) % P)) % P
+    out[..., 2] = (m(0, 2) + m(1, 1) + m(2, 0) + W * m(3, 3)) % P
+    out[..., 3] = (m(0, 3) + m(1, 2) + m(2, 1) + m(3, 0)) % P
+    return out
+
+
+def ef_scale_np(a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``a (..., 4)`` times base elements ``s (...)``."""
+    return a * s.astype(np.uint64)[..., None] % P
+
+
+def ef_powers_np(x: EF, n: int) -> np.ndarray:
+    """``(1, x, x^2, …, x^{n−1})`` as ``(n, 4)``: doubling blocks, log2(n) array products."""
+    out = np.zeros((max(n, 1), 4), dtype=np.uint64)
+    out[0, 0] = 1
+    filled, step = 1, EF.lift(x)
+    while filled < n:
+        take = min(filled, n - filled)
+        out[filled:filled + take] = ef_mul_np(out[:take], np.array(step.c, dtype=np.uint64))
+        filled += take
+        step = step * step
+    return out[:n]
+
+
+def ef_sum_np(a: np.ndarray) -> EF:
+    """``Σ`` over the leading axes of ``(..., 4)`` reduced coefficients."""
+    return EF(*(int(v) for v in a.reshape(-1, 4).sum(axis=0) % P))

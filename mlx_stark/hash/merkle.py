@@ -12,7 +12,9 @@ from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
 from ..tracing import read, wait
-from .poseidon2 import WIDTH, from_mont_lanes, map_rows, permute_host, permute_mont_lanes, to_mont_lanes
+from . import host_native
+from .poseidon2 import (DEFAULT_CONSTANTS, WIDTH, from_mont_lanes, map_rows, permute_host,
+                        permute_mont_lanes, to_mont_lanes)
 
 RATE = 8
 DIGEST = 8
@@ -25,8 +27,15 @@ def hash_host(values) -> tuple:
 
     ``values``: any sequence of canonical base elements. Each block of up to 8 overwrites
     the front of the state (a short last block leaves the other lanes as they are), then the
-    state is permuted. No padding: the empty input hashes to eight zeros.
+    state is permuted. No padding: the empty input hashes to eight zeros. Long inputs (the
+    verifying-key prehash absorbs 280k bytes for KeccakfAir) take one native call where
+    :mod:`.host_native` is available.
     """
+    lib = host_native.library(DEFAULT_CONSTANTS)
+    if lib is not None:
+        row = _canonical_row(values)[None]
+        state = lib.absorb_rows(row, np.zeros((1, WIDTH), np.uint32))[0]
+        return tuple(int(x) for x in state[:DIGEST])
     v = [int(x) for x in values]
     state = [0] * WIDTH
     for start in range(0, len(v), RATE):
@@ -34,6 +43,16 @@ def hash_host(values) -> tuple:
         state[:len(block)] = block
         state = permute_host(state)
     return tuple(state[:DIGEST])
+
+
+def _canonical_row(values) -> np.ndarray:
+    """``values`` as a ``uint32`` vector, or :class:`InvalidInputError` unless all are in [0, p)."""
+    if isinstance(values, (bytes, bytearray)):
+        return np.frombuffer(values, dtype=np.uint8).astype(np.uint32)
+    ints = [int(x) for x in values]
+    if not all(0 <= v < P for v in ints):
+        raise InvalidInputError("hash input must be canonical field elements")
+    return np.array(ints, dtype=np.uint32)
 
 
 def compress_host(left, right) -> tuple:
@@ -133,8 +152,25 @@ def _check_u32(a: mx.array, ndim: int, what: str) -> None:
                                 f"{getattr(a, 'dtype', type(a).__name__)}")
 
 
+def _hash_rows_np(rows: np.ndarray) -> np.ndarray:
+    """:func:`hash_rows` of a host ``(n, w)`` uint32 array: natively, else on the device."""
+    lib = host_native.library(DEFAULT_CONSTANTS)
+    if lib is None:
+        return np.array(hash_rows(mx.array(rows)))
+    return lib.absorb_rows(rows, np.zeros((rows.shape[0], WIDTH), np.uint32))[:, :DIGEST]
+
+
+def _compress_np(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """:func:`compress` of host ``(n, 8)`` uint32 arrays: natively, else on the device."""
+    lib = host_native.library(DEFAULT_CONSTANTS)
+    if lib is None:
+        return np.array(compress(mx.array(left), mx.array(right)))
+    return lib.permute(np.concatenate([left, right], axis=1))[:, :DIGEST]
+
+
 def merkle_verify_batch(root, indices, rows, paths) -> np.ndarray:
-    """:func:`merkle_verify` for many openings of one tree at once, hashed on the device.
+    """:func:`merkle_verify` for many openings of one tree at once, as array operations over
+    the queries (native host hashing, else the device).
 
     ``indices`` ``(q,)`` ints; ``rows`` ``(q, 2^k, w)``; ``paths`` ``(q, depth, 8)`` (array-likes
     of ints, as :meth:`MerkleTree.open_many` returns). Returns a ``(q,)`` bool numpy array and
@@ -168,18 +204,17 @@ def merkle_verify_batch(root, indices, rows, paths) -> np.ndarray:
     paths = np.where(ok[:, None, None], paths, 0).astype(np.uint32)
     idx = np.where(ok, idx, 0)
     g, w = rows.shape[1], rows.shape[2]
-    level = hash_rows(mx.array(rows.reshape(q * g, w))).reshape(q, g, DIGEST)
+    level = _hash_rows_np(rows.reshape(q * g, w)).reshape(q, g, DIGEST)
     while level.shape[1] > 1:
         t = level.shape[1] // 2
-        level = compress(level[:, 0::2].reshape(q * t, DIGEST),
-                         level[:, 1::2].reshape(q * t, DIGEST)).reshape(q, t, DIGEST)
+        level = _compress_np(level[:, 0::2].reshape(q * t, DIGEST),
+                             level[:, 1::2].reshape(q * t, DIGEST)).reshape(q, t, DIGEST)
     cur = level.reshape(q, DIGEST)
-    paths_mx = mx.array(paths)
     for d in range(depth):
-        is_right = mx.array(((idx >> d) & 1).astype(bool))[:, None]
-        sibling = paths_mx[:, d]
-        cur = compress(mx.where(is_right, sibling, cur), mx.where(is_right, cur, sibling))
-    return ok & (np.array(cur) == root_np.astype(np.uint32)).all(axis=1)
+        is_right = ((idx >> d) & 1).astype(bool)[:, None]
+        sibling = paths[:, d]
+        cur = _compress_np(np.where(is_right, sibling, cur), np.where(is_right, cur, sibling))
+    return ok & (cur == root_np.astype(np.uint32)).all(axis=1)
 
 
 class MerkleTree:

@@ -34,6 +34,7 @@ from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import P, U32, U64
 from ..tracing import read
+from . import host_native
 
 WIDTH = 16
 ROUNDS_F_HALF = 4  # full rounds before and after the partial rounds
@@ -106,10 +107,17 @@ def _external_linear_host(s: list) -> list:
 
 
 def permute_host(state, constants: Poseidon2Constants = DEFAULT_CONSTANTS) -> list:
-    """Poseidon2 permutation of one state: 16 canonical ints in, 16 canonical ints out."""
+    """Poseidon2 permutation of one state: 16 canonical ints in, 16 canonical ints out.
+    Native code where it can be built (:mod:`.host_native`), else :func:`permute_python`."""
     s = [int(v) for v in state]
     if len(s) != WIDTH or not all(0 <= v < P for v in s):
         raise InvalidInputError("a Poseidon2 state is 16 canonical field elements")
+    lib = host_native.library(constants)
+    return lib.permute_one(s) if lib is not None else permute_python(s, constants)
+
+
+def permute_python(s: list, constants: Poseidon2Constants = DEFAULT_CONSTANTS) -> list:
+    """The permutation in Python ints (16 canonical ints): the host reference."""
     s = _external_linear_host(s)
     for rc in constants.ext_init:
         s = _external_linear_host([pow(x + c, 7, P) for x, c in zip(s, rc)])

@@ -19,6 +19,8 @@ with the element layout along the last axes: ``F`` arrays ``(...)``, ``EF`` arra
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -121,16 +123,50 @@ class Writer:
         self.digest_iter(values)
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The largest value each length prefix of a proof may have under one verifying key
+    (``None``: no limit). The decoder checks every length as it reads it, before allocating,
+    so a well-formed but oversized proof costs no more than the key allows; exact lengths
+    are checked afterwards by the verifier's proof-shape rules.
+    """
+
+    airs: Optional[int] = None  # AIRs in the key
+    log_height: Optional[int] = None  # l_skip + n_stack
+    cached_commitments: Optional[int] = None  # per AIR
+    public_values: Optional[int] = None  # per AIR
+    gkr_layers: Optional[int] = None
+    batch_coeffs: Optional[int] = None  # univariate round of the batch constraint sumcheck
+    batch_rounds: Optional[int] = None  # n_max
+    batch_round_len: Optional[int] = None  # d + 1
+    parts: Optional[int] = None  # opened parts per trace
+    part_openings: Optional[int] = None  # opened values per part
+    stacking_coeffs: Optional[int] = None
+    stacking_rounds: Optional[int] = None  # n_stack
+    commits: Optional[int] = None  # commitments in the commitment list
+    stacked_width: Optional[int] = None  # w_stack
+    whir_steps: Optional[int] = None  # k·R
+    whir_rounds: Optional[int] = None  # R
+    queries: Optional[int] = None  # per WHIR round
+    merkle_depth: Optional[int] = None  # round 0
+    final_poly: Optional[int] = None
+
+
+NO_LIMITS = DecodeLimits()
+
+
 class Reader:
-    """Sequential decoder over ``data``; call :meth:`finish` to reject trailing bytes."""
+    """Sequential decoder over ``data``; call :meth:`finish` to reject trailing bytes.
+    ``limits`` bound the length prefixes (:meth:`length`)."""
 
-    __slots__ = ("_data", "_pos")
+    __slots__ = ("_data", "_pos", "limits")
 
-    def __init__(self, data):
+    def __init__(self, data, limits: DecodeLimits = NO_LIMITS):
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ProofDecodeError(f"proof bytes expected, got {type(data).__name__}")
         self._data = bytes(data)
         self._pos = 0
+        self.limits = limits
 
     @property
     def remaining(self) -> int:
@@ -160,6 +196,13 @@ class Reader:
 
     def usize(self) -> int:
         return self.u32()
+
+    def length(self, limit: Optional[int], what: str) -> int:
+        """A ``usize`` length prefix, rejected above ``limit`` (a field of :attr:`limits`)."""
+        n = self.usize()
+        if limit is not None and n > limit:
+            raise ProofDecodeError(f"{what}: the proof has {n}, the verifying key allows at most {limit}")
+        return n
 
     def u8(self) -> int:
         return self._take(1)[0]
@@ -208,14 +251,14 @@ class Reader:
         return arr.reshape(shape)
 
     # ---------------------------------------------------------------- slices (usize prefix)
-    def f_vec(self) -> list:
-        return self.f_n(self.usize())
+    def f_vec(self, limit: Optional[int] = None, what: str = "F values") -> list:
+        return self.f_n(self.length(limit, what))
 
-    def ef_vec(self) -> list:
-        return self.ef_n(self.usize())
+    def ef_vec(self, limit: Optional[int] = None, what: str = "EF values") -> list:
+        return self.ef_n(self.length(limit, what))
 
-    def digest_vec(self) -> list:
-        return self.digest_n(self.usize())
+    def digest_vec(self, limit: Optional[int] = None, what: str = "digests") -> list:
+        return self.digest_n(self.length(limit, what))
 
 
 class Encodable:
@@ -228,8 +271,8 @@ class Encodable:
         return w.getvalue()
 
     @classmethod
-    def from_bytes(cls, data):
-        r = Reader(data)
+    def from_bytes(cls, data, limits: DecodeLimits = NO_LIMITS):
+        r = Reader(data, limits)
         out = cls.decode(r)
         r.finish()
         return out

@@ -68,7 +68,7 @@ class GkrProof(Encodable):
     def decode(cls, r: Reader) -> "GkrProof":
         witness = r.f()
         q0_claim = r.ef()
-        layers = r.usize()
+        layers = r.length(r.limits.gkr_layers, "GKR layers")
         r.require(layers, 4 * EF_BYTES, "GKR layer claims")
         claims = [GkrLayerClaims(*r.ef_n(4)) for _ in range(layers)]
         # round i has i + 1 triples: (G − 1)·G / 2 triples in all
@@ -120,14 +120,15 @@ class BatchConstraintProof(Encodable):
 
     @classmethod
     def decode(cls, r: Reader) -> "BatchConstraintProof":
-        numer = r.ef_vec()
+        lim = r.limits
+        numer = r.ef_vec(lim.airs, "traces")
         num_traces = len(numer)
         denom = r.ef_n(num_traces)
-        coeffs = r.ef_vec()
-        n_max = r.usize()
+        coeffs = r.ef_vec(lim.batch_coeffs, "batch constraint univariate coefficients")
+        n_max = r.length(lim.batch_rounds, "batch constraint sumcheck rounds")
         rounds = []
         if n_max > 0:
-            per_round = r.usize()
+            per_round = r.length(lim.batch_round_len, "batch constraint round polynomial length")
             r.require(n_max * per_round, EF_BYTES, "sumcheck round polynomials")
             if per_round == 0:
                 # zero-length rounds consume no bytes; bound their count by the input size
@@ -135,8 +136,9 @@ class BatchConstraintProof(Encodable):
             rounds = [r.ef_n(per_round) for _ in range(n_max)]
         openings = []
         for _ in range(num_traces):
-            num_parts = r.usize()
+            num_parts = r.length(lim.parts, "opened parts of a trace")
             r.require(num_parts, 4, "column opening parts")
-            openings.append([r.ef_vec() for _ in range(num_parts)])
+            openings.append([r.ef_vec(lim.part_openings, "column openings of a part")
+                             for _ in range(num_parts)])
         return cls(numer, denom, coeffs, rounds, openings)
 

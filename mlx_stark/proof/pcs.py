@@ -57,13 +57,15 @@ class StackingProof(Encodable):
 
     @classmethod
     def decode(cls, r: Reader) -> "StackingProof":
-        coeffs = r.ef_vec()
-        num_rounds = r.usize()
+        lim = r.limits
+        coeffs = r.ef_vec(lim.stacking_coeffs, "stacked univariate coefficients")
+        num_rounds = r.length(lim.stacking_rounds, "stacked sumcheck rounds, n_stack (a key of another size?)")
         r.require(num_rounds, 2 * EF_BYTES, "stacked sumcheck rounds")
         rounds = [(r.ef(), r.ef()) for _ in range(num_rounds)]
-        num_commits = r.usize()
+        num_commits = r.length(lim.commits, "stacking commitments")
         r.require(num_commits, 4, "stacking openings")
-        openings = [r.ef_vec() for _ in range(num_commits)]
+        openings = [r.ef_vec(lim.stacked_width, "stacking openings of a commitment")
+                    for _ in range(num_commits)]
         return cls(coeffs, rounds, openings)
 
 
@@ -170,11 +172,13 @@ class WhirProof(Encodable):
 
     @classmethod
     def decode(cls, r: Reader) -> "WhirProof":
+        lim = r.limits
         mu_pow_witness = r.f()
-        num_steps = r.usize()
+        num_steps = r.length(lim.whir_steps, "WHIR sumcheck steps")
         r.require(num_steps, 2 * EF_BYTES, "WHIR sumcheck steps")
         sumcheck = [(r.ef(), r.ef()) for _ in range(num_steps)]
-        commits = r.digest_vec()
+        commits = r.digest_vec(None if lim.whir_rounds is None else lim.whir_rounds - 1,
+                               "WHIR codeword commitments")
         num_rounds = len(commits) + 1
         if num_steps % num_rounds:
             raise ProofDecodeError("the number of WHIR sumcheck steps is not a multiple of R")
@@ -186,15 +190,15 @@ class WhirProof(Encodable):
         folding_pow = r.f_n(num_steps)
         query_pow = r.f_n(num_rounds)
 
-        num_commits = r.usize()
+        num_commits = r.length(lim.commits, "WHIR opened commitments")
         if num_commits == 0:
             raise ProofDecodeError("a WHIR proof opens at least one commitment")
-        q0 = r.usize()
+        q0 = r.length(lim.queries, "WHIR round-0 queries")
         if q0 == 0:
             raise ProofDecodeError("WHIR round 0 has no queries")
-        depth0 = r.usize()
+        depth0 = r.length(lim.merkle_depth, "WHIR round-0 Merkle depth")
         r.require(num_commits, 4, "stacked widths")
-        widths = [r.usize() for _ in range(num_commits)]
+        widths = [r.length(lim.stacked_width, "stacked width") for _ in range(num_commits)]
         per_query = sum(rows_per_query * wc * F_BYTES + depth0 * DIGEST_BYTES for wc in widths)
         if per_query == 0:
             raise ProofDecodeError("round-0 openings carry no data (zero widths and depth)")
@@ -204,15 +208,18 @@ class WhirProof(Encodable):
 
         values = []
         for _ in range(num_rounds - 1):
-            q = r.usize()
+            q = r.length(lim.queries, "WHIR queries")
             if q == 0:
                 raise ProofDecodeError("a WHIR round has no queries")
             values.append(r.f_array((q, rows_per_query, 4)))
-        depth1 = r.usize()
+        depth1 = r.length(lim.merkle_depth, "WHIR round-1 Merkle depth")
+        if num_rounds == 1 and depth1 != 0:
+            # no later round reads it: any other value would make the proof malleable
+            raise ProofDecodeError(f"single-round WHIR proof with Merkle depth {depth1}, expected 0")
         if num_rounds > 1 and depth1 < num_rounds - 2:
             raise ProofDecodeError(f"round-1 Merkle depth {depth1} underflows over {num_rounds} rounds")
         round_paths = [r.f_array((v.shape[0], depth1 - i, DIGEST_LEN)) for i, v in enumerate(values)]
-        final_poly = r.ef_vec()
+        final_poly = r.ef_vec(lim.final_poly, "WHIR final polynomial coefficients")
         return cls(mu_pow_witness, sumcheck, commits, ood_values, folding_pow, query_pow,
                    rows, paths, values, round_paths, final_poly)
 

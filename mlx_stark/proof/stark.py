@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..errors import ProofDecodeError
-from .codec import Encodable, Reader, Writer
+from .codec import NO_LIMITS, DecodeLimits, Encodable, Reader, Writer
 from .constraints import BatchConstraintProof, GkrProof
 from .pcs import StackingProof, WhirProof
 
@@ -63,7 +63,8 @@ class Proof(Encodable):
         if version != CODEC_VERSION:
             raise ProofDecodeError(f"codec version {version}, expected {CODEC_VERSION}")
         commit = r.digest()
-        n = r.usize()
+        lim = r.limits
+        n = r.length(lim.airs, "AIRs")
         r.require((n + 7) // 8, 1, "presence bitmap")
         bitmap = [r.u8() for _ in range((n + 7) // 8)]
         if n % 8 and bitmap[-1] >> (n % 8):
@@ -71,28 +72,29 @@ class Proof(Encodable):
         trace_vdata = []
         for a in range(n):
             if bitmap[a // 8] >> (a % 8) & 1:
-                log_height = r.usize()
-                num = r.usize()
+                log_height = r.length(lim.log_height, "trace log height")
+                num = r.length(lim.cached_commitments, "cached commitments")
                 r.require(num, 32, "cached commitments")
                 trace_vdata.append(TraceVData(log_height, r.digest_n(num)))
             else:
                 trace_vdata.append(None)
-        num_pv = r.usize()
+        num_pv = r.length(lim.airs, "public-value lists")
         r.require(num_pv, 4, "public values")
         public_values = []
         for _ in range(num_pv):
-            k = r.usize()
+            k = r.length(lim.public_values, "public values of an AIR")
             r.require(k, 4, "public values")
             public_values.append(r.f_n(k))
         return cls(commit, trace_vdata, public_values, GkrProof.decode(r),
                    BatchConstraintProof.decode(r), StackingProof.decode(r), WhirProof.decode(r))
 
     @classmethod
-    def from_bytes(cls, data) -> "Proof":
+    def from_bytes(cls, data, limits: DecodeLimits = NO_LIMITS) -> "Proof":
         """Decode proof bytes; raises :class:`~mlx_stark.errors.ProofDecodeError` (a
-        ``VerificationError``) on malformed input. All bytes must be consumed."""
+        ``VerificationError``) on malformed input or a length above ``limits``. All bytes
+        must be consumed."""
         try:
-            return super().from_bytes(data)
+            return super().from_bytes(data, limits)
         except ProofDecodeError:
             raise
         except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as e:

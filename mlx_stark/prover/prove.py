@@ -44,6 +44,8 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
     are found by the LogUp GKR's root numerator and raise
     :class:`~mlx_stark.errors.UnbalancedInteractions` naming the first unbalanced messages.
     """
+    if inputs is None or isinstance(inputs, (str, bytes)):
+        raise InvalidInputError("inputs must be a sequence with one AirInput or None per AIR")
     params = pk.params
     with span("stark_prove_excluding_trace"):
         # the whole call after trace generation: validation and the upload of host traces
@@ -192,7 +194,12 @@ def _validate(pk, inputs) -> dict:
             raise InvalidInputError(f"{name}: height 2^{log_h} exceeds the stacked height 2^{m}")
         if vk.preprocessed_data is not None and log_h != params.l_skip + vk.preprocessed_data.hypercube_dim:
             raise InvalidInputError(f"{name}: height {h} differs from its preprocessed trace's")
-        pvs = [int(v) for v in inp.public_values]
+        pvs = inp.public_values
+        # integers only: int(987.5) or int('987') would silently prove another statement
+        if (pvs is None or isinstance(pvs, (str, bytes)) or not hasattr(pvs, "__iter__")
+                or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pvs)):
+            raise InvalidInputError(f"{name}: public values must be a sequence of integers")
+        pvs = [int(v) for v in pvs]
         if len(pvs) != vk.params.num_public_values:
             raise InvalidInputError(f"{name}: {len(pvs)} public values, the AIR declares "
                                     f"{vk.params.num_public_values}")

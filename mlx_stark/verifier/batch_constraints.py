@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import List, Sequence
 
 from ..air.dag import SymbolicConstraintsDag
-from ..air.evaluate import DagInputs, Host, evaluate_dag
+from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
 from ..field.bb import P, two_adic_generator
-from ..field.host import EF, horner
+from ..field.host import EF, horner, is_canonical_ef
 from ..poly import kernels
 from .gkr import verify_gkr
 
@@ -24,7 +24,7 @@ def _shape(ok: bool, detail: str) -> None:
 
 
 def _is_ef_list(values) -> bool:
-    return isinstance(values, (list, tuple)) and all(isinstance(v, EF) for v in values)
+    return isinstance(values, (list, tuple)) and all(is_canonical_ef(v) for v in values)
 
 
 def check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids: Sequence[int],
@@ -38,7 +38,7 @@ def check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids: Seq
     num_traces = len(air_ids)
     w = gkr_proof.logup_pow_witness
     _shape(type(w) is int and 0 <= w < P, "LogUp witness is not a field element")
-    _shape(isinstance(gkr_proof.q0_claim, EF), "q0_claim is not an extension element")
+    _shape(is_canonical_ef(gkr_proof.q0_claim), "q0_claim is not a canonical extension element")
     rounds = l_skip + n_logup if total else 0
     claims = gkr_proof.claims_per_layer
     _shape(isinstance(claims, (list, tuple)) and len(claims) == rounds,
@@ -110,7 +110,7 @@ def _eval_trace(avk, parts: List[List[tuple]], public_values, is_first: EF, is_l
         is_transition=1 - is_last,
     )
     dag: SymbolicConstraintsDag = avk.symbolic_constraints
-    return dag, evaluate_dag(dag, Host, inputs)
+    return dag, evaluate_dag_ef(dag, inputs)
 
 
 def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,

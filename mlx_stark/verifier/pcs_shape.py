@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..field.bb import P
-from ..field.host import EF
+from ..field.host import is_canonical_ef
 from ..params import SystemParams
 from ..proof.pcs import StackingProof, WhirProof
 
@@ -32,8 +32,8 @@ def _check_len(seq, expected: int, what: str) -> None:
 
 
 def _check_ef(values, what: str) -> None:
-    if not all(isinstance(v, EF) for v in values):
-        _fail(f"{what} must hold extension-field elements")
+    if not all(is_canonical_ef(v) for v in values):
+        _fail(f"{what} must hold canonical extension-field elements")
 
 
 def _check_f(values, what: str) -> None:

@@ -12,6 +12,7 @@ from typing import List
 from ..errors import VerificationError
 from ..field.bb import P
 from ..layout import StackedLayout, stacked_layout
+from ..proof.codec import DecodeLimits
 from .batch_constraints import check_constraint_shape
 from .pcs_shape import check_pcs_shape
 
@@ -53,6 +54,52 @@ def _digest(d) -> bool:
         return False
 
 
+def decode_limits(vk) -> DecodeLimits:
+    """The largest length each prefix of a proof for ``vk`` may have (upper bounds over every
+    trace height up to the stacked height; the exact lengths are checked by
+    :func:`verify_proof_shape`)."""
+    params, per_air = vk.params, vk.per_air
+    l, m, k = params.l_skip, params.log_stacked_height, params.k_whir
+    widths = [avk.params.width for avk in per_air]
+    interactions = sum(avk.num_interactions for avk in per_air)
+    return DecodeLimits(
+        airs=len(per_air),
+        log_height=m,
+        cached_commitments=max(len(w.cached_mains) for w in widths),
+        public_values=max(avk.params.num_public_values for avk in per_air),
+        gkr_layers=(interactions << max(m, l)).bit_length(),  # l_skip + n_logup at most
+        batch_coeffs=(params.max_constraint_degree + 1) * ((1 << l) - 1) + 1,
+        batch_rounds=params.n_stack,
+        batch_round_len=params.max_constraint_degree + 1,
+        parts=max(avk.num_parts for avk in per_air),
+        part_openings=2 * max(max(w.common_main, w.preprocessed or 0, *w.cached_mains)
+                              for w in widths),
+        stacking_coeffs=2 * ((1 << l) - 1) + 1,
+        stacking_rounds=params.n_stack,
+        commits=1 + sum(avk.num_parts - 1 for avk in per_air),
+        stacked_width=params.w_stack,
+        whir_steps=k * params.num_whir_rounds,
+        whir_rounds=params.num_whir_rounds,
+        queries=max(params.whir_num_queries()),
+        merkle_depth=max(0, m + params.log_blowup - k),
+        final_poly=1 << params.log_final_poly_len(),
+    )
+
+
+def _check_key_size(params, proof) -> None:
+    """A proof made for another stacked height (a key of another size) is named as such."""
+    try:
+        n_stack = len(proof.stacking_proof.sumcheck_round_polys)
+        heights = sorted({tv.log_height for tv in proof.trace_vdata if tv is not None}, reverse=True)
+    except (AttributeError, TypeError):
+        return  # left to the shape checks below
+    if n_stack != params.n_stack:
+        raise VerificationError(SHAPE, (
+            f"the proof is for n_stack = {n_stack}, stacked height 2^{params.l_skip + n_stack} "
+            f"(trace heights {', '.join(f'2^{h}' for h in heights)}); this verifying key has "
+            f"n_stack = {params.n_stack} (2^{params.log_stacked_height}): a key of another size"))
+
+
 def verify_proof_shape(vk, proof) -> ProofShape:
     """Check every length of ``proof`` against ``vk``; raises ``VerificationError("ProofShape")``
     (or ``EmptyTraces``) on a mismatch."""
@@ -72,8 +119,8 @@ def verify_proof_shape(vk, proof) -> ProofShape:
             continue
         if len(tv.cached_commitments) != avk.num_cached_mains:
             raise VerificationError(SHAPE, f"AIR {a}: number of cached commitments")
-        if not 0 <= tv.log_height <= m:
-            raise VerificationError(SHAPE, f"AIR {a}: log_height {tv.log_height} above l + n_stack")
+        if type(tv.log_height) is not int or not 0 <= tv.log_height <= m:
+            raise VerificationError(SHAPE, f"AIR {a}: log_height {tv.log_height!r} is not an int in [0, {m}]")
         if len(pvs) != avk.params.num_public_values:
             raise VerificationError(SHAPE, f"AIR {a}: number of public values")
         if not all(_element(v) for v in pvs):
@@ -82,6 +129,7 @@ def verify_proof_shape(vk, proof) -> ProofShape:
             raise VerificationError(SHAPE, f"AIR {a}: a cached commitment is not 8 field elements")
     if not _digest(proof.common_main_commit):
         raise VerificationError(SHAPE, "the common main commitment is not 8 field elements")
+    _check_key_size(params, proof)
 
     order = sorted(present, key=lambda a: (-proof.trace_vdata[a].log_height, a))
     heights = [proof.trace_vdata[a].log_height for a in order]

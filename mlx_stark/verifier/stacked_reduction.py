@@ -1,14 +1,16 @@
 """Verifier of the stacked opening reduction (pcs.md §7.3, verifier steps 1–6).
 
-Host arithmetic only (:class:`~mlx_stark.field.host.EF`). The slice metadata (commit, stacked
-column, start row, log height) comes from the commitments' :class:`~mlx_stark.layout.StackedLayout`
-s, recomputed by the caller from the vk widths and the proof's log heights.
+Host arithmetic (:class:`~mlx_stark.field.host.EF`); the sums over all column slices (one
+per stacked column of a trace, 2633 for KeccakfAir) run as NumPy EF arrays. The slice metadata
+(commit, stacked column, start row, log height) comes from the commitments'
+:class:`~mlx_stark.layout.StackedLayout` s, recomputed by the caller from the vk widths and the
+proof's log heights.
 """
 from __future__ import annotations
 
 from ..errors import VerificationError
 from ..field.bb import P
-from ..field.host import EF, horner
+from ..field.host import EF, ef_array, ef_mul_np, ef_powers_np, ef_sum_np, horner
 from ..layout import StackedLayout
 from ..params import SystemParams
 from ..poly import kernels
@@ -79,11 +81,11 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
 
     # 1-2: batching challenge and the round-0 sum check
     lam = transcript.sample_ext()
-    lam_sq = lam * lam
-    expected, lam_pow = EF.zero(), EF.one()  # lam_pow = λ^{2i}
-    for (_, _, _, _, _, v, v_rot) in slices:
-        expected = expected + lam_pow * (v + lam * v_rot)
-        lam_pow = lam_pow * lam_sq
+    lam_pows = ef_powers_np(lam * lam, len(slices))  # λ^{2i}
+    v = ef_array([s[5] for s in slices])
+    v_rot = ef_array([s[6] for s in slices])
+    lam_np = ef_array([lam])
+    expected = ef_sum_np(ef_mul_np(lam_pows, (v + ef_mul_np(lam_np, v_rot)) % P))
     coeffs = proof.univariate_round_coeffs
     domain_sum = EF.zero()
     for j in range(0, len(coeffs), 1 << l):
@@ -107,18 +109,23 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
     for openings in proof.stacking_openings:
         for o in openings:
             transcript.observe_ext(o)
+    # per slice: (eqP + [rot]·λ·κ) at its height times eq on the row bits above the slice;
+    # slices share these factors by (height, rotation, row bits), so each is computed once
     by_height: dict = {}
-    total, lam_pow = EF.zero(), EF.one()
-    for (c, col, row, h, rot, _, _) in slices:
-        if h not in by_height:
-            by_height[h] = _slice_kernels(l, h, u_prism, r)
-        e_pref, rot_pref = by_height[h]
-        above = _above_bits_eq(u_prism, l, max(h - l, 0), n, row)
-        weight = lam_pow * e_pref
-        if rot:
-            weight = weight + lam_pow * lam * rot_pref
-        total = total + proof.stacking_openings[c][col] * weight * above
-        lam_pow = lam_pow * lam_sq
+    factors: dict = {}
+    weights = []
+    for (_, _, row, h, rot, _, _) in slices:
+        nt = max(h - l, 0)
+        key = (h, rot, row >> (l + nt))
+        if key not in factors:
+            if h not in by_height:
+                by_height[h] = _slice_kernels(l, h, u_prism, r)
+            e_pref, rot_pref = by_height[h]
+            prefix = e_pref + lam * rot_pref if rot else e_pref
+            factors[key] = prefix * _above_bits_eq(u_prism, l, nt, n, row)
+        weights.append(factors[key])
+    openings = ef_array([proof.stacking_openings[c][col] for (c, col, *_) in slices])
+    total = ef_sum_np(ef_mul_np(ef_mul_np(lam_pows, ef_array(weights)), openings))
     if total != claim:
         raise VerificationError("StackedFinalMismatch", "openings do not match the reduced claim")
     return u_prism

@@ -12,7 +12,7 @@ from ..poly.kernels import u_cube
 from ..proof.stark import Proof
 from ..transcript import Transcript
 from .batch_constraints import opening_pairs, verify_zerocheck_and_logup
-from .proof_shape import verify_proof_shape
+from .proof_shape import decode_limits, verify_proof_shape
 from .stacked_reduction import verify_stacked_reduction
 from .whir import verify_whir
 
@@ -33,7 +33,7 @@ def verify(vk, proof, params: SystemParams | None = None) -> None:
 
 def _verify(vk, proof, params) -> None:
     if not isinstance(proof, Proof):
-        proof = Proof.from_bytes(proof)
+        proof = Proof.from_bytes(proof, decode_limits(vk))
     if params is not None and params != vk.params:
         raise VerificationError("SystemParamsMismatch")
     params = vk.params

@@ -1,10 +1,11 @@
 """WHIR verifier (pcs.md §8.3).
 
-Host arithmetic on :class:`~mlx_stark.field.host.EF`, except two batched steps over the
-queries: Merkle openings are checked with :func:`~mlx_stark.hash.merkle.merkle_verify_batch`,
-and round 0's ``μ``-combination of opened rows and the evaluations of the final polynomial at
-the (base-field) query points use NumPy ``uint64`` arithmetic (every product is reduced before
-it is summed, so sums of fewer than ``2^33`` terms are exact).
+Host arithmetic on :class:`~mlx_stark.field.host.EF`, except the per-query work, batched over
+the queries of a round: Merkle openings (:func:`~mlx_stark.hash.merkle.merkle_verify_batch`),
+round 0's ``μ``-combination of opened rows, the ``k``-fold of every query's values, and the
+final polynomial and ``eq`` factors at the (base-field) query points, as NumPy EF arrays
+(:mod:`mlx_stark.field.host`; every product is reduced before it is summed, so sums of fewer
+than ``2^33`` terms are exact).
 """
 from __future__ import annotations
 
@@ -12,22 +13,14 @@ import numpy as np
 
 from ..errors import VerificationError
 from ..field.bb import HALF, P, two_adic_generator
-from ..field.host import EF, horner, inv
+from ..field.host import (EF, ef_array, ef_mul_np, ef_powers_np, ef_scale_np, ef_sum_np,
+                          ef_values, horner, inv)
 from ..hash.merkle import merkle_verify_batch
 from ..params import SystemParams
 from ..poly import kernels
 from ..proof.pcs import WhirProof
 from ..transcript import Transcript
 from .pcs_shape import check_whir_shape
-
-
-def _ef_matrix(values) -> np.ndarray:
-    """``(n, 4)`` uint64 coefficients of host EF values."""
-    return np.array([v.c for v in values], dtype=np.uint64).reshape(-1, 4)
-
-
-def _ef_rows(arr: np.ndarray) -> list:
-    return [EF(*(int(c) for c in row)) for row in arr.reshape(-1, 4)]
 
 
 def _combine_columns(rows: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -37,9 +30,9 @@ def _combine_columns(rows: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     return prod.sum(axis=2) % P
 
 
-def _eval_at_base_points(coeffs: np.ndarray, points: list) -> list:
-    """``Σ_j coeffs[j]·z^j`` for each base-field ``z``: coeffs ``(N, 4)`` uint64 -> list of EF."""
-    z = np.array(points, dtype=np.uint64)
+def _eval_at_base_points(coeffs: np.ndarray, points) -> np.ndarray:
+    """``Σ_j coeffs[j]·z^j`` for each base-field ``z``: coeffs ``(N, 4)`` uint64 -> ``(q, 4)``."""
+    z = np.asarray(points, dtype=np.uint64)
     n = coeffs.shape[0]
     pows = np.empty((len(points), n), dtype=np.uint64)
     pows[:, 0] = 1
@@ -48,34 +41,58 @@ def _eval_at_base_points(coeffs: np.ndarray, points: list) -> list:
     acc = np.zeros((len(points), 4), dtype=np.uint64)
     for c in range(4):
         acc[:, c] = ((pows * coeffs[None, :, c]) % P).sum(axis=1) % P
-    return _ef_rows(acc)
+    return acc
 
 
-def binary_k_fold(values: list, alphas: list, x: int) -> EF:
-    """``Fold_k(v, α, x)`` of pcs.md §8.3: ``values[s] = f(x·ω_k^s)`` (``2^k`` EF), ``x`` a base
-    element; returns ``ĝ(x^{2^k})`` with ``ĝ`` the polynomial after binding ``k`` variables to
-    ``alphas``."""
+def binary_k_fold_batch(values: np.ndarray, alphas: list, xs) -> np.ndarray:
+    """``Fold_k(v, α, x)`` of pcs.md §8.3 for every query at once: ``values[q, s] =
+    f(x_q·ω_k^s)`` (``(q, 2^k, 4)``), ``xs`` base elements; returns ``ĝ(x_q^{2^k})`` ``(q, 4)``
+    with ``ĝ`` the polynomial after binding ``k`` variables to ``alphas``."""
     k = len(alphas)
-    v = list(values)
-    x_j, x_inv_j = x, inv(x)
+    v = values.astype(np.uint64)
+    x_j = np.array([int(x) for x in xs], dtype=np.uint64)
+    x_inv_j = np.array([inv(int(x)) for x in xs], dtype=np.uint64)
     for j in range(k):
         h = 1 << (k - j - 1)
         w, w_inv = two_adic_generator(k - j), inv(two_adic_generator(k - j))  # ω_k^{2^j} = ω_{k−j}
-        big_x, half_inv = x_j, x_inv_j * HALF % P  # X and 1/(2X) for s = 0
-        for s in range(h):
-            v[s] = v[s] + (alphas[j] - big_x) * (v[s] - v[s + h]) * half_inv
-            big_x, half_inv = big_x * w % P, half_inv * w_inv % P
+        w_pows = np.array([pow(w, s, P) for s in range(h)], dtype=np.uint64)
+        w_inv_pows = np.array([pow(w_inv, s, P) for s in range(h)], dtype=np.uint64)
+        big_x = x_j[:, None] * w_pows[None] % P  # X = x·ω^s
+        half_inv = x_inv_j[:, None] * HALF % P * w_inv_pows[None] % P  # 1/(2X)
+        alpha_minus_x = np.broadcast_to(ef_array([alphas[j]]), big_x.shape + (4,)).copy()
+        alpha_minus_x[..., 0] = (alpha_minus_x[..., 0] + P - big_x) % P
+        diff = (v[:, :h] + P - v[:, h:2 * h]) % P
+        step = ef_scale_np(ef_mul_np(alpha_minus_x, diff), half_inv)
+        v = (v[:, :h] + step) % P
         x_j, x_inv_j = x_j * x_j % P, x_inv_j * x_inv_j % P
-    return v[0]
+    return v[:, 0]
 
 
-def _pow_chain(z, count: int) -> list:
+def binary_k_fold(values: list, alphas: list, x: int) -> EF:
+    """:func:`binary_k_fold_batch` of one query: ``2^k`` EF values at ``x·ω_k^s``."""
+    return ef_values(binary_k_fold_batch(ef_array(values)[None], alphas, [x]))[0]
+
+
+def _pow_chain(z: EF, count: int) -> list:
     """``(z, z^2, z^4, …)`` (``count`` entries) and, last, ``z^{2^count}``."""
     out = []
     for _ in range(count):
         out.append(z)
-        z = z * z % P if isinstance(z, int) else z * z
+        z = z * z
     return out + [z]
+
+
+def _eq_at_base_chains(a: list, zs: np.ndarray) -> np.ndarray:
+    """``eq(a, (z, z^2, z^4, …))`` for every base ``z`` in ``zs`` ``(q,)``: ``(q, 4)``.
+    Factor ``j``: ``1 − a_j − y + 2·a_j·y = (1 − a_j) + (2a_j − 1)·y`` with ``y = z^{2^j}``."""
+    acc = np.zeros((zs.size, 4), dtype=np.uint64)
+    acc[:, 0] = 1
+    y = zs.astype(np.uint64) % P
+    for aj in a:
+        const, slope = ef_array([1 - aj]), ef_array([aj * 2 - 1])
+        acc = ef_mul_np(acc, (const + ef_scale_np(slope, y)) % P)
+        y = y * y % P
+    return acc
 
 
 def _check_pow(transcript: Transcript, bits: int, witness, reason: str) -> None:
@@ -116,7 +133,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
     claim = EF.zero()
     for p_, o in zip(mu_pows, flat_openings):
         claim = claim + p_ * o
-    mu_np = _ef_matrix(mu_pows)
+    mu_np = ef_array(mu_pows)
 
     alphas, gammas, z0s, query_points = [], [], [], []
     for i in range(num_rounds):
@@ -163,17 +180,14 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
                 raise VerificationError("InvalidMerkleProof", f"round {i}")
         omega = two_adic_generator(log_size)
         xs = [pow(omega, idx, P) for idx in idxs]
-        ys = [binary_k_fold(_ef_rows(values[q]), round_alphas, x) for q, x in enumerate(xs)]
-        query_points.append([pow(x, 1 << k, P) for x in xs])
-        # f. γ and the claim update
+        ys = binary_k_fold_batch(values, round_alphas, xs)
+        query_points.append(np.array([pow(x, 1 << k, P) for x in xs], dtype=np.uint64))
+        # f. γ and the claim update: + γ·ood + Σ_q γ^{q+2}·y_q
         gamma = transcript.sample_ext()
         gammas.append(gamma)
         if i < num_rounds - 1:
             claim = claim + gamma * proof.ood_values[i]
-        g_pow = gamma * gamma
-        for y in ys:
-            claim = claim + g_pow * y
-            g_pow = g_pow * gamma
+        claim = claim + gamma * gamma * ef_sum_np(ef_mul_np(ef_powers_np(gamma, len(xs)), ys))
 
     # 4. the final equation
     table = list(proof.final_poly)
@@ -181,7 +195,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
         half = len(table) // 2
         table = [table[2 * y] + v * (table[2 * y + 1] - table[2 * y]) for y in range(half)]
     expected = kernels.mobeq(u_cube[:t], alphas) * table[0]
-    final_np = _ef_matrix(proof.final_poly)
+    final_np = ef_array(proof.final_poly)
     for i in range(num_rounds):
         a = alphas[k * (i + 1):]
         e = len(a)
@@ -189,11 +203,12 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
         if i < num_rounds - 1:
             chain = _pow_chain(z0s[i], e)
             expected = expected + gamma * kernels.eq(a, chain[:-1]) * horner(proof.final_poly, chain[-1])
-        chains = [_pow_chain(z, e) for z in query_points[i]]
-        evals = _eval_at_base_points(final_np, [ch[-1] for ch in chains])
-        g_pow = gamma * gamma
-        for ch, p_z in zip(chains, evals):
-            expected = expected + g_pow * kernels.eq(a, ch[:-1]) * p_z
-            g_pow = g_pow * gamma
+        zs = query_points[i]
+        z_last = zs  # z^{2^e}
+        for _ in range(e):
+            z_last = z_last * z_last % P
+        evals = _eval_at_base_points(final_np, z_last)
+        terms = ef_mul_np(_eq_at_base_chains(a, zs), evals)
+        expected = expected + gamma * gamma * ef_sum_np(ef_mul_np(ef_powers_np(gamma, zs.size), terms))
     if expected != claim:
         raise VerificationError("WhirFinalMismatch", "the final polynomial does not match the claim")
