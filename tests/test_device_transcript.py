@@ -123,20 +123,23 @@ def test_search_batch_miss_reruns_the_segment(emulated, monkeypatch):
 
 
 def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch):
-    """Whole proofs whose device-transcript segments run the emulated CUDA duplex and search
-    kernels (with the sumcheck kernels they feed) give the golden fingerprints."""
+    """Whole proofs whose device-transcript segments (GKR layers, stacked reduction, WHIR
+    sumchecks) run the emulated CUDA duplex and search kernels, with the sumcheck and GKR
+    kernels they feed, give the golden fingerprints."""
+    from mlx_stark.custom_kernels import gkr as kg
     from mlx_stark.custom_kernels import sumcheck as ks
 
     from .golden import fingerprint, golden_workloads
     from .kernel_helpers import emulated_launch
     from .test_golden_fingerprints import GOLDEN
+    from .test_kernels_gkr import KERNELS as GKR_KERNELS
     from .test_kernels_sumcheck import KERNELS
 
     launch = emulated_launch("cuda", emulator_dir)
-    for module in (kp2, ks):
+    for module in (kp2, ks, kg):
         monkeypatch.setattr(module, "launch", launch)
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)  # the toy parameters grind 1-3 bits
-    calls = route(monkeypatch, {**KERNELS, "transcript.duplex": kp2.duplex,
+    calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, "transcript.duplex": kp2.duplex,
                                 "poseidon2.pow_batch": kp2.pow_first_search})
     for w in golden_workloads():
         calls.clear()

@@ -32,8 +32,8 @@ from functools import lru_cache
 import mlx.core as mx
 
 from ..errors import InvalidInputError
+from ..field import ext
 from ..field.bb import P
-from ..field.host import EF
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 
@@ -222,7 +222,8 @@ def _total(parts: mx.array, args: mx.array) -> mx.array:
 
 def round_sums(tables: mx.array, lam) -> mx.array:
     """:func:`mlx_stark.prover.logup_gkr.round_sums` (bit-equal): ``tables`` ``(2M, 5, 4)``
-    uint32 canonical (``M ≥ 1``), ``lam`` host EF -> ``g(1), g(2), g(3)`` ``(3, 4)`` uint32.
+    uint32 canonical (``M ≥ 1``), ``lam`` host EF or ``(4,)`` device array -> ``g(1), g(2), g(3)``
+    ``(3, 4)`` uint32.
     One launch (two when the pairs need several blocks). Lazy."""
     pairs = _check_rows(tables, 2) // 2
     blocks = plan_blocks(pairs)
@@ -234,7 +235,8 @@ def round_sums(tables: mx.array, lam) -> mx.array:
 
 def fold_round_sums(tables: mx.array, r, lam):
     """:func:`mlx_stark.prover.logup_gkr.fold_round_sums` (bit-equal): ``tables`` ``(4N, 5, 4)``
-    uint32 canonical (``N ≥ 1``), ``r, lam`` host EF -> ``(folded (2N, 5, 4), sums (3, 4))``:
+    uint32 canonical (``N ≥ 1``), ``r, lam`` host EF or device arrays -> ``(folded (2N, 5, 4),
+    sums (3, 4))``:
     the tables folded at ``r`` and the next sub-round's ``g(1), g(2), g(3)``. One pass over the
     tables (plus a one-block launch when several blocks). Lazy."""
     n = _check_rows(tables, 4)
@@ -255,7 +257,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
                                 f"{len(xi)} eq variables")
     if rows * ROW >= 1 << 32:
         raise InvalidInputError(f"GKR tables of {rows} rows exceed 32-bit indices")
-    args = kernel_args((rows, len(xi)), [v for x in xi for v in (1 - EF.lift(x), EF.lift(x))])
+    args = kernel_args((rows, len(xi)), [v for x in xi for v in (ext.one_minus(x), x)])
     grid = -(-rows // THREADS) * THREADS
     out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid, 1), THREADS,
                  [(rows * ROW,)])[0]

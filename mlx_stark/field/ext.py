@@ -108,6 +108,13 @@ def constant(x) -> mx.array:
     return mx.array(np.array(EF.lift(x).c, dtype=np.uint32))
 
 
+def one_minus(x):
+    """``1 − x`` for a host element (EF) or a ``(4,)`` device array, of the same kind."""
+    if isinstance(x, mx.array):
+        return sub(ones(()), x)
+    return 1 - EF.lift(x)
+
+
 def from_host(values) -> mx.array:
     """``(n, 4)`` array from a list of host EF / int values."""
     rows = [EF.lift(v).c for v in values]

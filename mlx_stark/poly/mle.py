@@ -74,7 +74,8 @@ def mobius(x: mx.array, bits=None, axis: int = 0) -> mx.array:
 
 # ------------------------------------------------------------------ product tables
 def product_table(factors) -> mx.array:
-    """``T[i] = Π_j (bit_j(i) ? a1_j : a0_j)`` for ``factors = [(a0_j, a1_j)]`` (host values).
+    """``T[i] = Π_j (bit_j(i) ? a1_j : a0_j)`` for ``factors = [(a0_j, a1_j)]`` (host values or
+    ``(4,)`` device arrays).
 
     Built by doubling: the table for ``j + 1`` factors is ``[T·a0_j, T·a1_j]`` concatenated,
     so the new factor owns bit ``j``. Returns ``(2^d, 4)`` uint32 (``(1, 4)`` = [1] for d = 0)."""
@@ -85,8 +86,9 @@ def product_table(factors) -> mx.array:
 
 
 def eq_table(point) -> mx.array:
-    """``T[i] = eq(bits(i), point)`` for ``point`` of length ``d``: ``(2^d, 4)`` uint32."""
-    return product_table([(1 - EF.lift(p), EF.lift(p)) for p in point])
+    """``T[i] = eq(bits(i), point)`` for ``point`` of length ``d`` (host values or ``(4,)``
+    device arrays): ``(2^d, 4)`` uint32."""
+    return product_table([(ext.one_minus(p), p) for p in point])
 
 
 def mobeq_table(u) -> mx.array:

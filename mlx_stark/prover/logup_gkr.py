@@ -29,7 +29,7 @@ from ..field.bb import U32
 from ..field.host import EF
 from ..poly import eq_table, fold_lowest
 from ..proof.constraints import GkrLayerClaims
-from ..transcript import Transcript
+from ..transcript import Transcript, device_segment
 
 
 # ------------------------------------------------------------------ challenges and layout
@@ -145,10 +145,9 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
     return folded, _ops_round_sums(folded, lam)
 
 
-def _layer_claims(lp: mx.array, lq: mx.array) -> GkrLayerClaims:
-    """Claims of a 2-node layer (or fully folded tables): ``(p[0], p[1], q[0], q[1])``."""
-    p0, p1, q0, q1 = ext.to_host(mx.concatenate([lp.reshape(2, 4), lq.reshape(2, 4)]))
-    return GkrLayerClaims(p0, p1, q0, q1)
+def _host_ef(a) -> list:
+    """Host EF list from a read-back ``(..., 4)`` uint32 NumPy array."""
+    return [EF(*(int(c) for c in row)) for row in a.reshape(-1, 4)]
 
 
 def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
@@ -167,30 +166,37 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
                                      "is not zero")
     transcript.observe_ext(q_root)
 
-    claims = [_layer_claims(*layers[1])]
-    claims[0].observe(transcript)
-    xi = [transcript.sample_ext()]
-    polys = []
-    for j in range(2, num_vars + 1):
-        lam = transcript.sample_ext()
-        tables = layer_tables(*layers[j], xi)
-        sums = round_sums(tables, lam)
-        rounds, rho = [], []
-        for k in range(j - 1):
-            g = ext.to_host(sums)
-            for val in g:
-                transcript.observe_ext(val)
-            rounds.append(tuple(g))
-            r = transcript.sample_ext()
-            rho.append(r)
-            if k < j - 2:
-                tables, sums = fold_round_sums(tables, r, lam)
-            else:
-                tables = fold_lowest(tables, r)
-        polys.append(rounds)
-        p0, q0, p1, q1, _ = ext.to_host(tables.reshape(5, 4))
-        layer = GkrLayerClaims(p0, p1, q0, q1)
-        layer.observe(transcript)
-        claims.append(layer)
-        xi = [transcript.sample_ext()] + rho
+    # every layer on a device transcript: the round polynomials, the layer claims and the
+    # challenges come back in one read at the end
+    def layers_rounds(dt):
+        claims = [mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)])]
+        dt.observe(claims[0][mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, q0, p1, q1
+        xi = [dt.sample_ext()]
+        polys = []
+        for j in range(2, num_vars + 1):
+            lam = dt.sample_ext()
+            tables = layer_tables(*layers[j], xi)
+            sums = round_sums(tables, lam)
+            rho = []
+            for k in range(j - 1):
+                dt.observe(sums)  # g(1), g(2), g(3)
+                polys.append(sums)
+                r = dt.sample_ext()
+                rho.append(r)
+                if k < j - 2:
+                    tables, sums = fold_round_sums(tables, r, lam)
+                else:
+                    tables = fold_lowest(tables, r)
+            folded = tables.reshape(5, 4)  # p0, q0, p1, q1, eq
+            dt.observe(folded[:4])
+            claims.append(folded[mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, p1, q0, q1
+            xi = [dt.sample_ext()] + rho
+        return None, [mx.stack(claims), mx.stack(polys) if polys else mx.zeros((0, 3, 4), dtype=U32),
+                      mx.stack(xi)]
+
+    _, (claims, polys, xi) = device_segment(transcript, layers_rounds)
+    claims = [GkrLayerClaims(*_host_ef(c)) for c in claims]
+    rounds = [tuple(_host_ef(g)) for g in polys]
+    polys = [rounds[(j - 1) * (j - 2) // 2:j * (j - 1) // 2] for j in range(2, num_vars + 1)]
+    xi = _host_ef(xi)
     return q_root, claims, polys, xi
