@@ -194,3 +194,18 @@ def test_fold_skip(on_device, l):
     ce = idft(te.reshape(blocks, 1 << l, 4), axis=1)
     expect = [horner(ext.to_host(ce[b]), z) for b in range(blocks)]
     assert got == expect
+
+
+def test_interpolate_at_integers_on_device_equals_host():
+    from mlx_stark.field import ext as ext_
+    from mlx_stark.field.host import EF as EF_
+    from mlx_stark.poly import interpolate_at_integers
+    from mlx_stark.poly import kernels as host
+
+    for n in (1, 2, 5):
+        values = ext_.random((n,), n)
+        host_values = ext_.to_host(values)
+        for x in (EF_(3, 1, 4, 1), EF_.lift(n + 1), EF_.lift(0)):
+            expect = host.interpolate_at_integers(host_values, x)
+            assert ext_.to_host(interpolate_at_integers(values, x)) == [expect]  # host point
+            assert ext_.to_host(interpolate_at_integers(values, ext_.constant(x))) == [expect]  # device

@@ -122,9 +122,13 @@ def from_host(values) -> mx.array:
 
 
 def to_host(a: mx.array) -> list:
-    """List of host :class:`EF` from a ``(n, 4)`` (or ``(4,)``) array."""
-    arr = read(a)[0].astype(np.uint32).reshape(-1, 4)
-    return [EF(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in arr]
+    """List of host :class:`EF` from a ``(n, 4)`` (or ``(4,)``) array (one read-back)."""
+    return host_values(read(a)[0])
+
+
+def host_values(arr: np.ndarray) -> list:
+    """List of host :class:`EF` from a read-back ``(..., 4)`` uint32 NumPy array."""
+    return [EF(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in arr.reshape(-1, 4)]
 
 
 def _c(v: int) -> mx.array:

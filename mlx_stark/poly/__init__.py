@@ -3,12 +3,13 @@ tables on device (:mod:`mle`), and host formulas of the protocol's kernels (:mod
 importable without touching device arrays)."""
 from . import kernels
 from .mle import (
-    eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, mle_eval, mobeq_table, mobius,
-    product_table, zeta,
+    eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, interpolate_at_integers, mle_eval,
+    mobeq_table, mobius, product_table, zeta,
 )
 from .ntt import coset_lde, dft, idft, lde
 
 __all__ = [
     "kernels", "dft", "idft", "lde", "coset_lde", "zeta", "mobius", "product_table", "eq_table",
     "mobeq_table", "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
+    "interpolate_at_integers",
 ]

@@ -153,6 +153,30 @@ def ext_powers(x, n: int) -> mx.array:
     return out[:n]
 
 
+def interpolate_at_integers(values: mx.array, x) -> mx.array:
+    """Value at ``x`` of the polynomial of degree ``< n`` through ``(i, values[i])``,
+    ``i = 0..n−1``: ``values`` ``(n, 4)`` uint32 on the device, ``x`` a host value (its Lagrange
+    weights come from :func:`mlx_stark.poly.kernels.interpolate_at_integers`) or a ``(4,)``
+    device array (prefix and suffix products of ``x − j`` on the device). Returns ``(4,)``."""
+    n = values.shape[0]
+    if not isinstance(x, mx.array):
+        basis = [kernels.interpolate_at_integers([int(i == k) for i in range(n)], x) for k in range(n)]
+        return bb.sum(ext.mul(values, ext.from_host(basis)), axis=0)
+    diffs = [ext.sub(x, ext.constant(j)) for j in range(n)]  # x − j
+    prefix, suffix = [ext.ones(())], [ext.ones(())]
+    for j in range(n - 1):
+        prefix.append(ext.mul(prefix[-1], diffs[j]))
+        suffix.append(ext.mul(suffix[-1], diffs[n - 1 - j]))
+    suffix.reverse()  # suffix[i] = Π_{j>i} (x − j)
+    # 1 / Π_{j≠i} (i − j) = 1 / (i!·(n−1−i)!·(−1)^{n−1−i}), host constants
+    fact = [1] * n
+    for i in range(1, n):
+        fact[i] = fact[i - 1] * i % P
+    inv = [pow(fact[i] * fact[n - 1 - i] * (-1) ** ((n - 1 - i) % 2) % P, P - 2, P) for i in range(n)]
+    weights = ext.mul(ext.mul(mx.stack(prefix), mx.stack(suffix)), ext.from_host(inv))
+    return bb.sum(ext.mul(values, weights), axis=0)
+
+
 def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
     """``Σ_j coeffs[j]·x^j`` for every polynomial of a batch at one host point ``x``.
 

@@ -39,10 +39,12 @@ from ..errors import InvalidInputError, ProverError
 from ..field import bb, ext
 from ..field.bb import GENERATOR, P, U32, U64
 from ..field.host import EF, horner
-from ..poly import coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, kernels
+from ..poly import (
+    coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers, kernels,
+)
 from ..proof.constraints import BatchConstraintProof, GkrProof
 from ..tracing import span
-from ..transcript import Transcript
+from ..transcript import Transcript, device_segment
 from .constraint_eval import DagEvaluator, Form
 from .logup_gkr import (
     fraction_leaves,
@@ -567,7 +569,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                           for tr in trs]
                 sp_fold.produced(*tables)
 
-        with span("prover.rap_constraints.mle_rounds") as sp:
+        with span("prover.rap_constraints.mle_rounds"):
             claim = horner(s0, r[0])
             mle_forms = [[tr.constraint_form(lam_powers)] + tr.interaction_forms(e3, beta)
                          for tr, e3 in zip(trs, eq3b)]
@@ -576,64 +578,89 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
             # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
             weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
-            final = [None] * num_traces
-            for t, tr in enumerate(trs):
-                if tr.nt == 0:
-                    final[t] = tables[t]
-            round_polys, tail = [], EF.zero()
-            for j in range(1, n_max + 1):
-                if j > 1:
-                    tail = tail * r[j - 1]
-                for t, tr in enumerate(trs):
-                    if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
-                        cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
-                        c, pv, qv = ext.to_host(_mle_evaluate(tr, mle_forms[t], cols).reshape(3, 4))
-                        tail = tail + mu_pows[2 * num_traces + t] * e_zc * c \
-                            + (mu_pows[2 * t] * pv + mu_pows[2 * t + 1] * qv) * e_lu
-                heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
-                with span("prover.rap_constraints.mle_rounds.evaluate"):
-                    head_vals = []
-                    for t in heads:
-                        if j > 1:
-                            w = weights[t].reshape(-1, 2, 4)
-                            weights[t] = ext.add(w[:, 0], w[:, 1])
-                        head_vals.append(_head_values(trs[t], mle_forms[t], tables[t], colmaps[t],
-                                                      degree, weights[t]))
-                    vals = ext.to_host(mx.stack(head_vals).reshape(-1, 4))
-                s_head = []
-                for x in range(degree):
-                    acc = EF.zero()
-                    for k, t in enumerate(heads):
-                        a, b, bq = (vals[(k * 3 + i) * degree + x] for i in range(3))
-                        acc = acc + mu_pows[2 * num_traces + t] * e_zc * a \
-                            + (mu_pows[2 * t] * b + mu_pows[2 * t + 1] * bq) * e_lu
-                    s_head.append(acc)
-                x_j = EF.lift(xi[l_skip + j - 1])
-                s_head0 = (claim - x_j * s_head[0] - tail) / (1 - x_j)
-                s_head = [s_head0] + s_head
-                s_head.append(kernels.interpolate_at_integers(s_head, degree + 1))
-                msg = [((1 - x_j) + (x_j * 2 - 1) * x) * s_head[x] + tail * x
-                       for x in range(1, degree + 2)]
-                for v in msg:
-                    transcript.observe_ext(v)
-                round_polys.append(msg)
-                r_j = transcript.sample_ext()
-                r.append(r_j)
-                claim = kernels.interpolate_at_integers([claim - msg[0]] + msg, r_j)
-                eq_j = x_j * r_j + (1 - x_j) * (1 - r_j)
-                e_zc, e_lu = e_zc * eq_j, e_lu * eq_j
-                with span("prover.rap_constraints.mle_rounds.fold"):
-                    for t in heads:
-                        tables[t] = _fold_rows(tables[t], r_j)
-                        if trs[t].nt == j:
-                            final[t] = tables[t]
-                    # no host wait: the next round's read-back waits for the fold anyway
-                    mx.async_eval([tables[t] for t in heads])
+            mu_zc = [mu_pows[2 * num_traces + t] for t in range(num_traces)]
 
+            # rounds 1..n_max on a device transcript: the round messages, the challenges and
+            # the folded tables' final values come back in one read
+            def rounds(dt):
+                tabs, final = list(tables), [None] * num_traces
+                for t, tr in enumerate(trs):
+                    if tr.nt == 0:
+                        final[t] = tabs[t]
+                ws = list(weights)
+                claim_d, zc, lu = (ext.constant(v) for v in (claim, e_zc, e_lu))
+                tail = ext.zeros(())
+                msgs, rs = [], []
+                for j in range(1, n_max + 1):
+                    if j > 1:
+                        tail = ext.mul(tail, rs[-1])
+                    for t, tr in enumerate(trs):
+                        if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
+                            cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
+                            c, pv, qv = _mle_evaluate(tr, mle_forms[t], cols).reshape(3, 4)
+                            lu_part = ext.add(ext.mul(pv, ext.constant(mu_pows[2 * t])),
+                                              ext.mul(qv, ext.constant(mu_pows[2 * t + 1])))
+                            tail = ext.add(tail, ext.add(ext.mul(ext.mul(c, ext.constant(mu_zc[t])), zc),
+                                                         ext.mul(lu_part, lu)))
+                    heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
+                    with span("prover.rap_constraints.mle_rounds.evaluate"):
+                        head_vals = []
+                        for t in heads:
+                            if j > 1:
+                                w = ws[t].reshape(-1, 2, 4)
+                                ws[t] = ext.add(w[:, 0], w[:, 1])
+                            head_vals.append(_head_values(trs[t], mle_forms[t], tabs[t], colmaps[t],
+                                                          degree, ws[t]))
+                    vals = mx.stack(head_vals)  # (heads, 3, d, 4): a, b, b' at X = 1..d
+
+                    def coef(k):  # per head, (heads, 1, 4) for a batched product
+                        return ext.from_host([mu_pows[k(t)] for t in heads])[:, None]
+
+                    s_zc = bb.sum(ext.mul(vals[:, 0], coef(lambda t: 2 * num_traces + t)), axis=0)
+                    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], coef(lambda t: 2 * t)),
+                                          ext.mul(vals[:, 2], coef(lambda t: 2 * t + 1))), axis=0)
+                    s_head = ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))  # (d, 4): X = 1..d
+                    x_j = EF.lift(xi[l_skip + j - 1])
+                    s_head0 = ext.mul(ext.sub(ext.sub(claim_d, ext.mul(s_head[0], ext.constant(x_j))),
+                                              tail), ext.constant(EF.one() / (1 - x_j)))
+                    s_head = mx.concatenate([s_head0[None], s_head])
+                    s_head = mx.concatenate([s_head, interpolate_at_integers(s_head, degree + 1)[None]])
+                    # msg[X − 1] = ((1 − x_j) + (2x_j − 1)·X)·s_head[X] + tail·X, X = 1..d+1
+                    factors = ext.from_host([(1 - x_j) + (x_j * 2 - 1) * x for x in range(1, degree + 2)])
+                    msg = ext.add(ext.mul(s_head[1:], factors),
+                                  ext.mul(tail[None], ext.from_host(list(range(1, degree + 2)))))
+                    dt.observe(msg)
+                    msgs.append(msg)
+                    r_j = dt.sample_ext()
+                    rs.append(r_j)
+                    claim_d = interpolate_at_integers(
+                        mx.concatenate([ext.sub(claim_d, msg[0])[None], msg]), r_j)
+                    eq_j = ext.add(ext.mul(r_j, ext.constant(x_j)),
+                                   ext.mul(ext.one_minus(r_j), ext.constant(1 - x_j)))
+                    zc, lu = ext.mul(zc, eq_j), ext.mul(lu, eq_j)
+                    with span("prover.rap_constraints.mle_rounds.fold"):
+                        for t in heads:
+                            tabs[t] = _fold_rows(tabs[t], r_j)
+                            if trs[t].nt == j:
+                                final[t] = tabs[t]
+                        # bounds the graph and frees the old tables; no host wait
+                        mx.async_eval([tabs[t] for t in heads])
+                flat = mx.concatenate([f.reshape(-1, 4) for f in final])
+                no_rounds = mx.zeros((0, degree + 1, 4), dtype=U32)
+                return None, [flat, mx.stack(msgs) if msgs else no_rounds,
+                              mx.stack(rs) if rs else mx.zeros((0, 4), dtype=U32)]
+
+            _, (flat, msgs, rs) = device_segment(transcript, rounds)
+            round_polys = [ext.host_values(m) for m in msgs]
+            r += ext.host_values(rs)
             # column openings: all common mains first, then the other parts per trace
             with span("prover.rap_constraints.mle_rounds.openings"):
-                openings = [tr.openings(ext.to_host(final[t].reshape(-1, 4)))
-                            for t, tr in enumerate(trs)]
+                values, at = ext.host_values(flat), 0  # every trace's W_tot folded columns in turn
+                openings = []
+                for t, tr in enumerate(trs):
+                    width = tables[t].shape[0]
+                    openings.append(tr.openings(values[at:at + width]))
+                    at += width
                 observed = []  # every opening as (value, rotated value or 0), §6.7 order
                 for pass_parts in (slice(0, 1), slice(1, None)):
                     for tr, parts in zip(trs, openings):
@@ -642,7 +669,6 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                             observed.extend(c for v in pairs for c in v.c)
                 # ~10^4 values for a wide AIR: absorbed on the device where a kernel exists
                 transcript.observe_array(np.array(observed, dtype=np.uint32))
-            sp.produced(*[f for f in final if f is not None])
 
     batch_proof = BatchConstraintProof(
         numerator_term_per_air=[r0.sum_p for r0 in rounds0],

@@ -145,11 +145,6 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
     return folded, _ops_round_sums(folded, lam)
 
 
-def _host_ef(a) -> list:
-    """Host EF list from a read-back ``(..., 4)`` uint32 NumPy array."""
-    return [EF(*(int(c) for c in row)) for row in a.reshape(-1, 4)]
-
-
 def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     """§5.4 for the leaves ``p, q`` (``(2^G, 4)`` uint32, ``G ≥ 1``).
 
@@ -195,8 +190,8 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
                       mx.stack(xi)]
 
     _, (claims, polys, xi) = device_segment(transcript, layers_rounds)
-    claims = [GkrLayerClaims(*_host_ef(c)) for c in claims]
-    rounds = [tuple(_host_ef(g)) for g in polys]
+    claims = [GkrLayerClaims(*ext.host_values(c)) for c in claims]
+    rounds = [tuple(ext.host_values(g)) for g in polys]
     polys = [rounds[(j - 1) * (j - 2) // 2:j * (j - 1) // 2] for j in range(2, num_vars + 1)]
-    xi = _host_ef(xi)
+    xi = ext.host_values(xi)
     return q_root, claims, polys, xi

@@ -105,11 +105,6 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     return f, w, product_round_values(f, w)
 
 
-def _host_ef(a) -> list:
-    """Host EF list from a read-back ``(..., 4)`` uint32 NumPy array."""
-    return [EF(*(int(c) for c in row)) for row in a.reshape(-1, 4)]
-
-
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
     """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; pcs.md §7.2)."""
     n_h = h - l
@@ -275,9 +270,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
 
         with span("prover.openings.stacked_reduction.rounds"):
             _, (flat, *host) = device_segment(transcript, rounds_1_to_n)
-        rounds = [tuple(_host_ef(m)) for m in host[:n]]
-        u_prism += [_host_ef(u)[0] for u in host[n:]]
-        flat = _host_ef(flat)
+        rounds = [tuple(ext.host_values(m)) for m in host[:n]]
+        u_prism += [ext.host_values(u)[0] for u in host[n:]]
+        flat = ext.host_values(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:
             width = pcs.matrix.shape[1]

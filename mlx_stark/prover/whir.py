@@ -118,7 +118,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             with span("prover.openings.whir.sumcheck") as sp_sc:
                 (f, w), host = device_segment(transcript, sumcheck_rounds)
                 sp_sc.produced(f, w)
-            sumcheck += [tuple(EF(*(int(c) for c in row)) for row in m) for m in host[:k]]
+            sumcheck += [tuple(ext.host_values(m)) for m in host[:k]]
             folding_pow += [int(x[0]) for x in host[k:]]
             d = m - k * (i + 1)
             with span("prover.openings.whir.mobius") as sp_mob:
