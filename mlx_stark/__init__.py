@@ -7,7 +7,11 @@ proof = ms.prove(pk, [ms.AirInput(trace0, public_values=[...]), None])
 ms.verify(vk, proof)
 ```
 """
-from . import device as _device
+from . import cache as _cache
+
+_cache.configure()  # before MLX starts the GPU: persistent kernel caches
+
+from . import device as _device  # noqa: E402
 
 _device.setup()
 

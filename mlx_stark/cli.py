@@ -191,6 +191,7 @@ def _run(workload, runs, warmup, verify, json_path, trace_path, proof_path, prog
     from . import bench, tracing
 
     click.echo(f"{workload.name}: keygen ...", err=True)
+    _compile_notice(workload.name)
     with _Progress(workload.name, runs, warmup, progress) as p:
         report, proof = bench.measure(workload, runs=runs, warmup=warmup, check=verify,
                                       progress=p.run_done)
@@ -206,6 +207,19 @@ def _run(workload, runs, warmup, verify, json_path, trace_path, proof_path, prog
         Path(trace_path).write_text(json.dumps(tracing.to_chrome_trace([_record(t) for t in last])))
     if proof_path:
         Path(proof_path).write_bytes(proof)
+
+
+def _compile_notice(name: str) -> None:
+    """On a GPU the first proof compiles kernels (minutes on a fresh machine): say so."""
+    import os
+
+    from . import device
+
+    if device.backend() in ("cuda", "metal"):
+        where = os.environ.get("MLX_PTX_CACHE_DIR") if device.backend() == "cuda" else None
+        click.echo(f"{name}: compiling kernels, first run only"
+                   + (f" (cached in {where}; `mlx-stark warmup` does it ahead)" if where else ""),
+                   err=True)
 
 
 def _record(d: dict, start: float = 0.0):
@@ -265,12 +279,17 @@ _LOG_HEIGHT = click.option("--log-height", default=20, show_default=True,
                            type=click.IntRange(2, 20), help="fib: log2 of the Fibonacci trace rows")
 
 
-def _workload_vk(air, permutations, scale, log_height):
-    from .keygen import keygen
+def _workload(air, permutations, scale, log_height):
     from . import workloads
 
-    w = {"keccakf": lambda: workloads.keccakf(permutations), "logup": lambda: workloads.logup(scale),
-         "fib": lambda: workloads.fib(log_height)}[air]()
+    return {"keccakf": lambda: workloads.keccakf(permutations), "logup": lambda: workloads.logup(scale),
+            "fib": lambda: workloads.fib(log_height)}[air]()
+
+
+def _workload_vk(air, permutations, scale, log_height):
+    from .keygen import keygen
+
+    w = _workload(air, permutations, scale, log_height)
     return keygen(w.airs, w.params)[1]
 
 
@@ -286,6 +305,33 @@ def keygen_cmd(air, permutations, scale, log_height, out_path):
     data = _workload_vk(air, permutations, scale, log_height).to_bytes()
     Path(out_path).write_bytes(data)
     click.echo(f"verifying key: {len(data)} bytes -> {out_path}")
+
+
+@main.command()
+@click.option("--workload", type=click.Choice(AIR_CHOICES), default="keccakf", show_default=True,
+              help="the workload whose kernels to compile")
+@_PERMUTATIONS
+@_SCALE
+@_LOG_HEIGHT
+@_DEVICE_OPTION
+@_PROGRESS_OPTION
+def warmup(workload, permutations, scale, log_height, device_name, progress):
+    """Compile every kernel a workload needs (one proof), then show where the caches live."""
+    from . import cache, tracing
+    from .keygen import keygen
+    from .prover.prove import prove
+
+    _start(device_name)
+    w = _workload(workload, permutations, scale, log_height)
+    pk, _ = keygen(w.airs, w.params)
+    _compile_notice(w.name)
+    t = time.perf_counter()
+    with _Progress(w.name, 1, 0, progress) as p, tracing.timing():
+        prove(pk, w.inputs)
+        p.run_done(0, 1, time.perf_counter() - t)
+    click.echo(f"{w.name}: ready in {time.perf_counter() - t:.1f} s")
+    for name, d in cache.dirs().items():
+        click.echo(f"  cache {name:>4}: {d['path']} ({d['bytes'] / 2**20:.1f} MiB)")
 
 
 @main.command("verify")

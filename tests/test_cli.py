@@ -203,3 +203,11 @@ def test_keygen_file_and_verify_with_vk(tmp_path):
     assert res.exit_code != 0 and "KeyDecodeError" in res.output and "Traceback" not in res.output
     both = runner.invoke(main, ["verify", str(proof), "--vk", str(key), "--air", "logup"])
     assert both.exit_code != 0 and "exactly one of --vk and --air" in both.output
+
+
+def test_warmup_proves_once_and_shows_the_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLX_STARK_CACHE", str(tmp_path))
+    res = CliRunner().invoke(main, ["warmup", "--workload", "logup", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "logup-x1: ready in" in res.stdout
+    assert f"cache root: {tmp_path}" in res.stdout and "cache  ptx:" in res.stdout

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import root as cache_root
+
 _SHIM = """\
 #include <stdint.h>
 #include <stddef.h>
@@ -117,12 +119,8 @@ def _compiler():
     return None
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("MLX_STARK_CACHE") or Path.home() / ".cache" / "mlx-stark")
-
-
 def _build(source: str) -> Path:
-    cache = _cache_dir()
+    cache = cache_root()
     lib = cache / f"host_poseidon2_{hashlib.sha256(source.encode()).hexdigest()[:16]}.so"
     if lib.exists():
         return lib
