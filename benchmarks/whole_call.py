@@ -1,6 +1,8 @@
 """Time whole ``ms.prove`` calls of a workload, then the span split, in one process.
 
-    PYTHONPATH=<checkout> python benchmarks/whole_call.py keccakf|logup|fib [--runs 5] [--out F]
+    PYTHONPATH=<checkout> python benchmarks/whole_call.py keccakf|logup|fib [--size N] [--runs 5] [--out F]
+
+``--size``: keccakf permutations (default 1024), logup scale (65536), fib log height (20).
 
 Works on any checkout since the KPI harness existed (it builds the workloads from the AIRs
 directly), so main before and after a change can be measured on one machine in one session.
@@ -22,18 +24,18 @@ import mlx_stark as ms
 from mlx_stark import tracing
 
 
-def workload(name: str):
+def workload(name: str, size: int | None):
     from mlx_stark.airs import DummyInteractionAir, FibonacciAir, dummy_interaction_trace, fib_trace
     from mlx_stark.params import test_system_params_small
     from mlx_stark import workloads
 
     if name == "keccakf":
-        w = workloads.keccakf(1024)
+        w = workloads.keccakf(size or 1024)
         return w.airs, w.params, w.inputs
     if name == "logup":
-        w = workloads.logup(65536)
+        w = workloads.logup(size or 65536)
         return w.airs, w.params, w.inputs
-    trace, pv = fib_trace(0, 1, 1 << 20)  # the reference's fib instance (see workloads.fib)
+    trace, pv = fib_trace(0, 1, 1 << (size or 20))  # the reference's fib instance (workloads.fib)
     airs, inputs = [FibonacciAir()], [ms.AirInput(trace, pv)]
     for bus, rows, send in ((0, [[0, 1], [3, 5], [7, 4], [546, 889]], True),
                             (0, [[1, 5], [3, 4], [4, 4], [2, 5], [0, 123], [545, 889], [1, 889],
@@ -50,12 +52,13 @@ def workload(name: str):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
+    ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     counted = hasattr(tracing, "totals")
     t0 = time.perf_counter()
-    airs, params, inputs = workload(args.workload)
+    airs, params, inputs = workload(args.workload, args.size)
     pk, vk = ms.keygen(airs, params)
     setup = time.perf_counter() - t0
     t = time.perf_counter()
@@ -80,7 +83,7 @@ def main() -> None:
     ms.verify(vk, proof.to_bytes())
     secs = [c["seconds"] for c in calls]
     report = {
-        "workload": args.workload, "device": str(mx.default_device()), "setup_s": setup,
+        "workload": args.workload, "size": args.size, "device": str(mx.default_device()), "setup_s": setup,
         "first_call_s": cold, "call_median_s": statistics.median(secs), "call_min_s": min(secs),
         "call_max_s": max(secs), "calls": calls,
         "spans_median_s": {k: statistics.median(s.get(k, 0.0) for s in spans) for k in spans[0]},
