@@ -128,26 +128,29 @@ def test_emulated_several_items_per_thread(emulated, monkeypatch):
 def test_emulated_query_weights(emulated, queries, d):
     points = [(P - 1 - 977 * q * q) % P for q in range(queries)]
     points[0] = P - 1
+    points = mx.array(points, dtype=mx.uint32)
     coeffs = ext.random((queries,), queries + d)
     got = ks.query_weights(points, coeffs, d)
     assert got.shape == (1 << d, 4) and got.dtype == mx.uint32
     assert arrays_equal(got, ops_path(lambda: whir._query_weights(points, coeffs, d)))
     top = mx.full((queries, 4), P - 1, dtype=mx.uint32)
     assert arrays_equal(ks.query_weights(points, top, d), ops_path(lambda: whir._query_weights(points, top, d)))
-    assert arrays_equal(ks.query_weights([], ext.zeros((0,)), d), ext.zeros((1 << d,)))
+    assert arrays_equal(ks.query_weights(mx.zeros((0,), dtype=mx.uint32), ext.zeros((0,)), d),
+                        ext.zeros((1 << d,)))
 
 
 def test_emulated_through_the_stages(emulated, monkeypatch):
     routed = route(monkeypatch, KERNELS)
     f, w = _table(16, (3,), "random"), _table(16, (3,), "random", 1)
     got = product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)
-    weights = whir._query_weights([5, 7], ext.random((2,), 1), 3)
+    five_seven = mx.array([5, 7], dtype=mx.uint32)
+    weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
     assert set(routed) == {"sumcheck.product_round", "sumcheck.fold_product_round", "sumcheck.fold_ext",
                            "sumcheck.query_weights"}
     ref = ops_path(lambda: (product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)))
     assert arrays_equal(got[0], ref[0]) and all(arrays_equal(x, y) for x, y in zip(got[1], ref[1]))
     assert arrays_equal(got[2], ref[2])
-    assert arrays_equal(weights, ops_path(lambda: whir._query_weights([5, 7], ext.random((2,), 1), 3)))
+    assert arrays_equal(weights, ops_path(lambda: whir._query_weights(five_seven, ext.random((2,), 1), 3)))
 
 
 def test_emulated_rejects_bad_shapes(emulated):
@@ -163,7 +166,7 @@ def test_emulated_rejects_bad_shapes(emulated):
     with pytest.raises(InvalidInputError):
         ks.fold_ext(bb.random((8, 3), 1), R)
     with pytest.raises(InvalidInputError):
-        ks.query_weights([1, 2], ext.random((3,), 1), 2)
+        ks.query_weights(mx.array([1, 2], dtype=mx.uint32), ext.random((3,), 1), 2)
 
 
 def _pcs_proofs(inst):
@@ -211,7 +214,7 @@ def test_device_equals_ops(reference):
              for kind in ("random", "top")]
     tables = [(_table(rows, batch, kind), _table(rows, batch, kind, 1)) for rows, batch, kind in cases]
     bases = [_table(rows, batch, "random", 2, base=True) for rows, batch in ((2, ()), (1 << 12, (3,)))]
-    queries = [([(3 + 977 * q * q) % P for q in range(n)], ext.random((n,), n), d)
+    queries = [(mx.array([(3 + 977 * q * q) % P for q in range(n)], dtype=mx.uint32), ext.random((n,), n), d)
                for n, d in ((1, 0), (5, 7), (137, 18))]
     inst = make_instance(2, 6, 3, [[(3, 5), (6, 3)], [(4, 2)]], [[True, False], [True]], seed=3)
 

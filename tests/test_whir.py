@@ -284,9 +284,9 @@ class RecordingTree:
     committed: list = []
 
     @staticmethod
-    def commit(matrix, log_rows_per_query):
+    def commit(matrix, log_rows_per_query, check_values=True):
         RecordingTree.committed.append(np.array(matrix))
-        return MerkleTree.commit(matrix, log_rows_per_query)
+        return MerkleTree.commit(matrix, log_rows_per_query, check_values)
 
 
 @pytest.fixture(scope="module")

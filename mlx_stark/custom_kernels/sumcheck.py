@@ -36,9 +36,9 @@ import math
 from functools import lru_cache
 
 import mlx.core as mx
-import numpy as np
 
 from ..errors import InvalidInputError
+from ..field import bb
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
@@ -281,24 +281,23 @@ def fold_base(table: mx.array, r) -> mx.array:
     return _fold(table, r, True)
 
 
-def query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
-    """:func:`mlx_stark.prover.whir._query_weights` (bit-equal): ``points`` ``Q`` base-field
-    ints ``z_q``, ``coeffs`` ``(Q, 4)`` uint32 canonical -> ``(2^d, 4)`` uint32
-    ``Σ_q coeffs[q]·E(z_q)``. One launch, one thread per output row. Lazy."""
-    q = len(points)
+def query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
+    """:func:`mlx_stark.prover.whir._query_weights` (bit-equal): ``points`` ``(Q,)`` uint32
+    base-field ``z_q`` (canonical, on the device), ``coeffs`` ``(Q, 4)`` uint32 canonical ->
+    ``(2^d, 4)`` uint32 ``Σ_q coeffs[q]·E(z_q)``. The ``z_q^(2^i)`` table by ``d − 1``
+    squarings on the device, then one launch, one thread per output row. Lazy."""
+    q = points.shape[0]
     if coeffs.shape != (q, 4):
         raise InvalidInputError(f"coefficients {tuple(coeffs.shape)} do not match {q} points")
     if d < 0 or (4 << d) >= 1 << 32:
         raise InvalidInputError(f"query weights over {d} variables exceed 32-bit indices")
     if q == 0:
         return mx.zeros((1 << d, 4), dtype=mx.uint32)
-    powers = np.zeros((q, max(d, 1)), dtype=np.uint32)  # d = 0: one unread column
-    for k, z in enumerate(points):
-        z %= P
-        for i in range(d):
-            powers[k, i] = mont(z)
-            z = z * z % P
+    squares = [points]
+    for _ in range(d - 1):
+        squares.append(bb.mul(squares[-1], squares[-1]))
+    powers = bb.to_mont(mx.stack(squares, axis=1))  # (Q, max(d, 1)); d = 0: one unread column
     args = kernel_args((1 << d, d, q))
-    out = launch(query_weights_source(), [mx.array(powers.reshape(-1)), coeffs.reshape(-1), args],
+    out = launch(query_weights_source(), [powers.reshape(-1), coeffs.reshape(-1), args],
                  (-(-(1 << d) // THREADS) * THREADS, 1), THREADS, [((1 << d) * 4,)])[0]
     return out.reshape(1 << d, 4)

@@ -226,11 +226,23 @@ class MerkleTree:
     the group digests, ``layers[-1]`` the root) for opening many queries.
     """
 
-    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list, root: tuple):
+    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list, root=None):
         self.matrix = matrix
         self.log_rows_per_query = log_rows_per_query
         self.layers = layers
-        self.root = root
+        self._root = root
+
+    @property
+    def root_array(self) -> mx.array:
+        """The root digest ``(8,)`` uint32 on the device (no read-back)."""
+        return self.layers[-1][0]
+
+    @property
+    def root(self) -> tuple:
+        """The root digest as 8 host ints (read back on first use)."""
+        if self._root is None:
+            self._root = tuple(int(v) for v in read(self.root_array)[0])
+        return self._root
 
     @property
     def log_height(self) -> int:
@@ -246,12 +258,14 @@ class MerkleTree:
         return self.matrix.shape[1]
 
     @classmethod
-    def commit(cls, matrix: mx.array, log_rows_per_query: int) -> "MerkleTree":
+    def commit(cls, matrix: mx.array, log_rows_per_query: int, check_values: bool = True) -> "MerkleTree":
         """Commit ``matrix``: ``(N, w)`` uint32 canonical, or ``(N, w, 4)`` extension elements
         (see :func:`flatten_ext_rows`). ``N`` must be a power of two ``>= 2^log_rows_per_query``.
 
         Evaluates: row hashes in slabs of 2^20 rows, then one batched compression per level.
-        The root and the check for entries ``>= p`` come back in one read.
+        The root and the check for entries ``>= p`` come back in one read; with
+        ``check_values=False`` (a matrix the prover computed) nothing is read back and the root
+        stays on the device (:attr:`root_array`) until :attr:`root` is asked for.
         """
         if isinstance(matrix, mx.array) and matrix.ndim == 3:
             matrix = flatten_ext_rows(matrix)
@@ -264,6 +278,8 @@ class MerkleTree:
             raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
         kernel = custom_kernels.native("merkle.commit_layers")
         layers = kernel(matrix, k) if kernel is not None else cls._layers(matrix, k)
+        if not check_values:
+            return cls(matrix, k, layers)
         high = mx.max(matrix) if n * w else mx.array(0, dtype=U32)
         high, root = read(high, layers[-1])
         if high >= P:
@@ -311,22 +327,26 @@ class MerkleTree:
     def open_many(self, indices):
         """Batched :meth:`open`: rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)`` uint32 numpy.
 
-        The rows and siblings are gathered on the device (one take per layer) and only they
+        The rows and siblings are gathered on the device (:meth:`open_device`) and only they
         are copied to the host: a host view of a whole committed matrix would fault all of
         it in where device memory is host-mapped."""
-        idx = np.array([self._check_index(i) for i in indices], dtype=np.int64).reshape(-1)
+        idx = np.array([self._check_index(i) for i in indices], dtype=np.uint32).reshape(-1)
+        rows, paths = read(*self.open_device(mx.array(idx)))
+        return rows, paths
+
+    def open_device(self, idx: mx.array) -> tuple:
+        """Openings of the query indices ``idx`` (``(q,)`` uint32 on the device, each below
+        the number of leaf groups: a transcript's ``sample_bits``): rows ``(q, 2^k, w)`` and
+        paths ``(q, depth, 8)`` uint32 device arrays, gathered with no read-back."""
+        q = idx.shape[0]
         qs = self.layers[0].shape[0]
         group = 1 << self.log_rows_per_query
-        if idx.size == 0:
-            return (np.zeros((0, group, self.width), dtype=np.uint32),
-                    np.zeros((0, self.depth, DIGEST), dtype=np.uint32))
-        row_idx = idx[:, None] + qs * np.arange(group, dtype=np.int64)[None, :]
-        rows = mx.take(self.matrix, mx.array(row_idx.reshape(-1).astype(np.uint32)), axis=0)
-        siblings = [mx.take(layer, mx.array(((idx >> level) ^ 1).astype(np.uint32)), axis=0)
+        row_idx = idx[:, None] + mx.array(qs * np.arange(group, dtype=np.uint32))[None, :]
+        rows = mx.take(self.matrix, row_idx.reshape(-1), axis=0).reshape(q, group, self.width)
+        siblings = [mx.take(layer, (idx >> level) ^ 1, axis=0)
                     for level, layer in enumerate(self.layers[:-1])]
-        paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((idx.size, 0, DIGEST), dtype=U32)
-        rows, paths = read(rows, paths)
-        return rows.reshape(idx.size, group, self.width), paths
+        paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((q, 0, DIGEST), dtype=U32)
+        return rows, paths
 
 
 def flatten_ext_rows(matrix: mx.array) -> mx.array:

@@ -144,12 +144,13 @@ def mle_eval(table: mx.array, point, base: bool = False) -> mx.array:
 
 
 def ext_powers(x, n: int) -> mx.array:
-    """``[1, x, …, x^{n−1}]`` for a host EF ``x``: ``(n, 4)`` uint32, built by doubling."""
+    """``[1, x, …, x^{n−1}]`` for a host EF ``x`` or a ``(4,)`` device array: ``(n, 4)``
+    uint32, built by doubling."""
     out = ext.ones((1,))
-    step = EF.lift(x)
+    step = x if isinstance(x, mx.array) else EF.lift(x)
     while out.shape[0] < n:
         out = mx.concatenate([out, ext.mul(out, _ef4(step))], axis=0)
-        step = step * step
+        step = ext.mul(step, step) if isinstance(step, mx.array) else step * step
     return out[:n]
 
 
@@ -178,7 +179,8 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
 
 
 def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
-    """``Σ_j coeffs[j]·x^j`` for every polynomial of a batch at one host point ``x``.
+    """``Σ_j coeffs[j]·x^j`` for every polynomial of a batch at one point ``x`` (host EF or
+    ``(4,)`` device array).
 
     ``coeffs``: ``(n, ...)`` base (``base=True``) or ``(n, ..., 4)`` extension, constant term
     first along axis 0. Returns ``(..., 4)``."""

@@ -28,30 +28,40 @@ from .stacked_reduction import fold_product_round, product_round_values, weighte
 _QUERY_TABLE_ELEMS = 1 << 22
 
 
-def _query_weights(points: list, coeffs: mx.array, d: int) -> mx.array:
+def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     """``Σ_q coeffs[q]·E(z_q)`` with ``E(z)[b] = eq((z, z^2, …, z^{2^{d−1}}), bits(b))``.
 
-    ``points``: base-field ints ``z_q``; ``coeffs``: ``(Q, 4)`` uint32. Returns ``(2^d, 4)``.
-    The tables are base-field (the points are), built by doubling for a chunk of queries at
-    once and contracted with the coefficients by :func:`weighted_sum`. The native kernel
-    (``sumcheck.query_weights``, one launch) runs instead where the device has one."""
+    ``points``: ``(Q,)`` uint32 base-field ``z_q`` on the device; ``coeffs``: ``(Q, 4)`` uint32.
+    Returns ``(2^d, 4)``. The tables are base-field (the points are), built by doubling for a
+    chunk of queries at once and contracted with the coefficients by :func:`weighted_sum`. The
+    native kernel (``sumcheck.query_weights``, one launch) runs instead where the device has
+    one."""
     kernel = custom_kernels.native("sumcheck.query_weights")
     if kernel is not None:
         return kernel(points, coeffs, d)
     chunk = max(1, _QUERY_TABLE_ELEMS >> d)
     out = ext.zeros((1 << d,))
-    for lo in range(0, len(points), chunk):
-        zs = points[lo:lo + chunk]
-        table = mx.ones((len(zs), 1), dtype=U32)
+    for lo in range(0, points.shape[0], chunk):
+        z = points[lo:lo + chunk, None]
+        table = mx.ones((z.shape[0], 1), dtype=U32)
         for _ in range(d):
-            z = mx.array(zs, dtype=U32)[:, None]
-            one_minus = mx.array([(1 - x) % P for x in zs], dtype=U32)[:, None]
-            table = mx.concatenate([bb.mul(table, one_minus), bb.mul(table, z)], axis=1)
-            zs = [x * x % P for x in zs]
+            table = mx.concatenate([bb.mul(table, bb.sub(mx.ones_like(z), z)), bb.mul(table, z)], axis=1)
+            z = bb.mul(z, z)
         part = weighted_sum(table[None], coeffs[lo:lo + chunk])  # (1, 2^d, 4)
         out = ext.add(out, part[0])
-        if len(points) > chunk:
+        if points.shape[0] > chunk:
             mx.async_eval(out)  # free this chunk's tables before building the next ones
+    return out
+
+
+def _powers_at(g: int, idx: mx.array, bits: int) -> mx.array:
+    """``g^idx`` for the ``(Q,)`` uint32 exponents ``idx < 2^bits`` (base field, on the device):
+    the product of ``g^(2^b)`` over the set bits ``b``."""
+    out = mx.ones(idx.shape, dtype=U32)
+    step = g
+    for b in range(bits):
+        out = mx.where(((idx >> b) & 1) == 1, bb.mul(out, mx.array(step, dtype=U32)), out)
+        step = step * step % P
     return out
 
 
@@ -73,105 +83,98 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     queries = params.whir_num_queries()
     whir = params.whir
 
-    with span("prover.openings.whir") as sp:
-        with span("prover.openings.whir.grind"):
-            mu_pow_witness = transcript.grind(whir.mu_pow_bits)
-        mu = transcript.sample_ext()
+    # the whole of WHIR on a device transcript: commitments, out-of-domain values, proofs of
+    # work, query indices and openings stay on the device until one read at the end
+    def rounds(dt):
+        mu_witness = dt.grind(whir.mu_pow_bits)
+        mu = dt.sample_ext()
         widths = [pcs.msgs.shape[1] for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
-        with span("prover.openings.whir.combine") as sp_comb:
+        with span("prover.openings.whir.combine"):
             coeffs, offset = ext.zeros((1 << m,)), 0
             for pcs, width in zip(pcs_datas, widths):
                 part = weighted_sum(pcs.msgs[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
                 coeffs = ext.add(coeffs, part[:, 0])
                 offset += width
-            sp_comb.produced(coeffs)
-        with span("prover.openings.whir.init") as sp_init:
+        with span("prover.openings.whir.init"):
             f = zeta(coeffs)
             w = mobeq_table(u_cube)
-            sp_init.produced(f, w)
-
-        sumcheck, folding_pow, query_pow = [], [], []
-        commits, ood_values, final_poly = [], [], []
-        init_rows, init_paths, round_values, round_paths = [], [], [], []
+        out = {"sumcheck": [], "folding": [], "roots": [], "ood": [], "query": [],
+               "init": [], "rounds": [], "final": None}
         prev_tree = None
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
-
-            # k sumcheck rounds (each with its folding proof of work) on a device transcript:
-            # no read-back until the messages and witnesses come back together
-            def sumcheck_rounds(dt):
-                g, v = f, w
-                sums = product_round_values(g, v)
-                messages, witnesses = [], []
+            with span("prover.openings.whir.sumcheck"):
+                sums = product_round_values(f, w)
                 for j in range(k):
                     dt.observe(sums)  # s(1) then s(2), c0..c3 each
-                    witnesses.append(dt.grind(whir.folding_pow_bits))
+                    out["folding"].append(dt.grind(whir.folding_pow_bits))
                     alpha = dt.sample_ext()
-                    messages.append(sums)
+                    out["sumcheck"].append(sums)
                     if j + 1 < k:  # the next round's sums in the same pass
-                        g, v, sums = fold_product_round(g, v, alpha)
+                        f, w, sums = fold_product_round(f, w, alpha)
                     else:
-                        g, v = fold_lowest(g, alpha), fold_lowest(v, alpha)
-                return (g, v), [*messages, *witnesses]
-
-            with span("prover.openings.whir.sumcheck") as sp_sc:
-                (f, w), host = device_segment(transcript, sumcheck_rounds)
-                sp_sc.produced(f, w)
-            sumcheck += [tuple(ext.host_values(m)) for m in host[:k]]
-            folding_pow += [int(x[0]) for x in host[k:]]
+                        f, w = fold_lowest(f, alpha), fold_lowest(w, alpha)
             d = m - k * (i + 1)
-            with span("prover.openings.whir.mobius") as sp_mob:
+            with span("prover.openings.whir.mobius"):
                 g_hat = mobius(f)
-                sp_mob.produced(g_hat)
             if i < num_rounds - 1:
                 with span("prover.openings.whir.commit"):
                     size = 1 << (log_size - 1)
                     padded = mx.concatenate([g_hat, ext.zeros((size - (1 << d),))], axis=0)
-                    tree = MerkleTree.commit(dft(padded, axis=0), k)
-                commits.append(tree.root)
-                transcript.observe_commit(tree.root)
-                z0 = transcript.sample_ext()
+                    tree = MerkleTree.commit(dft(padded, axis=0), k, check_values=False)
+                out["roots"].append(tree.root_array)
+                dt.observe(tree.root_array)
+                z0 = dt.sample_ext()
                 with span("prover.openings.whir.ood"):
-                    (y0,) = ext.to_host(eval_univariate(g_hat, z0))
-                ood_values.append(y0)
-                transcript.observe_ext(y0)
+                    y0 = eval_univariate(g_hat, z0)
+                out["ood"].append(y0)
+                dt.observe(y0)
             else:
                 tree = None
-                final_poly = ext.to_host(g_hat)
-                transcript.observe_array(g_hat.reshape(-1))  # 2^d coefficients, c0..c3 each
-            with span("prover.openings.whir.grind"):
-                query_pow.append(transcript.grind(whir.query_phase_pow_bits))
-            idxs = [transcript.sample_bits(log_size - k) for _ in range(queries[i])]
+                out["final"] = g_hat
+                dt.observe(g_hat)  # 2^d coefficients, c0..c3 each
+            out["query"].append(dt.grind(whir.query_phase_pow_bits))
+            idxs = dt.sample(queries[i]) & ((1 << (log_size - k)) - 1)  # sample_bits each
             with span("prover.openings.whir.open"):
                 if i == 0:
-                    for pcs in pcs_datas:
-                        rows, paths = pcs.tree.open_many(idxs)
-                        init_rows.append(rows)
-                        init_paths.append(paths)
+                    out["init"] = [pcs.tree.open_device(idxs) for pcs in pcs_datas]
                 else:
-                    values, paths = prev_tree.open_many(idxs)
-                    round_values.append(values)
-                    round_paths.append(paths)
-            gamma = transcript.sample_ext()
+                    out["rounds"].append(prev_tree.open_device(idxs))
+            gamma = dt.sample_ext()
             if i < num_rounds - 1:
-                omega = two_adic_generator(log_size - k)
-                points = [pow(omega, idx, P) for idx in idxs]
-                gamma_pows = ext_powers(gamma, len(points) + 2)
-                ood_pows = []
-                x = z0
-                for _ in range(d):
-                    ood_pows.append(x)
-                    x = x * x
-                with span("prover.openings.whir.weights") as sp_w:
-                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows), ext.constant(gamma)),
+                points = _powers_at(two_adic_generator(log_size - k), idxs, log_size - k)
+                gamma_pows = ext_powers(gamma, queries[i] + 2)
+                ood_pows = [z0]
+                for _ in range(d - 1):
+                    ood_pows.append(ext.mul(ood_pows[-1], ood_pows[-1]))
+                with span("prover.openings.whir.weights"):
+                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows[:d]), gamma),
                                            _query_weights(points, gamma_pows[2:], d)))
-                    sp_w.produced(w)
             prev_tree = tree
-        sp.produced(f, w)
+        opened = [a for pair in out["init"] + out["rounds"] for a in pair]
+        arrays = [mu_witness, _stack(out["sumcheck"], (0, 2, 4)), _stack(out["folding"], (0, 1)),
+                  _stack(out["roots"], (0, 8)), _stack(out["ood"], (0, 4)), _stack(out["query"], (0, 1)),
+                  out["final"], *opened]
+        return (len(out["init"]), len(out["rounds"])), arrays
+
+    with span("prover.openings.whir"):
+        (n_init, n_rounds), (mu_witness, sums, folding, roots, ood, query, final, *opened) = \
+            device_segment(transcript, rounds)
+    pairs = [opened[2 * t:2 * t + 2] for t in range(n_init + n_rounds)]
     return WhirProof(
-        mu_pow_witness=mu_pow_witness, whir_sumcheck_polys=sumcheck, codeword_commits=commits,
-        ood_values=ood_values, folding_pow_witnesses=folding_pow, query_phase_pow_witnesses=query_pow,
-        initial_round_opened_rows=init_rows, initial_round_merkle_proofs=init_paths,
-        codeword_opened_values=round_values, codeword_merkle_proofs=round_paths,
-        final_poly=final_poly)
+        mu_pow_witness=int(mu_witness[0]),
+        whir_sumcheck_polys=[tuple(ext.host_values(s)) for s in sums],
+        codeword_commits=[tuple(int(v) for v in r) for r in roots],
+        ood_values=ext.host_values(ood),
+        folding_pow_witnesses=[int(x) for x in folding.reshape(-1)],
+        query_phase_pow_witnesses=[int(x) for x in query.reshape(-1)],
+        initial_round_opened_rows=[rows for rows, _ in pairs[:n_init]],
+        initial_round_merkle_proofs=[paths for _, paths in pairs[:n_init]],
+        codeword_opened_values=[rows for rows, _ in pairs[n_init:]],
+        codeword_merkle_proofs=[paths for _, paths in pairs[n_init:]],
+        final_poly=ext.host_values(final))
+
+
+def _stack(arrays: list, empty_shape: tuple) -> mx.array:
+    return mx.stack(arrays) if arrays else mx.zeros(empty_shape, dtype=U32)
