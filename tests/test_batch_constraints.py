@@ -366,6 +366,7 @@ def test_round0_identities_random_data():
     lam_powers = [lam ** i for i in range(max(len(tr.dag.constraint_idx) for tr in trs))]
     eq3b = [bc.eq3b_weights(l_skip, xi, n_logup, tr.nt, o) for tr, o in zip(trs, offsets)]
     rounds0 = [bc.round0_trace(tr, l_skip, xi, lam_powers, beta, e) for tr, e in zip(trs, eq3b)]
+    bc.read_round0_sums(rounds0)
     mu_pows = [mu ** i for i in range(3 * len(trs))]
     s0 = bc.s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
     assert len(s0) == (degree + 1) * ((1 << l_skip) - 1) + 1

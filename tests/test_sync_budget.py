@@ -5,7 +5,7 @@ from mlx_stark import tracing, workloads
 
 # Syncs of one warm logup(1) proof, measured on the MLX-ops (CPU) path when the counters came in;
 # the budget leaves no room for a new per-round or per-matrix read-back to creep in unnoticed.
-LOGUP_SYNC_BUDGET = 118
+LOGUP_SYNC_BUDGET = 111
 
 
 def _count(pk, inputs):

@@ -43,7 +43,7 @@ from ..poly import (
     coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers, kernels,
 )
 from ..proof.constraints import BatchConstraintProof, GkrProof
-from ..tracing import span
+from ..tracing import read, span
 from ..transcript import Transcript, device_segment
 from .constraint_eval import DagEvaluator, Form
 from .logup_gkr import (
@@ -326,8 +326,9 @@ class Round0:
     quotient: Optional[mx.array]  # A_t / (Z^N − 1), or None
     numer: Optional[mx.array]  # B_t
     denom: Optional[mx.array]  # B'_t
-    sum_p: EF
-    sum_q: EF
+    sums: mx.array  # (2, 4): the sum claims (sum_p, sum_q), on the device
+    sum_p: EF = EF.zero()  # the same, read back with every trace's (the stage driver)
+    sum_q: EF = EF.zero()
 
 
 def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF], beta: EF,
@@ -341,7 +342,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     zerocheck = bool(tr.dag.constraint_idx) and d_a >= 2
     logup = tr.num_interactions > 0
     if not zerocheck and not logup:
-        return Round0(None, None, None, EF.zero(), EF.zero())
+        return Round0(None, None, None, ext.zeros((2,)))
     extra = max(d_a, 1) - 1  # cosets g^1..g^extra besides D
     shifts = [pow(GENERATOR, i, P) for i in range(1, extra + 1)]
     lifted = max(tr.height, n_dom)
@@ -381,7 +382,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         mx.async_eval(a_acc, *b_acc)  # bounds the graph and frees the chunk; no host wait
 
     quotient = numer = denom = None
-    sum_p = sum_q = EF.zero()
+    sums = ext.zeros((2,))
     if zerocheck:
         # A_t vanishes on D: divide by Z^N − 1, the constant s^N − 1 on the coset s·D
         inv = mx.array([pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts], dtype=U32)
@@ -393,9 +394,16 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         denom = interpolate_cosets(b_acc[1], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
         eq_l = eq_table(xi[:l_skip])
-        sum_p, sum_q = ext.to_host(mx.stack([bb.sum(ext.mul(b_acc[0][0], eq_l), axis=0),
-                                             bb.sum(ext.mul(b_acc[1][0], eq_l), axis=0)]))
-    return Round0(quotient, numer, denom, sum_p, sum_q)
+        sums = mx.stack([bb.sum(ext.mul(b_acc[0][0], eq_l), axis=0),
+                         bb.sum(ext.mul(b_acc[1][0], eq_l), axis=0)])
+    return Round0(quotient, numer, denom, sums)
+
+
+def read_round0_sums(rounds0: List[Round0]) -> None:
+    """Fill in every trace's host ``sum_p, sum_q`` from its device ``sums``: one read."""
+    sums = ext.host_values(read(mx.stack([r0.sums for r0 in rounds0]))[0])
+    for t, r0 in enumerate(rounds0):
+        r0.sum_p, r0.sum_q = sums[2 * t], sums[2 * t + 1]
 
 
 def _padded_sum(terms, length: int) -> mx.array:
@@ -552,6 +560,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             with span("prover.rap_constraints.round0.traces"):
                 rounds0 = [round0_trace(tr, l_skip, xi, lam_powers, beta, e3)
                            for tr, e3 in zip(trs, eq3b)]
+                if total:
+                    read_round0_sums(rounds0)
             for r0 in rounds0:
                 transcript.observe_ext(r0.sum_p)
                 transcript.observe_ext(r0.sum_q)
@@ -646,6 +656,10 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                         # bounds the graph and frees the old tables; no host wait
                         mx.async_eval([tabs[t] for t in heads])
                 flat = mx.concatenate([f.reshape(-1, 4) for f in final])
+                # the column openings, observed in §6.7 order (a zero row after the values
+                # stands for the rotation of a trace without one)
+                dt.observe(mx.take(mx.concatenate([flat, ext.zeros((1,))]),
+                                   mx.array(_opening_order(trs, tables), dtype=U32), axis=0))
                 no_rounds = mx.zeros((0, degree + 1, 4), dtype=U32)
                 return None, [flat, mx.stack(msgs) if msgs else no_rounds,
                               mx.stack(rs) if rs else mx.zeros((0, 4), dtype=U32)]
@@ -653,22 +667,12 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             _, (flat, msgs, rs) = device_segment(transcript, rounds)
             round_polys = [ext.host_values(m) for m in msgs]
             r += ext.host_values(rs)
-            # column openings: all common mains first, then the other parts per trace
-            with span("prover.rap_constraints.mle_rounds.openings"):
-                values, at = ext.host_values(flat), 0  # every trace's W_tot folded columns in turn
-                openings = []
-                for t, tr in enumerate(trs):
-                    width = tables[t].shape[0]
-                    openings.append(tr.openings(values[at:at + width]))
-                    at += width
-                observed = []  # every opening as (value, rotated value or 0), §6.7 order
-                for pass_parts in (slice(0, 1), slice(1, None)):
-                    for tr, parts in zip(trs, openings):
-                        for part in parts[pass_parts]:
-                            pairs = part if tr.need_rot else [x for v in part for x in (v, EF.zero())]
-                            observed.extend(c for v in pairs for c in v.c)
-                # ~10^4 values for a wide AIR: absorbed on the device where a kernel exists
-                transcript.observe_array(np.array(observed, dtype=np.uint32))
+            # the column openings for the proof (the segment observed them)
+            values, at, openings = ext.host_values(flat), 0, []
+            for t, tr in enumerate(trs):
+                width = tables[t].shape[0]  # every trace's W_tot folded columns in turn
+                openings.append(tr.openings(values[at:at + width]))
+                at += width
 
     batch_proof = BatchConstraintProof(
         numerator_term_per_air=[r0.sum_p for r0 in rounds0],
@@ -678,6 +682,25 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
         column_openings=openings,
     )
     return gkr_proof, batch_proof, r
+
+
+def _opening_order(trs: List[TraceData], tables: list) -> List[int]:
+    """Rows of the folded columns of every trace, stacked (each trace's ``W_tot`` in turn, then
+    one zero row), in the order §6.7 observes the openings: all common mains first, then the
+    other parts per trace; each column as (value, rotated value), the rotation the zero row
+    where the trace has none."""
+    zero = sum(t.shape[0] for t in tables)
+    bases, at = [], 0
+    for t in tables:
+        bases.append(at)
+        at += t.shape[0]
+    order = []
+    for parts in (slice(0, 1), slice(1, None)):
+        for tr, base in zip(trs, bases):
+            for off, w in list(zip(tr.part_offsets, tr.part_widths))[parts]:
+                for c in range(w):
+                    order += [base + off + c, base + tr.wall + off + c if tr.need_rot else zero]
+    return order
 
 
 def _powers(x: EF, n: int) -> List[EF]:
