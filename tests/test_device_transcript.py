@@ -90,6 +90,7 @@ def _check_script(exhaustive=False):
 
 def test_device_transcript_emulated_kernels(emulated, monkeypatch):
     route(monkeypatch, {"transcript.duplex": kp2.duplex, "poseidon2.pow_batch": kp2.pow_first_search})
+    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)  # emulated threads are OS threads: small batches
     _check_script()
     _check_script(exhaustive=True)
 
