@@ -16,3 +16,9 @@ def transpose(x: mx.array) -> mx.array:
     if x.dtype != mx.uint32:
         raise InvalidInputError(f"transpose expects uint32, got {x.dtype}")
     return mx.contiguous(mx.swapaxes(x, -1, -2))
+
+
+def stack(items: list, shape: tuple) -> mx.array:
+    """``mx.stack(items)`` of arrays of ``shape`` (uint32), or an empty ``(0, *shape)`` array
+    when there are none (a stage with no rounds still returns one array to read back)."""
+    return mx.stack(items) if items else mx.zeros((0,) + tuple(shape), dtype=mx.uint32)

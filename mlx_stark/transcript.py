@@ -1,14 +1,14 @@
 """Fiat–Shamir transcript: the duplex sponge of pcs.md §4 (stark-backend ``DuplexSponge<F, P, 16, 8>``).
 
-The state lives on the host (16 Python ints); one Poseidon2 permutation per 8 observations or
-8 samples. Long runs of observations (:meth:`Transcript.observe_array`) absorb their full rate
+:class:`Transcript` keeps the state on the host (16 Python ints); one Poseidon2 permutation
+per 8 observations or 8 samples. :class:`DeviceTranscript` runs a segment of the same sponge
+with its state and values on the device (the prover's round loops, :func:`device_segment`). Long runs of observations (:meth:`Transcript.observe_array`) absorb their full rate
 blocks on the device where a native kernel exists; proof-of-work search
 (:meth:`Transcript.grind`) runs batched on the device.
 """
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 
 from . import custom_kernels
 from .errors import InvalidInputError
@@ -63,19 +63,18 @@ class Transcript:
         for x in values:
             self.observe(x)
 
-    def observe_array(self, values) -> None:
-        """Absorb ``values`` (``(n,)`` uint32 canonical elements, an MLX array on the device or
-        a NumPy array on the host) in order: the same as ``observe_many(values.tolist())``.
+    def observe_array(self, values: mx.array) -> None:
+        """Absorb ``values`` (``(n,)`` uint32, canonical elements) in order: the same as
+        ``observe_many(values.tolist())``.
 
         Observations up to the next rate boundary and the last ``< 8`` run on the host; the
         full 8-blocks in between go through the ``transcript.absorb`` kernel when the device
-        has one (one launch), else through the host permutation. Device values cost one
-        read-back (the host part and the canonicity check together), plus the kernel's state.
+        has one (one launch), else through the host permutation. One read-back brings the host
+        part and the canonicity check together, plus the kernel's state.
         """
-        if not isinstance(values, (mx.array, np.ndarray)) or values.ndim != 1 \
-                or values.dtype not in (U32, np.uint32):
-            what = (f"{values.dtype} of shape {tuple(values.shape)}"
-                    if isinstance(values, (mx.array, np.ndarray)) else type(values).__name__)
+        if not isinstance(values, mx.array) or values.ndim != 1 or values.dtype != U32:
+            what = (f"{values.dtype} of shape {tuple(values.shape)}" if isinstance(values, mx.array)
+                    else type(values).__name__)
             raise InvalidInputError(f"observe_array expects a 1-D uint32 array, got {what}")
         n = values.shape[0]
         if n == 0:
@@ -84,12 +83,7 @@ class Transcript:
         blocks = (n - head) // RATE
         kernel = custom_kernels.native("transcript.absorb") if blocks else None
         end = head + blocks * RATE if kernel is not None else head
-        if isinstance(values, np.ndarray):
-            high, host = values.max(), np.concatenate([values[:head], values[end:]])
-            values = mx.array(values[head:end])
-        else:
-            high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
-            values = values[head:end]
+        high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
         if high >= P:
             raise InvalidInputError("transcript values must be canonical field elements")
         host = host.tolist()
@@ -97,7 +91,7 @@ class Transcript:
             self.observe_many(host)
             return
         self.observe_many(host[:head])
-        self._state = kernel(self._state, values.reshape(blocks, RATE))
+        self._state = kernel(self._state, values[head:end].reshape(blocks, RATE))
         self._sample_idx = RATE
         self.observe_many(host[head:])
 
@@ -219,8 +213,7 @@ class DeviceTranscript:
         n = self._queued
         if n == 0 and not permute_last:
             return
-        values = (mx.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]) \
-            if n else mx.zeros((0,), dtype=U32)
+        values = mx.concatenate(self._pending) if n else mx.zeros((0,), dtype=U32)
         self._state = self._duplex(self._state, values, self._absorb_idx, permute_last)
         total = self._absorb_idx + n
         if total >= RATE:
@@ -231,10 +224,9 @@ class DeviceTranscript:
         self._pending, self._queued = [], 0
 
     # ------------------------------------------------------------ sample
-    def _ready(self, count: int) -> None:
-        """Make ``count`` outputs available without another permutation in between, as the
-        host sponge would produce them: permute first if anything is absorbed or the outputs
-        are used up (after the queued values, which may fill and permute the rate)."""
+    def _ready(self) -> None:
+        """Absorb the queued values and permute when the host sponge's next sample would:
+        anything absorbed since the last permutation, or the outputs used up."""
         total = self._absorb_idx + self._queued
         sample_idx = RATE if total >= RATE else self._sample_idx
         self._flush(permute_last=total % RATE != 0 or sample_idx == 0)
@@ -246,7 +238,7 @@ class DeviceTranscript:
             return mx.array([self._t.sample() for _ in range(count)], dtype=U32)
         parts = []
         while count:
-            self._ready(count)
+            self._ready()
             take = min(count, self._sample_idx)
             idx = list(range(self._sample_idx - 1, self._sample_idx - 1 - take, -1))
             parts.append(mx.take(self._state, mx.array(idx, dtype=U32)))
@@ -258,9 +250,10 @@ class DeviceTranscript:
         """An extension element ``(4,)``: four samples ``c0..c3``."""
         return self.sample(4)
 
-    def sample_bits(self, bits: int) -> mx.array:
+    def sample_bits(self, bits: int, count: int = 1) -> mx.array:
+        """``count`` samples' low ``bits`` bits ``(count,)``, as ``count`` host ``sample_bits``."""
         _check_bits(bits)
-        return self.sample(1) & ((1 << bits) - 1)
+        return self.sample(count) & ((1 << bits) - 1)
 
     # ------------------------------------------------------------ proof of work
     def grind(self, bits: int) -> mx.array:
@@ -309,11 +302,11 @@ def device_segment(transcript: Transcript, body):
     ``body`` returns ``(result, arrays)``; returns ``(result, arrays as NumPy)``. In the rare
     case of a search batch without a witness the segment runs again with exhaustive searches
     (``body`` must build everything it returns from its inputs, as lazy arrays do)."""
-    try:
-        dt = DeviceTranscript(transcript)
+    for exhaustive in (False, True):
+        dt = DeviceTranscript(transcript, exhaustive)
         result, arrays = body(dt)
-        return result, dt.sync(*arrays)
-    except PowBatchMiss:
-        dt = DeviceTranscript(transcript, exhaustive=True)
-        result, arrays = body(dt)
-        return result, dt.sync(*arrays)
+        try:
+            return result, dt.sync(*arrays)
+        except PowBatchMiss:
+            continue
+    raise AssertionError("an exhaustive search always finds its witness")

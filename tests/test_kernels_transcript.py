@@ -65,11 +65,9 @@ def _check_observe_array(n: int, offset: int, squeezed: bool) -> None:
     values = _values(n, 1000 * n + offset)
     a, b = _prefixed(offset, squeezed), _prefixed(offset, squeezed)
     assert a._absorb_idx == offset
-    c = _prefixed(offset, squeezed)
     a.observe_many(values.tolist())
     b.observe_array(values)
-    c.observe_array(np.array(values))  # host values: the same absorption, no read-back
-    assert _snapshot(b) == _snapshot(a) == _snapshot(c), (n, offset, squeezed)
+    assert _snapshot(b) == _snapshot(a), (n, offset, squeezed)
     assert [b.sample() for _ in range(11)] == [a.sample() for _ in range(11)]
 
 
@@ -160,8 +158,7 @@ def test_observe_array_host_fallback(monkeypatch, squeezed):
     mx.zeros((8,), dtype=mx.int32),
     mx.zeros((8,), dtype=mx.uint64),
     [1, 2, 3],
-    np.zeros(8, dtype=np.int64),
-    np.array([1, 2, P, 3], dtype=np.uint32),
+    np.zeros(8, dtype=np.uint32),
     mx.array(np.array([1, 2, P, 3], dtype=np.uint32)),
     mx.array(np.array([0] * 20 + [0xFFFFFFFF], dtype=np.uint32)),
 ])

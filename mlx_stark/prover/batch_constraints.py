@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence
 
 import mlx.core as mx
-import numpy as np
 
 from .. import arrays, custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
@@ -588,7 +587,18 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
             # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
             weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
-            mu_zc = [mu_pows[2 * num_traces + t] for t in range(num_traces)]
+
+            def combine(vals, ts, zc, lu):
+                """``Σ_t μ_zc,t·a_t·zc + (μ_p,t·b_t + μ_q,t·b'_t)·lu`` over traces ``ts``:
+                ``vals`` ``(len(ts), 3, ..., 4)`` holds ``a, b, b'``; returns ``(..., 4)``."""
+                def coef(k):
+                    c = ext.from_host([mu_pows[k(t)] for t in ts])
+                    return c.reshape((len(ts),) + (1,) * (vals.ndim - 3) + (4,))
+
+                s_zc = bb.sum(ext.mul(vals[:, 0], coef(lambda t: 2 * num_traces + t)), axis=0)
+                s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], coef(lambda t: 2 * t)),
+                                      ext.mul(vals[:, 2], coef(lambda t: 2 * t + 1))), axis=0)
+                return ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))
 
             # rounds 1..n_max on a device transcript: the round messages, the challenges and
             # the folded tables' final values come back in one read
@@ -607,11 +617,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                     for t, tr in enumerate(trs):
                         if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
                             cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
-                            c, pv, qv = _mle_evaluate(tr, mle_forms[t], cols).reshape(3, 4)
-                            lu_part = ext.add(ext.mul(pv, ext.constant(mu_pows[2 * t])),
-                                              ext.mul(qv, ext.constant(mu_pows[2 * t + 1])))
-                            tail = ext.add(tail, ext.add(ext.mul(ext.mul(c, ext.constant(mu_zc[t])), zc),
-                                                         ext.mul(lu_part, lu)))
+                            values = _mle_evaluate(tr, mle_forms[t], cols).reshape(1, 3, 4)
+                            tail = ext.add(tail, combine(values, [t], zc, lu))
                     heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
                     with span("prover.rap_constraints.mle_rounds.evaluate"):
                         head_vals = []
@@ -621,15 +628,8 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                                 ws[t] = ext.add(w[:, 0], w[:, 1])
                             head_vals.append(_head_values(trs[t], mle_forms[t], tabs[t], colmaps[t],
                                                           degree, ws[t]))
-                    vals = mx.stack(head_vals)  # (heads, 3, d, 4): a, b, b' at X = 1..d
-
-                    def coef(k):  # per head, (heads, 1, 4) for a batched product
-                        return ext.from_host([mu_pows[k(t)] for t in heads])[:, None]
-
-                    s_zc = bb.sum(ext.mul(vals[:, 0], coef(lambda t: 2 * num_traces + t)), axis=0)
-                    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], coef(lambda t: 2 * t)),
-                                          ext.mul(vals[:, 2], coef(lambda t: 2 * t + 1))), axis=0)
-                    s_head = ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))  # (d, 4): X = 1..d
+                    # (heads, 3, d, 4): a, b, b' at X = 1..d -> s_head (d, 4)
+                    s_head = combine(mx.stack(head_vals), heads, zc, lu)
                     x_j = EF.lift(xi[l_skip + j - 1])
                     s_head0 = ext.mul(ext.sub(ext.sub(claim_d, ext.mul(s_head[0], ext.constant(x_j))),
                                               tail), ext.constant(EF.one() / (1 - x_j)))
@@ -660,9 +660,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 # stands for the rotation of a trace without one)
                 dt.observe(mx.take(mx.concatenate([flat, ext.zeros((1,))]),
                                    mx.array(_opening_order(trs, tables), dtype=U32), axis=0))
-                no_rounds = mx.zeros((0, degree + 1, 4), dtype=U32)
-                return None, [flat, mx.stack(msgs) if msgs else no_rounds,
-                              mx.stack(rs) if rs else mx.zeros((0, 4), dtype=U32)]
+                return None, [flat, arrays.stack(msgs, (degree + 1, 4)), arrays.stack(rs, (4,))]
 
             _, (flat, msgs, rs) = device_segment(transcript, rounds)
             round_polys = [ext.host_values(m) for m in msgs]

@@ -22,7 +22,7 @@ from typing import List, Sequence, Tuple
 
 import mlx.core as mx
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..errors import ProverError, UnbalancedInteractions
 from ..field import bb, ext
 from ..field.bb import U32
@@ -186,8 +186,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
             dt.observe(folded[:4])
             claims.append(folded[mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, p1, q0, q1
             xi = [dt.sample_ext()] + rho
-        return None, [mx.stack(claims), mx.stack(polys) if polys else mx.zeros((0, 3, 4), dtype=U32),
-                      mx.stack(xi)]
+        return None, [mx.stack(claims), arrays.stack(polys, (3, 4)), mx.stack(xi)]
 
     _, (claims, polys, xi) = device_segment(transcript, layers_rounds)
     claims = [GkrLayerClaims(*ext.host_values(c)) for c in claims]

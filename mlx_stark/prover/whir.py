@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, two_adic_generator
@@ -135,7 +135,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                 out["final"] = g_hat
                 dt.observe(g_hat)  # 2^d coefficients, c0..c3 each
             out["query"].append(dt.grind(whir.query_phase_pow_bits))
-            idxs = dt.sample(queries[i]) & ((1 << (log_size - k)) - 1)  # sample_bits each
+            idxs = dt.sample_bits(log_size - k, queries[i])
             with span("prover.openings.whir.open"):
                 if i == 0:
                     out["init"] = [pcs.tree.open_device(idxs) for pcs in pcs_datas]
@@ -145,18 +145,19 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             if i < num_rounds - 1:
                 points = _powers_at(two_adic_generator(log_size - k), idxs, log_size - k)
                 gamma_pows = ext_powers(gamma, queries[i] + 2)
-                ood_pows = [z0]
-                for _ in range(d - 1):
-                    ood_pows.append(ext.mul(ood_pows[-1], ood_pows[-1]))
+                ood_pows, x = [], z0  # z0^(2^i), i < d
+                for _ in range(d):
+                    ood_pows.append(x)
+                    x = ext.mul(x, x)
                 with span("prover.openings.whir.weights"):
-                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows[:d]), gamma),
+                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows), gamma),
                                            _query_weights(points, gamma_pows[2:], d)))
             prev_tree = tree
         opened = [a for pair in out["init"] + out["rounds"] for a in pair]
-        arrays = [mu_witness, _stack(out["sumcheck"], (0, 2, 4)), _stack(out["folding"], (0, 1)),
-                  _stack(out["roots"], (0, 8)), _stack(out["ood"], (0, 4)), _stack(out["query"], (0, 1)),
-                  out["final"], *opened]
-        return (len(out["init"]), len(out["rounds"])), arrays
+        return (len(out["init"]), len(out["rounds"])), [
+            mu_witness, arrays.stack(out["sumcheck"], (2, 4)), arrays.stack(out["folding"], (1,)),
+            arrays.stack(out["roots"], (8,)), arrays.stack(out["ood"], (4,)),
+            arrays.stack(out["query"], (1,)), out["final"], *opened]
 
     with span("prover.openings.whir"):
         (n_init, n_rounds), (mu_witness, sums, folding, roots, ood, query, final, *opened) = \
@@ -174,7 +175,3 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         codeword_opened_values=[rows for rows, _ in pairs[n_init:]],
         codeword_merkle_proofs=[paths for _, paths in pairs[n_init:]],
         final_poly=ext.host_values(final))
-
-
-def _stack(arrays: list, empty_shape: tuple) -> mx.array:
-    return mx.stack(arrays) if arrays else mx.zeros(empty_shape, dtype=U32)
