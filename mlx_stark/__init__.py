@@ -18,6 +18,7 @@ _device.setup()
 from .air import Air, check_constraints  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
+    ConstraintNotSatisfied,
     InsufficientMemoryError,
     InvalidInputError,
     KeyDecodeError,
@@ -41,5 +42,6 @@ __all__ = [
     "MultiStarkProvingKey", "MultiStarkVerifyingKey", "app_params_with_100_bits_security",
     "check_constraints", "keygen", "prove", "verify", "MlxStarkError", "ConfigError",
     "InsufficientMemoryError", "InvalidInputError", "KeyDecodeError", "KeygenError", "ProverError",
-    "VerificationError", "ProofDecodeError", "UnbalancedInteractions", "__version__",
+    "VerificationError", "ProofDecodeError", "ConstraintNotSatisfied",
+    "UnbalancedInteractions", "__version__",
 ]

@@ -34,6 +34,19 @@ class ProverError(MlxStarkError):
     """The prover cannot produce a valid proof (e.g. unbalanced interactions)."""
 
 
+class ConstraintNotSatisfied(InvalidInputError, ProverError):
+    """A constraint is nonzero on some row of a trace. ``constraint`` is its position in the
+    AIR's constraint order, ``node`` its DAG node, ``row`` the first failing row and
+    ``expression`` the constraint written out (shortened when long)."""
+
+    def __init__(self, air_name: str, constraint: int, node: int, row: int, expression: str = ""):
+        shown = f": {expression}" if expression else ""
+        super().__init__(f"{air_name}: constraint {constraint} (DAG node {node}) is not "
+                         f"satisfied at row {row}{shown}")
+        self.air_name, self.constraint, self.node, self.row = air_name, constraint, node, row
+        self.expression = expression
+
+
 class UnbalancedInteractions(InvalidInputError, ProverError):
     """Some (bus, message) has a nonzero total count over all rows of all present AIRs: bad
     input that the prover finds while proving (the LogUp GKR's root numerator is not zero)."""

@@ -203,6 +203,18 @@ def test_fibonacci_dag():
     b = FibonacciAir().symbolic()
     assert max_constraint_degree(b.constraints, b.interactions) == 2
     assert dag.unused_variables(TraceWidth(None, (), 2)) == []
+    # error messages write constraints out (infix, negative constants shown signed, cut long)
+    assert dag.expression(16) == "IsTransition * ((Main{0,0}[0] + Main{0,0}[1]) - Main{0,1}[1])"
+    assert dag.expression(14) == "Main{0,1}[1]"
+    assert dag.expression(16, limit=20) == "(IsTransition * ((Ma…"
+
+
+def test_expression_of_constants_and_negation():
+    from mlx_stark.air import Constant, Neg, Variable
+    from mlx_stark.air.expr import main_var
+
+    dag = build_dag([Neg(Variable(main_var(0, 0, 3))) * Constant(P - 2)], [])
+    assert dag.expression(dag.constraint_idx[0]) == "-(Main{0,0}[3]) * -2"
 
 
 FIB_SEL_NODES = (

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 import mlx_stark as ms
-from mlx_stark.airs import FibonacciAir, fib_trace, interactions_fixture_11
+from mlx_stark.airs import (
+    FibonacciAir, fib_trace, interactions_fixture_11, mixture_fixture_standard,
+    preprocessed_and_cached_fixture, preprocessed_fib_fixture, sum_fixture,
+)
+
+SELS8 = [int(i % 2 == 0) for i in range(8)]
 from mlx_stark.params import default_test_params_small
 
 
@@ -101,15 +106,56 @@ def test_unbalanced_interactions():
     _prove_fails(pk, inputs, "unbalanced")
 
 
-def test_constraint_violation_never_verifies(fib_keys):
-    # the prover need not detect it (the reference does not), but no proof can verify
-    pk, vk = fib_keys
+def _expected_violation(air, main, pv, cached=()):
+    """What ``check_constraints`` reports: (constraint, row), the reference for the prover."""
+    with pytest.raises(ms.ConstraintNotSatisfied) as err:
+        ms.check_constraints(air, main, pv, cached=cached)
+    return err.value.constraint, err.value.row
+
+
+@pytest.mark.parametrize("row,col", [(4, 0), (0, 1), (7, 1), (3, 1)])
+def test_constraint_violation_is_reported_by_prove(fib_keys, row, col):
+    # the prover finds it from round 0's quotient (no extra pass) and names AIR, constraint, row
+    pk, _ = fib_keys
     trace, pv = fib_trace(0, 1, 8)
     bad = trace.copy()
-    bad[4, 0] = (int(bad[4, 0]) + 1) % ms.P
-    try:
-        proof = ms.prove(pk, [None, ms.AirInput(bad, pv)])
-    except ms.ProverError:
-        return
-    with pytest.raises(ms.VerificationError):
-        ms.verify(vk, proof)
+    bad[row, col] = (int(bad[row, col]) + 1) % ms.P
+    with pytest.raises(ms.ConstraintNotSatisfied) as err:
+        ms.prove(pk, [None, ms.AirInput(bad, pv)])
+    assert isinstance(err.value, ms.ProverError) and isinstance(err.value, ms.InvalidInputError)
+    assert (err.value.constraint, err.value.row) == _expected_violation(FibonacciAir(), bad, pv)
+    assert err.value.air_name in str(err.value) and f"row {err.value.row}" in str(err.value)
+    assert "Main{0," in err.value.expression
+
+
+def test_wrong_public_output_is_reported_by_prove(fib_keys):
+    pk, _ = fib_keys
+    trace, pv = fib_trace(0, 1, 8)
+    pv = [pv[0], pv[1], (pv[2] + 1) % ms.P]
+    with pytest.raises(ms.ConstraintNotSatisfied) as err:
+        ms.prove(pk, [None, ms.AirInput(trace, pv)])
+    assert (err.value.constraint, err.value.row) == _expected_violation(FibonacciAir(), trace, pv)
+
+
+@pytest.mark.parametrize("name", ["sum", "preprocessed_fib", "preprocessed_cached", "mixture"])
+def test_constraint_violation_in_other_airs(name):
+    # degree 1 (sum: checked on D), preprocessed and cached parts, and an AIR of lower degree
+    # than the system's maximum (mixture: fib beside the interaction AIRs)
+    fx = {"sum": lambda: sum_fixture(5, 8), "preprocessed_fib": lambda: preprocessed_fib_fixture(7, 3, SELS8),
+          "preprocessed_cached": lambda: preprocessed_and_cached_fixture(SELS8, 2),
+          "mixture": lambda: mixture_fixture_standard(3)}[name]()
+    pk, _ = ms.keygen(fx.airs, default_test_params_small())
+    t = fx.traces[0]
+    cached = [c.copy() for c in t.cached_mains]
+    main = t.common_main.copy()
+    if cached:
+        cached[-1][2, 0] = (int(cached[-1][2, 0]) + 5) % ms.P
+    else:
+        main[2, 0] = (int(main[2, 0]) + 5) % ms.P
+    inputs = [ms.AirInput(main, t.public_values, cached)] + [
+        ms.AirInput(u.common_main, u.public_values, u.cached_mains) for u in fx.traces[1:]]
+    with pytest.raises(ms.ConstraintNotSatisfied) as err:
+        ms.prove(pk, inputs)
+    assert err.value.air_name == t.air.name
+    assert (err.value.constraint, err.value.row) == _expected_violation(t.air, main, t.public_values, cached)
+

@@ -12,22 +12,11 @@ from typing import Any, List, Optional, Sequence, Tuple
 import mlx.core as mx
 import numpy as np
 
-from ..errors import InvalidInputError, UnbalancedInteractions
+from ..errors import ConstraintNotSatisfied, InvalidInputError, UnbalancedInteractions
 from ..field.bb import P, U32
 from .base import Air
 from .dag import SymbolicConstraintsDag, build_dag
 from .evaluate import BaseArrays, DagInputs, evaluate_dag
-
-
-class ConstraintNotSatisfied(InvalidInputError):
-    """A constraint is nonzero on some row. ``constraint`` is its position in the AIR's
-    constraint order (``constraint_idx``), ``node`` its DAG node, ``row`` the first bad row."""
-
-    def __init__(self, air_name: str, constraint: int, node: int, row: int):
-        super().__init__(
-            f"{air_name}: constraint {constraint} (DAG node {node}) is not satisfied at row {row}"
-        )
-        self.air_name, self.constraint, self.node, self.row = air_name, constraint, node, row
 
 
 @dataclass
@@ -160,19 +149,30 @@ def check_constraints(
     """
     dag = dag or symbolic_dag(air)
     inputs, height = trace_inputs(air, trace, public_values, preprocessed, cached)
+    found = first_violation(dag, inputs, height)
+    if found is not None:
+        i, row = found
+        raise ConstraintNotSatisfied(air.name, i, dag.constraint_idx[i], row,
+                                     dag.expression(dag.constraint_idx[i]))
+
+
+def first_violation(dag: SymbolicConstraintsDag, inputs: DagInputs, height: int):
+    """``(constraint position, first failing row)`` of the first constraint (in constraint
+    order) that is nonzero on some of the ``height`` rows of ``inputs``, or ``None``."""
     pending: List[Tuple[int, Any, Any]] = []
+    found: List[Tuple[int, int]] = []
 
     def flush():
         mx.eval([x for _, f, r in pending for x in (f, r)])
-        for i, f, r in pending:
-            if f.item():
-                raise ConstraintNotSatisfied(air.name, i, dag.constraint_idx[i], int(r.item()))
+        found.extend((i, int(r.item())) for i, f, r in pending if f.item())
         pending.clear()
 
     def sink(i, v):
+        if found:
+            return
         if isinstance(v, int):  # a constant constraint: the same value on every row
             if v:
-                raise ConstraintNotSatisfied(air.name, i, dag.constraint_idx[i], 0)
+                found.append((i, 0))
             return
         nz = mx.broadcast_to(v != 0, (height,))
         pending.append((i, mx.any(nz), mx.argmax(nz.astype(U32))))
@@ -181,6 +181,7 @@ def check_constraints(
 
     evaluate_dag(dag, BaseArrays, inputs, constraint_sink=sink)
     flush()
+    return min(found) if found else None
 
 
 def check_interaction_balance(traces: Sequence[Optional[AirTrace]]) -> None:

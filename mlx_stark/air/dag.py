@@ -154,6 +154,44 @@ class SymbolicConstraintsDag:
                         out.append(v)
         return out
 
+    def expression(self, node: int, limit: int = 200) -> str:
+        """Node ``node`` written out in infix form for error messages, cut after about
+        ``limit`` characters (shared subexpressions are written out at each use)."""
+        out: List[str] = []
+        size = 0
+
+        def emit(text: str) -> None:
+            nonlocal size
+            out.append(text)
+            size += len(text)
+
+        def walk(i: int) -> None:
+            if size > limit:
+                return
+            n = self.nodes[i]
+            if n.kind == NodeKind.VARIABLE:
+                emit(repr(n.var))
+            elif n.kind == NodeKind.CONSTANT:
+                emit(str(n.value if n.value <= P // 2 else n.value - P))
+            elif n.kind == NodeKind.NEG:
+                emit("-(")
+                walk(n.left)
+                emit(")")
+            elif n.kind in _BINARY:
+                emit("(")
+                walk(n.left)
+                emit({NodeKind.ADD: " + ", NodeKind.SUB: " - ", NodeKind.MUL: " * "}[n.kind])
+                walk(n.right)
+                emit(")")
+            else:
+                emit(repr(n))
+
+        walk(node)
+        text = "".join(out)
+        if size > limit:
+            return text[:limit] + "…"
+        return text[1:-1] if self.nodes[node].kind in _BINARY else text  # outer brackets
+
     def last_uses(self) -> List[int]:
         """For every node, the largest node index that reads it (-1 if none). Used by
         evaluators to drop intermediates early."""

@@ -26,7 +26,7 @@ Variables are little-endian everywhere (row ``k + N·x`` is the point ``(ω^k, b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
@@ -34,7 +34,8 @@ from .. import arrays, custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import DagInputs
 from ..air.expr import Entry
-from ..errors import InvalidInputError, ProverError
+from ..air.check import first_violation
+from ..errors import ConstraintNotSatisfied, InvalidInputError, ProverError
 from ..field import bb, ext
 from ..field.bb import GENERATOR, P, U32, U64
 from ..field.host import EF, horner
@@ -326,6 +327,7 @@ class Round0:
     numer: Optional[mx.array]  # B_t
     denom: Optional[mx.array]  # B'_t
     sums: mx.array  # (2, 4): the sum claims (sum_p, sum_q), on the device
+    violated: Optional[mx.array] = None  # () bool: the constraints fail on some row (see below)
     sum_p: EF = EF.zero()  # the same, read back with every trace's (the stage driver)
     sum_q: EF = EF.zero()
 
@@ -335,12 +337,19 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     """Round-0 polynomials of one trace (§6.4) and its sum claims (§6.3): the needed columns
     are extended to the cosets ``g^1·D … g^(d_a−1)·D`` (one batched iDFT/DFT per chunk of the
     hypercube), the DAG is evaluated there (and, for the LogUp sums, on ``D`` = the rows), the
-    results are weighted by ``w_t(x)`` and summed over ``x``, then interpolated."""
+    results are weighted by ``w_t(x)`` and summed over ``x``, then interpolated.
+
+    ``violated`` checks the witness at no extra cost: ``A_t`` has degree ``≤ d_a·(N−1)``, so for
+    valid traces the quotient has degree ``≤ (d_a−1)·N − d_a`` and its top ``d_a − 1``
+    coefficients vanish; unsatisfied constraints leave them nonzero (but with probability
+    ``~1/p^4`` over ``ξ, λ``). Traces of degree ≤ 1 have no quotient: ``A_t`` itself is checked
+    on ``D``."""
     n_dom = 1 << l_skip
     d_a = tr.degree
     zerocheck = bool(tr.dag.constraint_idx) and d_a >= 2
+    check_on_d = bool(tr.dag.constraint_idx) and not zerocheck
     logup = tr.num_interactions > 0
-    if not zerocheck and not logup:
+    if not zerocheck and not logup and not check_on_d:
         return Round0(None, None, None, ext.zeros((2,)))
     extra = max(d_a, 1) - 1  # cosets g^1..g^extra besides D
     shifts = [pow(GENERATOR, i, P) for i in range(1, extra + 1)]
@@ -352,7 +361,9 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
     logup_forms = tr.interaction_forms(eq3b, beta) if logup else []
     forms = ([tr.constraint_form(lam_powers)] if zerocheck else []) + logup_forms
+    d_forms = ([tr.constraint_form(lam_powers)] if check_on_d else []) + logup_forms
     a_acc = ext.zeros((extra, n_dom))
+    a_on_d = ext.zeros((n_dom,))
     b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
 
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
@@ -361,11 +372,13 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
         xc = block.shape[1]
         w = weights[x0:x0 + step]
-        if logup:  # on D: the rows themselves
-            at_d = tr.interactions_evaluator.evaluate(logup_forms, block.reshape(wn, xc * n_dom),
-                                                      base=True)
-            for k, v in enumerate(at_d):
-                on_d = _contract(v.reshape(xc, n_dom, 4), w)
+        if d_forms:  # on D: the rows themselves
+            at_d = (tr.evaluator if check_on_d else tr.interactions_evaluator).evaluate(
+                d_forms, block.reshape(wn, xc * n_dom), base=True)
+            at_d = [_contract(v.reshape(xc, n_dom, 4), w) for v in at_d]
+            if check_on_d:
+                a_on_d = ext.add(a_on_d, at_d.pop(0))
+            for k, on_d in enumerate(at_d):
                 b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
         if extra:
             with span("prover.rap_constraints.round0.lde") as sp:
@@ -378,15 +391,17 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
             if logup:
                 for k, v in enumerate(values):
                     b_acc[k] = ext.add(b_acc[k], mx.pad(v, [(1, 0), (0, 0), (0, 0)]))
-        mx.async_eval(a_acc, *b_acc)  # bounds the graph and frees the chunk; no host wait
+        mx.async_eval(a_acc, a_on_d, *b_acc)  # bounds the graph and frees the chunk; no host wait
 
     quotient = numer = denom = None
     sums = ext.zeros((2,))
+    violated = mx.any(a_on_d != 0) if check_on_d else None
     if zerocheck:
         # A_t vanishes on D: divide by Z^N − 1, the constant s^N − 1 on the coset s·D
         inv = mx.array([pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts], dtype=U32)
         q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
         quotient = interpolate_cosets(q_vals, shifts)
+        violated = mx.any(quotient[extra * n_dom - (d_a - 1):] != 0)
     if logup:
         all_shifts = [1] + shifts
         numer = interpolate_cosets(b_acc[0], all_shifts)
@@ -395,7 +410,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         eq_l = eq_table(xi[:l_skip])
         sums = mx.stack([bb.sum(ext.mul(b_acc[0][0], eq_l), axis=0),
                          bb.sum(ext.mul(b_acc[1][0], eq_l), axis=0)])
-    return Round0(quotient, numer, denom, sums)
+    return Round0(quotient, numer, denom, sums, violated)
 
 
 def read_round0_sums(rounds0: List[Round0]) -> None:
@@ -414,12 +429,12 @@ def _padded_sum(terms, length: int) -> mx.array:
 
 
 def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
-                     rounds0: List[Round0]) -> List[EF]:
+                     rounds0: List[Round0]) -> Tuple[List[EF], List[int]]:
     """Coefficients of ``s_0`` (§6.4): ``eq_D(ξ_0, Z)·(Z^N − 1)·Σ_t μ^(2T+t)·Q_t(Z)
-    + eq#_ξ(Z)·Σ_t (μ^(2t)·B_t + μ^(2t+1)·B'_t)(Z)``, exactly ``(d+1)(N−1)+1`` of them.
+    + eq#_ξ(Z)·Σ_t (μ^(2t)·B_t + μ^(2t+1)·B'_t)(Z)``, exactly ``(d+1)(N−1)+1`` of them, and
+    the positions of the traces whose ``violated`` flag is set (read in the same sync).
 
-    Raises :class:`ProverError` if the product exceeds that degree (then the traces do not
-    satisfy the constraints)."""
+    Raises :class:`ProverError` if no flag is set but the product exceeds that degree."""
     n_dom = 1 << l_skip
     num_traces = len(rounds0)
     count = (degree + 1) * (n_dom - 1) + 1
@@ -443,11 +458,28 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
         b = _padded_sum(bs, longest)
         eq_sharp = ext.from_host(kernels.eq_sharp_coeffs(l_skip, xi))
         total = ext.add(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
-    coeffs = ext.to_host(idft(total))
-    if any(not c.is_zero() for c in coeffs[count:]):
+    flags = mx.stack([mx.array(False) if r.violated is None else r.violated for r in rounds0])
+    coeffs, flags = read(idft(total), flags)
+    coeffs = ext.host_values(coeffs)
+    violated = [t for t, f in enumerate(flags.tolist()) if f]
+    if not violated and any(not c.is_zero() for c in coeffs[count:]):
         raise ProverError("the round-0 polynomial exceeds its degree bound: the traces do not "
                           "satisfy the AIR constraints")
-    return coeffs[:count]
+    return coeffs[:count], violated
+
+
+def explain_violation(pk, tr: TraceData) -> ProverError:
+    """The error for a trace whose round 0 found its constraints unsatisfied: the first failing
+    constraint and row, found by the DAG interpreter over the trace's table (the error path
+    only, so its cost does not matter)."""
+    air_name = pk.per_air[tr.air_id].air_name
+    inputs = tr.evaluator.make_inputs(lambda k: tr.table[:, tr.needed[k]])
+    found = first_violation(tr.dag, inputs, tr.height)
+    if found is None:
+        return ProverError(f"{air_name}: round 0 found the constraints unsatisfied, but no row fails")
+    i, row = found
+    node = tr.dag.constraint_idx[i]
+    return ConstraintNotSatisfied(air_name, i, node, row, tr.dag.expression(node))
 
 
 def _pad_to(a: mx.array, size: int) -> mx.array:
@@ -567,7 +599,9 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             mu = transcript.sample_ext()
             mu_pows = _powers(mu, 3 * num_traces)
             with span("prover.rap_constraints.round0.s0"):
-                s0 = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
+                s0, violated = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
+            if violated:
+                raise explain_violation(pk, trs[violated[0]])
             for c in s0:
                 transcript.observe_ext(c)
             r = [transcript.sample_ext()]
