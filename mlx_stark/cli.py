@@ -398,5 +398,59 @@ def bench(runs, warmup, permutations, scale, device_name, out_dir, progress):
         Path(out_dir, "medians.md").write_text(text + "\n")
 
 
+@main.command("prove-batch")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=_OutputPath(directory=True), required=True,
+              help="directory for the proofs, keys/, summary.json and index.json")
+@click.option("--verify/--no-verify", "check", default=False, show_default=True,
+              help="verify each proof after writing it")
+@_DEVICE_OPTION
+def prove_batch_cmd(manifest, out_dir, check, device_name):
+    """Prove a manifest of jobs (JSON or TOML); under `mlx.launch` the ranks share them.
+
+    Each job's proof goes to OUT/<name>.proof; a rerun skips proofs that exist and verify.
+    Exits 1 when a job failed (the others still run)."""
+    from .batch import prove_batch
+
+    _start(device_name)
+
+    def report(r):
+        tail = f" {r.error}" if r.error else ""
+        click.echo(f"[rank {r.rank}] {r.name}: {r.status} ({r.seconds:.2f} s){tail}", err=True)
+
+    summary = prove_batch(manifest, out_dir, check, on_job=report)
+    import mlx.core as mx
+
+    if mx.distributed.init().rank() == 0:
+        click.echo("| job | rank | status | s | bytes | error |\n|---|---|---|---|---|---|")
+        for j in summary.jobs:
+            click.echo(f"| {j['name']} | {j['rank']} | {j['status']} | {j['seconds']:.2f} | "
+                       f"{j['proof_bytes']} | {j['error']} |")
+        for r in summary.per_rank:
+            click.echo(f"rank {r['rank']} ({r['device']}): {r['proved']} proved of {r['jobs']} in "
+                       f"{r['busy_seconds']:.2f} s, {r['proofs_per_second']:.2f} proofs/s")
+        click.echo(f"{summary.ranks} rank(s), {len(summary.jobs)} jobs, {len(summary.failed)} failed, "
+                   f"{summary.wall_seconds:.2f} s wall")
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command("verify-batch")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False))
+def verify_batch_cmd(out_dir):
+    """Verify every proof a prove-batch run listed in OUT_DIR/index.json against its key."""
+    from . import device
+    from .batch import verify_batch
+
+    device.check_env()
+    rows = verify_batch(out_dir)
+    for r in rows:
+        click.echo(f"{r['name']}: {'OK' if r['ok'] else 'REJECTED ' + r['error']} ({r['ms']:.0f} ms)")
+    bad = sum(not r["ok"] for r in rows)
+    click.echo(f"{len(rows) - bad} of {len(rows)} proofs verified")
+    if bad:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ in the memory available (:func:`check_memory`); ``fib`` is small at every height
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -65,39 +65,57 @@ class Workload:
     inputs: List[Optional[AirInput]]
 
 
+KINDS = ("keccakf", "logup", "fib")
+
+
+def key_shape(kind: str, size: int) -> Tuple[str, list, SystemParams]:
+    """``(name, AIRs, parameters)`` of the ``kind`` workload of ``size`` (keccakf permutations,
+    logup scale, fib log height), without building its traces: what its keys depend on."""
+    if kind == "keccakf":
+        if size < 1:
+            raise InvalidInputError("at least one permutation is needed")
+        log_h = keccakf_trace_height(size).bit_length() - 1
+        # the reference uses log stacked height 21 for 1024 permutations: 6 more than the trace
+        return f"keccakf-{size}", [KeccakfAir()], app_params_with_100_bits_security(max(log_h + 6, 11))
+    if kind == "logup":
+        if size < 1 or size & (size - 1):
+            raise InvalidInputError(f"scale must be a power of two, got {size}")
+        airs = [DummyInteractionAir(1, True, 0), DummyInteractionAir(1, False, 0)]
+        log_h = (len(RECEIVER_11[0]) * size).bit_length() - 1  # the receiver is the taller
+        params = (default_test_params_small() if size == 1
+                  else app_params_with_100_bits_security(max(log_h + 2, 11)))
+        return f"logup-x{size}", airs, params
+    if kind == "fib":
+        if not isinstance(size, int) or not 2 <= size <= 20:
+            raise InvalidInputError(f"log_height must be in [2, 20] (the stacked height 2^20), "
+                                    f"got {size}")
+        airs = [FibonacciAir()] + [DummyInteractionAir(len(rows[0]) - 1, is_send, bus)
+                                   for bus, rows, is_send in _FIB_BUSES]
+        return f"fib-2^{size}", airs, test_system_params_small(4, 16, 4)
+    raise InvalidInputError(f"unknown workload {kind!r}; known: {', '.join(KINDS)}")
+
+
 def keccakf(permutations: int = 1024, seed: int = 0,
             params: SystemParams | None = None) -> Workload:
     """``permutations`` random Keccak-f permutations (inputs from ``seed``)."""
-    if permutations < 1:
-        raise InvalidInputError("at least one permutation is needed")
+    name, airs, default_params = key_shape("keccakf", permutations)
     check_memory("keccakf", keccakf_trace_height(permutations) * KeccakfAir.width)
     trace = keccakf_trace(random_keccakf_inputs(permutations, seed))
-    log_h = trace.shape[0].bit_length() - 1
-    if params is None:
-        # the reference uses log stacked height 21 for 1024 permutations: 6 more than the trace
-        params = app_params_with_100_bits_security(max(log_h + 6, 11))
-    return Workload(f"keccakf-{permutations}", [KeccakfAir()], params, [AirInput(trace)])
+    return Workload(name, airs, params or default_params, [AirInput(trace)])
 
 
 def logup(scale: int = 1) -> Workload:
     """The sender/receiver interaction workload, repeated ``scale`` times."""
-    if scale < 1 or scale & (scale - 1):
-        raise InvalidInputError(f"scale must be a power of two, got {scale}")
+    name, airs, params = key_shape("logup", scale)
     check_memory("logup", sum(len(count) * scale * (1 + len(fields[0]))
                               for count, fields in (SENDER_11, RECEIVER_11)))
-    airs, inputs = [], []
-    for is_send, (count, fields) in ((True, SENDER_11), (False, RECEIVER_11)):
+    inputs = []
+    for count, fields in (SENDER_11, RECEIVER_11):
         count = np.tile(np.asarray(count, dtype=np.uint64), scale)
         fields = np.tile(np.asarray(fields, dtype=np.uint64), (scale, 1))
         common, _ = dummy_interaction_trace(count, fields)
-        airs.append(DummyInteractionAir(1, is_send, 0))
         inputs.append(AirInput(common))
-    if scale == 1:
-        params = default_test_params_small()
-    else:
-        log_h = max(inp.common_main.shape[0] for inp in inputs).bit_length() - 1
-        params = app_params_with_100_bits_security(max(log_h + 2, 11))
-    return Workload(f"logup-x{scale}", airs, params, inputs)
+    return Workload(name, airs, params, inputs)
 
 
 # The reference benchmark's interaction traces, rows ``[count, fields..]``: bus 0 (one field)
@@ -105,19 +123,17 @@ def logup(scale: int = 1) -> Workload:
 FIB_BUS0_SEND = [[0, 1], [3, 5], [7, 4], [546, 889]]
 FIB_BUS0_RECEIVE = [[1, 5], [3, 4], [4, 4], [2, 5], [0, 123], [545, 889], [1, 889], [0, 456]]
 FIB_BUS1 = [[2, 10, 11], [3, 20, 21]]
+_FIB_BUSES = ((0, FIB_BUS0_SEND, True), (0, FIB_BUS0_RECEIVE, False), (1, FIB_BUS1, True),
+              (1, FIB_BUS1, False))
 
 
 def fib(log_height: int = 20) -> Workload:
     """Fibonacci over ``2^log_height`` rows from ``(0, 1)`` with the four interaction AIRs."""
-    if not isinstance(log_height, int) or not 2 <= log_height <= 20:
-        raise InvalidInputError(f"log_height must be in [2, 20] (the stacked height 2^20), "
-                                f"got {log_height}")
+    name, airs, params = key_shape("fib", log_height)
     trace, public_values = fib_trace(0, 1, 1 << log_height)
-    airs, inputs = [FibonacciAir()], [AirInput(trace, public_values)]
-    for bus, rows, is_send in ((0, FIB_BUS0_SEND, True), (0, FIB_BUS0_RECEIVE, False),
-                               (1, FIB_BUS1, True), (1, FIB_BUS1, False)):
+    inputs = [AirInput(trace, public_values)]
+    for _, rows, _ in _FIB_BUSES:
         rows = np.asarray(rows, dtype=np.uint64)
         common, _ = dummy_interaction_trace(rows[:, 0], rows[:, 1:])
-        airs.append(DummyInteractionAir(rows.shape[1] - 1, is_send, bus))
         inputs.append(AirInput(common))
-    return Workload(f"fib-2^{log_height}", airs, test_system_params_small(4, 16, 4), inputs)
+    return Workload(name, airs, params, inputs)
