@@ -404,14 +404,20 @@ def bench(runs, warmup, permutations, scale, device_name, out_dir, progress):
               help="directory for the proofs, keys/, summary.json and index.json")
 @click.option("--verify/--no-verify", "check", default=False, show_default=True,
               help="verify each proof after writing it")
+@click.option("--local-ranks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="start this many ranks on this host (ring backend on loopback)")
 @_DEVICE_OPTION
-def prove_batch_cmd(manifest, out_dir, check, device_name):
-    """Prove a manifest of jobs (JSON or TOML); under `mlx.launch` the ranks share them.
+def prove_batch_cmd(manifest, out_dir, check, local_ranks, device_name):
+    """Prove a manifest of jobs (JSON or TOML); the ranks of `mlx.launch` or of
+    --local-ranks share them.
 
     Each job's proof goes to OUT/<name>.proof; a rerun skips proofs that exist and verify.
     Exits 1 when a job failed (the others still run)."""
-    from .batch import prove_batch
+    from .batch import launch_local, prove_batch
 
+    if local_ranks > 1 and "MLX_RANK" not in os.environ:
+        args = ["prove-batch", manifest, "--out", out_dir, "--verify" if check else "--no-verify"]
+        sys.exit(launch_local(local_ranks, args + (["--device", device_name] if device_name else [])))
     _start(device_name)
 
     def report(r):

@@ -180,3 +180,16 @@ def test_a_killed_batch_resumes(batch, tmp_path):
     for p in (tmp / "out").glob("*.proof"):
         assert (out / p.name).read_bytes() == p.read_bytes()
     assert not list(out.glob(".*.tmp"))  # a write cut by the kill is cleaned up by the rerun
+
+
+def test_local_ranks_start_a_ring_group_without_the_launcher(batch, tmp_path):
+    tmp, manifest, _ = batch
+    out = tmp_path / "out"
+    run = subprocess.run(_cli("prove-batch", str(manifest), "--out", str(out), "--local-ranks", "2"),
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 1, run.stderr  # the invalid job; every other job proved
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ranks"] == 2 and [r["jobs"] for r in summary["per_rank"]] == [3, 3]
+    assert "2 rank(s), 6 jobs, 1 failed" in run.stdout
+    for p in (tmp / "out").glob("*.proof"):
+        assert (out / p.name).read_bytes() == p.read_bytes()
