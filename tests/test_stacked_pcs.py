@@ -12,6 +12,7 @@ from mlx_stark.field import EF, P, bb, ext, two_adic_generator
 from mlx_stark.layout import StackedSlice, stacked_layout
 from mlx_stark.params import default_test_params_small, test_system_params_small
 from mlx_stark.poly import kernels, mobeq_table, zeta
+from mlx_stark.prover import stacked_pcs
 from mlx_stark.prover.stacked_pcs import (
     layout_of, rs_code_matrix, stacked_commit, stacked_matrix,
 )
@@ -110,8 +111,11 @@ def _naive_msg(column, l):
     return msg
 
 
+@pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("l,m,log_blowup", [(2, 4, 1), (3, 5, 2), (0, 3, 1), (2, 2, 3)])
-def test_rs_code_matrix_matches_naive(on_device, l, m, log_blowup):
+def test_rs_code_matrix_matches_naive(on_device, l, m, log_blowup, chunked, monkeypatch):
+    if chunked:  # the ops path's column chunks: one column at a time
+        monkeypatch.setattr(stacked_pcs, "_OPS_CHUNK_ELEMS", 1)
     q = bb.random((1 << m, 3), seed=l * 10 + m)
     msgs, code = rs_code_matrix(q, l, log_blowup)
     qn, mn, cn = np.array(q), np.array(msgs), np.array(code)

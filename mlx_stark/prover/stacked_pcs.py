@@ -18,6 +18,10 @@ from ..poly import mle, ntt
 from ..tracing import read, span, wait
 
 
+# Codeword elements (uint32) the MLX-ops encoding handles at once (see rs_code_matrix).
+_OPS_CHUNK_ELEMS = 1 << 24
+
+
 @dataclass
 class StackedPcsData:
     """Everything the prover keeps about one stacked commitment.
@@ -119,11 +123,23 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
 
     ``matrix``: ``(2^m, W)`` uint32 (``m >= l_skip``). Returns ``(msgs, codewords)``:
     ``(2^m, W)`` and ``(2^{m + log_blowup}, W)`` uint32."""
-    height = matrix.shape[0]
+    height, width = matrix.shape
     if height & (height - 1) or height < (1 << l_skip):
         raise InvalidInputError(f"stacked height {height} is not a power of two >= 2^{l_skip}")
-    msgs = rs_messages(matrix, l_skip)
-    return msgs, ntt.lde(msgs, log_blowup)
+    step = max(1, _OPS_CHUNK_ELEMS // (height << log_blowup))
+    if custom_kernels.native("ntt.transform") is not None or step >= width:
+        msgs = rs_messages(matrix, l_skip)
+        return msgs, ntt.lde(msgs, log_blowup)
+    # MLX ops: the transforms' temporaries are several times their input, so encode a few
+    # columns at a time into preallocated outputs (written in place: nothing else holds them)
+    msgs = mx.zeros((height, width), dtype=U32)
+    codewords = mx.zeros((height << log_blowup, width), dtype=U32)
+    for a in range(0, width, step):
+        m = rs_messages(matrix[:, a:a + step], l_skip)
+        msgs[:, a:a + step] = m
+        codewords[:, a:a + step] = ntt.lde(m, log_blowup)
+        wait(msgs, codewords)  # frees the chunk's temporaries (the ops path syncs per transform anyway)
+    return msgs, codewords
 
 
 def stacked_commit(params: SystemParams, matrices, check_values: bool = True) -> StackedPcsData:
