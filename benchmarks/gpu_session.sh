@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One lent-GPU session's measurements, after `bash .gpu2/gpu-setup.sh 2` (../shared/DEVICE.md).
+# Run from the repository root on the GPU machine; results go to $OUT.
+#
+#   bash benchmarks/gpu_session.sh cold      # fresh machine: cold first proof + compile table,
+#                                            # then a warm-cache process, keccakf after/before
+#   bash benchmarks/gpu_session.sh rest      # logup and fib after/before, kernel tests
+#
+# "before" is a checkout of the pre-change main in .before/ (carried along); both share one
+# cache directory, so the second compiles only what differs. Every step has its own time limit
+# so that a slow one cannot take the later ones' results with it.
+set -uo pipefail
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MLX_STARK_CACHE=/tmp/msc
+export MLX_PTX_CACHE_DIR=/tmp/msc/ptx CUDA_CACHE_PATH=/tmp/msc/cuda CUDA_CACHE_MAXSIZE=4294967296
+out=${OUT:-/tmp/out}
+mkdir -p "$out"
+
+after() {  # name, limit, command...
+  local name=$1 limit=$2; shift 2
+  local t0; t0=$(date +%s.%N)
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  echo "$name rc=$? $(python3 -c "import time; print(round(time.time() - $t0, 1))") s" | tee -a "$out/steps.txt"
+}
+before() {  # name, limit, workload args...
+  local name=$1 limit=$2; shift 2
+  (cd .before && PYTHONPATH=/tmp/site:$PWD after "$name" "$limit" python3 ../benchmarks/whole_call.py "$@")
+}
+
+case "${1:-}" in
+  cold)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
+    start=$(date +%s.%N)
+    after cold-keccakf 300 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-keccakf.json" > "$out/compile-keccakf.txt" 2>&1
+    after warmcache-keccakf 90 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    after after-keccakf 100 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
+    before before-keccakf 150 keccakf --out "$out/before-keccakf.json"
+    ;;
+  rest)
+    after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
+    before before-logup 150 logup --out "$out/before-logup.json"
+    after after-fib 120 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
+    before before-fib 120 fib --out "$out/before-fib.json"
+    after kernel-tests 200 python3 -m pytest -q -x tests/test_kernels_transcript.py \
+      tests/test_device_transcript.py tests/test_kernels_sumcheck.py tests/test_golden_fingerprints.py
+    ;;
+  *) echo "usage: gpu_session.sh cold|rest" >&2; exit 2 ;;
+esac
