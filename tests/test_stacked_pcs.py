@@ -11,7 +11,7 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import EF, P, bb, ext, two_adic_generator
 from mlx_stark.layout import StackedSlice, stacked_layout
 from mlx_stark.params import default_test_params_small, test_system_params_small
-from mlx_stark.poly import kernels, mobeq_table, zeta
+from mlx_stark.poly import host, mobeq_table, zeta
 from mlx_stark.prover.stacked_pcs import (
     layout_of, rs_code_matrix, stacked_commit, stacked_matrix,
 )
@@ -128,11 +128,11 @@ def _prism_eval(column, l, u0, us):
     """q̂(u0, u_1..u_n) = Σ_x eq(x, u)·Σ_{i0} q[i0 + 2^l x]·eqD_l(ω^{i0}, u0) (host)."""
     w = two_adic_generator(l)
     n = len(us)
-    basis = [kernels.eq_d(l, pow(w, i0, P), u0) for i0 in range(1 << l)]
+    basis = [host.eq_d(l, pow(w, i0, P), u0) for i0 in range(1 << l)]
     acc = EF.zero()
     for x in range(1 << n):
         zval = sum((basis[i0] * column[i0 + (x << l)] for i0 in range(1 << l)), EF.zero())
-        acc = acc + kernels.eq([(x >> j) & 1 for j in range(n)], us) * zval
+        acc = acc + host.eq([(x >> j) & 1 for j in range(n)], us) * zval
     return acc
 
 

@@ -38,9 +38,8 @@ from ..errors import InvalidInputError, ProverError
 from ..field import bb, ext
 from ..field.bb import GENERATOR, P, U32, U64
 from ..field.host import EF, horner
-from ..poly import (
-    coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers, kernels,
-)
+from ..poly import coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers
+from ..poly import host as kernels
 from ..proof.constraints import BatchConstraintProof, GkrProof
 from ..tracing import read, span
 from ..transcript import Transcript, device_segment

@@ -16,7 +16,7 @@ from ..air.check import AirTrace, check_interaction_balance
 from ..errors import InvalidInputError, UnbalancedInteractions
 from ..field.bb import P
 from ..layout import stacked_layout
-from ..poly.kernels import u_cube
+from ..poly.host import u_cube
 from ..proof.stark import Proof, TraceVData
 from ..tracing import read, span
 from ..transcript import Transcript

@@ -29,7 +29,7 @@ from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
 from ..field.host import EF
 from ..params import SystemParams
-from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, idft, kernels
+from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
 from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
@@ -111,13 +111,13 @@ def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
     b = l if n_h >= 0 else h
     rho0 = r0 if n_h >= 0 else r0 ** (1 << -n_h)
     rho0_rot = rho0 * two_adic_generator(b)
-    c_rot = kernels.eq1(b, rho0_rot)
+    c_rot = host.eq1(b, rho0_rot)
     out = []
     for z in points:
-        ind = kernels.ind(l, n_h, z)
-        eq1z = kernels.eq1(b, z) * c_rot
-        out.append((ind * kernels.eq_d(b, z, rho0),
-                    ind * (kernels.eq_d(b, z, rho0_rot) - eq1z),
+        ind = host.ind(l, n_h, z)
+        eq1z = host.eq1(b, z) * c_rot
+        out.append((ind * host.eq_d(b, z, rho0),
+                    ind * (host.eq_d(b, z, rho0_rot) - eq1z),
                     ind * eq1z))
     return out
 
@@ -161,7 +161,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
 
     The column claims themselves are not needed (they were observed before ``r``).
     Returns ``(StackingProof, u_prism)`` with ``u_prism = [u_0, …, u_n]`` (host EF);
-    WHIR opens at :func:`mlx_stark.poly.kernels.u_cube` of it."""
+    WHIR opens at :func:`mlx_stark.poly.host.u_cube` of it."""
     l, n = params.l_skip, params.n_stack
     m = l + n
     if not pcs_datas or len(need_rot) != len(pcs_datas):
@@ -269,9 +269,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             return None, [g.reshape(-1, 4), *messages, *us]
 
         with span("prover.openings.stacked_reduction.rounds"):
-            _, (flat, *host) = device_segment(transcript, rounds_1_to_n)
-        rounds = [tuple(ext.host_values(m)) for m in host[:n]]
-        u_prism += [ext.host_values(u)[0] for u in host[n:]]
+            _, (flat, *read_back) = device_segment(transcript, rounds_1_to_n)
+        rounds = [tuple(ext.host_values(m)) for m in read_back[:n]]
+        u_prism += [ext.host_values(u)[0] for u in read_back[n:]]
         flat = ext.host_values(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:

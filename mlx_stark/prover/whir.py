@@ -71,7 +71,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     - ``pcs_datas``: the commitment list's
       :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (``msgs`` ``(2^m, W_c)`` uint32 —
       the multilinear coefficient tables of the stacked columns — and ``tree`` are read);
-    - ``u_cube``: ``m`` host EF (:func:`mlx_stark.poly.kernels.u_cube` of the stacked
+    - ``u_cube``: ``m`` host EF (:func:`mlx_stark.poly.host.u_cube` of the stacked
       reduction's ``u_prism``).
     """
     m, k, num_rounds = params.log_stacked_height, params.k_whir, params.num_whir_rounds

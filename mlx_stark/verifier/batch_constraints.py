@@ -12,7 +12,7 @@ from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
 from ..field.bb import P, two_adic_generator
 from ..field.host import EF, horner, is_canonical_ef
-from ..poly import kernels
+from ..poly import host
 from .gkr import verify_gkr
 
 SHAPE = "ProofShape"
@@ -195,7 +195,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         for v in values:
             transcript.observe_ext(v)
         r = transcript.sample_ext()
-        cur = kernels.interpolate_at_integers([cur - values[0]] + list(values), r)
+        cur = host.interpolate_at_integers([cur - values[0]] + list(values), r)
         rs.append(r)
 
     # 9. eq3b per trace and interaction
@@ -205,13 +205,13 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         for _ in per_air[a].symbolic_constraints.interactions:
             b = stacked >> (l_skip + nt)
             bits = [(b >> k) & 1 for k in range(n_logup - nt)]
-            row.append(kernels.eq(xi[l_skip + nt:l_skip + n_logup], bits))
+            row.append(host.eq(xi[l_skip + nt:l_skip + n_logup], bits))
             stacked += 1 << (l_skip + nt)
         eq3b.append(row)
 
     # 10. Ê[i], Ê#[i]
-    e_zc = [kernels.eq_d(l_skip, xi[0], r0)]
-    e_lu = [horner(kernels.eq_sharp_coeffs(l_skip, xi), r0)]
+    e_zc = [host.eq_d(l_skip, xi[0], r0)]
+    e_lu = [horner(host.eq_sharp_coeffs(l_skip, xi), r0)]
     for i in range(1, n_max + 1):
         x, r = xi[l_skip + i - 1], rs[i]
         eq = x * r + (1 - x) * (1 - r)
@@ -244,14 +244,14 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
             for r in rs[1:nt + 1]:
                 first = first * (1 - r)
                 last = last * r
-            is_first = kernels.lagrange_first(l_skip, r0) * first
-            is_last = kernels.lagrange_last(l_skip, r0) * last
+            is_first = host.lagrange_first(l_skip, r0) * first
+            is_last = host.lagrange_last(l_skip, r0) * last
             norm = 1
         else:
             s = -n
             y = r0 ** (1 << s)
-            is_first = kernels.eq1(l_skip - s, y)
-            is_last = kernels.eq1(l_skip - s, y * two_adic_generator(l_skip - s))
+            is_first = host.eq1(l_skip - s, y)
+            is_last = host.eq1(l_skip - s, y * two_adic_generator(l_skip - s))
             norm = pow(1 << s, P - 2, P)
         dag, values = _eval_trace(avk, pairs[t], public_values[a], is_first, is_last)
         expr = EF.zero()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import VerificationError
 from ..params import SystemParams
-from ..poly.kernels import u_cube
+from ..poly.host import u_cube
 from ..proof.stark import Proof
 from ..transcript import Transcript
 from .batch_constraints import opening_pairs, verify_zerocheck_and_logup
