@@ -27,7 +27,7 @@ from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
 from mlx_stark.poly import fold_lowest
 from mlx_stark.prover import whir
-from mlx_stark.prover.stacked_reduction import fold_product_round, product_round_values
+from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
 
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 

@@ -27,7 +27,7 @@ sums are multiplied by ``2^32`` once (``bb_to_mont``). Folds multiply the canoni
 by ``r`` in Montgomery form (canonical result). The query weights multiply Montgomery-form
 factors (Montgomery-form ``E``) and accumulate ``E·c`` in 64 bits with one ``bb_redc`` per
 coefficient. Every result is bit-equal to the MLX-ops references
-(:func:`mlx_stark.prover.stacked_reduction.product_round_values`,
+(:func:`mlx_stark.prover.sumcheck.product_round_values`,
 :func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`).
 """
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _round_values(parts: mx.array) -> mx.array:
 
 
 def product_round(f: mx.array, w: mx.array) -> tuple:
-    """:func:`mlx_stark.prover.stacked_reduction.product_round_values` (bit-equal): ``f, w``
+    """:func:`mlx_stark.prover.sumcheck.product_round_values` (bit-equal): ``f, w``
     ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``[s(1), s(2)]`` ``(2, 4)``. One launch and
     a sum of the ``K ≤ MAX_BLOCKS`` partial sums; lazy."""
     n, width = _pair_dims(f, w, 2)
@@ -238,7 +238,7 @@ def product_round(f: mx.array, w: mx.array) -> tuple:
 
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
-    """:func:`mlx_stark.prover.stacked_reduction.fold_product_round` (bit-equal): ``f, w``
+    """:func:`mlx_stark.prover.sumcheck.fold_product_round` (bit-equal): ``f, w``
     ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 2``, ``r`` host EF or ``(4,)`` device array ->
     ``(f', w', [s(1), s(2)])``: both tables folded at ``r`` (``(2^(d−1), ..., 4)``) and the next
     round's sums ``(2, 4)`` over them. One pass over the tables; lazy."""

@@ -33,6 +33,7 @@ from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
 from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
+from .sumcheck import fold_product_round, product_round_values
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
 _CHUNK_ELEMS = 1 << 22
@@ -68,41 +69,6 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)
-
-
-@mx.compile
-def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
-    """Terms of ``s(1)`` and ``s(2)`` of a degree-2 product round (extension tables)."""
-    f2 = bb.sub(bb.add(f1, f1), f0)
-    w2 = bb.sub(bb.add(w1, w1), w0)
-    return ext.mul(f1, w1), ext.mul(f2, w2)
-
-
-def product_round_values(f: mx.array, w: mx.array) -> mx.array:
-    """``[s(1), s(2)]`` (``(2, 4)`` uint32, on the device) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
-    sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
-    the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
-    kernel (``sumcheck.product_round``) runs instead where the device has one."""
-    kernel = custom_kernels.native("sumcheck.product_round")
-    if kernel is not None:
-        return kernel(f, w)
-    half = f.shape[0] // 2
-    fv = f.reshape(half, 2, -1, 4)
-    wv = w.reshape(half, 2, -1, 4)
-    t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
-    return bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
-
-
-def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
-    """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
-    round's :func:`product_round_values` over them: ``(f', w', [s(1), s(2)])``. ``f``, ``w``:
-    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF or ``(4,)`` device array. The native kernel
-    (``sumcheck.fold_product_round``, one pass over the tables) runs where the device has one."""
-    kernel = custom_kernels.native("sumcheck.fold_product_round")
-    if kernel is not None:
-        return kernel(f, w, r)
-    f, w = fold_lowest(f, r), fold_lowest(w, r)
-    return f, w, product_round_values(f, w)
 
 
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:

@@ -22,7 +22,8 @@ from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobe
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript, device_segment
-from .stacked_reduction import fold_product_round, product_round_values, weighted_sum
+from .stacked_reduction import weighted_sum
+from .sumcheck import fold_product_round, product_round_values
 
 # Queries whose base-field eq tables are built at once in the weight update (memory bound).
 _QUERY_TABLE_ELEMS = 1 << 22
