@@ -34,9 +34,9 @@ from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, rou
 from .test_logup_gkr import balanced_leaves
 
 SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source)
-OPERATIONS = ("gkr.layer_tables", "gkr.round_sums", "gkr.fold_round_sums")
-KERNELS = {"gkr.layer_tables": kg.layer_tables, "gkr.round_sums": kg.round_sums,
-           "gkr.fold_round_sums": kg.fold_round_sums}
+OPERATIONS = ("logup_gkr.layer_tables", "logup_gkr.round_sums", "logup_gkr.fold_round_sums")
+KERNELS = {"logup_gkr.layer_tables": kg.layer_tables, "logup_gkr.round_sums": kg.round_sums,
+           "logup_gkr.fold_round_sums": kg.fold_round_sums}
 LAM, R = EF(3, P - 1, 12345, 7), EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -185,7 +185,7 @@ def test_device_equals_ops(reference):
         return ([np.array(a) for a in sums], [(np.array(a), np.array(b)) for a, b in folds],
                 [np.array(a) for a in built], [_gkr_proof(p, q) for p, q in proofs])
 
-    assert custom_kernels.native("gkr.round_sums") is not None
+    assert custom_kernels.native("logup_gkr.round_sums") is not None
     native = run()
     ops = reference(run)
     for got, ref in zip(native[0] + native[2], ops[0] + ops[2]):

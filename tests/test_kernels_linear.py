@@ -111,7 +111,7 @@ def test_emulated_through_the_stage(emulated, monkeypatch):
         calls.append(values.shape)
         return klin.weighted_sum(values, weights)
 
-    route(monkeypatch, {"linear.weighted_sum": kernel})
+    route(monkeypatch, {"stacked_reduction.weighted_sum": kernel})
     values, weights = _case(2, 37, 3, 4)
     got = stacked_reduction.weighted_sum(values, weights)
     assert calls == [(2, 37, 3)]
@@ -130,7 +130,7 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
         shapes.append(values.shape + weights.shape[1:])
         return klin.weighted_sum(values, weights)
 
-    route(monkeypatch, {"linear.weighted_sum": kernel})
+    route(monkeypatch, {"stacked_reduction.weighted_sum": kernel})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
     # the WHIR μ-combination (B = 1) and the stacked reduction's round 0 (C = 8) went through it
@@ -155,7 +155,7 @@ def test_stage_rejects_mismatched_weights():
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
 @needs_native
 def test_device_equals_ops(reference):
-    assert custom_kernels.native("linear.weighted_sum") is not None
+    assert custom_kernels.native("stacked_reduction.weighted_sum") is not None
     # the test shapes, then the keccakf-1024 shapes (WHIR μ-combination, stacked-reduction
     # round 0, WHIR query weights) and a large X split into many parts
     shapes = SHAPES + [(1 << 21, 42, 1, 4), (42, 1 << 11, 16, 8), (1, 300, 1 << 17, 4),

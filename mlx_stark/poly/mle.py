@@ -117,12 +117,12 @@ def fold_lowest(table: mx.array, r, base: bool = False) -> mx.array:
 
     ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` a power
     of two. Returns the extension table ``(N/2, ..., 4)``. Runs the native kernel
-    (``sumcheck.fold_ext`` / ``sumcheck.fold_base``) where the device has one."""
+    (:func:`mlx_stark.custom_kernels.sumcheck.fold_ext` / ``fold_base``) where the device has one."""
     n = table.shape[0]
     _log2_exact(n, "table length")
     if n < 2:
         raise ValueError("cannot fold a table with no variables")
-    kernel = custom_kernels.native("sumcheck.fold_base" if base else "sumcheck.fold_ext")
+    kernel = custom_kernels.native("mle.fold_lowest:base" if base else "mle.fold_lowest:ext")
     if kernel is not None:
         return kernel(table, r)
     v = table.reshape(n // 2, 2, *table.shape[1:])

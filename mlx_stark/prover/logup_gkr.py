@@ -118,7 +118,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi: Sequence[EF]) -> mx.array:
     """The sumcheck tables of layer ``j`` (``lp, lq`` ``(2^j, 4)`` uint32, ``ξ`` ``j − 1`` host
     EF): ``(2^(j−1), 5, 4)`` uint32, row ``y`` = ``p[2y], q[2y], p[2y+1], q[2y+1], eq(ξ, y)``
     (``P0, Q0, P1, Q1, E``; every table folds on its row index)."""
-    kernel = custom_kernels.native("gkr.layer_tables")
+    kernel = custom_kernels.native("logup_gkr.layer_tables")
     if kernel is not None:
         return kernel(lp, lq, xi)
     half = lp.shape[0] // 2
@@ -129,7 +129,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi: Sequence[EF]) -> mx.array:
 def round_sums(tables: mx.array, lam: EF) -> mx.array:
     """``g(1), g(2), g(3)`` of a sub-round over ``tables`` ``(2M, 5, 4)`` uint32 (``M ≥ 1``):
     ``(3, 4)`` uint32."""
-    kernel = custom_kernels.native("gkr.round_sums")
+    kernel = custom_kernels.native("logup_gkr.round_sums")
     if kernel is not None:
         return kernel(tables, lam)
     return _ops_round_sums(tables, lam)
@@ -138,7 +138,7 @@ def round_sums(tables: mx.array, lam: EF) -> mx.array:
 def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.array]:
     """``tables`` ``(4N, 5, 4)`` uint32 (``N ≥ 1``) folded at ``r`` (``(2N, 5, 4)``) and the
     next sub-round's :func:`round_sums` over them (``(3, 4)``)."""
-    kernel = custom_kernels.native("gkr.fold_round_sums")
+    kernel = custom_kernels.native("logup_gkr.fold_round_sums")
     if kernel is not None:
         return kernel(tables, r, lam)
     folded = fold_lowest(tables, r)

@@ -49,11 +49,11 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     ``X < 2^33``). The ``x`` axis is processed in chunks so that no
     temporary exceeds ``_CHUNK_ELEMS`` elements; each chunk is evaluated before the next is
     built, otherwise the lazy graph keeps all of them alive. The native kernel
-    (``linear.weighted_sum``) runs instead where the device has one."""
+    (:func:`mlx_stark.custom_kernels.linear.weighted_sum`) runs instead where the device has one."""
     a, x, b = values.shape
     if weights.ndim != 2 or weights.shape[0] != x:
         raise InvalidInputError(f"weights {tuple(weights.shape)} do not match values {tuple(values.shape)}")
-    kernel = custom_kernels.native("linear.weighted_sum")
+    kernel = custom_kernels.native("stacked_reduction.weighted_sum")
     if kernel is not None:
         return kernel(values, weights)
     c = weights.shape[1]

@@ -24,8 +24,8 @@ def product_round_values(f: mx.array, w: mx.array) -> mx.array:
     """``[s(1), s(2)]`` (``(2, 4)`` uint32, on the device) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
     sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
     the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
-    kernel (``sumcheck.product_round``) runs instead where the device has one."""
-    kernel = custom_kernels.native("sumcheck.product_round")
+    kernel (:func:`mlx_stark.custom_kernels.sumcheck.product_round`) runs instead where the device has one."""
+    kernel = custom_kernels.native("sumcheck.product_round_values")
     if kernel is not None:
         return kernel(f, w)
     half = f.shape[0] // 2
@@ -39,7 +39,7 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
     round's :func:`product_round_values` over them: ``(f', w', [s(1), s(2)])``. ``f``, ``w``:
     ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF or ``(4,)`` device array. The native kernel
-    (``sumcheck.fold_product_round``, one pass over the tables) runs where the device has one."""
+    (:func:`mlx_stark.custom_kernels.sumcheck.fold_product_round`, one pass over the tables) runs where the device has one."""
     kernel = custom_kernels.native("sumcheck.fold_product_round")
     if kernel is not None:
         return kernel(f, w, r)

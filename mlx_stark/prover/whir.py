@@ -35,9 +35,9 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     ``points``: ``(Q,)`` uint32 base-field ``z_q`` on the device; ``coeffs``: ``(Q, 4)`` uint32.
     Returns ``(2^d, 4)``. The tables are base-field (the points are), built by doubling for a
     chunk of queries at once and contracted with the coefficients by :func:`weighted_sum`. The
-    native kernel (``sumcheck.query_weights``, one launch) runs instead where the device has
+    native kernel (:func:`mlx_stark.custom_kernels.sumcheck.query_weights`, one launch) runs instead where the device has
     one."""
-    kernel = custom_kernels.native("sumcheck.query_weights")
+    kernel = custom_kernels.native("whir.query_weights")
     if kernel is not None:
         return kernel(points, coeffs, d)
     chunk = max(1, _QUERY_TABLE_ELEMS >> d)
