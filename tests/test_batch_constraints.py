@@ -27,12 +27,13 @@ from mlx_stark.field import ext
 from mlx_stark.field.bb import P, two_adic_generator
 from mlx_stark.field.host import EF, horner
 from mlx_stark.keygen import keygen
+from mlx_stark.layout import n_logup_of, segment_offsets
 from mlx_stark.params import SystemParams, default_test_params_small
 from mlx_stark.poly import fold_skip, host, mle_eval
 from mlx_stark.proof.constraints import BatchConstraintProof, GkrProof
 from mlx_stark.prover import batch_constraints as bc
 from mlx_stark.prover import constraint_eval
-from mlx_stark.prover.logup_gkr import fraction_leaves, n_logup_of, segment_offsets
+from mlx_stark.prover.logup_gkr import fraction_leaves
 from mlx_stark.transcript import Transcript
 from mlx_stark.verifier.batch_constraints import verify_zerocheck_and_logup
 

@@ -9,7 +9,10 @@ import pytest
 from mlx_stark import tracing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import EF, P, bb, ext, two_adic_generator
-from mlx_stark.layout import StackedSlice, stacked_layout
+from mlx_stark.keygen import LinearConstraint
+from mlx_stark.layout import (
+    StackedSlice, commitment_list, stacked_layout, trace_height_violations, trace_order, trace_parts,
+)
 from mlx_stark.params import default_test_params_small, test_system_params_small
 from mlx_stark.poly import host, mobeq_table, zeta
 from mlx_stark.prover.stacked_pcs import (
@@ -62,6 +65,23 @@ def test_layout_zero_width_and_errors():
         stacked_layout(2, 4, [(1, 5)])  # taller than 2^m
     with pytest.raises(InvalidInputError):
         stacked_layout(2, 4, [(1, 2), (1, 3)])  # increasing heights
+
+
+def test_trace_order_and_commitment_list():
+    assert trace_order({0: 3, 2: 5, 3: 3, 5: 1}) == [2, 0, 3, 5]  # height down, AIR id up
+    assert trace_parts("c", None, ["k0", "k1"]) == ["c", "k0", "k1"]
+    assert trace_parts("c", "p", []) == ["c", "p"]
+    parts = [trace_parts("c0", "p0", ["k0"]), trace_parts("c1", None, []), trace_parts("c2", None, ["k2"])]
+    assert commitment_list(parts) == [[(0, "c0"), (1, "c1"), (2, "c2")], [(0, "p0")], [(0, "k0")],
+                                      [(2, "k2")]]
+
+
+def test_trace_height_violations():
+    # Σ_a coefficients[a]·2^max(h_a, l) against the threshold, over the present AIRs only
+    constraints = [LinearConstraint((1, 1, 5), 40), LinearConstraint((0, 2, 0), 100)]
+    assert trace_height_violations(constraints, 2, {0: 5, 1: 1}) == []  # 32 + 4 < 40
+    assert trace_height_violations(constraints, 2, {0: 5, 1: 3}) == [(0, 40)]
+    assert trace_height_violations(constraints, 2, {1: 6, 2: 0}) == [(0, 84), (1, 128)]
 
 
 def _naive_stack(l, m, matrices):

@@ -20,7 +20,7 @@ from mlx_stark.prover import whir as whir_prover
 from mlx_stark.prover.stacked_reduction import prove_stacked_reduction
 from mlx_stark.prover.whir import prove_whir
 from mlx_stark.transcript import Transcript
-from mlx_stark.verifier.pcs_shape import check_pcs_shape
+from mlx_stark.verifier.proof_shape import check_pcs_shape
 from mlx_stark.verifier.stacked_reduction import verify_stacked_reduction
 from mlx_stark.verifier.whir import binary_k_fold, verify_whir
 from .test_stacked_reduction import make_instance, rand_ef

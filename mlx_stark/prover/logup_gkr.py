@@ -32,7 +32,7 @@ from ..proof.constraints import GkrLayerClaims
 from ..transcript import Transcript, device_segment
 
 
-# ------------------------------------------------------------------ challenges and layout
+# ------------------------------------------------------------------ challenges
 def logup_challenges(transcript: Transcript, pow_bits: int) -> Tuple[int, EF, EF]:
     """§4.2 steps 4–5: ``w = grind(pow_bits)``, then ``α = sample_ext()``, ``β = sample_ext()``.
     Returns ``(w, α, β)``."""
@@ -40,23 +40,6 @@ def logup_challenges(transcript: Transcript, pow_bits: int) -> Tuple[int, EF, EF
     alpha = transcript.sample_ext()
     beta = transcript.sample_ext()
     return witness, alpha, beta
-
-
-def n_logup_of(l_skip: int, total: int) -> int:
-    """``n_logup = bitlength(total) − l`` for ``total > 0``, else 0 (§5.1)."""
-    return total.bit_length() - l_skip if total > 0 else 0
-
-
-def segment_offsets(l_skip: int, traces: Sequence[Tuple[int, int]]) -> Tuple[List[List[int]], int]:
-    """Offsets ``off(t, σ)`` of the interaction segments (§5.1) and ``total``.
-
-    ``traces``: per trace in sorted order ``(K_t, ñ_t)`` (interaction count, lifted relative
-    dimension). Segment ``(t, σ)`` spans ``2^(l+ñ_t)`` leaves."""
-    offsets, o = [], 0
-    for k, nt in traces:
-        offsets.append([o + (s << (l_skip + nt)) for s in range(k)])
-        o += k << (l_skip + nt)
-    return offsets, o
 
 
 # ------------------------------------------------------------------ leaves

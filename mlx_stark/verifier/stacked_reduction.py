@@ -16,7 +16,7 @@ from ..params import SystemParams
 from ..poly import host
 from ..proof.pcs import StackingProof
 from ..transcript import Transcript
-from .pcs_shape import check_stacking_shape
+from .proof_shape import check_stacking_shape
 
 
 def _slice_kernels(l: int, h: int, u_prism: list, r: list) -> tuple:

@@ -20,7 +20,7 @@ from ..params import SystemParams
 from ..poly import host
 from ..proof.pcs import WhirProof
 from ..transcript import Transcript
-from .pcs_shape import check_whir_shape
+from .proof_shape import check_whir_shape
 
 
 def _combine_columns(rows: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
