@@ -20,6 +20,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import gkr as kg
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import ext
 from mlx_stark.field.bb import P
@@ -58,11 +59,6 @@ def test_sources():
         assert not re.search(r"uint(32|64)_t\s*\*", src.header + src.body)
 
 
-def test_plan_blocks():
-    assert kg.plan_blocks(1) == 1 and kg.plan_blocks(kg.THREADS) == 1 and kg.plan_blocks(kg.THREADS + 1) == 2
-    assert kg.plan_blocks(1 << 18) == kg.MAX_BLOCKS and kg.plan_blocks(1 << 19) == kg.MAX_BLOCKS
-
-
 # ---------------------------------------------------------------- emulation
 emulated = emulation(kg)
 emulated_cuda = emulation(kg, dialects=("cuda",))
@@ -96,7 +92,7 @@ def test_emulated_fold_round_sums(emulated, rows, kind):
 def test_emulated_several_pairs_per_thread(emulated, monkeypatch):
     """A launch capped below one thread per pair: threads take pairs ``gid, gid + T, ...``
     (uneven: 1024 pairs over 768 threads)."""
-    monkeypatch.setattr(kg, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 3 * kg.THREADS)
     tables = _tables(2048, "random", 2)
     assert arrays_equal(kg.round_sums(tables, LAM), ops_path(lambda: logup_gkr.round_sums(tables, LAM)))
     tables = _tables(4096, "random", 3)

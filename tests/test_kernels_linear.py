@@ -17,6 +17,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import linear as klin
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
@@ -69,14 +70,14 @@ def test_source():
         assert "SHARED" not in src.body and "BARRIER()" not in src.body
 
 
-def test_plan_parts():
+def test_plan_ranges():
     # the keccakf shapes: WHIR's μ-combination, round 0, the query weights
-    assert klin.plan_parts(1 << 21, 42) == (1, 42)
-    parts, span = klin.plan_parts(42 * 16, 1 << 11)
-    assert parts > 1 and parts * 42 * 16 <= klin.TARGET_THREADS and span >= klin.MIN_PART_TERMS
-    assert klin.plan_parts(1 << 17, 300) == (2, 150)
+    assert klin.plan_ranges(1 << 21, 42) == (1, 42)
+    parts, span = klin.plan_ranges(42 * 16, 1 << 11)
+    assert parts > 1 and parts * 42 * 16 <= sizing.TARGET_THREADS and span >= klin.MIN_PART_TERMS
+    assert klin.plan_ranges(1 << 17, 300) == (2, 150)
     for outputs, terms in [(1, 1), (3, 1000), (1, 17), (5, 10 ** 6), (1 << 20, 3)]:
-        parts, span = klin.plan_parts(outputs, terms)
+        parts, span = klin.plan_ranges(outputs, terms)
         assert 1 <= parts <= klin.MAX_PARTS and (parts - 1) * span < terms <= parts * span
 
 

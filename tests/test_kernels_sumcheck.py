@@ -20,6 +20,7 @@ import pytest
 
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.custom_kernels import sumcheck as ks
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
@@ -56,11 +57,6 @@ def test_sources():
         assert "KFN ef ef_mul(ef a, ef b)" in header and "KFN ef ef_fold" in header
         # no pointer declarations at all (not even thread-private ones)
         assert not re.search(r"uint(32|64)_t\s*\*", src.header + src.body)
-
-
-def test_plan_blocks():
-    assert ks.plan_blocks(1) == 1 and ks.plan_blocks(ks.THREADS) == 1 and ks.plan_blocks(ks.THREADS + 1) == 2
-    assert ks.plan_blocks(1 << 18) == ks.MAX_BLOCKS and ks.plan_blocks(42 << 16) == ks.MAX_BLOCKS
 
 
 # ---------------------------------------------------------------- emulation
@@ -115,10 +111,10 @@ def test_emulated_all_top_values(emulated):
 def test_emulated_several_items_per_thread(emulated, monkeypatch):
     """Launches capped below one thread per item: threads take items ``gid, gid + T, ...``
     (uneven: 1536 items over 512 and 3 x 512 items over 768 threads)."""
-    monkeypatch.setattr(ks, "MAX_BLOCKS", 2)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 2 * ks.THREADS)
     f, w = _table(1024, (3,), "random", 5), _table(1024, (3,), "random", 6)
     assert arrays_equal(ks.product_round(f, w), ops_path(lambda: product_round_values(f, w)))
-    monkeypatch.setattr(ks, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 3 * ks.THREADS)
     f2, w2, sums = ks.fold_product_round(f, w, R)
     rf, rw, rsums = ops_path(lambda: fold_product_round(f, w, R))
     assert arrays_equal(f2, rf) and arrays_equal(w2, rw) and arrays_equal(sums, rsums)
