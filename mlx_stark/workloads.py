@@ -10,7 +10,7 @@
 - ``fib``: the reference prover's own synthetic benchmark instance: ``FibonacciAir`` with
   ``2^log_height`` rows from ``(0, 1)`` plus four ``DummyInteractionAir`` s (field width 1 on
   bus 0 and width 2 on bus 1, a sender and a receiver each) with fixed small traces, under
-  ``test_system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
+  ``system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
   measures the prover's fixed overhead (syncs and launches).
 
 ``keccakf`` and ``logup`` refuse, before allocating anything, a size whose proof would not fit
@@ -32,7 +32,7 @@ from .params import (
     SystemParams,
     app_params_with_100_bits_security,
     default_test_params_small,
-    test_system_params_small,
+    system_params_small,
 )
 from .prover.prove import AirInput
 
@@ -120,4 +120,4 @@ def fib(log_height: int = 20) -> Workload:
         common, _ = dummy_interaction_trace(rows[:, 0], rows[:, 1:])
         airs.append(DummyInteractionAir(rows.shape[1] - 1, is_send, bus))
         inputs.append(AirInput(common))
-    return Workload(f"fib-2^{log_height}", airs, test_system_params_small(4, 16, 4), inputs)
+    return Workload(f"fib-2^{log_height}", airs, system_params_small(4, 16, 4), inputs)

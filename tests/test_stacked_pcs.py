@@ -13,7 +13,7 @@ from mlx_stark.keygen import LinearConstraint
 from mlx_stark.layout import (
     StackedSlice, commitment_list, stacked_layout, trace_height_violations, trace_order, trace_parts,
 )
-from mlx_stark.params import default_test_params_small, test_system_params_small
+from mlx_stark.params import default_test_params_small, system_params_small
 from mlx_stark.poly import host, mobeq_table, zeta
 from mlx_stark.prover.stacked_pcs import (
     layout_of, rs_code_matrix, stacked_commit, stacked_matrix,
@@ -176,7 +176,7 @@ def test_msg_identity_mobeq(on_device, l, n):
 def test_stacked_commit_structure(on_device):
     from mlx_stark.hash.merkle import MerkleTree
 
-    params = test_system_params_small(2, 4, 2)
+    params = system_params_small(2, 4, 2)
     mats = [bb.random((16, 3), seed=1), bb.random((8, 2), seed=2), bb.random((2, 1), seed=3)]
     with tracing.timing() as roots:
         data = stacked_commit(params, mats)

@@ -15,7 +15,7 @@ import pytest
 from mlx_stark.errors import InvalidInputError, VerificationError
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF, horner
-from mlx_stark.params import test_system_params_small_with_poly_len
+from mlx_stark.params import system_params_small_with_poly_len
 from mlx_stark.poly import host
 from mlx_stark.proof import StackingProof
 from mlx_stark.prover.stacked_pcs import stacked_commit
@@ -77,7 +77,7 @@ def make_instance(l, n, k, dims, rots, seed, log_final=None):
     rng = random.Random(seed)
     if log_final is None:
         log_final = (l + n) % k
-    params = test_system_params_small_with_poly_len(l, n, k, log_final)
+    params = system_params_small_with_poly_len(l, n, k, log_final)
     matrices = [[np.array([[rng.randrange(P) for _ in range(w)] for _ in range(1 << h)],
                           dtype=np.uint32).reshape(1 << h, w) for (w, h) in cd] for cd in dims]
     pcs = [stacked_commit(params, [mx.array(a) for a in mats]) for mats in matrices]
