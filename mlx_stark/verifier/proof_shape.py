@@ -199,7 +199,7 @@ def verify_proof_shape(vk, proof) -> ProofShape:
     shape = ProofShape(
         order, heights,
         layouts=[stacked_layout(l, m, [(w, heights[t]) for t, (w, _) in c]) for c in commits],
-        commits=[tuple(c[0][1][1]) for c in commits],  # commitment 0: every entry holds its root
+        commits=[tuple(c[0][1][1]) for c in commits],  # a commitment's first part holds its root
         need_rot=[[per_air[order[t]].params.need_rot for t, _ in c] for c in commits])
     check_pcs_shape(params, shape.widths, proof.stacking_proof, proof.whir_proof)
     return shape
