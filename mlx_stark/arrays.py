@@ -8,9 +8,8 @@ from .errors import InvalidInputError
 
 def transpose(x: mx.array) -> mx.array:
     """``x`` with its last two axes swapped, contiguous: ``(..., R, C)`` uint32 ->
-    ``(..., C, R)`` uint32. (MLX's own copy is the fastest transpose measured on the H100:
-    0.43 ms for the keccakf trace ``(2^15, 2633)``, against 0.78 ms for a tiled
-    shared-memory kernel.)"""
+    ``(..., C, R)`` uint32. (MLX's own copy: faster than a tiled shared-memory kernel on the
+    H100; docs/tracking/kernel-notes.md.)"""
     if x.ndim < 2:
         raise InvalidInputError(f"transpose needs at least 2 axes, got shape {tuple(x.shape)}")
     if x.dtype != mx.uint32:

@@ -376,15 +376,18 @@ def verify_cmd(proof_path, vk_path, air, permutations, scale, log_height):
 @_DEVICE_OPTION
 @click.option("--out", "out_dir", type=_OutputPath(directory=True), default=None,
               help="directory for the JSON reports and the median table")
+@click.option("--only", type=click.Choice(["keccakf", "logup"]), default=None,
+              help="one workload (its table goes to medians-<workload>.md)")
 @_PROGRESS_OPTION
-def bench(runs, warmup, permutations, scale, device_name, out_dir, progress):
+def bench(runs, warmup, permutations, scale, device_name, out_dir, only, progress):
     """Both workloads, N warm runs each; prints (and writes) the median table."""
     from . import bench as harness, workloads
 
     _start(device_name)
+    makers = {"keccakf": lambda: workloads.keccakf(permutations), "logup": lambda: workloads.logup(scale)}
     tables = []
-    # both built (and their memory checked) before the first run
-    for w in [workloads.keccakf(permutations), workloads.logup(scale)]:
+    # all built (and their memory checked) before the first run
+    for w in [make() for name, make in makers.items() if only in (None, name)]:
         click.echo(f"{w.name}: {runs} warm runs after {warmup} warm-up ...", err=True)
         with _Progress(w.name, runs, warmup, progress) as p:
             report, _ = harness.measure(w, runs=runs, warmup=warmup, progress=p.run_done)
@@ -395,7 +398,7 @@ def bench(runs, warmup, permutations, scale, device_name, out_dir, progress):
     text = "\n\n".join(tables)
     click.echo(text)
     if out_dir:
-        Path(out_dir, "medians.md").write_text(text + "\n")
+        Path(out_dir, f"medians-{only}.md" if only else "medians.md").write_text(text + "\n")
 
 
 @main.command("prove-batch")

@@ -182,7 +182,7 @@ class SystemParams:
         ``k = 4``, max constraint degree 4). Not for production."""
         if log_trace_height < 4:
             raise InvalidInputError("new_for_testing needs log_trace_height >= l_skip = 4")
-        return test_system_params_small_with_poly_len(
+        return system_params_small_with_poly_len(
             4, log_trace_height - 4, 4, log_trace_height % 4, max_constraint_degree=4)
 
 
@@ -297,8 +297,8 @@ def hook_params_with_100_bits_security() -> SystemParams:
 
 
 # ------------------------------------------------------------------ test parameters
-def test_whir_config_small(log_blowup: int, log_stacked_height: int, k_whir: int,
-                           log_final_poly_len: int) -> WhirConfig:
+def whir_config_small(log_blowup: int, log_stacked_height: int, k_whir: int,
+                      log_final_poly_len: int) -> WhirConfig:
     """Toy WHIR config of the reference test utilities: 5 security bits, query PoW 1,
     folding PoW 2, μ PoW 3, ``SplitUniqueList{m: 3, list_start_round: 1}``."""
     return whir_config(log_blowup, log_stacked_height, k=k_whir,
@@ -307,30 +307,25 @@ def test_whir_config_small(log_blowup: int, log_stacked_height: int, k_whir: int
                        proximity=SplitUniqueList(m=3, list_start_round=1), security_bits=5)
 
 
-def test_system_params_small_with_poly_len(l_skip: int, n_stack: int, k_whir: int,
-                                           log_final_poly_len: int,
-                                           max_constraint_degree: int = 3) -> SystemParams:
+def system_params_small_with_poly_len(l_skip: int, n_stack: int, k_whir: int,
+                                      log_final_poly_len: int,
+                                      max_constraint_degree: int = 3) -> SystemParams:
     if log_final_poly_len >= l_skip + n_stack:
         raise InvalidInputError("log_final_poly_len must be below log_stacked_height")
     return SystemParams(
         l_skip=l_skip, n_stack=n_stack, w_stack=1 << 12, log_blowup=1,
-        whir=test_whir_config_small(1, l_skip + n_stack, k_whir, log_final_poly_len),
+        whir=whir_config_small(1, l_skip + n_stack, k_whir, log_final_poly_len),
         logup=LogUpSecurityParameters(max_interaction_count=1 << 30, log_max_message_length=7,
                                       pow_bits=2),
         max_constraint_degree=max_constraint_degree)
 
 
-def test_system_params_small(l_skip: int, n_stack: int, k_whir: int) -> SystemParams:
+def system_params_small(l_skip: int, n_stack: int, k_whir: int) -> SystemParams:
     """Toy parameters (constraints.md §9.7): final length ``2^((l + n) mod k)``."""
-    return test_system_params_small_with_poly_len(l_skip, n_stack, k_whir,
+    return system_params_small_with_poly_len(l_skip, n_stack, k_whir,
                                                   (l_skip + n_stack) % k_whir)
 
 
 def default_test_params_small() -> SystemParams:
-    """``test_system_params_small(l=2, n_stack=8, k_whir=3)``."""
-    return test_system_params_small(2, 8, 3)
-
-
-# pytest would collect the ``test_*`` builders above when a test module imports them by name.
-for _f in (test_whir_config_small, test_system_params_small_with_poly_len, test_system_params_small):
-    _f.__test__ = False
+    """``system_params_small(l=2, n_stack=8, k_whir=3)``."""
+    return system_params_small(2, 8, 3)

@@ -68,8 +68,9 @@ class Transcript:
         ``observe_many(values.tolist())``.
 
         Observations up to the next rate boundary and the last ``< 8`` run on the host; the
-        full 8-blocks in between go through the ``transcript.absorb`` kernel when the device
-        has one (one launch), else through the host permutation. One read-back brings the host
+        full 8-blocks in between go through the absorb kernel
+        (:func:`mlx_stark.custom_kernels.poseidon2.absorb`) when the device has one (one
+        launch), else through the host permutation. One read-back brings the host
         part and the canonicity check together, plus the kernel's state.
         """
         if not isinstance(values, mx.array) or values.ndim != 1 or values.dtype != U32:
@@ -81,7 +82,7 @@ class Transcript:
             return
         head = min(n, (RATE - self._absorb_idx) % RATE)
         blocks = (n - head) // RATE
-        kernel = custom_kernels.native("transcript.absorb") if blocks else None
+        kernel = custom_kernels.native("transcript.Transcript.observe_array") if blocks else None
         end = head + blocks * RATE if kernel is not None else head
         high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
         if high >= P:
@@ -172,11 +173,12 @@ class DeviceTranscript:
     device arrays; ``sample_ext`` / ``sample_bits`` / ``grind`` return device arrays; nothing is
     read back until :meth:`sync`, which writes the sponge back into the host transcript and
     returns the arrays the caller asks for, all in one read-back. With native kernels the
-    sponge's state is a ``(16,)`` device array and each absorb-then-permute run is one
-    ``transcript.duplex`` launch (observations are queued until a sample or a search needs
-    the state); the rate positions are data-independent and tracked on the host. Elsewhere
-    (the CPU backend) the host sponge absorbs the queued values when a sample needs them (one
-    read-back each time): the same bits either way.
+    sponge's state is a ``(16,)`` device array and each absorb-then-permute run is one launch
+    of the duplex kernel (:func:`mlx_stark.custom_kernels.poseidon2.duplex`; observations are
+    queued until a sample or a search needs the state); the rate positions are
+    data-independent and tracked on the host. Elsewhere (the CPU backend) the host sponge
+    absorbs the queued values when a sample needs them (one read-back each time): the same
+    bits either way.
 
     Proof-of-work searches run one batch of ``2^(bits + 4)`` nonces with no read-back; a batch
     without a witness surfaces at :meth:`sync` as :class:`PowBatchMiss` (see
@@ -185,8 +187,8 @@ class DeviceTranscript:
 
     def __init__(self, host: Transcript, exhaustive: bool = False):
         self._host = host
-        self._duplex = custom_kernels.native("transcript.duplex")
-        self._pow = custom_kernels.native("poseidon2.pow_batch") if not exhaustive else None
+        self._duplex = custom_kernels.native("transcript.DeviceTranscript")
+        self._pow = custom_kernels.native("transcript.DeviceTranscript.grind") if not exhaustive else None
         self._nonces: list = []
         self._pending: list = []
         self._queued = 0

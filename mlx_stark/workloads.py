@@ -10,7 +10,7 @@
 - ``fib``: the reference prover's own synthetic benchmark instance: ``FibonacciAir`` with
   ``2^log_height`` rows from ``(0, 1)`` plus four ``DummyInteractionAir`` s (field width 1 on
   bus 0 and width 2 on bus 1, a sender and a receiver each) with fixed small traces, under
-  ``test_system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
+  ``system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
   measures the prover's fixed overhead (syncs and launches).
 
 ``keccakf`` and ``logup`` refuse, before allocating anything, a size whose proof would not fit
@@ -32,7 +32,7 @@ from .params import (
     SystemParams,
     app_params_with_100_bits_security,
     default_test_params_small,
-    test_system_params_small,
+    system_params_small,
 )
 from .prover.prove import AirInput
 
@@ -91,24 +91,24 @@ def key_shape(kind: str, size: int) -> Tuple[str, list, SystemParams]:
                                     f"got {size}")
         airs = [FibonacciAir()] + [DummyInteractionAir(len(rows[0]) - 1, is_send, bus)
                                    for bus, rows, is_send in _FIB_BUSES]
-        return f"fib-2^{size}", airs, test_system_params_small(4, 16, 4)
+        return f"fib-2^{size}", airs, system_params_small(4, 16, 4)
     raise InvalidInputError(f"unknown workload {kind!r}; known: {', '.join(KINDS)}")
 
 
 def keccakf(permutations: int = 1024, seed: int = 0,
             params: SystemParams | None = None) -> Workload:
     """``permutations`` random Keccak-f permutations (inputs from ``seed``)."""
+    check_memory("keccakf", keccakf_trace_height(max(permutations, 0)) * KeccakfAir.width)
     name, airs, default_params = key_shape("keccakf", permutations)
-    check_memory("keccakf", keccakf_trace_height(permutations) * KeccakfAir.width)
     trace = keccakf_trace(random_keccakf_inputs(permutations, seed))
     return Workload(name, airs, params or default_params, [AirInput(trace)])
 
 
 def logup(scale: int = 1) -> Workload:
     """The sender/receiver interaction workload, repeated ``scale`` times."""
-    name, airs, params = key_shape("logup", scale)
     check_memory("logup", sum(len(count) * scale * (1 + len(fields[0]))
                               for count, fields in (SENDER_11, RECEIVER_11)))
+    name, airs, params = key_shape("logup", scale)  # checks the scale
     inputs = []
     for count, fields in (SENDER_11, RECEIVER_11):
         count = np.tile(np.asarray(count, dtype=np.uint64), scale)

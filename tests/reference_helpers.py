@@ -23,7 +23,7 @@ from mlx_stark.airs import Fixture
 from mlx_stark.field import ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.poly import fold_skip, kernels, mle_eval
+from mlx_stark.poly import fold_skip, host, mle_eval
 from mlx_stark.prover.whir import prove_whir
 from mlx_stark.transcript import Transcript
 from mlx_stark.verifier.whir import verify_whir
@@ -152,7 +152,7 @@ def random_z(params, rng: RustStdRng):
     """``generate_random_z``: ``z_prism`` = ``n_stack + 1`` base values (``EF::from_u64``) and
     ``z_cube = (z_0, z_0^2, …, z_0^{2^{l−1}}, z_1, …)``."""
     z_prism = [EF.lift(rng.next_u64() % P) for _ in range(params.n_stack + 1)]
-    return z_prism, kernels.u_cube(params.l_skip, z_prism)
+    return z_prism, host.u_cube(params.l_skip, z_prism)
 
 
 def stacking_openings(params, z_prism, matrix) -> List[EF]:

@@ -27,12 +27,13 @@ from mlx_stark.field import ext
 from mlx_stark.field.bb import P, two_adic_generator
 from mlx_stark.field.host import EF, horner
 from mlx_stark.keygen import keygen
+from mlx_stark.layout import n_logup_of, segment_offsets
 from mlx_stark.params import SystemParams, default_test_params_small
-from mlx_stark.poly import fold_skip, kernels, mle_eval
+from mlx_stark.poly import fold_skip, host, mle_eval
 from mlx_stark.proof.constraints import BatchConstraintProof, GkrProof
 from mlx_stark.prover import batch_constraints as bc
 from mlx_stark.prover import constraint_eval
-from mlx_stark.prover.logup_gkr import fraction_leaves, n_logup_of, segment_offsets
+from mlx_stark.prover.logup_gkr import fraction_leaves
 from mlx_stark.transcript import Transcript
 from mlx_stark.verifier.batch_constraints import verify_zerocheck_and_logup
 
@@ -340,10 +341,10 @@ def naive_s0(z: EF, trs, l_skip, xi, lam, beta, mu, eq3b) -> EF:
                 for j, m in enumerate(message):
                     h = h + beta ** j * m
                 den = den + w * (h + beta ** len(message) * (it.bus_index + 1))
-            weight = kernels.eq(xi[l_skip:l_skip + tr.nt], [(x >> k) & 1 for k in range(tr.nt)])
+            weight = host.eq(xi[l_skip:l_skip + tr.nt], [(x >> k) & 1 for k in range(tr.nt)])
             a, b, bq = a + weight * c, b + weight * num, bq + weight * den
-        total = total + mu ** (2 * num_traces + t) * kernels.eq_d(l_skip, xi[0], z) * a \
-            + horner(kernels.eq_sharp_coeffs(l_skip, xi), z) * (mu ** (2 * t) * b + mu ** (2 * t + 1) * bq)
+        total = total + mu ** (2 * num_traces + t) * host.eq_d(l_skip, xi[0], z) * a \
+            + horner(host.eq_sharp_coeffs(l_skip, xi), z) * (mu ** (2 * t) * b + mu ** (2 * t + 1) * bq)
     return total
 
 

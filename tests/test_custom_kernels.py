@@ -27,6 +27,7 @@ from mlx_stark.custom_kernels import gkr as kgkr
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.custom_kernels import sumcheck as ksc
 from mlx_stark.errors import ConfigError
 from mlx_stark.field import bb
@@ -75,6 +76,18 @@ def test_registry_uses_ops_on_cpu(monkeypatch):
 def test_registry_respects_ops_override(monkeypatch):
     monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
     assert all(custom_kernels.native(op) is None for op in custom_kernels.OPERATIONS)
+
+
+# ---------------------------------------------------------------- launch sizing
+def test_sizing():
+    t = sizing.THREADS
+    assert sizing.grid_x(1) == t and sizing.grid_x(t) == t and sizing.grid_x(t + 1) == 2 * t
+    assert sizing.grid_x(5, 4) == 8
+    assert sizing.plan_blocks(1) == 1 and sizing.plan_blocks(t) == 1 and sizing.plan_blocks(t + 1) == 2
+    most = sizing.TARGET_THREADS // t
+    assert sizing.plan_blocks(1 << 18) == most and sizing.plan_blocks(42 << 16) == most
+    assert sizing.plan_parts(1 << 21, 64) == 1 and sizing.plan_parts(0, 64) == 64
+    assert sizing.plan_parts(1 << 16, 64) == 4 and sizing.plan_parts(1, 0) == 1
 
 
 # ---------------------------------------------------------------- sources of both dialects

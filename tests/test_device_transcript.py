@@ -1,5 +1,5 @@
 """The device-resident transcript (:class:`mlx_stark.transcript.DeviceTranscript`) and its
-``transcript.duplex`` kernel against the host sponge, bit for bit.
+duplex kernel (``custom_kernels.poseidon2.duplex``) against the host sponge, bit for bit.
 
 - emulation (needs g++): the rendered CUDA and Metal duplex kernels equal the host sponge at
   every absorb offset, length and final-permutation flag;
@@ -89,7 +89,7 @@ def _check_script(exhaustive=False):
 
 
 def test_device_transcript_emulated_kernels(emulated, monkeypatch):
-    route(monkeypatch, {"transcript.duplex": kp2.duplex, "poseidon2.pow_batch": kp2.pow_first_search})
+    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.pow_first_search})
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)  # emulated threads are OS threads: small batches
     _check_script()
     _check_script(exhaustive=True)
@@ -100,7 +100,7 @@ def test_device_transcript_host_path():
 
 
 def test_search_batch_miss_reruns_the_segment(emulated, monkeypatch):
-    route(monkeypatch, {"transcript.duplex": kp2.duplex, "poseidon2.pow_batch": kp2.pow_first_search})
+    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.pow_first_search})
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 1)  # one nonce per batch: 12 bits almost surely miss
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 1)
     host = Transcript()
@@ -143,9 +143,9 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     # and the segment reruns with host searches, which the fingerprints check too)
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 4096)
-    calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, "transcript.duplex": kp2.duplex,
-                                "poseidon2.pow_batch": kp2.pow_first_search})
+    calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, "transcript.DeviceTranscript": kp2.duplex,
+                                "transcript.DeviceTranscript.grind": kp2.pow_first_search})
     for w in golden_workloads():
         calls.clear()
         assert fingerprint(w) == GOLDEN[w.name], w.name
-        assert {"transcript.duplex", "poseidon2.pow_batch"} <= set(calls), w.name
+        assert {"transcript.DeviceTranscript", "transcript.DeviceTranscript.grind"} <= set(calls), w.name

@@ -20,6 +20,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import gkr as kg
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import ext
 from mlx_stark.field.bb import P
@@ -34,9 +35,9 @@ from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, rou
 from .test_logup_gkr import balanced_leaves
 
 SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source)
-OPERATIONS = ("gkr.layer_tables", "gkr.round_sums", "gkr.fold_round_sums")
-KERNELS = {"gkr.layer_tables": kg.layer_tables, "gkr.round_sums": kg.round_sums,
-           "gkr.fold_round_sums": kg.fold_round_sums}
+OPERATIONS = ("logup_gkr.layer_tables", "logup_gkr.round_sums", "logup_gkr.fold_round_sums")
+KERNELS = {"logup_gkr.layer_tables": kg.layer_tables, "logup_gkr.round_sums": kg.round_sums,
+           "logup_gkr.fold_round_sums": kg.fold_round_sums}
 LAM, R = EF(3, P - 1, 12345, 7), EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -56,11 +57,6 @@ def test_sources():
         assert "KFN ef ef_mul(ef a, ef b)" in header and "struct grow" in header
         # no pointer declarations at all (not even thread-private ones)
         assert not re.search(r"uint(32|64)_t\s*\*", src.header + src.body)
-
-
-def test_plan_blocks():
-    assert kg.plan_blocks(1) == 1 and kg.plan_blocks(kg.THREADS) == 1 and kg.plan_blocks(kg.THREADS + 1) == 2
-    assert kg.plan_blocks(1 << 18) == kg.MAX_BLOCKS and kg.plan_blocks(1 << 19) == kg.MAX_BLOCKS
 
 
 # ---------------------------------------------------------------- emulation
@@ -96,7 +92,7 @@ def test_emulated_fold_round_sums(emulated, rows, kind):
 def test_emulated_several_pairs_per_thread(emulated, monkeypatch):
     """A launch capped below one thread per pair: threads take pairs ``gid, gid + T, ...``
     (uneven: 1024 pairs over 768 threads)."""
-    monkeypatch.setattr(kg, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 3 * kg.THREADS)
     tables = _tables(2048, "random", 2)
     assert arrays_equal(kg.round_sums(tables, LAM), ops_path(lambda: logup_gkr.round_sums(tables, LAM)))
     tables = _tables(4096, "random", 3)
@@ -185,7 +181,7 @@ def test_device_equals_ops(reference):
         return ([np.array(a) for a in sums], [(np.array(a), np.array(b)) for a, b in folds],
                 [np.array(a) for a in built], [_gkr_proof(p, q) for p, q in proofs])
 
-    assert custom_kernels.native("gkr.round_sums") is not None
+    assert custom_kernels.native("logup_gkr.round_sums") is not None
     native = run()
     ops = reference(run)
     for got, ref in zip(native[0] + native[2], ops[0] + ops[2]):

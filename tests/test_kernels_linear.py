@@ -17,6 +17,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import linear as klin
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb
 from mlx_stark.field.bb import P
@@ -69,14 +70,14 @@ def test_source():
         assert "SHARED" not in src.body and "BARRIER()" not in src.body
 
 
-def test_plan_parts():
+def test_plan_ranges():
     # the keccakf shapes: WHIR's μ-combination, round 0, the query weights
-    assert klin.plan_parts(1 << 21, 42) == (1, 42)
-    parts, span = klin.plan_parts(42 * 16, 1 << 11)
-    assert parts > 1 and parts * 42 * 16 <= klin.TARGET_THREADS and span >= klin.MIN_PART_TERMS
-    assert klin.plan_parts(1 << 17, 300) == (2, 150)
+    assert klin.plan_ranges(1 << 21, 42) == (1, 42)
+    parts, span = klin.plan_ranges(42 * 16, 1 << 11)
+    assert parts > 1 and parts * 42 * 16 <= sizing.TARGET_THREADS and span >= klin.MIN_PART_TERMS
+    assert klin.plan_ranges(1 << 17, 300) == (2, 150)
     for outputs, terms in [(1, 1), (3, 1000), (1, 17), (5, 10 ** 6), (1 << 20, 3)]:
-        parts, span = klin.plan_parts(outputs, terms)
+        parts, span = klin.plan_ranges(outputs, terms)
         assert 1 <= parts <= klin.MAX_PARTS and (parts - 1) * span < terms <= parts * span
 
 
@@ -111,7 +112,7 @@ def test_emulated_through_the_stage(emulated, monkeypatch):
         calls.append(values.shape)
         return klin.weighted_sum(values, weights)
 
-    route(monkeypatch, {"linear.weighted_sum": kernel})
+    route(monkeypatch, {"stacked_reduction.weighted_sum": kernel})
     values, weights = _case(2, 37, 3, 4)
     got = stacked_reduction.weighted_sum(values, weights)
     assert calls == [(2, 37, 3)]
@@ -130,7 +131,7 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
         shapes.append(values.shape + weights.shape[1:])
         return klin.weighted_sum(values, weights)
 
-    route(monkeypatch, {"linear.weighted_sum": kernel})
+    route(monkeypatch, {"stacked_reduction.weighted_sum": kernel})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
     # the WHIR μ-combination (B = 1) and the stacked reduction's round 0 (C = 8) went through it
@@ -155,7 +156,7 @@ def test_stage_rejects_mismatched_weights():
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
 @needs_native
 def test_device_equals_ops(reference):
-    assert custom_kernels.native("linear.weighted_sum") is not None
+    assert custom_kernels.native("stacked_reduction.weighted_sum") is not None
     # the test shapes, then the keccakf-1024 shapes (WHIR μ-combination, stacked-reduction
     # round 0, WHIR query weights) and a large X split into many parts
     shapes = SHAPES + [(1 << 21, 42, 1, 4), (42, 1 << 11, 16, 8), (1, 300, 1 << 17, 4),

@@ -20,6 +20,7 @@ import pytest
 
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.custom_kernels import sumcheck as ks
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
@@ -27,15 +28,15 @@ from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
 from mlx_stark.poly import fold_lowest
 from mlx_stark.prover import whir
-from mlx_stark.prover.stacked_reduction import fold_product_round, product_round_values
+from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
 
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
            lambda: ks.fold_source(True), ks.query_weights_source)
-KERNELS = {"sumcheck.fold_ext": ks.fold_ext, "sumcheck.fold_base": ks.fold_base,
-           "sumcheck.product_round": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
-           "sumcheck.query_weights": ks.query_weights}
+KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
+           "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
+           "whir.query_weights": ks.query_weights}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -56,11 +57,6 @@ def test_sources():
         assert "KFN ef ef_mul(ef a, ef b)" in header and "KFN ef ef_fold" in header
         # no pointer declarations at all (not even thread-private ones)
         assert not re.search(r"uint(32|64)_t\s*\*", src.header + src.body)
-
-
-def test_plan_blocks():
-    assert ks.plan_blocks(1) == 1 and ks.plan_blocks(ks.THREADS) == 1 and ks.plan_blocks(ks.THREADS + 1) == 2
-    assert ks.plan_blocks(1 << 18) == ks.MAX_BLOCKS and ks.plan_blocks(42 << 16) == ks.MAX_BLOCKS
 
 
 # ---------------------------------------------------------------- emulation
@@ -115,10 +111,10 @@ def test_emulated_all_top_values(emulated):
 def test_emulated_several_items_per_thread(emulated, monkeypatch):
     """Launches capped below one thread per item: threads take items ``gid, gid + T, ...``
     (uneven: 1536 items over 512 and 3 x 512 items over 768 threads)."""
-    monkeypatch.setattr(ks, "MAX_BLOCKS", 2)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 2 * ks.THREADS)
     f, w = _table(1024, (3,), "random", 5), _table(1024, (3,), "random", 6)
     assert arrays_equal(ks.product_round(f, w), ops_path(lambda: product_round_values(f, w)))
-    monkeypatch.setattr(ks, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 3 * ks.THREADS)
     f2, w2, sums = ks.fold_product_round(f, w, R)
     rf, rw, rsums = ops_path(lambda: fold_product_round(f, w, R))
     assert arrays_equal(f2, rf) and arrays_equal(w2, rw) and arrays_equal(sums, rsums)
@@ -145,8 +141,8 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     got = product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)
     five_seven = mx.array([5, 7], dtype=mx.uint32)
     weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
-    assert set(routed) == {"sumcheck.product_round", "sumcheck.fold_product_round", "sumcheck.fold_ext",
-                           "sumcheck.query_weights"}
+    assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
+                           "whir.query_weights"}
     ref = ops_path(lambda: (product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)))
     assert arrays_equal(got[0], ref[0]) and all(arrays_equal(x, y) for x, y in zip(got[1], ref[1]))
     assert arrays_equal(got[2], ref[2])
@@ -183,8 +179,8 @@ def test_emulated_pcs_proofs(emulated, monkeypatch):
     inst = make_instance(2, 6, 3, [[(3, 5), (6, 3)], [(4, 2)]], [[True, False], [True]], seed=3)
     got = _pcs_proofs(inst)
     assert got == ops_path(lambda: _pcs_proofs(inst))
-    assert {"sumcheck.product_round", "sumcheck.fold_product_round", "sumcheck.fold_ext",
-            "sumcheck.query_weights"} <= set(routed)
+    assert {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
+            "whir.query_weights"} <= set(routed)
 
 
 def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
@@ -197,9 +193,9 @@ def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
     for w in golden_workloads():
         calls.clear()
         assert fingerprint(w) == GOLDEN[w.name], w.name
-        expected = {"sumcheck.product_round", "sumcheck.fold_product_round", "sumcheck.fold_ext"}
+        expected = {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext"}
         if w.params.num_whir_rounds > 1:  # query weights update the next round's weights
-            expected.add("sumcheck.query_weights")
+            expected.add("whir.query_weights")
         assert expected <= set(calls), w.name
 
 
@@ -227,7 +223,7 @@ def test_device_equals_ops(reference):
         return (rounds, [(np.array(a), np.array(b), np.array(s).tolist()) for a, b, s in folds],
                 [np.array(a) for a in plain + weights], _pcs_proofs(inst))
 
-    assert custom_kernels.native("sumcheck.product_round") is not None
+    assert custom_kernels.native("sumcheck.product_round_values") is not None
     native = run()
     ops = reference(run)
     assert native[0] == ops[0]

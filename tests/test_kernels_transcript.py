@@ -1,5 +1,5 @@
-"""Bulk transcript absorption: the ``transcript.absorb`` kernel
-(mlx_stark.custom_kernels.poseidon2.absorb) and :meth:`Transcript.observe_array`.
+"""Bulk transcript absorption: the absorb kernel (mlx_stark.custom_kernels.poseidon2.absorb)
+and :meth:`Transcript.observe_array`.
 
 - source (its structure in both dialects: tests/test_custom_kernels.py): the lane-parallel
   permutation (16 threads, a loop over the 22 layers with one barrier each, alternating
@@ -134,7 +134,7 @@ def test_observe_array_emulated_kernel(emulated, monkeypatch, squeezed):
         calls.append(blocks.shape)
         return kp2.absorb(state, blocks)
 
-    route(monkeypatch, {"transcript.absorb": absorb})
+    route(monkeypatch, {"transcript.Transcript.observe_array": absorb})
     for n in LENGTHS:
         for offset in OFFSETS:
             _check_observe_array(n, offset, squeezed)
@@ -145,7 +145,7 @@ def test_observe_array_emulated_kernel(emulated, monkeypatch, squeezed):
 @pytest.mark.parametrize("squeezed", [False, True])
 def test_observe_array_host_fallback(monkeypatch, squeezed):
     monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
-    assert custom_kernels.native("transcript.absorb") is None
+    assert custom_kernels.native("transcript.Transcript.observe_array") is None
     for n in LENGTHS:
         for offset in OFFSETS:
             _check_observe_array(n, offset, squeezed)
@@ -173,7 +173,7 @@ def test_observe_array_rejects(bad):
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)
 @needs_native
 def test_device_observe_array(reference):
-    assert custom_kernels.native("transcript.absorb") is not None
+    assert custom_kernels.native("transcript.Transcript.observe_array") is not None
     cases = [(n, offset) for n in LENGTHS + (4097, 42003) for offset in OFFSETS]
 
     def run():

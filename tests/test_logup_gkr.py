@@ -12,16 +12,12 @@ from mlx_stark.errors import ProofDecodeError, ProverError, VerificationError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.host import EF
 from mlx_stark.keygen import keygen
+from mlx_stark.layout import n_logup_of, segment_offsets
 from mlx_stark.params import default_test_params_small
 from mlx_stark.poly import mle_eval
 from mlx_stark.proof.constraints import GkrLayerClaims, GkrProof
 from mlx_stark.prover.batch_constraints import prove_zerocheck_and_logup
-from mlx_stark.prover.logup_gkr import (
-    fraction_layers,
-    n_logup_of,
-    prove_fractional_sumcheck,
-    segment_offsets,
-)
+from mlx_stark.prover.logup_gkr import fraction_layers, prove_fractional_sumcheck
 from mlx_stark.transcript import Transcript
 from mlx_stark.verifier.gkr import verify_gkr
 

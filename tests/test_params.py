@@ -11,7 +11,7 @@ from mlx_stark.params import (
     hook_params_with_100_bits_security, internal_params_with_100_bits_security,
     leaf_params_with_100_bits_security, log2_pcs_list_size,
     log_up_security_params_baby_bear_100_bits, num_queries, root_params_with_100_bits_security,
-    test_system_params_small,
+    system_params_small,
 )
 
 
@@ -96,7 +96,7 @@ def test_new_for_testing():
     p = SystemParams.new_for_testing(10)
     assert (p.l_skip, p.n_stack, p.whir.k, p.max_constraint_degree) == (4, 6, 4, 4)
     assert p.log_final_poly_len() == 2 and p.num_whir_rounds == 2
-    assert p == dataclasses.replace(test_system_params_small(4, 6, 4), max_constraint_degree=4)
+    assert p == dataclasses.replace(system_params_small(4, 6, 4), max_constraint_degree=4)
 
 
 def test_params_are_comparable_and_hashable():

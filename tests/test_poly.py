@@ -1,4 +1,4 @@
-"""Polynomial toolkit (device tables and host kernels) against naive Python references."""
+"""Polynomial toolkit (device tables and host formulas) against naive Python references."""
 import itertools
 import random
 
@@ -8,7 +8,7 @@ import pytest
 from mlx_stark.field import EF, P, bb, ext, two_adic_generator
 from mlx_stark.field.host import horner
 from mlx_stark.poly import (
-    eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, idft, kernels, mle_eval,
+    eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, host, idft, mle_eval,
     mobeq_table, mobius, zeta,
 )
 
@@ -27,16 +27,16 @@ def _ef_list(a):
     return ext.to_host(a)
 
 
-# ------------------------------------------------------------------ host kernels
+# ------------------------------------------------------------------ host formulas
 def test_eq_and_mobeq_on_points():
     x, y = [_ef() for _ in range(3)], [_ef() for _ in range(3)]
-    assert kernels.eq(x, y) == kernels.eq(y, x)
-    assert kernels.eq([], []) == EF.one()
+    assert host.eq(x, y) == host.eq(y, x)
+    assert host.eq([], []) == EF.one()
     for i, j in itertools.product(range(8), repeat=2):
-        assert kernels.eq(_bits(i, 3), _bits(j, 3)) == EF(int(i == j))
+        assert host.eq(_bits(i, 3), _bits(j, 3)) == EF(int(i == j))
     # MobEq(u, b) on bits: b_j ? u_j : 1 − 2u_j
     b = [1, 0, 1]
-    assert kernels.mobeq(x, b) == x[0] * (1 - x[1] * 2) * x[2]
+    assert host.mobeq(x, b) == x[0] * (1 - x[1] * 2) * x[2]
 
 
 @pytest.mark.parametrize("b", [0, 1, 2, 4])
@@ -44,15 +44,15 @@ def test_eq_d_closed_form_and_domain(b):
     n = 1 << b
     x, y = _ef(), _ef()
     closed = (1 + sum((x ** j * y ** (n - j) for j in range(1, n)), EF.zero())) / n
-    assert kernels.eq_d(b, x, y) == closed
+    assert host.eq_d(b, x, y) == closed
     w = two_adic_generator(b)
     for i, j in itertools.product(range(n), repeat=2):
-        assert kernels.eq_d(b, pow(w, i, P), pow(w, j, P)) == EF(int(i == j))
-    assert kernels.eq1(b, x) == kernels.eq_d(b, x, 1)
-    assert kernels.lagrange_first(b, x) == sum((x ** j for j in range(n)), EF.zero()) / n
-    assert kernels.lagrange_last(b, x) == kernels.eq_d(b, x, pow(w, n - 1, P))
-    basis = kernels.lagrange_basis(b, x)
-    assert basis == [kernels.eq_d(b, pow(w, i, P), x) for i in range(n)]
+        assert host.eq_d(b, pow(w, i, P), pow(w, j, P)) == EF(int(i == j))
+    assert host.eq1(b, x) == host.eq_d(b, x, 1)
+    assert host.lagrange_first(b, x) == sum((x ** j for j in range(n)), EF.zero()) / n
+    assert host.lagrange_last(b, x) == host.eq_d(b, x, pow(w, n - 1, P))
+    basis = host.lagrange_basis(b, x)
+    assert basis == [host.eq_d(b, pow(w, i, P), x) for i in range(n)]
     assert sum(basis, EF.zero()) == EF.one()
 
 
@@ -63,16 +63,16 @@ def test_ind_on_domain():
         step = 1 << max(0, -n)
         for k in range(1 << l):
             expect = 1 if n >= 0 or k % step == 0 else 0
-            assert kernels.ind(l, n, pow(w, k, P)) == EF(expect)
+            assert host.ind(l, n, pow(w, k, P)) == EF(expect)
 
 
 def test_rotcube_and_kappa_on_points():
     d = 3
     for i, j in itertools.product(range(1 << d), repeat=2):
-        e, rot = kernels.rotcube(_bits(i, d), _bits(j, d))
+        e, rot = host.rotcube(_bits(i, d), _bits(j, d))
         assert e == EF(int(i == j))
         assert rot == EF(int(i == (j + 1) % (1 << d)))
-    assert kernels.rotcube([], []) == (EF.one(), EF.one())
+    assert host.rotcube([], []) == (EF.one(), EF.one())
     # κ_b on prism points: 1 iff x is the cyclic next row after y (height 2^(b+d))
     b, d = 2, 2
     w = two_adic_generator(b)
@@ -82,8 +82,8 @@ def test_rotcube_and_kappa_on_points():
 
     h = 1 << (b + d)
     for rx, ry in itertools.product(range(h), repeat=2):
-        assert kernels.kappa(b, point(rx), point(ry)) == EF(int(rx == (ry + 1) % h))
-        assert kernels.eq_prism(b, point(rx), point(ry)) == EF(int(rx == ry))
+        assert host.kappa(b, point(rx), point(ry)) == EF(int(rx == (ry + 1) % h))
+        assert host.eq_prism(b, point(rx), point(ry)) == EF(int(rx == ry))
 
 
 def test_kappa_matches_multilinear_extension_off_points():
@@ -95,16 +95,16 @@ def test_kappa_matches_multilinear_extension_off_points():
     interp = EF.zero()
     for c in range(1 << d):
         bits = _bits(c, d)
-        interp = interp + kernels.eq(bits, xs) * kernels.kappa(b, [x0] + bits, y)
-    assert kernels.kappa(b, [x0] + xs, y) == interp
+        interp = interp + host.eq(bits, xs) * host.kappa(b, [x0] + bits, y)
+    assert host.kappa(b, [x0] + xs, y) == interp
 
 
 @pytest.mark.parametrize("l", [0, 1, 2, 4])
 def test_eq_sharp_coeffs(l):
     xi = [_ef() for _ in range(l + 1)]
     n = 1 << l
-    vals = [kernels.eq(xi[:l], _bits(k, l)) for k in range(n)]
-    coeffs = kernels.eq_sharp_coeffs(l, xi)
+    vals = [host.eq(xi[:l], _bits(k, l)) for k in range(n)]
+    coeffs = host.eq_sharp_coeffs(l, xi)
     assert coeffs == _ef_list(idft(ext.from_host(vals)))
     w = two_adic_generator(l)
     for k in range(n):
@@ -115,7 +115,7 @@ def test_quad():
     poly = [_ef(), _ef(), _ef()]
     e = [horner(poly, t) for t in (0, 1, 2)]
     x = _ef()
-    assert kernels.quad(*e, x) == horner(poly, x)
+    assert host.quad(*e, x) == horner(poly, x)
 
 
 # ------------------------------------------------------------------ device tables
@@ -140,8 +140,8 @@ def test_zeta_mobius_against_naive(on_device):
 def test_eq_and_mobeq_tables(on_device):
     point = [_ef() for _ in range(4)]
     table = _ef_list(eq_table(point))
-    assert table == [kernels.eq(_bits(i, 4), point) for i in range(16)]
-    assert _ef_list(mobeq_table(point)) == [kernels.mobeq(point, _bits(i, 4)) for i in range(16)]
+    assert table == [host.eq(_bits(i, 4), point) for i in range(16)]
+    assert _ef_list(mobeq_table(point)) == [host.mobeq(point, _bits(i, 4)) for i in range(16)]
     assert _ef_list(eq_table([])) == [EF.one()]
 
 
@@ -149,7 +149,7 @@ def test_fold_and_mle_eval(on_device):
     d = 4
     point = [_ef() for _ in range(d)]
     base = bb.random((1 << d, 3), seed=3)
-    eqs = [kernels.eq(_bits(i, d), point) for i in range(1 << d)]
+    eqs = [host.eq(_bits(i, d), point) for i in range(1 << d)]
     bn = np.array(base)
     for c in range(3):
         expect = sum((eqs[i] * int(bn[i, c]) for i in range(1 << d)), EF.zero())
@@ -200,7 +200,6 @@ def test_interpolate_at_integers_on_device_equals_host():
     from mlx_stark.field import ext as ext_
     from mlx_stark.field.host import EF as EF_
     from mlx_stark.poly import interpolate_at_integers
-    from mlx_stark.poly import kernels as host
 
     for n in (1, 2, 5):
         values = ext_.random((n,), n)

@@ -45,9 +45,9 @@ from mlx_stark.params import (
     WhirRoundConfig,
     default_test_params_small,
     log_up_security_params_baby_bear_100_bits,
-    test_system_params_small,
-    test_whir_config_small,
+    system_params_small,
     whir_config,
+    whir_config_small,
 )
 from mlx_stark.prover.stacked_pcs import stacked_commit
 from mlx_stark.verifier.whir import binary_k_fold
@@ -201,7 +201,7 @@ def test_mixture_traces_stark_log_height_zero():
 
 def test_matrix_stacking_overflow():
     fx = self_interaction_fixture([4, 7, 8, 8, 10], 1, 4)
-    prove_and_verify(fx, test_system_params_small(3, 5, 3))
+    prove_and_verify(fx, system_params_small(3, 5, 3))
 
 
 # =========================================================================== 3. round trips
@@ -237,32 +237,32 @@ def test_fib_air_roundtrip_large_l_skip():
 
 
 def test_dummy_interactions_roundtrip_2_8_3():
-    prove_and_verify(interactions_fixture_11(), test_system_params_small(2, 8, 3))
+    prove_and_verify(interactions_fixture_11(), system_params_small(2, 8, 3))
 
 
 def test_dummy_interactions_roundtrip_5_5_4():
-    prove_and_verify(interactions_fixture_11(), test_system_params_small(5, 5, 4))
+    prove_and_verify(interactions_fixture_11(), system_params_small(5, 5, 4))
 
 
 def test_cached_trace_roundtrip_2_8_3():
-    prove_and_verify(cached_fixture_11(), test_system_params_small(2, 8, 3))
+    prove_and_verify(cached_fixture_11(), system_params_small(2, 8, 3))
 
 
 def test_cached_trace_roundtrip_5_5_4():
-    prove_and_verify(cached_fixture_11(), test_system_params_small(5, 5, 4))
+    prove_and_verify(cached_fixture_11(), system_params_small(5, 5, 4))
 
 
 def test_cached_trace_roundtrip_5_8_3():
-    prove_and_verify(cached_fixture_11(), test_system_params_small(5, 8, 3))
+    prove_and_verify(cached_fixture_11(), system_params_small(5, 8, 3))
 
 
 def test_cached_trace_roundtrip_6_7_3():
-    prove_and_verify(cached_fixture_11(), test_system_params_small(6, 7, 3))
+    prove_and_verify(cached_fixture_11(), system_params_small(6, 7, 3))
 
 
 def preprocessed_trace_roundtrip(l_skip: int, n_stack: int, k_whir: int) -> None:
     fx = preprocessed_fib_fixture(0, 1, alternating_sels(8))
-    prove_and_verify(fx, test_system_params_small(l_skip, n_stack, k_whir))
+    prove_and_verify(fx, system_params_small(l_skip, n_stack, k_whir))
 
 
 def test_preprocessed_trace_roundtrip_2_8_3():
@@ -275,7 +275,7 @@ def test_preprocessed_trace_roundtrip_5_5_4():
 
 def preprocessed_and_cached_trace_roundtrip(l_skip, n_stack, k_whir, num_cached_parts) -> None:
     fx = preprocessed_and_cached_fixture(alternating_sels(8), num_cached_parts)
-    prove_and_verify(fx, test_system_params_small(l_skip, n_stack, k_whir))
+    prove_and_verify(fx, system_params_small(l_skip, n_stack, k_whir))
 
 
 def test_preprocessed_and_cached_trace_roundtrip_2_8_3_1():
@@ -502,7 +502,7 @@ def whir_single_fib(n_stack: int, log_blowup: int, k_whir: int, log_final_poly_l
     """``run_whir_fib_test``: commit a Fibonacci trace of the full stacked height, open every
     stacked column at a random point with WHIR and verify."""
     l_skip = 2
-    whir = test_whir_config_small(log_blowup, l_skip + n_stack, k_whir, log_final_poly_len)
+    whir = whir_config_small(log_blowup, l_skip + n_stack, k_whir, log_final_poly_len)
     params = SystemParams(l_skip=l_skip, n_stack=n_stack, w_stack=8, log_blowup=log_blowup,
                           whir=whir, logup=log_up_security_params_baby_bear_100_bits(0.0),
                           max_constraint_degree=3)
@@ -729,7 +729,7 @@ def test_malformed_in_memory_proofs_rejected(mutation):
 def test_proof_rejected_under_another_key():
     fx = fib_fixture(0, 1, 1 << 3)
     _, _, proof = keygen_and_prove(fx, default_test_params_small())
-    _, other_params_vk = ms.keygen(fx.airs, test_system_params_small(2, 8, 4))
+    _, other_params_vk = ms.keygen(fx.airs, system_params_small(2, 8, 4))
     with pytest.raises(VerificationError):
         ms.verify(other_params_vk, proof)
     _, two_air_vk = ms.keygen(fx.airs + fx.airs, default_test_params_small())
@@ -740,8 +740,8 @@ def test_proof_rejected_under_another_key():
 def test_proof_for_another_stacked_height_names_its_size():
     fx = fib_fixture(0, 1, 1 << 3)
     _, vk, proof = keygen_and_prove(fx, default_test_params_small())  # stacked height 2^10
-    _, smaller_vk = ms.keygen(fx.airs, test_system_params_small(2, 6, 3))
-    _, larger_vk = ms.keygen(fx.airs, test_system_params_small(2, 9, 3))
+    _, smaller_vk = ms.keygen(fx.airs, system_params_small(2, 6, 3))
+    _, larger_vk = ms.keygen(fx.airs, system_params_small(2, 9, 3))
     with pytest.raises(VerificationError, match="the proof has 8, the verifying key allows at most 6"):
         ms.verify(smaller_vk, proof.to_bytes())
     with pytest.raises(VerificationError, match="the proof is for n_stack = 8, stacked height 2\\^10"):

@@ -9,9 +9,12 @@ import pytest
 from mlx_stark import tracing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import EF, P, bb, ext, two_adic_generator
-from mlx_stark.layout import StackedSlice, stacked_layout
-from mlx_stark.params import default_test_params_small, test_system_params_small
-from mlx_stark.poly import kernels, mobeq_table, zeta
+from mlx_stark.keygen import LinearConstraint
+from mlx_stark.layout import (
+    StackedSlice, commitment_list, stacked_layout, trace_height_violations, trace_order, trace_parts,
+)
+from mlx_stark.params import default_test_params_small, system_params_small
+from mlx_stark.poly import host, mobeq_table, zeta
 from mlx_stark.prover import stacked_pcs
 from mlx_stark.prover.stacked_pcs import (
     layout_of, rs_code_matrix, stacked_commit, stacked_matrix,
@@ -63,6 +66,23 @@ def test_layout_zero_width_and_errors():
         stacked_layout(2, 4, [(1, 5)])  # taller than 2^m
     with pytest.raises(InvalidInputError):
         stacked_layout(2, 4, [(1, 2), (1, 3)])  # increasing heights
+
+
+def test_trace_order_and_commitment_list():
+    assert trace_order({0: 3, 2: 5, 3: 3, 5: 1}) == [2, 0, 3, 5]  # height down, AIR id up
+    assert trace_parts("c", None, ["k0", "k1"]) == ["c", "k0", "k1"]
+    assert trace_parts("c", "p", []) == ["c", "p"]
+    parts = [trace_parts("c0", "p0", ["k0"]), trace_parts("c1", None, []), trace_parts("c2", None, ["k2"])]
+    assert commitment_list(parts) == [[(0, "c0"), (1, "c1"), (2, "c2")], [(0, "p0")], [(0, "k0")],
+                                      [(2, "k2")]]
+
+
+def test_trace_height_violations():
+    # Σ_a coefficients[a]·2^max(h_a, l) against the threshold, over the present AIRs only
+    constraints = [LinearConstraint((1, 1, 5), 40), LinearConstraint((0, 2, 0), 100)]
+    assert trace_height_violations(constraints, 2, {0: 5, 1: 1}) == []  # 32 + 4 < 40
+    assert trace_height_violations(constraints, 2, {0: 5, 1: 3}) == [(0, 40)]
+    assert trace_height_violations(constraints, 2, {1: 6, 2: 0}) == [(0, 84), (1, 128)]
 
 
 def _naive_stack(l, m, matrices):
@@ -132,11 +152,11 @@ def _prism_eval(column, l, u0, us):
     """q̂(u0, u_1..u_n) = Σ_x eq(x, u)·Σ_{i0} q[i0 + 2^l x]·eqD_l(ω^{i0}, u0) (host)."""
     w = two_adic_generator(l)
     n = len(us)
-    basis = [kernels.eq_d(l, pow(w, i0, P), u0) for i0 in range(1 << l)]
+    basis = [host.eq_d(l, pow(w, i0, P), u0) for i0 in range(1 << l)]
     acc = EF.zero()
     for x in range(1 << n):
         zval = sum((basis[i0] * column[i0 + (x << l)] for i0 in range(1 << l)), EF.zero())
-        acc = acc + kernels.eq([(x >> j) & 1 for j in range(n)], us) * zval
+        acc = acc + host.eq([(x >> j) & 1 for j in range(n)], us) * zval
     return acc
 
 
@@ -160,7 +180,7 @@ def test_msg_identity_mobeq(on_device, l, n):
 def test_stacked_commit_structure(on_device):
     from mlx_stark.hash.merkle import MerkleTree
 
-    params = test_system_params_small(2, 4, 2)
+    params = system_params_small(2, 4, 2)
     mats = [bb.random((16, 3), seed=1), bb.random((8, 2), seed=2), bb.random((2, 1), seed=3)]
     with tracing.timing() as roots:
         data = stacked_commit(params, mats)

@@ -15,8 +15,8 @@ import pytest
 from mlx_stark.errors import InvalidInputError, VerificationError
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF, horner
-from mlx_stark.params import test_system_params_small_with_poly_len
-from mlx_stark.poly import kernels
+from mlx_stark.params import system_params_small_with_poly_len
+from mlx_stark.poly import host
 from mlx_stark.proof import StackingProof
 from mlx_stark.prover.stacked_pcs import stacked_commit
 from mlx_stark.prover.stacked_reduction import prove_stacked_reduction
@@ -32,15 +32,15 @@ def prism_eval(col, l, h, r):
     """Naive ``t̂(r_0, r_1..r_{h−l})`` (pcs.md §5.1) or, below ``2^l``, the lift ``t̂(r_0^{2^{l−h}})``."""
     n_i = h - l
     if n_i >= 0:
-        basis = kernels.lagrange_basis(l, r[0])
+        basis = host.lagrange_basis(l, r[0])
         acc = EF.zero()
         for x in range(1 << n_i):
             inner = EF.zero()
             for i0 in range(1 << l):
                 inner = inner + basis[i0] * col[i0 + (x << l)]
-            acc = acc + inner * kernels.eq([(x >> j) & 1 for j in range(n_i)], r[1:1 + n_i])
+            acc = acc + inner * host.eq([(x >> j) & 1 for j in range(n_i)], r[1:1 + n_i])
         return acc
-    basis = kernels.lagrange_basis(h, r[0] ** (1 << -n_i))
+    basis = host.lagrange_basis(h, r[0] ** (1 << -n_i))
     return sum((basis[i] * col[i] for i in range(1 << h)), EF.zero())
 
 
@@ -77,7 +77,7 @@ def make_instance(l, n, k, dims, rots, seed, log_final=None):
     rng = random.Random(seed)
     if log_final is None:
         log_final = (l + n) % k
-    params = test_system_params_small_with_poly_len(l, n, k, log_final)
+    params = system_params_small_with_poly_len(l, n, k, log_final)
     matrices = [[np.array([[rng.randrange(P) for _ in range(w)] for _ in range(1 << h)],
                           dtype=np.uint32).reshape(1 << h, w) for (w, h) in cd] for cd in dims]
     pcs = [stacked_commit(params, [mx.array(a) for a in mats]) for mats in matrices]

@@ -14,13 +14,13 @@ from mlx_stark.field import ext
 from mlx_stark.field.bb import P, two_adic_generator
 from mlx_stark.field.host import EF, horner
 from mlx_stark.hash.merkle import MerkleTree
-from mlx_stark.poly import eval_univariate, idft, kernels, mle_eval, mobius
+from mlx_stark.poly import eval_univariate, host, idft, mle_eval, mobius
 from mlx_stark.proof import StackingProof, WhirProof
 from mlx_stark.prover import whir as whir_prover
 from mlx_stark.prover.stacked_reduction import prove_stacked_reduction
 from mlx_stark.prover.whir import prove_whir
 from mlx_stark.transcript import Transcript
-from mlx_stark.verifier.pcs_shape import check_pcs_shape
+from mlx_stark.verifier.proof_shape import check_pcs_shape
 from mlx_stark.verifier.stacked_reduction import verify_stacked_reduction
 from mlx_stark.verifier.whir import binary_k_fold, verify_whir
 from .test_stacked_reduction import make_instance, rand_ef
@@ -29,7 +29,7 @@ from .test_stacked_reduction import make_instance, rand_ef
 def prove_all(inst, transcript=None):
     t = transcript or Transcript()
     sp, u = prove_stacked_reduction(inst.params, t, inst.pcs, inst.need_rot, inst.r)
-    wp = prove_whir(inst.params, t, inst.pcs, kernels.u_cube(inst.params.l_skip, u))
+    wp = prove_whir(inst.params, t, inst.pcs, host.u_cube(inst.params.l_skip, u))
     return sp, wp, t.sample()
 
 
@@ -37,7 +37,7 @@ def verify_all(inst, sp, wp, commits=None, openings=None, u_map=None, params=Non
     params = params or inst.params
     t = Transcript()
     u = verify_stacked_reduction(params, t, sp, inst.layouts, inst.need_rot, inst.r, inst.claims)
-    u_cube = kernels.u_cube(params.l_skip, u)
+    u_cube = host.u_cube(params.l_skip, u)
     if u_map:
         u_cube = u_map(u_cube)
     verify_whir(params, t, wp, commits or [p.commit for p in inst.pcs], [p.width for p in inst.pcs],
@@ -266,7 +266,7 @@ def test_malformed_statement(inst, honest):
     sp, wp = honest
     t = Transcript()
     u = verify_stacked_reduction(inst.params, t, sp, inst.layouts, inst.need_rot, inst.r, inst.claims)
-    u_cube = kernels.u_cube(inst.params.l_skip, u)
+    u_cube = host.u_cube(inst.params.l_skip, u)
     commits = [p.commit for p in inst.pcs]
     widths = [p.width for p in inst.pcs]
     for args in [(commits[:1], widths, sp.stacking_openings, u_cube),
@@ -350,7 +350,7 @@ def test_fact_ood_value_three_ways():
         g_hat = mobius(g)
         coeffs = ext.to_host(g_hat)
         z0 = rand_ef(rng)
-        pows = kernels.u_cube(d, [z0])  # (z0, z0^2, …, z0^{2^{d−1}})
+        pows = host.u_cube(d, [z0])  # (z0, z0^2, …, z0^{2^{d−1}})
         univariate = horner(coeffs, z0)
         coefficient_mle = sum((c * _prod([pows[b] for b in range(d) if (j >> b) & 1])
                                for j, c in enumerate(coeffs)), EF.zero())

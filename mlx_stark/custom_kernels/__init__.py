@@ -8,6 +8,13 @@ reference (and the CPU path)::
         return kernel(matrix)
     ...  # MLX ops
 
+An operation is named after the stage code that asks for it and holds its reference path:
+``<module>.<function>`` (the stage module's last name; ``Class.method`` for a method, the class
+alone when the kernel serves the whole class; a private function without its underscore), and
+``:<variant>`` after it where one function picks among kernels by an argument
+(``mle.fold_lowest:base``). The constraint-stage operations (``constraints.*``) are still named
+after their kernels.
+
 :func:`native` returns the kernel-backed function when :func:`mlx_stark.device.native_kernels_active`
 (a Metal or CUDA default device and ``MLX_STARK_KERNELS`` not ``ops``), else ``None``. Every
 native function is bit-equal to its reference.
@@ -29,30 +36,30 @@ import mlx.core as mx
 from .. import device, tracing
 from .prelude import DIALECTS, prelude, thread_indices
 
-# operation name -> (kernel module, function); see each function's docstring for its contract
+# operation -> (kernel module, function); see each function's docstring for its contract
 _NATIVE = {
     "poseidon2.permute": ("poseidon2", "permute"),
     "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
     "merkle.hash_rows": ("poseidon2", "hash_rows"),
     "merkle.compress": ("poseidon2", "compress"),
-    "merkle.commit_layers": ("poseidon2", "merkle_layers"),
+    "merkle.MerkleTree.commit": ("poseidon2", "merkle_layers"),
+    "transcript.Transcript.observe_array": ("poseidon2", "absorb"),
+    "transcript.DeviceTranscript": ("poseidon2", "duplex"),
+    "transcript.DeviceTranscript.grind": ("poseidon2", "pow_first_search"),
     "ntt.transform": ("ntt", "transform"),
+    "ntt.coset_lde": ("ntt", "coset_lde"),
+    "mle.fold_lowest:ext": ("sumcheck", "fold_ext"),
+    "mle.fold_lowest:base": ("sumcheck", "fold_base"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
+    "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
+    "sumcheck.product_round_values": ("sumcheck", "product_round"),
+    "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
+    "whir.query_weights": ("sumcheck", "query_weights"),
+    "logup_gkr.layer_tables": ("gkr", "layer_tables"),
+    "logup_gkr.round_sums": ("gkr", "round_sums"),
+    "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
     "constraints.evaluate_forms": ("constraints", "evaluate_forms"),
     "constraints.evaluate_mle": ("constraints", "evaluate_mle"),
-    "transcript.absorb": ("poseidon2", "absorb"),
-    "transcript.duplex": ("poseidon2", "duplex"),
-    "poseidon2.pow_batch": ("poseidon2", "pow_first_search"),
-    "ntt.coset_lde": ("ntt", "coset_lde"),
-    "linear.weighted_sum": ("linear", "weighted_sum"),
-    "gkr.layer_tables": ("gkr", "layer_tables"),
-    "gkr.round_sums": ("gkr", "round_sums"),
-    "gkr.fold_round_sums": ("gkr", "fold_round_sums"),
-    "sumcheck.fold_ext": ("sumcheck", "fold_ext"),
-    "sumcheck.fold_base": ("sumcheck", "fold_base"),
-    "sumcheck.product_round": ("sumcheck", "product_round"),
-    "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
-    "sumcheck.query_weights": ("sumcheck", "query_weights"),
 }
 
 OPERATIONS = tuple(_NATIVE)

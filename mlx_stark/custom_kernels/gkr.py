@@ -36,9 +36,8 @@ from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
+from .sizing import THREADS, grid_x, plan_blocks
 
-THREADS = 256
-MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
 SUMS = 12  # g(1), g(2), g(3): 3 x 4 coefficients
 ROW = 20  # a table row: 5 extension elements
 
@@ -207,12 +206,6 @@ def _check_rows(tables: mx.array, least: int) -> int:
     return n
 
 
-def plan_blocks(pairs: int) -> int:
-    """Blocks of a round-sum launch over ``pairs`` pairs: one pair per thread up to
-    ``MAX_BLOCKS`` blocks, more pairs per thread beyond."""
-    return max(1, min(MAX_BLOCKS, -(-pairs // THREADS)))
-
-
 def _total(parts: mx.array, args: mx.array) -> mx.array:
     """The sums ``(3, 4)`` from the blocks' partial sums ``(B·12,)``."""
     if parts.shape[0] > SUMS:
@@ -258,7 +251,6 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
     if rows * ROW >= 1 << 32:
         raise InvalidInputError(f"GKR tables of {rows} rows exceed 32-bit indices")
     args = kernel_args((rows, len(xi)), [v for x in xi for v in (ext.one_minus(x), x)])
-    grid = -(-rows // THREADS) * THREADS
-    out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid, 1), THREADS,
+    out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid_x(rows), 1), THREADS,
                  [(rows * ROW,)])[0]
     return out.reshape(rows, 5, 4)

@@ -29,10 +29,8 @@ from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import U32
 from . import KernelSource, launch
+from .sizing import THREADS, grid_x, plan_parts
 
-THREADS = 256
-# Threads a launch aims at (outputs x parts): an H100 holds 132 x 2048 resident threads.
-TARGET_THREADS = 1 << 18
 MIN_PART_TERMS = 16  # values of x per part at least, so that a part outweighs its partial sum
 MAX_PARTS = 1 << 12
 
@@ -68,10 +66,10 @@ def weighted_sum_source(columns: int) -> KernelSource:
                         "\n".join(lines) + "\n")
 
 
-def plan_parts(outputs: int, terms: int) -> tuple:
+def plan_ranges(outputs: int, terms: int) -> tuple:
     """``(K, span)``: block rows of a launch over ``outputs`` outputs of ``terms`` terms each,
     and the values of ``x`` per row (module docstring). Every row gets at least one value."""
-    parts = max(1, min(TARGET_THREADS // max(outputs, 1), MAX_PARTS, terms // MIN_PART_TERMS))
+    parts = plan_parts(outputs, min(MAX_PARTS, terms // MIN_PART_TERMS))
     span = -(-terms // parts)
     return -(-terms // span), span
 
@@ -89,10 +87,9 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     if outputs >= 1 << 32 or x * c >= 1 << 32:
         raise InvalidInputError(f"weighted_sum of {tuple(values.shape)} x {tuple(weights.shape)} "
                                 "exceeds 32-bit indices")
-    parts, span = plan_parts(outputs, x)
+    parts, span = plan_ranges(outputs, x)
     params = mx.array(np.array([outputs, b, x, span], dtype=np.uint32))
-    grid = -(-outputs // THREADS) * THREADS
-    out = launch(weighted_sum_source(c), [values, bb.to_mont(weights), params], (grid, parts), THREADS,
-                 [(parts * outputs * c,)])[0]
+    out = launch(weighted_sum_source(c), [values, bb.to_mont(weights), params], (grid_x(outputs), parts),
+                 THREADS, [(parts * outputs * c,)])[0]
     out = out.reshape(parts, a, b, c)
     return out[0] if parts == 1 else bb.sum(out, axis=0)

@@ -15,9 +15,6 @@ contiguous column number) of ``R`` elements each into shared memory, bit-reverse
 32 KiB (Metal's threadgroup memory); rows past the input's height read as zero, which makes
 the LDE's zero padding free.
 
-Measured on an H100 (2^22 x 42, the keccakf codeword shape): DFT 4.3 ms against 34 ms for the
-MLX-ops Stockham passes; ``rs_code_matrix`` from 2^21 x 42 5.0 ms against 43 ms.
-
 Coset LDE of short blocks (round 0 of the batch constraint sumcheck, ``N = 2^l_skip``): the
 values on ``s·D`` are a fixed linear map of the values on ``D``, ``M_s = DFT·diag(s^j)·iDFT``,
 i.e. ``M_s[i][j] = L_j(s·ω^i)`` with ``L_j`` the Lagrange basis of ``D``. The ``E`` matrices
@@ -40,10 +37,10 @@ from ..field.bb import P, U32, two_adic_generator
 from ..poly.ntt import coset_lde_ops, twiddles_mont
 from . import KernelSource, launch
 from .prelude import literal, mont
+from .sizing import THREADS, grid_x
 
 SHARED_WORDS = 1 << 13  # 32 KiB of shared / threadgroup memory per block
 MAX_LOG_RADIX = 10
-THREADS = 256
 MAX_GRID_Y = 65535  # CUDA's limit on blocks along y (the leading batch axis)
 MAX_LDE_LOG_N = 5  # coset_lde keeps N <= 32 values per thread in registers
 MAX_LAUNCH_THREADS = 1 << 30  # threads of one coset_lde launch (32-bit gid and slice bounds)
@@ -229,8 +226,7 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     if count == 0:
         return mx.zeros((height, width), dtype=mx.uint32)
     params = mx.array(np.array([count, width], dtype=np.uint32))
-    grid = -(-count // THREADS) * THREADS
-    return launch(rs_messages_source(l_skip), [matrix, params], (grid, 1), THREADS,
+    return launch(rs_messages_source(l_skip), [matrix, params], (grid_x(count), 1), THREADS,
                   [(height, width)])[0]
 
 
@@ -302,7 +298,7 @@ def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
         part = flat[r0:min(rows, r0 + per_launch)]
         threads = part.shape[0] * e
         params = mx.array(np.array([threads, e], dtype=np.uint32))
-        outs.append(launch(src, [part, mats, params], (-(-threads // THREADS) * THREADS, 1), THREADS,
+        outs.append(launch(src, [part, mats, params], (grid_x(threads), 1), THREADS,
                            [(part.shape[0], e, n)])[0])
     out = outs[0] if len(outs) == 1 else mx.concatenate(outs)
     return out.reshape(lead + (e, n))

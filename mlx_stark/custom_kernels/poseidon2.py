@@ -10,10 +10,8 @@ results are those of the MLX-ops functions in :mod:`mlx_stark.hash` (bit-equal).
 transcript's absorption is the exception: one sequential chain, so 16 threads share each
 permutation, one lane each (see the lane-parallel permutation below).
 
-Measured on an H100: 2.0 G permutations/s (16x the MLX-ops lanes); leaf hashing of 2^22 rows x
-42 columns at the same rate (12.7 ms), so one thread per row is compute-bound and wide rows
-need no other layout (block sizes 64-512 change it by under 10%); the whole Merkle commit
-with k = 4 in 17 ms against 0.5 s; a 20-bit proof-of-work search in 2.6 ms.
+Leaf hashing runs at the permutation's rate, so one thread per row is compute-bound and wide
+rows need no other layout (measurements: docs/tracking/kernel-notes.md).
 """
 from __future__ import annotations
 
@@ -27,10 +25,10 @@ from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FOR
 from . import KernelSource, launch
 from ..tracing import read
 from .prelude import literal, mont
+from .sizing import THREADS, grid_x
 
 RATE = 8
 DIGEST = 8
-THREADS = 256  # threads per block for one-state-per-thread kernels
 TREE_LEVELS = 9  # tree levels per launch: a block of 2^8 threads reduces 2^9 nodes to one
 POW_MIN_BATCH = 1 << 16
 POW_MAX_BATCH = 1 << 22
@@ -458,16 +456,12 @@ def _params(*values) -> mx.array:
     return mx.array(np.array(values, dtype=np.uint32))
 
 
-def _blocks(n: int, threads: int = THREADS) -> int:
-    return -(-n // threads) * threads
-
-
 def permute(states: mx.array, constants=DEFAULT_CONSTANTS) -> mx.array:
     """:func:`mlx_stark.hash.poseidon2.permute`: ``(n, 16)`` uint32 -> ``(n, 16)`` uint32."""
     n = states.shape[0]
     if n == 0:
         return mx.zeros((0, WIDTH), dtype=U32)
-    return launch(permute_source(constants), [states, _params(n)], (_blocks(n), 1), THREADS,
+    return launch(permute_source(constants), [states, _params(n)], (grid_x(n), 1), THREADS,
                   [(n, WIDTH)])[0]
 
 
@@ -476,7 +470,7 @@ def hash_rows(matrix: mx.array) -> mx.array:
     n, w = matrix.shape
     if n == 0:
         return mx.zeros((0, DIGEST), dtype=U32)
-    return launch(hash_rows_source(w), [matrix, _params(n)], (_blocks(n), 1), THREADS,
+    return launch(hash_rows_source(w), [matrix, _params(n)], (grid_x(n), 1), THREADS,
                   [(n, DIGEST)])[0]
 
 
@@ -485,14 +479,14 @@ def compress(left: mx.array, right: mx.array) -> mx.array:
     n = left.shape[0]
     if n == 0:
         return mx.zeros((0, DIGEST), dtype=U32)
-    return launch(compress_source(), [left, right, _params(n)], (_blocks(n), 1), THREADS,
+    return launch(compress_source(), [left, right, _params(n)], (grid_x(n), 1), THREADS,
                   [(n, DIGEST)])[0]
 
 
 def compress_layer(level: mx.array, stride: int) -> mx.array:
     """``(2n, 8)`` -> ``(n, 8)``, ``out[t·S + y] = C(level[2t·S + y], level[(2t+1)·S + y])``."""
     n = level.shape[0] // 2
-    return launch(compress_layer_source(), [level, _params(n, stride)], (_blocks(n), 1), THREADS,
+    return launch(compress_layer_source(), [level, _params(n, stride)], (grid_x(n), 1), THREADS,
                   [(n, DIGEST)])[0]
 
 
@@ -556,7 +550,7 @@ def pow_batch(state: mx.array, absorb_idx: int, bits: int, start: int, count: in
     """The smallest valid nonce in ``[start, start + count)`` as a ``(1,)`` uint32 device array,
     ``0xFFFFFFFF`` if there is none: ``state`` ``(16,)`` canonical on the device. One launch
     and a minimum over its blocks; lazy (no read-back)."""
-    grid = _blocks(count)
+    grid = grid_x(count)
     best = launch(pow_source(), [state, _params(start, count, (1 << bits) - 1, absorb_idx)],
                   (grid, 1), THREADS, [(grid // THREADS,)])[0]
     return mx.min(best, keepdims=True)

@@ -27,7 +27,7 @@ sums are multiplied by ``2^32`` once (``bb_to_mont``). Folds multiply the canoni
 by ``r`` in Montgomery form (canonical result). The query weights multiply Montgomery-form
 factors (Montgomery-form ``E``) and accumulate ``E·c`` in 64 bits with one ``bb_redc`` per
 coefficient. Every result is bit-equal to the MLX-ops references
-(:func:`mlx_stark.prover.stacked_reduction.product_round_values`,
+(:func:`mlx_stark.prover.sumcheck.product_round_values`,
 :func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`).
 """
 from __future__ import annotations
@@ -42,9 +42,8 @@ from ..field import bb
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
+from .sizing import THREADS, grid_x, plan_blocks
 
-THREADS = 256
-MAX_BLOCKS = 1024  # 2^18 threads: an H100 holds 132 x 2048 resident threads
 SUMS = 8  # s(1), s(2): 2 x 4 coefficients
 
 _HEADER = EXTENSION + """\
@@ -209,23 +208,17 @@ def _pair_dims(f: mx.array, w: mx.array, least: int) -> tuple:
     return _table_dims(f, least)
 
 
-def plan_blocks(items: int) -> int:
-    """Blocks of a round launch over ``items`` items: one item per thread up to ``MAX_BLOCKS``
-    blocks, more items per thread beyond."""
-    return max(1, min(MAX_BLOCKS, -(-items // THREADS)))
-
-
 def _round_values(parts: mx.array) -> mx.array:
     """``[s(1), s(2)]`` ``(2, 4)`` from the blocks' partial sums ``(K·8,)``, on the device
-    (``K ≤ MAX_BLOCKS``, so the uint64 sum cannot wrap)."""
+    (``K ≤ 2^10``, :func:`~.sizing.plan_blocks`: the uint64 sum cannot wrap)."""
     total = mx.sum(parts.reshape(-1, 2, 4).astype(mx.uint64), axis=0) % P
     return total.astype(mx.uint32)
 
 
 def product_round(f: mx.array, w: mx.array) -> tuple:
-    """:func:`mlx_stark.prover.stacked_reduction.product_round_values` (bit-equal): ``f, w``
+    """:func:`mlx_stark.prover.sumcheck.product_round_values` (bit-equal): ``f, w``
     ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``[s(1), s(2)]`` ``(2, 4)``. One launch and
-    a sum of the ``K ≤ MAX_BLOCKS`` partial sums; lazy."""
+    a sum of the ``K`` partial sums; lazy."""
     n, width = _pair_dims(f, w, 2)
     items = n // 2 * width
     if items == 0:
@@ -238,7 +231,7 @@ def product_round(f: mx.array, w: mx.array) -> tuple:
 
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
-    """:func:`mlx_stark.prover.stacked_reduction.fold_product_round` (bit-equal): ``f, w``
+    """:func:`mlx_stark.prover.sumcheck.fold_product_round` (bit-equal): ``f, w``
     ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 2``, ``r`` host EF or ``(4,)`` device array ->
     ``(f', w', [s(1), s(2)])``: both tables folded at ``r`` (``(2^(d−1), ..., 4)``) and the next
     round's sums ``(2, 4)`` over them. One pass over the tables; lazy."""
@@ -262,8 +255,7 @@ def _fold(table: mx.array, r, base: bool) -> mx.array:
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32)
     args = kernel_args((items, width), [r])
-    out = launch(fold_source(base), [table.reshape(-1), args], (-(-items // THREADS) * THREADS, 1), THREADS,
-                 [(items * 4,)])[0]
+    out = launch(fold_source(base), [table.reshape(-1), args], (grid_x(items), 1), THREADS, [(items * 4,)])[0]
     return out.reshape(shape)
 
 
@@ -299,5 +291,5 @@ def query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     powers = bb.to_mont(mx.stack(squares, axis=1))  # (Q, max(d, 1)); d = 0: one unread column
     args = kernel_args((1 << d, d, q))
     out = launch(query_weights_source(), [powers.reshape(-1), coeffs.reshape(-1), args],
-                 (-(-(1 << d) // THREADS) * THREADS, 1), THREADS, [((1 << d) * 4,)])[0]
+                 (grid_x(1 << d), 1), THREADS, [((1 << d) * 4,)])[0]
     return out.reshape(1 << d, 4)

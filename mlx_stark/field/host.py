@@ -127,13 +127,20 @@ class EF:
         return EF.lift(o) * self.inv()
 
 
+def is_canonical_f(v) -> bool:
+    """Whether ``v`` is a canonical base element: an ``int`` in ``[0, p)`` (not a bool, not a
+    NumPy integer)."""
+    return type(v) is int and 0 <= v < P
+
+
 def is_canonical_ef(v) -> bool:
-    """Whether ``v`` is an :class:`EF` with four canonical int coefficients (an EF built in
-    memory can have its ``c`` replaced after construction)."""
+    """Whether ``v`` is an :class:`EF` with four canonical coefficients
+    (:func:`is_canonical_f`; an EF built in memory can have its ``c`` replaced after
+    construction)."""
     if type(v) is not EF:
         return False
     c = v.c
-    return type(c) is tuple and len(c) == 4 and all(type(x) is int and 0 <= x < P for x in c)
+    return type(c) is tuple and len(c) == 4 and all(is_canonical_f(x) for x in c)
 
 
 def batch_inv(values: list) -> list:

@@ -1,12 +1,12 @@
 """Poseidon2 on the host in native code: the kernels' permutation compiled as C++ for the CPU.
 
 Host hashing is sequential where it matters (the transcript's duplex sponge, the verifying-key
-prehash: 35k chained permutations for KeccakfAir) and one pure-Python permutation costs about
-150 us on the 2-core CPU VM. This module compiles the custom kernels' generated permutation
+prehash: 35k chained permutations for KeccakfAir), and a pure-Python permutation is about a
+hundred times slower than native code (docs/tracking/kernel-notes.md). This module compiles the
+custom kernels' generated permutation
 (:func:`~mlx_stark.custom_kernels.poseidon2.permutation_header`, CUDA dialect with its keywords
 defined away, as the kernel emulation in the tests does) together with two host loops, a batch
-permutation and a padding-free sponge over rows, and loads it with ctypes: a permutation then
-costs 1-3 us, the ctypes call of a single one included.
+permutation and a padding-free sponge over rows, and loads it with ctypes.
 
 The library is built once per constant set with the C++ compiler MLX uses on the CPU (``c++``,
 ``g++`` or ``clang++`` on ``PATH``) into a cache folder (``MLX_STARK_CACHE``, else

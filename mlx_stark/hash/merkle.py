@@ -276,7 +276,7 @@ class MerkleTree:
             raise InvalidInputError(f"log_rows_per_query must be a non-negative int, got {k!r}")
         if n == 0 or n & (n - 1) or n < (1 << k):
             raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
-        kernel = custom_kernels.native("merkle.commit_layers")
+        kernel = custom_kernels.native("merkle.MerkleTree.commit")
         layers = kernel(matrix, k) if kernel is not None else cls._layers(matrix, k)
         if not check_values:
             return cls(matrix, k, layers)

@@ -1,7 +1,7 @@
 """Polynomial toolkit: NTTs over two-adic subgroups (:mod:`ntt`), multilinear / prismalinear
-tables on device (:mod:`mle`), and host formulas of the protocol's kernels (:mod:`kernels`,
-importable without touching device arrays)."""
-from . import kernels
+tables on device (:mod:`mle`), and host formulas of the protocol's kernels (:mod:`host`: EF
+scalars, no device arrays)."""
+from . import host
 from .mle import (
     eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, interpolate_at_integers, mle_eval,
     mobeq_table, mobius, product_table, zeta,
@@ -9,7 +9,7 @@ from .mle import (
 from .ntt import coset_lde, dft, idft, lde
 
 __all__ = [
-    "kernels", "dft", "idft", "lde", "coset_lde", "zeta", "mobius", "product_table", "eq_table",
+    "host", "dft", "idft", "lde", "coset_lde", "zeta", "mobius", "product_table", "eq_table",
     "mobeq_table", "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
     "interpolate_at_integers",
 ]

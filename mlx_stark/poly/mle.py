@@ -15,7 +15,7 @@ from .. import custom_kernels
 from ..field import bb, ext
 from ..field.bb import P, U32, U64
 from ..field.host import EF
-from . import kernels
+from . import host
 
 
 def _ef4(x) -> mx.array:
@@ -117,12 +117,12 @@ def fold_lowest(table: mx.array, r, base: bool = False) -> mx.array:
 
     ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` a power
     of two. Returns the extension table ``(N/2, ..., 4)``. Runs the native kernel
-    (``sumcheck.fold_ext`` / ``sumcheck.fold_base``) where the device has one."""
+    (:func:`mlx_stark.custom_kernels.sumcheck.fold_ext` / ``fold_base``) where the device has one."""
     n = table.shape[0]
     _log2_exact(n, "table length")
     if n < 2:
         raise ValueError("cannot fold a table with no variables")
-    kernel = custom_kernels.native("sumcheck.fold_base" if base else "sumcheck.fold_ext")
+    kernel = custom_kernels.native("mle.fold_lowest:base" if base else "mle.fold_lowest:ext")
     if kernel is not None:
         return kernel(table, r)
     v = table.reshape(n // 2, 2, *table.shape[1:])
@@ -157,11 +157,11 @@ def ext_powers(x, n: int) -> mx.array:
 def interpolate_at_integers(values: mx.array, x) -> mx.array:
     """Value at ``x`` of the polynomial of degree ``< n`` through ``(i, values[i])``,
     ``i = 0..n−1``: ``values`` ``(n, 4)`` uint32 on the device, ``x`` a host value (its Lagrange
-    weights come from :func:`mlx_stark.poly.kernels.interpolate_at_integers`) or a ``(4,)``
+    weights come from :func:`mlx_stark.poly.host.interpolate_at_integers`) or a ``(4,)``
     device array (prefix and suffix products of ``x − j`` on the device). Returns ``(4,)``."""
     n = values.shape[0]
     if not isinstance(x, mx.array):
-        basis = [kernels.interpolate_at_integers([int(i == k) for i in range(n)], x) for k in range(n)]
+        basis = [host.interpolate_at_integers([int(i == k) for i in range(n)], x) for k in range(n)]
         return bb.sum(ext.mul(values, ext.from_host(basis)), axis=0)
     diffs = [ext.sub(x, ext.constant(j)) for j in range(n)]  # x − j
     prefix, suffix = [ext.ones(())], [ext.ones(())]
@@ -218,7 +218,7 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
     if blocks << l != n:
         raise ValueError(f"table height {n} is not a multiple of 2^{l}")
     v = table.reshape(blocks, 1 << l, *table.shape[1:])
-    weights = kernels.lagrange_basis(l, z)
+    weights = host.lagrange_basis(l, z)
     if base:
         w = ext.from_host(weights)
         parts = [_dot_base(w[g:g + 4], *(v[:, i] for i in range(g, min(g + 4, 1 << l))))

@@ -13,7 +13,7 @@ digests tuples of 8 ints. The bulky WHIR openings are NumPy ``uint32`` arrays:
 
 Decoding follows the reference decoder and additionally rejects the inputs it mishandles
 (pcs.md §12): no commitment, zero queries in any round, and Merkle depths that would
-underflow. Shapes against the parameters are checked later (``verifier.pcs_shape``).
+underflow. Shapes against the parameters are checked later (``verifier.proof_shape``).
 """
 from __future__ import annotations
 

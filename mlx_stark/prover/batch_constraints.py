@@ -39,9 +39,9 @@ from ..errors import ConstraintNotSatisfied, InvalidInputError, ProverError
 from ..field import bb, ext
 from ..field.bb import GENERATOR, P, U32, U64
 from ..field.host import EF, horner
-from ..poly import (
-    coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers, kernels,
-)
+from ..layout import n_logup_of, segment_offsets
+from ..poly import coset_lde, dft, eq_table, fold_lowest, fold_skip, idft, interpolate_at_integers
+from ..poly import host as kernels
 from ..proof.constraints import BatchConstraintProof, GkrProof
 from ..tracing import read, span
 from ..transcript import Transcript, device_segment
@@ -49,9 +49,7 @@ from .constraint_eval import DagEvaluator, Form
 from .logup_gkr import (
     fraction_leaves,
     logup_challenges,
-    n_logup_of,
     prove_fractional_sumcheck,
-    segment_offsets,
 )
 
 # Largest block of extended column values (uint32 elements) that round 0 holds at once;

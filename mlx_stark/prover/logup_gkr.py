@@ -32,7 +32,7 @@ from ..proof.constraints import GkrLayerClaims
 from ..transcript import Transcript, device_segment
 
 
-# ------------------------------------------------------------------ challenges and layout
+# ------------------------------------------------------------------ challenges
 def logup_challenges(transcript: Transcript, pow_bits: int) -> Tuple[int, EF, EF]:
     """§4.2 steps 4–5: ``w = grind(pow_bits)``, then ``α = sample_ext()``, ``β = sample_ext()``.
     Returns ``(w, α, β)``."""
@@ -40,23 +40,6 @@ def logup_challenges(transcript: Transcript, pow_bits: int) -> Tuple[int, EF, EF
     alpha = transcript.sample_ext()
     beta = transcript.sample_ext()
     return witness, alpha, beta
-
-
-def n_logup_of(l_skip: int, total: int) -> int:
-    """``n_logup = bitlength(total) − l`` for ``total > 0``, else 0 (§5.1)."""
-    return total.bit_length() - l_skip if total > 0 else 0
-
-
-def segment_offsets(l_skip: int, traces: Sequence[Tuple[int, int]]) -> Tuple[List[List[int]], int]:
-    """Offsets ``off(t, σ)`` of the interaction segments (§5.1) and ``total``.
-
-    ``traces``: per trace in sorted order ``(K_t, ñ_t)`` (interaction count, lifted relative
-    dimension). Segment ``(t, σ)`` spans ``2^(l+ñ_t)`` leaves."""
-    offsets, o = [], 0
-    for k, nt in traces:
-        offsets.append([o + (s << (l_skip + nt)) for s in range(k)])
-        o += k << (l_skip + nt)
-    return offsets, o
 
 
 # ------------------------------------------------------------------ leaves
@@ -118,7 +101,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi: Sequence[EF]) -> mx.array:
     """The sumcheck tables of layer ``j`` (``lp, lq`` ``(2^j, 4)`` uint32, ``ξ`` ``j − 1`` host
     EF): ``(2^(j−1), 5, 4)`` uint32, row ``y`` = ``p[2y], q[2y], p[2y+1], q[2y+1], eq(ξ, y)``
     (``P0, Q0, P1, Q1, E``; every table folds on its row index)."""
-    kernel = custom_kernels.native("gkr.layer_tables")
+    kernel = custom_kernels.native("logup_gkr.layer_tables")
     if kernel is not None:
         return kernel(lp, lq, xi)
     half = lp.shape[0] // 2
@@ -129,7 +112,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi: Sequence[EF]) -> mx.array:
 def round_sums(tables: mx.array, lam: EF) -> mx.array:
     """``g(1), g(2), g(3)`` of a sub-round over ``tables`` ``(2M, 5, 4)`` uint32 (``M ≥ 1``):
     ``(3, 4)`` uint32."""
-    kernel = custom_kernels.native("gkr.round_sums")
+    kernel = custom_kernels.native("logup_gkr.round_sums")
     if kernel is not None:
         return kernel(tables, lam)
     return _ops_round_sums(tables, lam)
@@ -138,7 +121,7 @@ def round_sums(tables: mx.array, lam: EF) -> mx.array:
 def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.array]:
     """``tables`` ``(4N, 5, 4)`` uint32 (``N ≥ 1``) folded at ``r`` (``(2N, 5, 4)``) and the
     next sub-round's :func:`round_sums` over them (``(3, 4)``)."""
-    kernel = custom_kernels.native("gkr.fold_round_sums")
+    kernel = custom_kernels.native("logup_gkr.fold_round_sums")
     if kernel is not None:
         return kernel(tables, r, lam)
     folded = fold_lowest(tables, r)

@@ -15,8 +15,10 @@ import numpy as np
 from ..air.check import AirTrace, check_interaction_balance
 from ..errors import InvalidInputError, UnbalancedInteractions
 from ..field.bb import P
-from ..layout import stacked_layout
-from ..poly.kernels import u_cube
+from ..layout import (
+    commitment_list, stacked_layout, trace_height_violations, trace_order, trace_parts,
+)
+from ..poly.host import u_cube
 from ..proof.stark import Proof, TraceVData
 from ..tracing import read, span
 from ..transcript import Transcript
@@ -52,9 +54,7 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
         # count too, as a user waits for them
         with span("prover.validate"):
             present = _validate(pk, inputs)
-        # trace order: height descending, AIR id ascending (constraints.md §0.4)
-        order = sorted(present, key=lambda a: (-present[a].log_height, a))
-        traces = [present[a] for a in order]
+        traces = [present[a] for a in trace_order({a: t.log_height for a, t in present.items()})]
         transcript = Transcript()
         transcript.observe_commit(pk.vk_pre_hash)
 
@@ -94,16 +94,11 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
             raise
 
         with span("prover.openings"):
-            # commitment list: common main, then per trace: preprocessed?, cached...
-            pcs_datas, need_rot = [common], [[t.vk.params.need_rot for t in traces]]
-            for t in traces:
-                apk = pk.per_air[t.air_id]
-                if apk.preprocessed_data is not None:
-                    pcs_datas.append(apk.preprocessed_data)
-                    need_rot.append([t.vk.params.need_rot])
-                for c in cached[t.air_id]:
-                    pcs_datas.append(c)
-                    need_rot.append([t.vk.params.need_rot])
+            commits = commitment_list([
+                trace_parts(common, pk.per_air[t.air_id].preprocessed_data, cached[t.air_id])
+                for t in traces])
+            pcs_datas = [c[0][1] for c in commits]  # commitment 0: every entry holds `common`
+            need_rot = [[traces[t].vk.params.need_rot for t, _ in c] for c in commits]
             stacking_proof, u_prism = prove_stacked_reduction(params, transcript, pcs_datas,
                                                               need_rot, r)
             whir_proof = prove_whir(params, transcript, pcs_datas, u_cube(params.l_skip, u_prism))
@@ -232,22 +227,19 @@ def _check_shapes(pk, present: dict) -> None:
     """Trace-height constraints and the total stacked width, as the verifier will check them."""
     params = pk.params
     l, m = params.l_skip, params.log_stacked_height
-    for i, c in enumerate(pk.trace_height_constraints):
-        total = sum(c.coefficients[a] << max(t.log_height, l) for a, t in present.items())
-        if total >= c.threshold:
-            raise InvalidInputError(f"trace heights violate trace-height constraint {i} "
-                                    f"({total} >= {c.threshold})")
-    order = sorted(present, key=lambda a: (-present[a].log_height, a))
-    width = stacked_layout(l, m, [(present[a].common_main.shape[1], present[a].log_height)
-                                  for a in order]).width
-    if width == 0:
+    heights = {a: t.log_height for a, t in present.items()}
+    broken = trace_height_violations(pk.trace_height_constraints, l, heights)
+    if broken:
+        i, total = broken[0]
+        raise InvalidInputError(f"trace heights violate trace-height constraint {i} "
+                                f"({total} >= {pk.trace_height_constraints[i].threshold})")
+    traces = [present[a] for a in trace_order(heights)]
+    commits = commitment_list([
+        trace_parts(t.common_main.shape[1], t.vk.params.width.preprocessed,
+                    [c.shape[1] for c in t.cached_mains]) for t in traces])
+    widths = [stacked_layout(l, m, [(w, traces[t].log_height) for t, w in c]).width for c in commits]
+    if widths[0] == 0:
         raise InvalidInputError("the common main commitment would have width 0")
-    for a in order:
-        t = present[a]
-        for c in t.cached_mains:
-            width += stacked_layout(l, m, [(c.shape[1], t.log_height)]).width
-        prep = t.vk.preprocessed_data
-        if prep is not None:
-            width += prep.stacking_width
+    width = sum(widths)
     if width > params.w_stack:
         raise InvalidInputError(f"total stacked width {width} exceeds w_stack = {params.w_stack}")

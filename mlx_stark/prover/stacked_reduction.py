@@ -29,10 +29,11 @@ from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
 from ..field.host import EF
 from ..params import SystemParams
-from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, idft, kernels
+from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
 from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
+from .sumcheck import fold_product_round, product_round_values
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
 _CHUNK_ELEMS = 1 << 22
@@ -48,11 +49,11 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     ``X < 2^33``). The ``x`` axis is processed in chunks so that no
     temporary exceeds ``_CHUNK_ELEMS`` elements; each chunk is evaluated before the next is
     built, otherwise the lazy graph keeps all of them alive. The native kernel
-    (``linear.weighted_sum``) runs instead where the device has one."""
+    (:func:`mlx_stark.custom_kernels.linear.weighted_sum`) runs instead where the device has one."""
     a, x, b = values.shape
     if weights.ndim != 2 or weights.shape[0] != x:
         raise InvalidInputError(f"weights {tuple(weights.shape)} do not match values {tuple(values.shape)}")
-    kernel = custom_kernels.native("linear.weighted_sum")
+    kernel = custom_kernels.native("stacked_reduction.weighted_sum")
     if kernel is not None:
         return kernel(values, weights)
     c = weights.shape[1]
@@ -70,54 +71,19 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     return (acc % P).astype(U32)
 
 
-@mx.compile
-def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
-    """Terms of ``s(1)`` and ``s(2)`` of a degree-2 product round (extension tables)."""
-    f2 = bb.sub(bb.add(f1, f1), f0)
-    w2 = bb.sub(bb.add(w1, w1), w0)
-    return ext.mul(f1, w1), ext.mul(f2, w2)
-
-
-def product_round_values(f: mx.array, w: mx.array) -> mx.array:
-    """``[s(1), s(2)]`` (``(2, 4)`` uint32, on the device) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
-    sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
-    the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
-    kernel (``sumcheck.product_round``) runs instead where the device has one."""
-    kernel = custom_kernels.native("sumcheck.product_round")
-    if kernel is not None:
-        return kernel(f, w)
-    half = f.shape[0] // 2
-    fv = f.reshape(half, 2, -1, 4)
-    wv = w.reshape(half, 2, -1, 4)
-    t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
-    return bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
-
-
-def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
-    """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
-    round's :func:`product_round_values` over them: ``(f', w', [s(1), s(2)])``. ``f``, ``w``:
-    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF or ``(4,)`` device array. The native kernel
-    (``sumcheck.fold_product_round``, one pass over the tables) runs where the device has one."""
-    kernel = custom_kernels.native("sumcheck.fold_product_round")
-    if kernel is not None:
-        return kernel(f, w, r)
-    f, w = fold_lowest(f, r), fold_lowest(w, r)
-    return f, w, product_round_values(f, w)
-
-
 def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
     """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; pcs.md §7.2)."""
     n_h = h - l
     b = l if n_h >= 0 else h
     rho0 = r0 if n_h >= 0 else r0 ** (1 << -n_h)
     rho0_rot = rho0 * two_adic_generator(b)
-    c_rot = kernels.eq1(b, rho0_rot)
+    c_rot = host.eq1(b, rho0_rot)
     out = []
     for z in points:
-        ind = kernels.ind(l, n_h, z)
-        eq1z = kernels.eq1(b, z) * c_rot
-        out.append((ind * kernels.eq_d(b, z, rho0),
-                    ind * (kernels.eq_d(b, z, rho0_rot) - eq1z),
+        ind = host.ind(l, n_h, z)
+        eq1z = host.eq1(b, z) * c_rot
+        out.append((ind * host.eq_d(b, z, rho0),
+                    ind * (host.eq_d(b, z, rho0_rot) - eq1z),
                     ind * eq1z))
     return out
 
@@ -161,7 +127,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
 
     The column claims themselves are not needed (they were observed before ``r``).
     Returns ``(StackingProof, u_prism)`` with ``u_prism = [u_0, …, u_n]`` (host EF);
-    WHIR opens at :func:`mlx_stark.poly.kernels.u_cube` of it."""
+    WHIR opens at :func:`mlx_stark.poly.host.u_cube` of it."""
     l, n = params.l_skip, params.n_stack
     m = l + n
     if not pcs_datas or len(need_rot) != len(pcs_datas):
@@ -269,9 +235,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             return None, [g.reshape(-1, 4), *messages, *us]
 
         with span("prover.openings.stacked_reduction.rounds"):
-            _, (flat, *host) = device_segment(transcript, rounds_1_to_n)
-        rounds = [tuple(ext.host_values(m)) for m in host[:n]]
-        u_prism += [ext.host_values(u)[0] for u in host[n:]]
+            _, (flat, *read_back) = device_segment(transcript, rounds_1_to_n)
+        rounds = [tuple(ext.host_values(m)) for m in read_back[:n]]
+        u_prism += [ext.host_values(u)[0] for u in read_back[n:]]
         flat = ext.host_values(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:

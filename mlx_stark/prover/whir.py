@@ -22,7 +22,8 @@ from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobe
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript, device_segment
-from .stacked_reduction import fold_product_round, product_round_values, weighted_sum
+from .stacked_reduction import weighted_sum
+from .sumcheck import fold_product_round, product_round_values
 
 # Queries whose base-field eq tables are built at once in the weight update (memory bound).
 _QUERY_TABLE_ELEMS = 1 << 22
@@ -34,9 +35,9 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     ``points``: ``(Q,)`` uint32 base-field ``z_q`` on the device; ``coeffs``: ``(Q, 4)`` uint32.
     Returns ``(2^d, 4)``. The tables are base-field (the points are), built by doubling for a
     chunk of queries at once and contracted with the coefficients by :func:`weighted_sum`. The
-    native kernel (``sumcheck.query_weights``, one launch) runs instead where the device has
+    native kernel (:func:`mlx_stark.custom_kernels.sumcheck.query_weights`, one launch) runs instead where the device has
     one."""
-    kernel = custom_kernels.native("sumcheck.query_weights")
+    kernel = custom_kernels.native("whir.query_weights")
     if kernel is not None:
         return kernel(points, coeffs, d)
     chunk = max(1, _QUERY_TABLE_ELEMS >> d)
@@ -71,7 +72,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     - ``pcs_datas``: the commitment list's
       :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (``msgs`` ``(2^m, W_c)`` uint32 —
       the multilinear coefficient tables of the stacked columns — and ``tree`` are read);
-    - ``u_cube``: ``m`` host EF (:func:`mlx_stark.poly.kernels.u_cube` of the stacked
+    - ``u_cube``: ``m`` host EF (:func:`mlx_stark.poly.host.u_cube` of the stacked
       reduction's ``u_prism``).
     """
     m, k, num_rounds = params.log_stacked_height, params.k_whir, params.num_whir_rounds

@@ -1,7 +1,8 @@
-"""Verifier of the constraint stage (constraints.md §8.4, with the constraint-side proof-shape
-checks of §8.2): LogUp proof of work, ``α, β``, GKR (:mod:`.gkr`), the sum claims, the batch
-constraint sumcheck, and the final evaluation of every AIR's constraints and interactions at
-the opened column values. Host arithmetic only; raises :class:`VerificationError`.
+"""Verifier of the constraint stage (constraints.md §8.4): LogUp proof of work, ``α, β``, GKR
+(:mod:`.gkr`), the sum claims, the batch constraint sumcheck, and the final evaluation of every
+AIR's constraints and interactions at the opened column values (after the constraint-side
+shape checks of §8.2, :func:`~mlx_stark.verifier.proof_shape.check_constraint_shape`). Host
+arithmetic only; raises :class:`VerificationError`.
 """
 from __future__ import annotations
 
@@ -11,77 +12,11 @@ from ..air.dag import SymbolicConstraintsDag
 from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
 from ..field.bb import P, two_adic_generator
-from ..field.host import EF, horner, is_canonical_ef
-from ..poly import kernels
+from ..field.host import EF, horner
+from ..layout import n_logup_of, segment_offsets
+from ..poly import host
 from .gkr import verify_gkr
-
-SHAPE = "ProofShape"
-
-
-def _shape(ok: bool, detail: str) -> None:
-    if not ok:
-        raise VerificationError(SHAPE, detail)
-
-
-def _is_ef_list(values) -> bool:
-    return isinstance(values, (list, tuple)) and all(is_canonical_ef(v) for v in values)
-
-
-def check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids: Sequence[int],
-                           log_heights: Sequence[int]) -> tuple:
-    """§8.2, constraint side: GKR and batch proof lengths against the vk and the heights of
-    the traces in sorted order. Returns ``(total, n_logup)`` (§5.1)."""
-    l_skip, d = params.l_skip, params.max_constraint_degree
-    total = sum(len(per_air[a].symbolic_constraints.interactions) << max(h, l_skip)
-                for a, h in zip(air_ids, log_heights))
-    n_logup = total.bit_length() - l_skip if total else 0
-    num_traces = len(air_ids)
-    w = gkr_proof.logup_pow_witness
-    _shape(type(w) is int and 0 <= w < P, "LogUp witness is not a field element")
-    _shape(is_canonical_ef(gkr_proof.q0_claim), "q0_claim is not a canonical extension element")
-    rounds = l_skip + n_logup if total else 0
-    claims = gkr_proof.claims_per_layer
-    _shape(isinstance(claims, (list, tuple)) and len(claims) == rounds,
-           f"GKR layer claim count, expected {rounds}")
-    _shape(all(_is_ef_list([c.p_xi_0, c.p_xi_1, c.q_xi_0, c.q_xi_1]) for c in claims),
-           "GKR layer claims must be extension elements")
-    polys = gkr_proof.sumcheck_polys
-    _shape(isinstance(polys, (list, tuple)) and len(polys) == max(rounds - 1, 0),
-           "GKR sumcheck polynomial count")
-    for i, rnd in enumerate(polys):
-        _shape(isinstance(rnd, (list, tuple)) and len(rnd) == i + 1
-               and all(_is_ef_list(t) and len(t) == 3 for t in rnd),
-               f"GKR round {i + 1} sub-round count")
-
-    bp = batch_proof
-    _shape(_is_ef_list(bp.numerator_term_per_air) and len(bp.numerator_term_per_air) == num_traces,
-           "numerator terms per trace")
-    _shape(_is_ef_list(bp.denominator_term_per_air)
-           and len(bp.denominator_term_per_air) == num_traces, "denominator terms per trace")
-    _shape(_is_ef_list(bp.univariate_round_coeffs)
-           and len(bp.univariate_round_coeffs) == (d + 1) * ((1 << l_skip) - 1) + 1,
-           "univariate round coefficient count")
-    n_max = max(max(h - l_skip, 0) for h in log_heights)
-    _shape(isinstance(bp.sumcheck_round_polys, (list, tuple))
-           and len(bp.sumcheck_round_polys) == n_max, "sumcheck round count")
-    _shape(all(_is_ef_list(p) and len(p) == d + 1 for p in bp.sumcheck_round_polys),
-           "sumcheck round polynomial length")
-    _shape(isinstance(bp.column_openings, (list, tuple))
-           and len(bp.column_openings) == num_traces, "column openings per trace")
-    for a, parts in zip(air_ids, bp.column_openings):
-        avk = per_air[a]
-        width = avk.params.width
-        k = 2 if avk.params.need_rot else 1
-        expected = [width.common_main * k]
-        if width.preprocessed is not None:
-            expected.append(width.preprocessed * k)
-        expected += [c * k for c in width.cached_mains]
-        _shape(isinstance(parts, (list, tuple)) and len(parts) == len(expected),
-               f"AIR {a}: number of opened parts")
-        for part, n in zip(parts, expected):
-            _shape(_is_ef_list(part) and len(part) == n, f"AIR {a}: opened part length")
-
-    return total, n_logup
+from .proof_shape import SHAPE, check_constraint_shape
 
 
 def opening_pairs(values: List[EF], need_rot: bool) -> List[tuple]:
@@ -134,8 +69,10 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
     ns = [h - l_skip for h in log_heights]
     nts = [max(n, 0) for n in ns]
     n_max = max(nts)
-    total, n_logup = check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids,
-                                            log_heights)
+    check_constraint_shape(params, per_air, gkr_proof, batch_proof, air_ids, log_heights)
+    offsets, total = segment_offsets(l_skip, [(per_air[a].num_interactions, nt)
+                                              for a, nt in zip(air_ids, nts)])
+    n_logup = n_logup_of(l_skip, total)
     bp = batch_proof
 
     # 1-2. proof of work, LogUp challenges
@@ -195,23 +132,22 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         for v in values:
             transcript.observe_ext(v)
         r = transcript.sample_ext()
-        cur = kernels.interpolate_at_integers([cur - values[0]] + list(values), r)
+        cur = host.interpolate_at_integers([cur - values[0]] + list(values), r)
         rs.append(r)
 
-    # 9. eq3b per trace and interaction
-    eq3b, stacked = [], 0
-    for a, nt in zip(air_ids, nts):
+    # 9. eq3b per trace and interaction, from its segment's offset
+    eq3b = []
+    for offs, nt in zip(offsets, nts):
         row = []
-        for _ in per_air[a].symbolic_constraints.interactions:
-            b = stacked >> (l_skip + nt)
+        for off in offs:
+            b = off >> (l_skip + nt)
             bits = [(b >> k) & 1 for k in range(n_logup - nt)]
-            row.append(kernels.eq(xi[l_skip + nt:l_skip + n_logup], bits))
-            stacked += 1 << (l_skip + nt)
+            row.append(host.eq(xi[l_skip + nt:l_skip + n_logup], bits))
         eq3b.append(row)
 
     # 10. Ê[i], Ê#[i]
-    e_zc = [kernels.eq_d(l_skip, xi[0], r0)]
-    e_lu = [horner(kernels.eq_sharp_coeffs(l_skip, xi), r0)]
+    e_zc = [host.eq_d(l_skip, xi[0], r0)]
+    e_lu = [horner(host.eq_sharp_coeffs(l_skip, xi), r0)]
     for i in range(1, n_max + 1):
         x, r = xi[l_skip + i - 1], rs[i]
         eq = x * r + (1 - x) * (1 - r)
@@ -244,14 +180,14 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
             for r in rs[1:nt + 1]:
                 first = first * (1 - r)
                 last = last * r
-            is_first = kernels.lagrange_first(l_skip, r0) * first
-            is_last = kernels.lagrange_last(l_skip, r0) * last
+            is_first = host.lagrange_first(l_skip, r0) * first
+            is_last = host.lagrange_last(l_skip, r0) * last
             norm = 1
         else:
             s = -n
             y = r0 ** (1 << s)
-            is_first = kernels.eq1(l_skip - s, y)
-            is_last = kernels.eq1(l_skip - s, y * two_adic_generator(l_skip - s))
+            is_first = host.eq1(l_skip - s, y)
+            is_last = host.eq1(l_skip - s, y * two_adic_generator(l_skip - s))
             norm = pow(1 << s, P - 2, P)
         dag, values = _eval_trace(avk, pairs[t], public_values[a], is_first, is_last)
         expr = EF.zero()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import VerificationError
 from ..field.host import EF
-from ..poly.kernels import interpolate_at_integers
+from ..poly.host import interpolate_at_integers
 
 
 def _cross_terms(c):

@@ -13,10 +13,10 @@ from ..field.bb import P
 from ..field.host import EF, ef_array, ef_mul_np, ef_powers_np, ef_sum_np, horner
 from ..layout import StackedLayout
 from ..params import SystemParams
-from ..poly import kernels
+from ..poly import host
 from ..proof.pcs import StackingProof
 from ..transcript import Transcript
-from .pcs_shape import check_stacking_shape
+from .proof_shape import check_stacking_shape
 
 
 def _slice_kernels(l: int, h: int, u_prism: list, r: list) -> tuple:
@@ -29,8 +29,8 @@ def _slice_kernels(l: int, h: int, u_prism: list, r: list) -> tuple:
     else:
         b, rho = h, [r[0] ** (1 << -n_i)]
     x = [u_prism[0]] + list(u_prism[1:1 + nt])
-    ind = kernels.ind(l, n_i, u_prism[0])
-    return ind * kernels.eq_prism(b, x, rho), ind * kernels.kappa(b, x, rho)
+    ind = host.ind(l, n_i, u_prism[0])
+    return ind * host.eq_prism(b, x, rho), ind * host.kappa(b, x, rho)
 
 
 def _above_bits_eq(u_prism: list, l: int, nt: int, n: int, row: int) -> EF:
@@ -102,7 +102,7 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
         transcript.observe_ext(e1)
         transcript.observe_ext(e2)
         u = transcript.sample_ext()
-        claim = kernels.quad(claim - e1, e1, e2, u)
+        claim = host.quad(claim - e1, e1, e2, u)
         u_prism.append(u)
 
     # 5-6: openings and the final weight check

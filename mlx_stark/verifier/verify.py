@@ -7,8 +7,9 @@ nothing else, whatever the proof bytes are.
 from __future__ import annotations
 
 from ..errors import VerificationError
+from ..layout import commitment_list, trace_height_violations
 from ..params import SystemParams
-from ..poly.kernels import u_cube
+from ..poly.host import u_cube
 from ..proof.stark import Proof
 from ..transcript import Transcript
 from .batch_constraints import opening_pairs, verify_zerocheck_and_logup
@@ -41,10 +42,8 @@ def _verify(vk, proof, params) -> None:
     shape = verify_proof_shape(vk, proof)
 
     # ---- trace-height constraints (constraints.md §8.3)
-    for c in vk.trace_height_constraints:
-        total = sum(c.coefficients[a] << max(h, l) for a, h in zip(shape.order, shape.heights))
-        if total >= c.threshold:
-            raise VerificationError("TraceHeightsTooLarge")
+    if trace_height_violations(vk.trace_height_constraints, l, dict(zip(shape.order, shape.heights))):
+        raise VerificationError("TraceHeightsTooLarge")
 
     # ---- transcript preamble (constraints.md §4.2 steps 1-3)
     transcript = Transcript()
@@ -72,11 +71,9 @@ def _verify(vk, proof, params) -> None:
                                    shape.order, shape.heights, proof.public_values)
 
     # ---- column claims per commitment and slice, then the stacked reduction and WHIR
-    openings = proof.batch_constraint_proof.column_openings
     rots = [vk.per_air[a].params.need_rot for a in shape.order]
-    claims = [[pair for t, rot in enumerate(rots) for pair in opening_pairs(openings[t][0], rot)]]
-    for t, rot in enumerate(rots):
-        claims += [opening_pairs(part, rot) for part in openings[t][1:]]
+    claims = [[pair for t, part in c for pair in opening_pairs(part, rots[t])]
+              for c in commitment_list(proof.batch_constraint_proof.column_openings)]
     u_prism = verify_stacked_reduction(params, transcript, proof.stacking_proof, shape.layouts,
                                        shape.need_rot, r, claims)
     verify_whir(params, transcript, proof.whir_proof, shape.commits, shape.widths,

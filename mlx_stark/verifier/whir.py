@@ -17,10 +17,10 @@ from ..field.host import (EF, ef_array, ef_mul_np, ef_powers_np, ef_scale_np, ef
                           ef_values, horner, inv)
 from ..hash.merkle import merkle_verify_batch
 from ..params import SystemParams
-from ..poly import kernels
+from ..poly import host
 from ..proof.pcs import WhirProof
 from ..transcript import Transcript
-from .pcs_shape import check_whir_shape
+from .proof_shape import check_whir_shape
 
 
 def _combine_columns(rows: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
     - ``commits``: the commitment list's roots (tuples of 8 ints), commit-list order;
     - ``widths``: their stacked widths ``W_c``;
     - ``openings[c][col]``: the stacking openings (EF) observed by the stacked reduction;
-    - ``u_cube``: the point of length ``m`` (:func:`mlx_stark.poly.kernels.u_cube`).
+    - ``u_cube``: the point of length ``m`` (:func:`mlx_stark.poly.host.u_cube`).
     """
     widths = [int(w) for w in widths]
     check_whir_shape(params, widths, proof)
@@ -146,7 +146,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
             _check_pow(transcript, params.whir.folding_pow_bits, proof.folding_pow_witnesses[step],
                        "InvalidFoldingPowWitness")
             alpha = transcript.sample_ext()
-            claim = kernels.quad(claim - e1, e1, e2, alpha)
+            claim = host.quad(claim - e1, e1, e2, alpha)
             alphas.append(alpha)
         round_alphas = alphas[k * i:]
         # b. next codeword commitment and OOD sample, or the final polynomial
@@ -194,7 +194,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
     for v in u_cube[t:]:
         half = len(table) // 2
         table = [table[2 * y] + v * (table[2 * y + 1] - table[2 * y]) for y in range(half)]
-    expected = kernels.mobeq(u_cube[:t], alphas) * table[0]
+    expected = host.mobeq(u_cube[:t], alphas) * table[0]
     final_np = ef_array(proof.final_poly)
     for i in range(num_rounds):
         a = alphas[k * (i + 1):]
@@ -202,7 +202,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
         gamma = gammas[i]
         if i < num_rounds - 1:
             chain = _pow_chain(z0s[i], e)
-            expected = expected + gamma * kernels.eq(a, chain[:-1]) * horner(proof.final_poly, chain[-1])
+            expected = expected + gamma * host.eq(a, chain[:-1]) * horner(proof.final_poly, chain[-1])
         zs = query_points[i]
         z_last = zs  # z^{2^e}
         for _ in range(e):

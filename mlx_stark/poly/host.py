@@ -1,7 +1,9 @@
-"""Host formulas of the protocol's kernels (pcs.md §5.2, §7.3, §8.3; constraints.md §0.2).
+"""Host formulas of the protocol's kernels (pcs.md §5.2, §7.3, §8.3; constraints.md §0.2):
+the eq / ind / κ / Lagrange functions, evaluated at single points.
 
 Pure Python on :class:`mlx_stark.field.host.EF` scalars (ints are accepted wherever an EF is and
-are lifted): importable by the verifier, no MLX needed. Every function returns an ``EF``.
+are lifted): the verifier's arithmetic, never a device array (importing it still loads MLX, as
+the field constants come from :mod:`mlx_stark.field.bb`). Every function returns an ``EF``.
 Vectors are little-endian: coordinate ``j`` pairs with bit ``j`` of a hypercube index.
 """
 from __future__ import annotations

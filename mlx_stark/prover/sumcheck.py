@@ -1,0 +1,47 @@
+"""The degree-2 product sumcheck shared by the stacked opening reduction (pcs.md §7.3 step 4)
+and WHIR (pcs.md §8.2 step 2a): round messages and folds of extension tables on the device.
+The native kernels (:mod:`mlx_stark.custom_kernels.sumcheck`) run instead where the device has
+them; the MLX-ops code here is their reference.
+"""
+from __future__ import annotations
+
+import mlx.core as mx
+
+from .. import custom_kernels
+from ..field import bb, ext
+from ..poly import fold_lowest
+
+
+@mx.compile
+def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
+    """Terms of ``s(1)`` and ``s(2)`` of a degree-2 product round (extension tables)."""
+    f2 = bb.sub(bb.add(f1, f1), f0)
+    w2 = bb.sub(bb.add(w1, w1), w0)
+    return ext.mul(f1, w1), ext.mul(f2, w2)
+
+
+def product_round_values(f: mx.array, w: mx.array) -> mx.array:
+    """``[s(1), s(2)]`` (``(2, 4)`` uint32, on the device) of ``s(X) = Σ_y (f[2y] + X·Δf)(w[2y] + X·Δw)`` where the
+    sum also runs over all trailing batch axes. ``f``, ``w``: ``(2^d, ..., 4)`` uint32, ``d ≥ 1``;
+    the variable is bit 0 of the row index (pcs.md §7.3 step 4, §8.2 step 2a). The native
+    kernel (:func:`mlx_stark.custom_kernels.sumcheck.product_round`) runs instead where the device has one."""
+    kernel = custom_kernels.native("sumcheck.product_round_values")
+    if kernel is not None:
+        return kernel(f, w)
+    half = f.shape[0] // 2
+    fv = f.reshape(half, 2, -1, 4)
+    wv = w.reshape(half, 2, -1, 4)
+    t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
+    return bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
+
+
+def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
+    """Fold ``f`` and ``w`` at ``r`` (:func:`~mlx_stark.poly.fold_lowest`) and compute the next
+    round's :func:`product_round_values` over them: ``(f', w', [s(1), s(2)])``. ``f``, ``w``:
+    ``(2^d, ..., 4)`` uint32, ``d ≥ 2``; ``r`` host EF or ``(4,)`` device array. The native kernel
+    (:func:`mlx_stark.custom_kernels.sumcheck.fold_product_round`, one pass over the tables) runs where the device has one."""
+    kernel = custom_kernels.native("sumcheck.fold_product_round")
+    if kernel is not None:
+        return kernel(f, w, r)
+    f, w = fold_lowest(f, r), fold_lowest(w, r)
+    return f, w, product_round_values(f, w)
