@@ -209,12 +209,39 @@ def test_fibonacci_dag():
     assert dag.expression(16, limit=20) == "(IsTransition * ((Ma…"
 
 
+def test_walks_of_the_fibonacci_dag():
+    """children, closure, levels and last_uses: the walks every user of a DAG shares."""
+    from mlx_stark.air import NodeKind
+
+    dag = symbolic_dag(FibonacciAir())
+    assert dag.children(16) == (9, 15) and dag.children(14) == () and dag.children(0) == ()
+    # depth-first, left operand first, each node once, children before parents
+    assert dag.closure([16]) == [9, 1, 5, 13, 14, 15, 16]
+    assert dag.closure([4, 8]) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert dag.closure([]) == []
+    levels = dag.levels()
+    assert [[(k, ids) for k, ids, _, _ in level] for level in levels] == [
+        [(NodeKind.ADD, [13]), (NodeKind.SUB, [3, 7, 11, 19])],
+        [(NodeKind.SUB, [15]), (NodeKind.MUL, [4, 8, 12, 20])],
+        [(NodeKind.MUL, [16])],
+    ]
+    assert levels[0][0][2:] == ([1], [5]) and levels[2][0][2:] == ([9], [15])
+    assert [[ids for _, ids, _, _ in level] for level in dag.levels([12, 11, 10])] == [[[11]], [[12]]]
+    assert dag.last_uses()[5] == 19 and dag.last_uses()[20] == -1
+    # derived values live in the DAG's cache, which is no part of its data
+    assert dag.cache.get("test", lambda: 7) == 7 and dag.cache.get("test", lambda: 8) == 7
+    assert dag == symbolic_dag(FibonacciAir()) and "cache" not in repr(dag)
+
+
 def test_expression_of_constants_and_negation():
-    from mlx_stark.air import Constant, Neg, Variable
+    from mlx_stark.air import Constant, Neg, NodeKind, Variable
     from mlx_stark.air.expr import main_var
 
     dag = build_dag([Neg(Variable(main_var(0, 0, 3))) * Constant(P - 2)], [])
     assert dag.expression(dag.constraint_idx[0]) == "-(Main{0,0}[3]) * -2"
+    neg = next(i for i, n in enumerate(dag.nodes) if n.kind == NodeKind.NEG)
+    assert dag.children(neg) == (neg - 1,)
+    assert dag.levels()[0] == [(NodeKind.NEG, [neg], [neg - 1], [neg - 1])]
 
 
 FIB_SEL_NODES = (

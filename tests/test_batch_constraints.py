@@ -202,7 +202,7 @@ def test_evaluation_strategies_and_chunking_agree(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(constraint_eval, "_LEVEL_MAX_BASE_POINTS", 1 << 30)
         m.setattr(constraint_eval, "_LEVEL_BUFFER_ELEMS", 1)
-        m.setattr(bc, "_LDE_BLOCK_ELEMS", 1)
+        m.setattr(bc.round0, "_LDE_BLOCK_ELEMS", 1)
         assert proof_bytes() == reference
 
 

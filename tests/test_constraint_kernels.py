@@ -18,6 +18,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlx_stark.air.forms import Form
 from mlx_stark.airs import (
     KeccakfAir,
     cached_fixture_11,
@@ -36,7 +37,6 @@ from mlx_stark.field.host import EF
 from mlx_stark.keygen import keygen
 from mlx_stark.params import default_test_params_small
 from mlx_stark.prover.batch_constraints import prepare_trace
-from mlx_stark.prover.constraint_eval import Form
 
 from .kernel_helpers import check_twins, emulation, needs_native, route
 
@@ -121,14 +121,14 @@ def test_sources_for_every_air(fixture_traces, keccak_trace):
     for tr in [t for trs in fixture_traces.values() for t in trs] + [keccak_trace]:
         for evaluator, forms in _form_sets(tr, 0).values():
             for base in (True, False):
-                kernel = kc.kernel_for(evaluator, forms, base)
+                kernel = kc.kernel_for(evaluator.leaves, forms, base)
                 src = kernel.source
                 check_generated(src)
                 assert src.name.startswith("air_eval_bb_" if base else "air_eval_ef_")
-                assert kc.kernel_for(evaluator, forms, base) is kernel  # cached
+                assert kc.kernel_for(evaluator.leaves, forms, base) is kernel  # cached
                 names.add(src.name)
     # KeccakfAir repeats its constraints over columns: a few small templates
-    kernel = kc.kernel_for(keccak_trace.evaluator, _form_sets(keccak_trace, 0)["rounds"][1], True)
+    kernel = kc.kernel_for(keccak_trace.leaves, _form_sets(keccak_trace, 0)["rounds"][1], True)
     assert len(kernel.templates) <= 32 and max(len(t.nodes) for t in kernel.templates) < 512
     assert sum(t.count for t in kernel.templates) == len(keccak_trace.dag.constraint_idx)
     assert len(names) > 2 * len(FIXTURES)
@@ -139,11 +139,11 @@ def test_templates_reproduce_the_dag(fixture_traces):
     from mlx_stark.air.evaluate import Host, evaluate_dag
     for tr in fixture_traces["preprocessed-cached"] + fixture_traces["interactions"]:
         evaluator, forms = _form_sets(tr, 1)["rounds"]
-        kernel = kc.kernel_for(evaluator, forms, True)
+        kernel = kc.kernel_for(evaluator.leaves, forms, True)
         prog = np.array(kernel.prog)
         rng = np.random.default_rng(5)
         row_values = [int(x) for x in rng.integers(0, bb.P, len(tr.needed))]
-        consts = [evaluator.leaf(i)[1] for i in kernel.runtime]
+        consts = [tr.leaves.leaf(i)[1] for i in kernel.runtime]
         got = {}
         for tpl in kernel.templates:
             for j in range(tpl.count):
@@ -161,7 +161,7 @@ def test_templates_reproduce_the_dag(fixture_traces):
                         a, b = vals[node[1]], vals[node[2]]
                         vals.append({"add": a + b, "sub": a - b, "mul": a * b}[node[0]] % bb.P)
                 got[params[-1]] = vals[-1]
-        res = evaluate_dag(tr.dag, Host, evaluator.make_inputs(lambda r: row_values[r]))
+        res = evaluate_dag(tr.dag, Host, tr.leaves.make_inputs(lambda r: row_values[r]))
         slots = [s for f in forms for s, _ in f.terms]
         for k, slot in enumerate(slots):
             if slot[0] == "c":
@@ -184,7 +184,7 @@ def _compare(tr, points: int, seed: int) -> None:
         for base in (True, False):
             for blocks in (1, 3):
                 cols = _inputs(tr, points, base, seed, blocks)
-                assert _eq(kc.evaluate_forms(evaluator, forms, cols, base),
+                assert _eq(kc.evaluate_forms(evaluator.leaves, forms, cols, base),
                            evaluator.evaluate_blocks(forms, cols, base)), (base, blocks)
 
 
@@ -203,7 +203,7 @@ def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
     evaluator, forms = _form_sets(keccak_trace, 7)["rounds"]
     for base in (True, False):
         cols = _inputs(keccak_trace, 5, base, 3, 2)
-        assert _eq(kc.evaluate_forms(evaluator, forms, cols, base),
+        assert _eq(kc.evaluate_forms(evaluator.leaves, forms, cols, base),
                    evaluator.evaluate_blocks(forms, cols, base))
 
 

@@ -27,7 +27,7 @@ from mlx_stark.custom_kernels import constraints as kc
 from mlx_stark.field import bb
 from mlx_stark.field.bb import U32
 from mlx_stark.poly import fold_lowest
-from mlx_stark.prover import batch_constraints as bc
+from mlx_stark.prover.batch_constraints import mle_rounds
 
 from .kernel_helpers import emulation, needs_native, route
 from .test_constraint_kernels import FIXTURES, _eq, _form_sets, _rand_ef, _traces, check_generated
@@ -67,10 +67,11 @@ def test_column_major_fold_equals_row_major():
     rng = np.random.default_rng(3)
     for rows, w in ((2, 1), (8, 5), (32, 7)):
         row_major = bb.random((rows, w, 4), rows + w)
-        col_major = bc._column_major(row_major)
+        col_major = mle_rounds._column_major(row_major)
         assert _eq([col_major], [mx.swapaxes(row_major, 0, 1)])
         r = _rand_ef(rng)
-        assert _eq([bc._fold_rows(col_major, r)], [mx.swapaxes(fold_lowest(row_major, r), 0, 1)])
+        assert _eq([mle_rounds._fold_rows(col_major, r)],
+                   [mx.swapaxes(fold_lowest(row_major, r), 0, 1)])
 
 
 # ---------------------------------------------------------------- sources
@@ -86,9 +87,9 @@ def test_mle_sources(fixture_traces, keccak_trace):
     names = set()
     for tr in fixture_traces + [keccak_trace]:
         forms = _form_sets(tr, 0)["rounds"][1]
-        kernel = kc.kernel_for(tr.evaluator, forms, False, mle=True)
-        plain = kc.kernel_for(tr.evaluator, forms, False)
-        assert kernel is not plain and kc.kernel_for(tr.evaluator, forms, False, mle=True) is kernel
+        kernel = kc.kernel_for(tr.leaves, forms, False, mle=True)
+        plain = kc.kernel_for(tr.leaves, forms, False)
+        assert kernel is not plain and kc.kernel_for(tr.leaves, forms, False, mle=True) is kernel
         src = kernel.source
         check_generated(src)
         assert src.name.startswith("air_eval_mle_") and src.name != plain.source.name
@@ -110,13 +111,13 @@ emulated_cuda = emulation(kc, dialects=("cuda",))
 
 def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
     forms, table, colmap, weights = _case(tr, m, seed)
-    got = kc.evaluate_mle(tr.evaluator, forms, table, colmap, degree)
+    got = kc.evaluate_mle(tr.leaves, forms, table, colmap, degree)
     assert [g.shape for g in got] == [(degree * m, 4)] * len(forms)
     assert _eq(got, _ops_points(tr, forms, table, degree)), (m, degree)
-    ref = bc._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
+    ref = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
     with monkeypatch.context() as mp:
         calls = route(mp, {"constraints.evaluate_mle": kc.evaluate_mle})
-        head = bc._head_values(tr, forms, table, colmap, degree, weights)
+        head = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)
     assert calls and _eq([head], [ref]), (m, degree)
 
 
@@ -158,8 +159,8 @@ def test_device_equals_ops(reference, fixture_traces, keccak_trace):
         forms, table, colmap, weights = _case(tr, m, k)
 
         def run():
-            return [bc._head_values(tr, forms, table, colmap, degree, weights),
-                    bc._fold_rows(table, _rand_ef(np.random.default_rng(k)))]
+            return [mle_rounds._head_values(tr, forms, table, colmap, degree, weights),
+                    mle_rounds._fold_rows(table, _rand_ef(np.random.default_rng(k)))]
 
         # the kernel on the GPU, MLX ops on the CPU
         assert _eq(run(), reference(run)), (tr.air_id, m)

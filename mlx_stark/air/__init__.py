@@ -1,5 +1,6 @@
 """AIR model: the ``Air`` base class, symbolic expressions and builder, the constraint DAG
-(constraints.md §1), its evaluation over algebras, and trace checks."""
+(constraints.md §1) and its walks, its evaluation over algebras, the linear forms of its outputs
+that the prover evaluates, and trace checks."""
 from .base import Air
 from .builder import (
     FilteredBuilder,
@@ -22,6 +23,7 @@ from .dag import (
     DagBuilder,
     DagInteraction,
     DagNode,
+    DerivedCache,
     NodeKind,
     SymbolicConstraintsDag,
     TraceWidth,
@@ -51,6 +53,7 @@ from .expr import (
     xor,
     xor3,
 )
+from .forms import Form, Leaves, slot_node
 
 __all__ = [
     # AIR API
@@ -62,7 +65,9 @@ __all__ = [
     "xor3", "andn", "bool_check",
     # DAG
     "SymbolicConstraintsDag", "DagNode", "NodeKind", "DagInteraction", "DagBuilder", "TraceWidth",
-    "build_dag", "max_constraint_degree",
+    "DerivedCache", "build_dag", "max_constraint_degree",
+    # linear forms of the DAG's outputs
+    "Form", "Leaves", "slot_node",
     # evaluation and checks
     "evaluate_dag", "evaluate_dag_ef", "DagInputs", "DagValues", "BaseArrays", "ExtArrays", "Host",
     "check_constraints", "check_interaction_balance", "AirTrace", "ConstraintNotSatisfied",

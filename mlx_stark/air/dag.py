@@ -2,14 +2,16 @@
 
 Expression trees are interned into a flat node list in topological order (children before
 parents) with the exact simplification rules of the reference, so node indices — and with them
-the verifying-key hash — match it. This module is pure data plus the construction; it is shared
-by keygen, the prover's evaluators and the verifier.
+the verifying-key hash — match it. This module is pure data plus the construction and the
+walks every user of the DAG shares (:meth:`SymbolicConstraintsDag.children`, ``closure``,
+``levels``, ``last_uses``); it is shared by keygen, the evaluators, the kernel generator and the
+verifier.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..field.bb import P
 from .expr import (
@@ -43,6 +45,8 @@ class NodeKind(IntEnum):
 
 
 _BINARY = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL)
+# operation kinds in the order a level of :meth:`SymbolicConstraintsDag.levels` lists them
+OPERATIONS = _BINARY + (NodeKind.NEG,)
 
 
 @dataclass(frozen=True)
@@ -109,14 +113,33 @@ class TraceWidth:
         return sum(self.cached_mains) + self.common_main
 
 
+class DerivedCache:
+    """Values derived from one DAG by its users (evaluation plans, generated kernels), built on
+    first use and kept with the DAG: a DAG is not modified after construction, and it lives in
+    the keys, so every proof of a key reuses them. Keys name the value and its owner module."""
+
+    def __init__(self):
+        self._values: Dict[str, Any] = {}
+
+    def get(self, key: str, build: Callable[[], Any]) -> Any:
+        """The value under ``key``, built by ``build()`` on first use."""
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = build()
+        return value
+
+
 @dataclass
 class SymbolicConstraintsDag:
     """``nodes`` in topological order, ``constraint_idx`` (sorted, unique node indices of the
-    constraints) and ``interactions`` in push order."""
+    constraints) and ``interactions`` in push order. ``cache``: values derived from the DAG
+    (not part of its data: no effect on equality or ``repr``)."""
 
     nodes: List[DagNode]
     constraint_idx: List[int]
     interactions: List[DagInteraction]
+    cache: DerivedCache = field(default_factory=DerivedCache, init=False, repr=False,
+                                compare=False)
 
     @property
     def num_constraints(self) -> int:
@@ -192,16 +215,72 @@ class SymbolicConstraintsDag:
             return text[:limit] + "…"
         return text[1:-1] if self.nodes[node].kind in _BINARY else text  # outer brackets
 
+    # ---------------------------------------------------------------- walks
+    def children(self, i: int) -> Tuple[int, ...]:
+        """The operands of node ``i``: ``(left, right)`` for ADD/SUB/MUL, ``(left,)`` for NEG,
+        ``()`` for a leaf."""
+        n = self.nodes[i]
+        if n.kind in _BINARY:
+            return (n.left, n.right)
+        if n.kind == NodeKind.NEG:
+            return (n.left,)
+        return ()
+
+    def closure(self, roots: Sequence[int]) -> List[int]:
+        """The nodes ``roots`` depend on (themselves included), each once, children before
+        parents: depth-first from each root in turn, left operand first."""
+        order: List[int] = []
+        seen = set()
+        stack = [(r, False) for r in reversed(roots)]
+        while stack:
+            i, expanded = stack.pop()
+            if i in seen:
+                continue
+            if expanded:
+                seen.add(i)
+                order.append(i)
+                continue
+            stack.append((i, True))
+            for c in reversed(self.children(i)):
+                if c not in seen:
+                    stack.append((c, False))
+        return order
+
+    def levels(self, nodes: Optional[Iterable[int]] = None) -> List[List[tuple]]:
+        """The operation nodes among ``nodes`` (default: all) by depth (a leaf has depth 0, an
+        operation one more than its deepest operand), shallowest first. A level is a list of
+        groups ``(kind, ids, left, right)``, one per kind present, kinds in :data:`OPERATIONS`
+        order: ``ids`` the ascending node indices, ``left``/``right`` their operands (``right =
+        left`` for NEG). A level reads only leaves and earlier levels, so it can be computed
+        at once."""
+        depth = [0] * len(self.nodes)
+        for i in range(len(self.nodes)):
+            kids = self.children(i)
+            if kids:
+                depth[i] = 1 + max(depth[c] for c in kids)
+        chosen = range(len(self.nodes)) if nodes is None else sorted(set(nodes))
+        by_depth: Dict[int, Dict[NodeKind, List[int]]] = {}
+        for i in chosen:
+            if depth[i]:
+                by_depth.setdefault(depth[i], {}).setdefault(self.nodes[i].kind, []).append(i)
+        levels = []
+        for _, groups in sorted(by_depth.items()):
+            level = []
+            for kind in OPERATIONS:
+                ids = groups.get(kind)
+                if ids:
+                    kids = [self.children(i) for i in ids]
+                    level.append((kind, ids, [c[0] for c in kids], [c[-1] for c in kids]))
+            levels.append(level)
+        return levels
+
     def last_uses(self) -> List[int]:
         """For every node, the largest node index that reads it (-1 if none). Used by
         evaluators to drop intermediates early."""
         last = [-1] * len(self.nodes)
-        for i, n in enumerate(self.nodes):
-            if n.kind in _BINARY:
-                last[n.left] = i
-                last[n.right] = i
-            elif n.kind == NodeKind.NEG:
-                last[n.left] = i
+        for i in range(len(self.nodes)):
+            for c in self.children(i):
+                last[c] = i
         return last
 
 

@@ -179,7 +179,7 @@ def _ext(v):
 
 # ---------------------------------------------------------------- the interpreter
 class _Plan:
-    """Per-DAG bookkeeping for the interpreter (computed once per DAG object)."""
+    """Per-DAG bookkeeping for the interpreter (computed once per DAG, kept in its cache)."""
 
     def __init__(self, dag: SymbolicConstraintsDag):
         n = len(dag.nodes)
@@ -193,23 +193,9 @@ class _Plan:
         # a node is computed iff something reads it or it is an output
         self.needed = [last[i] >= 0 or keep[i] or i in self.constraint_pos for i in range(n)]
         # children whose value can be dropped once node i is computed
-        self.release: List[Tuple[int, ...]] = [()] * n
-        for i, node in enumerate(dag.nodes):
-            if node.kind in (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL):
-                kids = {node.left, node.right}
-            elif node.kind == NodeKind.NEG:
-                kids = {node.left}
-            else:
-                continue
-            self.release[i] = tuple(c for c in kids if last[c] == i and not keep[c])
-
-
-def _plan(dag: SymbolicConstraintsDag) -> _Plan:
-    # DAGs are not modified after construction, so the plan is cached on the object
-    plan = dag.__dict__.get("_eval_plan")
-    if plan is None:
-        plan = dag._eval_plan = _Plan(dag)
-    return plan
+        self.release: List[Tuple[int, ...]] = [
+            tuple(c for c in set(dag.children(i)) if last[c] == i and not keep[c])
+            for i in range(n)]
 
 
 def evaluate_dag(
@@ -225,7 +211,7 @@ def evaluate_dag(
     ``sink(i, value)`` for the ``i``-th constraint (``constraint_idx`` order) as soon as it is
     computed and the constraint values are not kept. Returns :class:`DagValues`.
     """
-    plan = _plan(dag)
+    plan = dag.cache.get("evaluate.plan", lambda: _Plan(dag))
     vals: List[Any] = [None] * len(dag.nodes)
     constraints: Optional[List[Any]] = (
         None if constraint_sink is not None else [None] * len(dag.constraint_idx)
@@ -283,40 +269,33 @@ def _variable(var, algebra, inputs: DagInputs):
 
 # ---------------------------------------------------------------- level by level, NumPy EF
 class _LevelPlan:
-    """Per-DAG node groups for :func:`evaluate_dag_ef`: leaves by kind, then per level (one
-    more than the deepest child) and kind the node indices and their children's."""
+    """Per-DAG node groups for :func:`evaluate_dag_ef`: leaves by kind, then per level and
+    kind (:meth:`SymbolicConstraintsDag.levels`) the node indices and their operands'."""
 
     def __init__(self, dag: SymbolicConstraintsDag):
-        depth = [0] * len(dag.nodes)
-        groups: dict = {}
         self.variables: List[Tuple[int, Any]] = []
         self.constants: List[Tuple[int, int]] = []
         self.selectors: dict = {}
         for i, node in enumerate(dag.nodes):
             k = node.kind
-            if k in (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG):
-                right = node.left if k == NodeKind.NEG else node.right
-                depth[i] = 1 + max(depth[node.left], depth[right])
-                groups.setdefault((depth[i], k), []).append((i, node.left, right))
-            elif k == NodeKind.VARIABLE:
+            if k == NodeKind.VARIABLE:
                 self.variables.append((i, node.var))
             elif k == NodeKind.CONSTANT:
                 self.constants.append((i, node.value))
-            else:
+            elif not dag.children(i):
                 self.selectors.setdefault(k, []).append(i)
         self.steps = []
-        for (_, k), rows in sorted(groups.items()):
-            ids, left, right = (np.array(c, dtype=np.int64) for c in zip(*rows))
-            self.steps.append((k, ids, left, right))
+        for level in dag.levels():
+            for k, ids, left, right in level:
+                self.steps.append((k,) + tuple(np.array(c, dtype=np.int64)
+                                               for c in (ids, left, right)))
 
 
 def evaluate_dag_ef(dag: SymbolicConstraintsDag, inputs: DagInputs) -> DagValues:
     """``evaluate_dag(dag, Host, inputs)`` with every value an :class:`EF`, computed level by
     level over NumPy ``(n, 4)`` arrays. Every node is evaluated (dangling ones too: their
     variables lie within the key's widths, so they cost only arithmetic)."""
-    plan = dag.__dict__.get("_level_plan")
-    if plan is None:
-        plan = dag._level_plan = _LevelPlan(dag)
+    plan = dag.cache.get("evaluate.level_plan", lambda: _LevelPlan(dag))
     vals = np.zeros((len(dag.nodes), 4), dtype=np.uint64)
     for i, var in plan.variables:
         vals[i] = EF.lift(_variable(var, Host, inputs)).c

@@ -1,15 +1,17 @@
-"""Constraint-evaluation kernels generated from an AIR's DAG (constraints.md §6): the native
-path of :meth:`mlx_stark.prover.constraint_eval.DagEvaluator.evaluate_blocks`, used by the
-GKR leaves, round 0 (base-field points) and the multilinear rounds (extension-field points;
-the rounds' folded tables are read directly in the ``mle`` mode below).
+"""Constraint-evaluation kernels generated from an AIR's DAG (constraints.md §6): linear forms
+of the DAG's outputs (:mod:`mlx_stark.air.forms`: ``Σ_i λ^i·C_i``, the eq3b-weighted counts,
+the eq3b/β-weighted message fields) at many points, bit-equal to the MLX-ops evaluation of the
+same forms. Used for the GKR leaves, round 0 (base-field points) and the multilinear rounds
+(extension-field points; the rounds' folded tables are read directly in the ``mle`` mode
+below). The generator takes the DAG, the leaves' description
+(:class:`~mlx_stark.air.forms.Leaves`) and the forms: data, no prover objects.
 
-The prover only needs linear forms of the DAG's outputs (``Σ_i λ^i·C_i``, the eq3b-weighted
-counts, the eq3b/β-weighted message fields). A kernel evaluates, at one point per thread,
-every output *slot* of the forms and accumulates it times its host weight. The weights
-(``λ`` powers, eq3b and β products) and the public values are input arrays, so a kernel
-depends only on the DAG and the slot structure of the forms: it is generated once per
-(DAG, slot structure, field) and cached under a blake3 digest of the DAG and the source, which
-its name carries (MLX caches compiled kernels by name, in memory and on disk).
+A kernel evaluates, at one point per thread, every output *slot* of the forms and accumulates
+it times its host weight. The weights (``λ`` powers, eq3b and β products) and the public
+values are input arrays, so a kernel depends only on the DAG and the slot structure of the
+forms: it is generated once per (DAG, slot structure, field), kept in the DAG's cache, and
+named by a blake3 digest of the DAG and the source (MLX caches compiled kernels by name, in
+memory and on disk).
 
 *Templates.* Each slot's node is computed from its own sub-DAG (its closure). Slots whose
 sub-DAGs have the same shape (the same operations, wiring and literal constants, only the
@@ -66,10 +68,10 @@ import mlx.core as mx
 import numpy as np
 
 from ..air.dag import NodeKind, SymbolicConstraintsDag
+from ..air.forms import Form, Leaves, slot_node
 from ..field import bb, ext
 from ..field.bb import P, U32
 from ..field.host import EF, W
-from ..prover.constraint_eval import DagEvaluator, Form, slot_node
 from . import KernelSource, launch
 from .prelude import EXTENSION, R2, literal, mont
 
@@ -77,8 +79,9 @@ THREADS = 128
 # Threads a launch aims at (points x parts): an H100 holds 132 x 2048 resident threads.
 TARGET_THREADS = 1 << 18
 MAX_PARTS = 1 << 12
-_OPS = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG)
-
+# form lists whose kernels a DAG's kernel cache remembers by identity (a proof uses about five
+# per DAG: the GKR leaves, round 0 and the multilinear rounds)
+_RECENT_FORMS = 16
 
 
 # ---------------------------------------------------------------- templates
@@ -101,39 +104,12 @@ class Template:
 _OP_NAMES = {NodeKind.ADD: "add", NodeKind.SUB: "sub", NodeKind.MUL: "mul", NodeKind.NEG: "neg"}
 
 
-def _children(node) -> Tuple[int, ...]:
-    if node.kind == NodeKind.NEG:
-        return (node.left,)
-    if node.kind in _OPS:
-        return (node.left, node.right)
-    return ()
-
-
-def closure(dag: SymbolicConstraintsDag, root: int) -> List[int]:
-    """The nodes ``root`` depends on, children before parents (depth-first, left operand
-    first), ending with ``root``."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        i, expanded = stack.pop()
-        if i in seen:
-            continue
-        if expanded:
-            seen.add(i)
-            order.append(i)
-            continue
-        stack.append((i, True))
-        for c in reversed(_children(dag.nodes[i])):
-            if c not in seen:
-                stack.append((c, False))
-    return order
-
-
 def build_templates(dag: SymbolicConstraintsDag, form_nodes: Sequence[Sequence[int]],
                     leaf) -> Tuple[List[Template], np.ndarray, List[int]]:
     """Templates of the slots ``form_nodes[f][k]`` (node of slot ``k`` of form ``f``; weight
-    rows are numbered over all forms in order). ``leaf(i) -> (is_input, value)`` as for
-    :class:`~mlx_stark.prover.constraint_eval.LevelPlan`. Returns the templates, the instance
-    table ``prog`` (uint32) and the runtime leaves (node indices in ``consts`` order)."""
+    rows are numbered over all forms in order). ``leaf(i) -> (is_input, value)`` as in
+    :class:`~mlx_stark.air.forms.Leaves`. Returns the templates, the instance table ``prog``
+    (uint32) and the runtime leaves (node indices in ``consts`` order)."""
     groups: Dict[tuple, List[List[int]]] = {}
     runtime: Dict[int, int] = {}
     slot = 0
@@ -141,11 +117,12 @@ def build_templates(dag: SymbolicConstraintsDag, form_nodes: Sequence[Sequence[i
         for root in nodes:
             local: Dict[int, int] = {}
             shape, params = [], []
-            for i in closure(dag, root):
+            for i in dag.closure([root]):
                 node = dag.nodes[i]
                 local[i] = len(local)
-                if node.kind in _OPS:
-                    shape.append((_OP_NAMES[node.kind],) + tuple(local[c] for c in _children(node)))
+                kids = dag.children(i)
+                if kids:
+                    shape.append((_OP_NAMES[node.kind],) + tuple(local[c] for c in kids))
                 elif node.kind == NodeKind.CONSTANT:
                     shape.append(("lit", node.value))
                 else:
@@ -290,12 +267,12 @@ def dag_digest(dag: SymbolicConstraintsDag) -> str:
     return blake3.blake3(text.encode()).hexdigest()
 
 
-# ---------------------------------------------------------------- kernels per evaluator
+# ---------------------------------------------------------------- kernels per DAG
 class FormsKernel:
     """The generated kernel of one (DAG, leaf layout, slot structure of the forms, field, input
     mode) and its instance table on the device. ``leaf`` as for :func:`build_templates`;
-    runtime leaf values are read from the evaluator at each call (public values change between
-    proofs)."""
+    runtime leaf values are read from the ``leaf`` passed to each call (public values change
+    between proofs)."""
 
     def __init__(self, dag: SymbolicConstraintsDag, leaf, slots: Sequence[Sequence[tuple]],
                  extension: bool, digest: str, mle: bool = False):
@@ -375,47 +352,61 @@ class FormsKernel:
         return self._run(forms, [table, colmap], degree * m, [m] + line, leaf)
 
 
-def kernel_for(evaluator: DagEvaluator, forms: Sequence[Form], base: bool,
-               mle: bool = False) -> FormsKernel:
-    """The cached :class:`FormsKernel` of ``evaluator`` for the slots of ``forms`` (``mle``:
-    the multilinear-rounds input mode, extension field). Kernels are kept on the DAG (which
-    lives in the proving key), keyed by the slots, the field, the input mode and the columns
-    the leaves read, so the proofs of one key generate each kernel once. The evaluator also
-    remembers the kernel of the form objects it last saw (the rounds of a proof pass the same
-    forms again), so those calls skip building and hashing the key (~10^4 slots)."""
-    memo = evaluator.__dict__.setdefault("_kernel_memo", {})
-    fast = (tuple(id(f) for f in forms), base, mle)
-    hit = memo.get(fast)
-    if hit is not None and all(a is b for a, b in zip(hit[0], forms)):
-        return hit[1]
-    dag = evaluator.dag
-    layout = evaluator.input_leaves()
-    key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout, mle)
-    cache = dag.__dict__.setdefault("_native_kernels", {})
-    kernel = cache.get(key)
-    if kernel is None:
-        digest = dag.__dict__.get("_native_digest")
-        if digest is None:
-            digest = dag._native_digest = dag_digest(dag)
-        kernel = cache[key] = FormsKernel(dag, evaluator.leaf, key[0], not base, digest, mle)
-    memo[fast] = (tuple(forms), kernel)  # holding the forms keeps their ids unique
-    return kernel
+class _DagKernels:
+    """The generated kernels of one DAG, kept in its cache (the DAG lives in the proving key,
+    so the proofs of one key generate each kernel once): by the slots of the forms, the field,
+    the columns the leaves read and the input mode. The kernels of the last few form lists are
+    also remembered by the lists' identity (the rounds of a proof pass the same forms again),
+    so those calls skip building and hashing the key (~10^4 slots)."""
+
+    def __init__(self, dag: SymbolicConstraintsDag):
+        self.dag = dag
+        self.digest = dag_digest(dag)
+        self.kernels: Dict[tuple, FormsKernel] = {}
+        # (form ids, leaf-layout id, base, mle) -> (forms, layout, kernel); holding the forms
+        # and the layout keeps their ids unique
+        self.recent: Dict[tuple, tuple] = {}
+
+    def get(self, leaves: Leaves, forms: Sequence[Form], base: bool, mle: bool) -> FormsKernel:
+        layout = leaves.inputs()
+        fast = (tuple(id(f) for f in forms), id(layout), base, mle)
+        hit = self.recent.get(fast)
+        if hit is not None:
+            return hit[2]
+        key = (tuple(tuple(s for s, _ in f.terms) for f in forms), base, layout, mle)
+        kernel = self.kernels.get(key)
+        if kernel is None:
+            kernel = self.kernels[key] = FormsKernel(self.dag, leaves.leaf, key[0], not base,
+                                                     self.digest, mle)
+        self.recent[fast] = (tuple(forms), layout, kernel)
+        if len(self.recent) > _RECENT_FORMS:
+            del self.recent[next(iter(self.recent))]
+        return kernel
 
 
-def evaluate_forms(evaluator: DagEvaluator, forms: Sequence[Form], blocks: mx.array,
+def kernel_for(leaves: Leaves, forms: Sequence[Form], base: bool, mle: bool = False) -> FormsKernel:
+    """The cached :class:`FormsKernel` of ``leaves.dag`` for the slots of ``forms`` and the
+    columns ``leaves`` reads (``mle``: the multilinear-rounds input mode, extension field)."""
+    dag = leaves.dag
+    return dag.cache.get("custom_kernels.constraints", lambda: _DagKernels(dag)).get(
+        leaves, forms, base, mle)
+
+
+def evaluate_forms(leaves: Leaves, forms: Sequence[Form], blocks: mx.array,
                    base: bool) -> List[mx.array]:
-    """:meth:`DagEvaluator.evaluate_blocks` with a generated kernel: ``blocks`` ``(Q, Wn, X)``
-    (``base``) or ``(Q, Wn, X, 4)`` uint32 -> one ``(Q·X, 4)`` uint32 array per form
-    (bit-equal)."""
-    return kernel_for(evaluator, forms, base)(forms, blocks, evaluator.leaf)
+    """The forms at the points of ``blocks`` with a generated kernel: ``blocks`` ``(Q, Wn, X)``
+    (``base``) or ``(Q, Wn, X, 4)`` uint32, block ``q`` holding the input rows of ``X`` points
+    (``Wn = leaves.num_inputs``) -> one ``(Q·X, 4)`` uint32 array per form, points in
+    ``(q, x)`` order (bit-equal to the MLX-ops evaluation)."""
+    return kernel_for(leaves, forms, base)(forms, blocks, leaves.leaf)
 
 
-def evaluate_mle(evaluator: DagEvaluator, forms: Sequence[Form], table: mx.array,
+def evaluate_mle(leaves: Leaves, forms: Sequence[Form], table: mx.array,
                  colmap: mx.array, degree: int) -> List[mx.array]:
     """A multilinear round's evaluations with a generated kernel reading the folded table
     directly: ``table`` ``(W_tot, 2M, 4)`` uint32 (column-major), ``colmap`` ``(Wn,)`` uint32
     (input row -> table column) -> one ``(degree·M, 4)`` uint32 array per form, the forms at
     ``X = 1..degree`` on the lowest variable, points in ``(X, y)`` order. Bit-equal to
-    :meth:`DagEvaluator.evaluate` of the points ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
-    return kernel_for(evaluator, forms, False, mle=True).lines(forms, table, colmap, degree,
-                                                               evaluator.leaf)
+    :func:`evaluate_forms` of the points ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
+    return kernel_for(leaves, forms, False, mle=True).lines(forms, table, colmap, degree,
+                                                            leaves.leaf)

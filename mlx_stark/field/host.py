@@ -158,6 +158,15 @@ def batch_inv(values: list) -> list:
     return out
 
 
+def powers(x, n: int) -> list:
+    """``[1, x, x^2, …, x^{n−1}]`` as :class:`EF` (``x``: EF or int)."""
+    out, acc = [], EF.one()
+    for _ in range(n):
+        out.append(acc)
+        acc = acc * x
+    return out
+
+
 def horner(coeffs, x) -> EF:
     """``sum_j coeffs[j] x^j`` (coefficients constant term first)."""
     acc = EF.zero()

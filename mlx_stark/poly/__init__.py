@@ -6,10 +6,10 @@ from .mle import (
     eq_table, eval_univariate, ext_powers, fold_lowest, fold_skip, interpolate_at_integers, mle_eval,
     mobeq_table, mobius, product_table, zeta,
 )
-from .ntt import coset_lde, dft, idft, lde
+from .ntt import coset_lde, dft, idft, interpolate_cosets, lde
 
 __all__ = [
     "host", "dft", "idft", "lde", "coset_lde", "zeta", "mobius", "product_table", "eq_table",
     "mobeq_table", "fold_lowest", "mle_eval", "ext_powers", "eval_univariate", "fold_skip",
-    "interpolate_at_integers",
+    "interpolate_at_integers", "interpolate_cosets",
 ]

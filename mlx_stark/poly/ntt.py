@@ -12,6 +12,8 @@ natural order without a bit-reversal gather (gathers are slow in MLX). One pass 
 
 :func:`coset_lde` extends short blocks given on ``D`` to cosets ``s·D`` (round 0 of the batch
 constraint sumcheck); its native kernel applies one precomputed ``N×N`` matrix per coset.
+:func:`interpolate_cosets` goes the other way: the coefficients of the polynomial of degree
+``< E·N`` given by its values on ``E`` cosets.
 """
 from __future__ import annotations
 
@@ -190,3 +192,43 @@ def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
     if kernel is not None:
         return kernel(values, shifts)
     return coset_lde_ops(values, shifts)
+
+
+def _vandermonde_inverse(nodes: Sequence[int]) -> list:
+    """Inverse of ``V[i][m] = nodes[i]^m`` over F (small, host ints; ``nodes`` distinct)."""
+    e = len(nodes)
+    a = [[pow(y, m, P) for m in range(e)] + [int(i == r) for i in range(e)]
+         for r, y in enumerate(nodes)]
+    for col in range(e):
+        piv = next(r for r in range(col, e) if a[r][col])
+        a[col], a[piv] = a[piv], a[col]
+        inv = pow(a[col][col], P - 2, P)
+        a[col] = [x * inv % P for x in a[col]]
+        for r in range(e):
+            if r != col and a[r][col]:
+                f = a[r][col]
+                a[r] = [(x - f * y) % P for x, y in zip(a[r], a[col])]
+    return [row[e:] for row in a]
+
+
+def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
+    """Coefficients of the polynomial of degree ``< E·N`` with the given values on the cosets
+    ``shifts[i]·D`` (``|D| = N``, shifts with distinct ``shift^N``).
+
+    ``values``: ``(E, N, ..., 4)`` uint32, ``values[i, k]`` at ``shifts[i]·ω^k``. Returns
+    ``(E·N, ..., 4)``. With ``c_{r+mN}`` the coefficients, the iDFT of coset ``i`` is
+    ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``."""
+    e, n = values.shape[0], values.shape[1]
+    u = idft(values, axis=1)
+    vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
+    weights = []  # W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}
+    for m in range(e):
+        row = []
+        for i, s in enumerate(shifts):
+            si = pow(s, P - 2, P)
+            row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
+        weights.append(row)
+    w = mx.array(weights, dtype=U32).reshape((e, e, n) + (1,) * (values.ndim - 2))
+    terms = (w.astype(U64) * u[None].astype(U64)) % P
+    coeffs = (mx.sum(terms, axis=1) % P).astype(U32)
+    return coeffs.reshape((e * n,) + values.shape[2:])

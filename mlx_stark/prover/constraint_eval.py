@@ -1,18 +1,16 @@
 """Evaluation of linear forms of a constraint DAG's outputs at many points, for the prover.
 
-The prover never needs single constraint values, only combinations with host EF weights:
-``Σ_i λ^i·C_i``, ``Σ_σ eq3b_σ·count_σ``, ``Σ_σ eq3b_σ·Σ_j β^j·m_{σ,j} + const`` (a
-:class:`Form` over output *slots*: ``("c", i)`` = constraint ``i`` in ``constraint_idx`` order,
-``("n", σ)`` = the count of interaction ``σ``, ``("m", σ, j)`` = its message field ``j``).
+The forms and the leaves' inputs are described in :mod:`mlx_stark.air.forms` (``Σ_i λ^i·C_i``
+and the eq3b/β-weighted interaction values over output slots). :class:`DagEvaluator` evaluates
+them at every point of an input matrix with one of three strategies, all bit-equal:
 
-A generated kernel (:mod:`mlx_stark.custom_kernels.constraints`: the whole DAG as
-straight-line code, one thread per point) runs where the device has native kernels; otherwise
-two evaluation strategies give identical results:
-
-* node by node with :func:`mlx_stark.air.evaluate.evaluate_dag` (constraints streamed into the
-  forms, dead values dropped): a few dispatches per node, so it suits large base-field arrays
-  (round 0);
-* level by level (:class:`LevelPlan`): the nodes are grouped by depth and all nodes of one
+* where the device has native kernels, a generated kernel
+  (:mod:`mlx_stark.custom_kernels.constraints`): one thread per point, each slot computed from
+  its own sub-DAG, the slots of one sub-DAG shape sharing one loop of straight-line code;
+* otherwise node by node with :func:`mlx_stark.air.evaluate.evaluate_dag` (constraints streamed
+  into the forms, dead values dropped): a few dispatches per node, so it suits large base-field
+  arrays (round 0);
+* or level by level (:class:`LevelPlan`): the nodes are grouped by depth and all nodes of one
   level are computed together — one gather of their left operands, one of their right
   operands, one operation per node kind — into one buffer holding a row per node. A few
   dispatches per level whatever the number of nodes, but about twice the memory traffic:
@@ -24,14 +22,14 @@ Inputs are the trace columns the DAG reads, one row each: ``(Wn, P)`` base or
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import mlx.core as mx
 
 from .. import custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import BaseArrays, evaluate_dag
+from ..air.forms import Form, Leaves, slot_node
 from ..field import bb, ext
 from ..field.bb import P, U32, U64
 from ..field.host import EF, W
@@ -46,8 +44,6 @@ _LEVEL_MAX_BASE_POINTS = 1 << 12
 # Constraints streamed into the forms between two evaluations of the node-by-node path.
 _STREAM_FLUSH = 64
 
-_OPS = (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL, NodeKind.NEG)
-
 
 class _Level:
     __slots__ = ("start", "ranges", "left", "right")
@@ -57,41 +53,21 @@ class _Level:
 
 
 class LevelPlan:
-    """Level-by-level evaluation plan of the nodes of ``dag`` that ``outputs`` (node indices) depend on.
+    """Level-by-level evaluation plan of the nodes of ``leaves.dag`` that ``outputs`` (node
+    indices) depend on (:class:`~mlx_stark.air.forms.Leaves`: the input rows and constants of
+    the leaves). ``row[node]`` is the buffer row of every evaluated node: the input rows first,
+    then the constants, then the levels."""
 
-    ``leaf(node_index) -> (is_input, value)``: for a leaf node, either ``(True, row)`` — the
-    node's value is row ``row`` of the caller's input matrix — or ``(False, c)`` — the node is
-    the constant ``c`` (canonical int). ``num_inputs``: rows of the input matrix.
-    ``row[node]`` is the buffer row of every evaluated node."""
-
-    def __init__(self, dag: SymbolicConstraintsDag, outputs: Sequence[int],
-                 leaf: Callable[[int], Tuple[bool, int]], num_inputs: int):
-        nodes = dag.nodes
-        needed = set()
-        stack = list(outputs)
-        while stack:
-            i = stack.pop()
-            if i in needed:
-                continue
-            needed.add(i)
-            node = nodes[i]
-            if node.kind in (NodeKind.ADD, NodeKind.SUB, NodeKind.MUL):
-                stack += [node.left, node.right]
-            elif node.kind == NodeKind.NEG:
-                stack.append(node.left)
+    def __init__(self, leaves: Leaves, outputs: Sequence[int]):
+        dag = leaves.dag
+        needed = sorted(dag.closure(outputs))
+        num_inputs = leaves.num_inputs
         self.row: Dict[int, int] = {}
         constants: List[int] = []
-        depth: Dict[int, int] = {}
-        by_depth: Dict[int, List[int]] = {}
-        for i in sorted(needed):  # children precede parents
-            node = nodes[i]
-            if node.kind in _OPS:
-                kids = (node.left,) if node.kind == NodeKind.NEG else (node.left, node.right)
-                depth[i] = 1 + max(depth[k] for k in kids)
-                by_depth.setdefault(depth[i], []).append(i)
+        for i in needed:
+            if dag.children(i):
                 continue
-            depth[i] = 0
-            is_input, value = leaf(i)
+            is_input, value = leaves.leaf(i)
             if is_input:
                 self.row[i] = value
             else:
@@ -101,20 +77,18 @@ class LevelPlan:
         self.constants = constants
         self.levels: List[_Level] = []
         start = num_inputs + len(constants)
-        for d in sorted(by_depth):
-            order = sorted(by_depth[d], key=lambda i: _OPS.index(nodes[i].kind))
-            ranges, at = [], 0
-            for kind in _OPS:
-                count = sum(1 for i in order if nodes[i].kind == kind)
-                if count:
-                    ranges.append((kind, at, at + count))
-                    at += count
+        for level in dag.levels(needed):
+            ranges, order, left, right = [], [], [], []
+            for kind, ids, lhs, rhs in level:
+                ranges.append((kind, len(order), len(order) + len(ids)))
+                order += ids
+                left += lhs
+                right += rhs
             for k, i in enumerate(order):
                 self.row[i] = start + k
-            left = mx.array([self.row[nodes[i].left] for i in order], dtype=U32)
-            right = mx.array([self.row[nodes[i].right if nodes[i].kind != NodeKind.NEG
-                                        else nodes[i].left] for i in order], dtype=U32)
-            self.levels.append(_Level(start, ranges, left, right))
+            self.levels.append(_Level(start, ranges,
+                                      mx.array([self.row[c] for c in left], dtype=U32),
+                                      mx.array([self.row[c] for c in right], dtype=U32)))
             start += len(order)
         self.num_rows = start
 
@@ -153,22 +127,6 @@ class LevelPlan:
 
 
 # ------------------------------------------------------------------ linear forms
-@dataclass
-class Form:
-    """``const + Σ weight·value(slot)`` over ``terms = [(slot, weight)]`` (module docstring)."""
-
-    terms: List[Tuple[tuple, EF]]
-    const: EF
-
-
-def slot_node(dag: SymbolicConstraintsDag, slot: tuple) -> int:
-    """The DAG node of an output slot."""
-    if slot[0] == "c":
-        return dag.constraint_idx[slot[1]]
-    it = dag.interactions[slot[1]]
-    return it.count if slot[0] == "n" else it.message[slot[2]]
-
-
 @mx.compile
 def _acc_base(acc: mx.array, v: mx.array, w: mx.array) -> mx.array:
     return acc + (v[..., None].astype(U64) * w.astype(U64)) % P
@@ -215,43 +173,29 @@ def _weighted_rows(vals: mx.array, weights: List[EF], base: bool) -> mx.array:
 
 
 class DagEvaluator:
-    """Evaluates :class:`Form` s of ``dag`` at many points (module docstring).
+    """Evaluates :class:`~mlx_stark.air.forms.Form` s of ``leaves.dag`` at many points
+    (module docstring).
 
-    ``constraints``: whether constraint slots are needed (otherwise only the interaction
-    nodes are evaluated). ``leaf`` and ``num_inputs``: as for :class:`LevelPlan`.
-    ``make_inputs(get)``: interpreter inputs reading input row ``get(k)`` for the trace
-    variables and selectors."""
+    ``leaves``: where the DAG's leaves get their values. ``constraints``: whether constraint
+    slots are needed (otherwise only the interaction nodes are evaluated)."""
 
-    def __init__(self, dag: SymbolicConstraintsDag, constraints: bool,
-                 leaf: Callable[[int], Tuple[bool, int]], num_inputs: int, make_inputs):
+    def __init__(self, leaves: Leaves, constraints: bool):
+        dag = leaves.dag
         outputs = [i for it in dag.interactions for i in (*it.message, it.count)]
         if constraints:
             outputs = list(dag.constraint_idx) + outputs
-        self.dag, self.leaf = dag, leaf
-        self._outputs, self._num_inputs, self._plan = outputs, num_inputs, None
+        self.dag, self.leaves = dag, leaves
+        self._outputs = outputs
+        self._plan = None
         self.stream_dag = dag if constraints else SymbolicConstraintsDag(dag.nodes, [],
                                                                          dag.interactions)
-        self.make_inputs = make_inputs
 
     @property
     def plan(self) -> LevelPlan:
         """The level plan, built on first use (the generated kernels never need it)."""
         if self._plan is None:
-            self._plan = LevelPlan(self.dag, self._outputs, self.leaf, self._num_inputs)
+            self._plan = LevelPlan(self.leaves, self._outputs)
         return self._plan
-
-    def input_leaves(self) -> tuple:
-        """``((node, input row), ...)`` of every column-reading leaf of the DAG, ascending."""
-        layout = self.__dict__.get("_input_leaves")
-        if layout is None:
-            out = []
-            for i, node in enumerate(self.dag.nodes):
-                if node.kind not in _OPS:
-                    is_input, row = self.leaf(i)
-                    if is_input:
-                        out.append((i, row))
-            layout = self._input_leaves = tuple(out)
-        return layout
 
     def evaluate(self, forms: Sequence[Form], inputs: mx.array, base: bool) -> List[mx.array]:
         """Every form at the points of ``inputs`` (``(Wn, P)`` base or ``(Wn, P, 4)``):
@@ -264,7 +208,7 @@ class DagEvaluator:
         ``(Q·X, 4)`` uint32, points in ``(q, x)`` order."""
         kernel = custom_kernels.native("constraints.evaluate_forms")
         if kernel is not None:
-            return kernel(self, forms, blocks, base)
+            return kernel(self.leaves, forms, blocks, base)
         q, wn, xs = blocks.shape[:3]
         inputs = blocks[0] if q == 1 else \
             mx.contiguous(mx.moveaxis(blocks, 0, 1)).reshape((wn, q * xs) + blocks.shape[3:])
@@ -314,8 +258,8 @@ class DagEvaluator:
             if i % _STREAM_FLUSH == _STREAM_FLUSH - 1:
                 wait([a.acc for a in accs if a.acc is not None])
 
-        res = evaluate_dag(self.stream_dag, BaseArrays, self.make_inputs(lambda k: inputs[k]),
-                           constraint_sink=sink)
+        res = evaluate_dag(self.stream_dag, BaseArrays,
+                           self.leaves.make_inputs(lambda k: inputs[k]), constraint_sink=sink)
         for k, slot, w in others:
             message, count = res.interactions[slot[1]]
             accs[k].add(count if slot[0] == "n" else message[slot[2]], w)

@@ -12,7 +12,7 @@ from ..air.dag import SymbolicConstraintsDag
 from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
 from ..field.bb import P, two_adic_generator
-from ..field.host import EF, horner
+from ..field.host import EF, horner, powers
 from ..layout import n_logup_of, segment_offsets
 from ..poly import host
 from .gkr import verify_gkr
@@ -107,10 +107,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
 
     # 6. μ and the batched claim
     mu = transcript.sample_ext()
-    mu_pows, acc = [], EF.one()
-    for _ in range(3 * num_traces):
-        mu_pows.append(acc)
-        acc = acc * mu
+    mu_pows = powers(mu, 3 * num_traces)
     claim = EF.zero()
     for t, (sp, sq) in enumerate(zip(bp.numerator_term_per_air, bp.denominator_term_per_air)):
         claim = claim + mu_pows[2 * t] * sp + mu_pows[2 * t + 1] * sq

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import VerificationError
 from ..field.bb import HALF, P, two_adic_generator
 from ..field.host import (EF, ef_array, ef_mul_np, ef_powers_np, ef_scale_np, ef_sum_np,
-                          ef_values, horner, inv)
+                          ef_values, horner, inv, powers)
 from ..hash.merkle import merkle_verify_batch
 from ..params import SystemParams
 from ..poly import host
@@ -125,10 +125,7 @@ def verify_whir(params: SystemParams, transcript: Transcript, proof: WhirProof, 
     # 1. μ and the initial claim
     _check_pow(transcript, params.whir.mu_pow_bits, proof.mu_pow_witness, "InvalidMuPowWitness")
     mu = transcript.sample_ext()
-    mu_pows, acc = [], EF.one()
-    for _ in range(total_width):
-        mu_pows.append(acc)
-        acc = acc * mu
+    mu_pows = powers(mu, total_width)
     flat_openings = [o for col in openings for o in col]
     claim = EF.zero()
     for p_, o in zip(mu_pows, flat_openings):

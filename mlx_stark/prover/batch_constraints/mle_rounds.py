@@ -1,0 +1,208 @@
+"""The multilinear rounds of the batch constraint sumcheck (constraints.md §6.6) and the column
+openings (§6.7), on one device transcript segment.
+
+After round 0 every trace's table is folded at ``r_0`` (:func:`fold_tables`) and kept
+column-major ``(W_tot, 2^ñ, 4)``: a round reads each column's pairs ``T[c, 2y], T[c, 2y+1]``
+contiguously. Round ``j`` evaluates ``a_t, b_t, b'_t`` (the trace's three forms) at
+``X = 1..d`` on the lowest variable of every *head* trace (``ñ ≥ j``) — with native kernels the
+generated kernel reads the lines through the pairs directly — weighted by
+``eq(ξ[l+j..l+ñ), y)`` and summed over ``y``; ``X = 0`` follows from the running claim. A trace
+with ``ñ < j`` is a *tail*: its table is a single row, a constant carried in ``tail``. Then
+every head table binds its lowest variable to ``r_j``.
+
+The round messages, the challenges and the final folded tables come back in the segment's one
+read; the segment also observes the openings in §6.7 order.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import mlx.core as mx
+
+from ... import arrays, custom_kernels
+from ...air.forms import Form
+from ...field import bb, ext
+from ...field.bb import U32
+from ...field.host import EF, horner
+from ...poly import eq_table, fold_lowest, fold_skip, host, interpolate_at_integers
+from ...tracing import span
+from ...transcript import Transcript, device_segment
+from .traces import TraceData, lift
+
+
+def _column_major(table: mx.array) -> mx.array:
+    """``(R, C, 4)`` -> ``(C, R, 4)`` uint32: two transposes of the last two axes, first of
+    ``(R, 4C)``, then of the ``C`` blocks ``(4, R)``."""
+    r, c = table.shape[:2]
+    return arrays.transpose(arrays.transpose(table.reshape(r, 4 * c)).reshape(c, 4, r))
+
+
+def fold_tables(trs: Sequence[TraceData], l_skip: int, r0: EF) -> List[mx.array]:
+    """Every trace's table (lifted to ``max(H, 2^l)`` rows) with its univariate variable bound
+    to ``r_0``, column-major: ``(W_tot, 2^ñ, 4)`` uint32 per trace."""
+    return [_column_major(fold_skip(lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r0))
+            for tr in trs]
+
+
+def _fold_rows(table: mx.array, r) -> mx.array:
+    """Bind the lowest variable of a column-major table ``(W_tot, 2M, 4)`` to ``r``:
+    ``T'[c, y] = T[c, 2y] + r·(T[c, 2y+1] − T[c, 2y])``, ``(W_tot, M, 4)``."""
+    w, rows = table.shape[:2]
+    pairs = mx.moveaxis(table.reshape(w, rows // 2, 2, 4), 2, 0)  # (2, W_tot, M, 4)
+    return fold_lowest(pairs, r)[0]
+
+
+def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.array,
+                 degree: int, weights: mx.array) -> mx.array:
+    """``a_t, b_t, b'_t`` at ``X = 1..d`` (§6.6): ``(3, d, 4)`` uint32. ``table``: the folded
+    table, column-major ``(W_tot, 2M, 4)``; ``colmap``: ``tr.needed`` ``(Wn,)`` uint32;
+    ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``. With native kernels the generated kernel
+    reads the table's lines directly; otherwise the points are built and evaluated."""
+    m = table.shape[1] // 2
+    kernel = custom_kernels.native("constraints.evaluate_mle")
+    if kernel is not None:
+        values = kernel(tr.leaves, forms, table, colmap, degree)
+    else:
+        v = mx.take(table, colmap, axis=0).reshape(len(tr.needed), m, 2, 4)
+        diff = ext.sub(v[:, :, 1], v[:, :, 0])
+        points = [v[:, :, 1]]
+        for _ in range(degree - 1):
+            points.append(ext.add(points[-1], diff))
+        tx = mx.stack(points, axis=1).reshape(len(tr.needed), degree * m, 4)  # X = 1..d
+        values = tr.evaluator.evaluate(forms, tx, base=False)
+    values = mx.stack(values).reshape(3, degree, m, 4)
+    return bb.sum(ext.mul(values, weights), axis=2)
+
+
+def _combine(vals: mx.array, ts: List[int], zc: mx.array, lu: mx.array, mu_pows: List[EF],
+             num_traces: int) -> mx.array:
+    """``Σ_t μ^(2T+t)·a_t·zc + (μ^(2t)·b_t + μ^(2t+1)·b'_t)·lu`` over the traces ``ts``
+    (``T = num_traces``): ``vals`` ``(len(ts), 3, ..., 4)`` holds ``a, b, b'``; ``zc, lu``
+    ``(4,)``; returns ``(..., 4)`` uint32."""
+    def coef(k):
+        c = ext.from_host([mu_pows[k(t)] for t in ts])
+        return c.reshape((len(ts),) + (1,) * (vals.ndim - 3) + (4,))
+
+    s_zc = bb.sum(ext.mul(vals[:, 0], coef(lambda t: 2 * num_traces + t)), axis=0)
+    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], coef(lambda t: 2 * t)),
+                          ext.mul(vals[:, 2], coef(lambda t: 2 * t + 1))), axis=0)
+    return ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))
+
+
+def _round_message(s_head: mx.array, claim: mx.array, tail: mx.array, x_j: EF,
+                   degree: int) -> mx.array:
+    """Round ``j``'s message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``) from the
+    head traces' combined sums ``s_head`` ``(d, 4)`` at ``X = 1..d``, the running ``claim``
+    and the tail constant (both ``(4,)``): the round polynomial is
+    ``eq(x_j, X)·s_head(X) + tail·X`` and sums to ``claim`` over ``X ∈ {0, 1}``."""
+    s_head0 = ext.mul(ext.sub(ext.sub(claim, ext.mul(s_head[0], ext.constant(x_j))), tail),
+                      ext.constant(EF.one() / (1 - x_j)))
+    s_head = mx.concatenate([s_head0[None], s_head])
+    s_head = mx.concatenate([s_head, interpolate_at_integers(s_head, degree + 1)[None]])
+    # msg[X − 1] = ((1 − x_j) + (2x_j − 1)·X)·s_head[X] + tail·X, X = 1..d+1
+    factors = ext.from_host([(1 - x_j) + (x_j * 2 - 1) * x for x in range(1, degree + 2)])
+    return ext.add(ext.mul(s_head[1:], factors),
+                   ext.mul(tail[None], ext.from_host(list(range(1, degree + 2)))))
+
+
+def _opening_rows(trs: Sequence[TraceData], tables: Sequence[mx.array]) -> List[int]:
+    """Rows of the folded columns of every trace stacked (each trace's ``W_tot`` in turn, then
+    one zero row), in the order §6.7 observes the openings: all common mains first, then the
+    other parts per trace; each column as (value, rotated value), the rotation the zero row
+    where the trace has none (:meth:`TraceData.opening_columns`)."""
+    zero = sum(t.shape[0] for t in tables)
+    bases, at = [], 0
+    for t in tables:
+        bases.append(at)
+        at += t.shape[0]
+    columns = [tr.opening_columns() for tr in trs]
+    order = []
+    for parts in (slice(0, 1), slice(1, None)):
+        for base, trace_parts in zip(bases, columns):
+            for part in trace_parts[parts]:
+                for col, rot in part:
+                    order += [base + col, zero if rot is None else base + rot]
+    return order
+
+
+def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: List[mx.array],
+                     forms: List[List[Form]], l_skip: int, degree: int, xi: List[EF],
+                     mu_pows: List[EF], claim: EF,
+                     r0: EF) -> Tuple[List[List[EF]], List[EF], List[List[List[EF]]]]:
+    """Rounds ``1..n_max`` (§6.6) and the openings (§6.7) on ``transcript``.
+
+    ``trs``: the traces in sorted order; ``tables``: :func:`fold_tables` at ``r0``; ``forms``:
+    per trace ``[Σ_i λ^i·C_i, numerator, denominator]``; ``mu_pows``: ``μ^0..μ^(3T−1)``;
+    ``claim``: ``s_0(r_0)``. Returns the round polynomials (``n_max`` lists of ``d+1`` EF, the
+    values at ``X = 1..d+1``), ``r_1..r_{n_max}`` and per trace the openings per part."""
+    num_traces, n_max = len(trs), trs[0].nt
+    e_zc = host.eq_d(l_skip, xi[0], r0)
+    e_lu = horner(host.eq_sharp_coeffs(l_skip, xi), r0)
+    colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
+    # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
+    weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
+
+    def rounds(dt):
+        tabs, final = list(tables), [None] * num_traces
+        for t, tr in enumerate(trs):
+            if tr.nt == 0:
+                final[t] = tabs[t]
+        ws = list(weights)
+        claim_d, zc, lu = (ext.constant(v) for v in (claim, e_zc, e_lu))
+        tail = ext.zeros(())
+        msgs, rs = [], []
+        for j in range(1, n_max + 1):
+            if j > 1:
+                tail = ext.mul(tail, rs[-1])
+            for t, tr in enumerate(trs):
+                if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
+                    cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
+                    values = mx.stack(tr.evaluator.evaluate(forms[t], cols, base=False))
+                    tail = ext.add(tail, _combine(values.reshape(1, 3, 4), [t], zc, lu, mu_pows,
+                                                  num_traces))
+            heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
+            with span("prover.rap_constraints.mle_rounds.evaluate"):
+                head_vals = []
+                for t in heads:
+                    if j > 1:
+                        w = ws[t].reshape(-1, 2, 4)
+                        ws[t] = ext.add(w[:, 0], w[:, 1])
+                    head_vals.append(_head_values(trs[t], forms[t], tabs[t], colmaps[t], degree,
+                                                  ws[t]))
+            # (heads, 3, d, 4): a, b, b' at X = 1..d -> s_head (d, 4)
+            s_head = _combine(mx.stack(head_vals), heads, zc, lu, mu_pows, num_traces)
+            x_j = EF.lift(xi[l_skip + j - 1])
+            msg = _round_message(s_head, claim_d, tail, x_j, degree)
+            dt.observe(msg)
+            msgs.append(msg)
+            r_j = dt.sample_ext()
+            rs.append(r_j)
+            claim_d = interpolate_at_integers(
+                mx.concatenate([ext.sub(claim_d, msg[0])[None], msg]), r_j)
+            eq_j = ext.add(ext.mul(r_j, ext.constant(x_j)),
+                           ext.mul(ext.one_minus(r_j), ext.constant(1 - x_j)))
+            zc, lu = ext.mul(zc, eq_j), ext.mul(lu, eq_j)
+            with span("prover.rap_constraints.mle_rounds.fold"):
+                for t in heads:
+                    tabs[t] = _fold_rows(tabs[t], r_j)
+                    if trs[t].nt == j:
+                        final[t] = tabs[t]
+                # bounds the graph and frees the old tables; no host wait
+                mx.async_eval([tabs[t] for t in heads])
+        flat = mx.concatenate([f.reshape(-1, 4) for f in final])
+        # the column openings, observed in §6.7 order (a zero row after the values stands for
+        # the rotation of a trace without one)
+        dt.observe(mx.take(mx.concatenate([flat, ext.zeros((1,))]),
+                           mx.array(_opening_rows(trs, tables), dtype=U32), axis=0))
+        return None, [flat, arrays.stack(msgs, (degree + 1, 4)), arrays.stack(rs, (4,))]
+
+    _, (flat, msgs, rs) = device_segment(transcript, rounds)
+    round_polys = [ext.host_values(m) for m in msgs]
+    challenges = ext.host_values(rs)
+    # the column openings for the proof (the segment observed them)
+    values, at, openings = ext.host_values(flat), 0, []
+    for tr, table in zip(trs, tables):
+        width = table.shape[0]  # every trace's W_tot folded columns in turn
+        openings.append(tr.openings(values[at:at + width]))
+        at += width
+    return round_polys, challenges, openings
