@@ -156,7 +156,10 @@ def _reads_column(node) -> bool:
 def prepare_trace(pk, l_skip: int, t) -> TraceData:
     """Table, layout, leaves and evaluators of a present trace ``t`` (attributes ``air_id``,
     ``common_main``, ``cached_mains``, ``public_values``, ``log_height``; matrices ``(H, w)``
-    uint32)."""
+    uint32).
+
+    The proof then holds the trace once: ``t.common_main`` and ``t.cached_mains`` become views
+    of the table's columns (the same values), so the matrices they held can be freed."""
     apk = pk.per_air[t.air_id]
     vk = apk.vk
     width = vk.params.width
@@ -181,6 +184,10 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     need_rot = bool(vk.params.need_rot)
     pieces = [cols] + ([mx.concatenate([cols[1:], cols[:1]], axis=0)] if need_rot else [])
     table = mx.concatenate(pieces + [selectors(1 << h)], axis=1)
+    first_cached = len(expected) - len(width.cached_mains)
+    t.common_main = table[:, :expected[0]]
+    t.cached_mains = [table[:, offsets[k]:offsets[k] + expected[k]]
+                      for k in range(first_cached, len(expected))]
     dag = vk.symbolic_constraints
     n = h - l_skip
     tr = TraceData(
