@@ -158,10 +158,7 @@ def _resolve(name: str, base: Path, entry) -> Optional[dict]:
 def _inputs(job: Job) -> List[Optional[AirInput]]:
     """The job's prover inputs: its workload's traces, or its ``.npy`` files."""
     if job.inputs is None:
-        make = {"keccakf": lambda: workloads.keccakf(job.size, job.seed),
-                "logup": lambda: workloads.logup(job.size),
-                "fib": lambda: workloads.fib(job.size)}[job.workload]
-        return make().inputs
+        return workloads.build(job.workload, job.size, job.seed).inputs
     out = []
     for entry in job.inputs:
         if entry is None:
@@ -220,12 +217,13 @@ def _keys(group, jobs: List[Job], out_dir: Path) -> Dict[str, tuple]:
             keys[kid] = (MultiStarkProvingKey.from_vk(airs, vk), vk, job.key)
             continue
         key_file = out_dir / "keys" / f"{kid}.vk"
+        data = b""
         if group.rank() == 0:
             pk, vk = keygen(airs, params)
             data = vk.to_bytes()
             key_file.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(key_file, data)
-        data = _broadcast(group, data if group.rank() == 0 else b"")
+        data = _broadcast(group, data)
         if group.rank() != 0:
             vk = MultiStarkVerifyingKey.from_bytes(data)
             pk = MultiStarkProvingKey.from_vk(airs, vk)
@@ -278,6 +276,7 @@ def _run_job(job: Job, keys: dict, out_dir: Path, rank: int, check: bool) -> Job
 
 @dataclass
 class BatchSummary:
+    rank: int  # this process's rank
     ranks: int
     wall_seconds: float
     jobs: List[dict] = field(default_factory=list)
@@ -317,7 +316,7 @@ def prove_batch(manifest, out_dir, check: bool = False,
                  "busy_seconds": p["busy"],
                  "proofs_per_second": sum(x["status"] == "proved" for x in p["results"]) / p["busy"]}
                 for r, p in enumerate(parts)]
-    summary = BatchSummary(size, time.perf_counter() - t0, results, per_rank)
+    summary = BatchSummary(rank, size, time.perf_counter() - t0, results, per_rank)
     if rank == 0:
         _write_atomic(out_dir / "summary.json", json.dumps(asdict(summary), indent=1).encode())
         index = [{"name": r["name"], "proof": f"{r['name']}.proof",

@@ -279,18 +279,23 @@ _LOG_HEIGHT = click.option("--log-height", default=20, show_default=True,
                            type=click.IntRange(2, 20), help="fib: log2 of the Fibonacci trace rows")
 
 
+def _size(air, permutations, scale, log_height) -> int:
+    return {"keccakf": permutations, "logup": scale, "fib": log_height}[air]
+
+
 def _workload(air, permutations, scale, log_height):
     from . import workloads
 
-    return {"keccakf": lambda: workloads.keccakf(permutations), "logup": lambda: workloads.logup(scale),
-            "fib": lambda: workloads.fib(log_height)}[air]()
+    return workloads.build(air, _size(air, permutations, scale, log_height))
 
 
 def _workload_vk(air, permutations, scale, log_height):
+    """The workload's verifying key, without building its traces."""
+    from . import workloads
     from .keygen import keygen
 
-    w = _workload(air, permutations, scale, log_height)
-    return keygen(w.airs, w.params)[1]
+    _, airs, params = workloads.key_shape(air, _size(air, permutations, scale, log_height))
+    return keygen(airs, params)[1]
 
 
 @main.command("keygen")
@@ -428,9 +433,7 @@ def prove_batch_cmd(manifest, out_dir, check, local_ranks, device_name):
         click.echo(f"[rank {r.rank}] {r.name}: {r.status} ({r.seconds:.2f} s){tail}", err=True)
 
     summary = prove_batch(manifest, out_dir, check, on_job=report)
-    import mlx.core as mx
-
-    if mx.distributed.init().rank() == 0:
+    if summary.rank == 0:
         click.echo("| job | rank | status | s | bytes | error |\n|---|---|---|---|---|---|")
         for j in summary.jobs:
             click.echo(f"| {j['name']} | {j['rank']} | {j['status']} | {j['seconds']:.2f} | "

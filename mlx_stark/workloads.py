@@ -95,6 +95,17 @@ def key_shape(kind: str, size: int) -> Tuple[str, list, SystemParams]:
     raise InvalidInputError(f"unknown workload {kind!r}; known: {', '.join(KINDS)}")
 
 
+def build(kind: str, size: int, seed: int = 0) -> Workload:
+    """The ``kind`` workload of ``size`` (see :func:`key_shape`); ``seed`` is keccakf's."""
+    if kind == "keccakf":
+        return keccakf(size, seed)
+    if kind == "logup":
+        return logup(size)
+    if kind == "fib":
+        return fib(size)
+    raise InvalidInputError(f"unknown workload {kind!r}; known: {', '.join(KINDS)}")
+
+
 def keccakf(permutations: int = 1024, seed: int = 0,
             params: SystemParams | None = None) -> Workload:
     """``permutations`` random Keccak-f permutations (inputs from ``seed``)."""
