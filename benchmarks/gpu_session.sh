@@ -5,6 +5,9 @@
 #   bash benchmarks/gpu_session.sh cold      # fresh machine: cold first proof + compile table,
 #                                            # then a warm-cache process, keccakf after/before
 #   bash benchmarks/gpu_session.sh rest      # logup and fib after/before, kernel tests
+#   bash benchmarks/gpu_session.sh cubin     # fresh machine: cold start with our kernels as
+#                                            # cached cubins, warm-cache process, golden proofs,
+#                                            # keccakf with the cubins and with MLX's compile
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along); both share one
 # cache directory, so the second compiles only what differs. Every step has its own time limit
@@ -44,5 +47,17 @@ case "${1:-}" in
     after kernel-tests 200 python3 -m pytest -q -x tests/test_kernels_transcript.py \
       tests/test_device_transcript.py tests/test_kernels_sumcheck.py tests/test_golden_fingerprints.py
     ;;
-  *) echo "usage: gpu_session.sh cold|rest" >&2; exit 2 ;;
+  cubin)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
+    start=$(date +%s.%N)
+    after cold-keccakf 330 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-keccakf.json" > "$out/compile-keccakf.txt" 2>&1
+    ls "$MLX_STARK_CACHE/cubin" | wc -l >> "$out/compile-keccakf.txt"
+    after warmcache-keccakf 90 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    after after-keccakf 100 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
+    after upload 60 python3 benchmarks/upload.py --out "$out/upload.json"
+    after golden 150 python3 -m pytest -q -x -k gpu tests/test_golden_fingerprints.py
+    after nocubin-keccakf 120 env MLX_STARK_CUBIN=0 python3 benchmarks/whole_call.py keccakf --out "$out/nocubin-keccakf.json"
+    ;;
+  *) echo "usage: gpu_session.sh cold|rest|cubin" >&2; exit 2 ;;
 esac

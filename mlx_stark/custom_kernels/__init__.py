@@ -102,13 +102,24 @@ _BUILT: dict = {}
 
 
 def _build(src: KernelSource, dialect: str):
+    """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes)`` of ``src``: on
+    CUDA the cubin kept on disk (:mod:`.cubin`) where it can be had, else MLX's own kernel
+    compilation (``mx.fast.cuda_kernel`` / ``metal_kernel``), which sizes grids the same way."""
     key = (src.mangled(), dialect)
     kernel = _BUILT.get(key)
     if kernel is None:
         header, body = render(src, dialect)
-        make = mx.fast.cuda_kernel if dialect == "cuda" else mx.fast.metal_kernel
-        kernel = make(name=key[0], input_names=list(src.input_names),
-                      output_names=list(src.output_names), source=body, header=header)
+        if dialect == "cuda":
+            from . import cubin
+            kernel = cubin.kernel(key[0], src.input_names, src.output_names, header, body)
+        if kernel is None:
+            make = mx.fast.cuda_kernel if dialect == "cuda" else mx.fast.metal_kernel
+            jit = make(name=key[0], input_names=list(src.input_names),
+                       output_names=list(src.output_names), source=body, header=header)
+
+            def kernel(inputs, grid, threadgroup, output_shapes, output_dtypes, jit=jit):
+                return jit(inputs=inputs, grid=grid, threadgroup=threadgroup,
+                           output_shapes=output_shapes, output_dtypes=output_dtypes)
         _BUILT[key] = kernel
     return kernel
 
@@ -122,9 +133,8 @@ def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, outpu
         raise RuntimeError(f"custom kernels need a CUDA or Metal device, not {dialect!r}")
     gx, gy = grid
     tracing.count_launch()
-    return _build(src, dialect)(inputs=inputs, grid=(gx, gy, 1), threadgroup=(threadgroup, 1, 1),
-                                output_shapes=output_shapes,
-                                output_dtypes=[mx.uint32] * len(output_shapes))
+    return _build(src, dialect)(inputs, (gx, gy, 1), (threadgroup, 1, 1), output_shapes,
+                                [mx.uint32] * len(output_shapes))
 
 
 __all__ = ["native", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
