@@ -8,6 +8,9 @@
 #   bash benchmarks/gpu_session.sh cubin     # fresh machine: cold start with our kernels as
 #                                            # cached cubins, warm-cache process, golden proofs,
 #                                            # keccakf with the cubins and with MLX's compile
+#   bash benchmarks/gpu_session.sh nocompile # fresh machine: the same cold start with
+#                                            # MLX_DISABLE_COMPILE=1 (no fused-op modules), then
+#                                            # warm keccakf/logup/fib calls with and without it
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along); both share one
 # cache directory, so the second compiles only what differs. Every step has its own time limit
@@ -59,5 +62,15 @@ case "${1:-}" in
     after golden 150 python3 -m pytest -q -x -k gpu tests/test_golden_fingerprints.py
     after nocubin-keccakf 120 env MLX_STARK_CUBIN=0 python3 benchmarks/whole_call.py keccakf --out "$out/nocubin-keccakf.json"
     ;;
-  *) echo "usage: gpu_session.sh cold|rest|cubin" >&2; exit 2 ;;
+  nocompile)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
+    start=$(date +%s.%N)
+    after cold-keccakf 330 env MLX_DISABLE_COMPILE=1 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-keccakf.json" > "$out/compile-keccakf.txt" 2>&1
+    after nocompile-keccakf 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py keccakf --out "$out/nocompile-keccakf.json"
+    after nocompile-logup 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py logup --out "$out/nocompile-logup.json"
+    after nocompile-fib 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py fib --out "$out/nocompile-fib.json"
+    after fused-keccakf 300 python3 benchmarks/whole_call.py keccakf --out "$out/fused-keccakf.json"
+    ;;
+  *) echo "usage: gpu_session.sh cold|rest|cubin|nocompile" >&2; exit 2 ;;
 esac
