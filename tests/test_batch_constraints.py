@@ -365,7 +365,7 @@ def test_round0_identities_random_data():
     xi = [rand_ef() for _ in range(l_skip + max(n_logup, trs[0].nt))]
     lam, beta, mu, alpha = rand_ef(), rand_ef(), rand_ef(), rand_ef()
     lam_powers = [lam ** i for i in range(max(len(tr.dag.constraint_idx) for tr in trs))]
-    eq3b = [bc.eq3b_weights(l_skip, xi, n_logup, tr.nt, o) for tr, o in zip(trs, offsets)]
+    eq3b = [host.eq3b_weights(l_skip, xi, n_logup, tr.nt, o) for tr, o in zip(trs, offsets)]
     rounds0 = [bc.round0_trace(tr, l_skip, xi, lam_powers, beta, e) for tr, e in zip(trs, eq3b)]
     bc.read_round0_sums(rounds0)
     mu_pows = [mu ** i for i in range(3 * len(trs))]

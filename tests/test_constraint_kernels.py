@@ -32,6 +32,7 @@ from mlx_stark.airs import (
     sum_fixture,
 )
 from mlx_stark.custom_kernels import constraints as kc
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.field import bb
 from mlx_stark.field.host import EF
 from mlx_stark.keygen import keygen
@@ -193,13 +194,13 @@ def test_emulated_equals_ops(emulated, fixture_traces, name, monkeypatch):
     # one part per launch (each block row takes every instance), then up to three parts
     # (partial sums added), on 37 points (a partial block)
     for target in (37, 3 * 37):
-        monkeypatch.setattr(kc, "TARGET_THREADS", target)
+        monkeypatch.setattr(sizing, "TARGET_THREADS", target)
         for k, tr in enumerate(fixture_traces[name]):
             _compare(tr, 37, k + target)
 
 
 def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
-    monkeypatch.setattr(kc, "TARGET_THREADS", 4 * 5)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 4 * 5)
     evaluator, forms = _form_sets(keccak_trace, 7)["rounds"]
     for base in (True, False):
         cols = _inputs(keccak_trace, 5, base, 3, 2)
@@ -213,7 +214,7 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = route(monkeypatch, {"constraints.evaluate_forms": kc.evaluate_forms})
+    calls = route(monkeypatch, {"constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
     assert calls

@@ -31,7 +31,6 @@ from mlx_stark.custom_kernels import sizing
 from mlx_stark.custom_kernels import sumcheck as ksc
 from mlx_stark.errors import ConfigError
 from mlx_stark.field import bb
-from mlx_stark.field.bb import P
 from mlx_stark.hash import MerkleTree, compress, hash_rows, permute, permute_host
 from mlx_stark.hash.poseidon2 import Poseidon2Constants, find_pow_witness
 from mlx_stark.poly import ntt as pntt

@@ -1,5 +1,5 @@
 """The multilinear-rounds mode of the generated constraint kernels
-(``constraints.evaluate_mle``): the kernel reads the column-major folded table directly.
+(``mle_rounds.head_values``): the kernel reads the column-major folded table directly.
 
 - layout: the column-major fold and transpose of the multilinear rounds equal the row-major
   ones (MLX ops);
@@ -24,6 +24,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.airs import KeccakfAir, keccakf_trace, random_keccakf_inputs
 from mlx_stark.custom_kernels import constraints as kc
+from mlx_stark.custom_kernels import sizing
 from mlx_stark.field import bb
 from mlx_stark.field.bb import U32
 from mlx_stark.poly import fold_lowest
@@ -116,22 +117,22 @@ def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
     assert _eq(got, _ops_points(tr, forms, table, degree)), (m, degree)
     ref = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
     with monkeypatch.context() as mp:
-        calls = route(mp, {"constraints.evaluate_mle": kc.evaluate_mle})
+        calls = route(mp, {"mle_rounds.head_values": kc.evaluate_mle})
         head = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)
     assert calls and _eq([head], [ref]), (m, degree)
 
 
 def test_emulated_equals_ops(emulated, fixture_traces, monkeypatch):
     # one part per launch, then several (partial sums added), then the default plan
-    for target in (1, 40, kc.TARGET_THREADS):
-        monkeypatch.setattr(kc, "TARGET_THREADS", target)
+    for target in (1, 40, sizing.TARGET_THREADS):
+        monkeypatch.setattr(sizing, "TARGET_THREADS", target)
         for k, tr in enumerate(fixture_traces):
             for m, degree in ((1, 3), (2, 2), (8, 3)):
                 _compare(tr, m, degree, 10 * k + m + target, monkeypatch)
 
 
 def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
-    monkeypatch.setattr(kc, "TARGET_THREADS", 3 * 24)
+    monkeypatch.setattr(sizing, "TARGET_THREADS", 3 * 24)
     for m in (1, 2, 8):
         _compare(keccak_trace, m, keccak_trace.degree, m, monkeypatch)
 
@@ -142,17 +143,17 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = route(monkeypatch, {"constraints.evaluate_mle": kc.evaluate_mle,
-                                "constraints.evaluate_forms": kc.evaluate_forms})
+    calls = route(monkeypatch, {"mle_rounds.head_values": kc.evaluate_mle,
+                                "constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert "constraints.evaluate_mle" in calls
+    assert "mle_rounds.head_values" in calls
 
 
 # ---------------------------------------------------------------- on the GPU
 @needs_native
 def test_device_equals_ops(reference, fixture_traces, keccak_trace):
-    assert custom_kernels.native("constraints.evaluate_mle") is not None
+    assert custom_kernels.native("mle_rounds.head_values") is not None
     cases = [(tr, m, 3) for tr in fixture_traces for m in (1, 2, 8, 1000)]
     cases += [(keccak_trace, m, keccak_trace.degree) for m in (1, 2, 8, 1024)]
     for k, (tr, m, degree) in enumerate(cases):

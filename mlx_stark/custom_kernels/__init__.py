@@ -12,8 +12,7 @@ An operation is named after the stage code that asks for it and holds its refere
 ``<module>.<function>`` (the stage module's last name; ``Class.method`` for a method, the class
 alone when the kernel serves the whole class; a private function without its underscore), and
 ``:<variant>`` after it where one function picks among kernels by an argument
-(``mle.fold_lowest:base``). The constraint-stage operations (``constraints.*``) are still named
-after their kernels.
+(``mle.fold_lowest:base``).
 
 :func:`native` returns the kernel-backed function when :func:`mlx_stark.device.native_kernels_active`
 (a Metal or CUDA default device and ``MLX_STARK_KERNELS`` not ``ops``), else ``None``. Every
@@ -22,7 +21,7 @@ native function is bit-equal to its reference.
 Kernel sources are :class:`KernelSource` objects in a dialect-neutral form (see
 :mod:`.prelude`); :func:`render` turns one into the header and body MLX compiles for CUDA
 (``mx.fast.cuda_kernel``) or Metal (``mx.fast.metal_kernel``), and :func:`launch` builds it
-once per device dialect and runs it. Kernel modules import the stages they accelerate, so they
+once per device dialect and runs it (on CUDA as a cubin kept on disk, :mod:`.cubin`). Kernel modules import the stages they accelerate, so they
 are loaded on first use and never at package import (the stages import this package).
 """
 from __future__ import annotations
@@ -58,8 +57,8 @@ _NATIVE = {
     "logup_gkr.layer_tables": ("gkr", "layer_tables"),
     "logup_gkr.round_sums": ("gkr", "round_sums"),
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
-    "constraints.evaluate_forms": ("constraints", "evaluate_forms"),
-    "constraints.evaluate_mle": ("constraints", "evaluate_mle"),
+    "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
+    "mle_rounds.head_values": ("constraints", "evaluate_mle"),
 }
 
 OPERATIONS = tuple(_NATIVE)

@@ -10,17 +10,15 @@ A kernel evaluates, at one point per thread, every output *slot* of the forms an
 it times its host weight. The weights (``λ`` powers, eq3b and β products) and the public
 values are input arrays, so a kernel depends only on the DAG and the slot structure of the
 forms: it is generated once per (DAG, slot structure, field), kept in the DAG's cache, and
-named by a blake3 digest of the DAG and the source (MLX caches compiled kernels by name, in
-memory and on disk).
+named by a blake3 digest of the DAG and the source (compiled kernels are cached by name).
 
 *Templates.* Each slot's node is computed from its own sub-DAG (its closure). Slots whose
 sub-DAGs have the same shape (the same operations, wiring and literal constants, only the
 columns read differ) form a template: straight-line code for one instance, in a loop over a
 table of instances (the columns, public-value indices and weight row of each). AIRs repeat
 their constraints over columns, so this keeps the code small: KeccakfAir's 3182 constraints
-are 15 templates of at most 208 nodes, 9% more operations than the shared DAG (39k nodes).
-Compiling the whole DAG as straight-line code instead was measured at 160 s (NVRTC + ptxas on
-two CPU cores, base field) with 255 registers and spills, and the extension field is larger.
+are 15 templates of at most 208 nodes, 9% more operations than the shared DAG (39k nodes);
+straight-line code for the whole DAG compiled far slower and spilled (docs/tracking/kernel-notes.md).
 
 Values are in Montgomery form inside the kernel (``x·2^32 mod p``; a product is one
 Montgomery reduction), base-field values as ``uint32_t``, extension values as ``ef``. In an
@@ -53,10 +51,6 @@ trace rows with one MLX transpose failed to launch on CUDA at the keccakf-1024 s
 ``params = [d·M, K, M, (1 − X)·2^64, X·2^64 for X = 1..d]`` (mod p); the output is as above
 with ``P = d·M`` points in ``(X, y)`` order. The template code is shared; only the point
 decode and the input reads differ (and the kernel's name).
-
-Measured (local NVRTC for sm_90, two CPU cores): the KeccakfAir kernels compile in 0.7 s
-(base field, 56 registers) and 3 s (extension field, 134 registers), no spills. On an H100 the
-kernels equal the MLX-ops path on random points and the golden keccakf-1 proof is unchanged.
 """
 from __future__ import annotations
 
@@ -74,10 +68,9 @@ from ..field.bb import P, U32
 from ..field.host import EF, W
 from . import KernelSource, launch
 from .prelude import EXTENSION, R2, literal, mont
+from .sizing import grid_x, plan_parts
 
-THREADS = 128
-# Threads a launch aims at (points x parts): an H100 holds 132 x 2048 resident threads.
-TARGET_THREADS = 1 << 18
+THREADS = 128  # smaller blocks than sizing.THREADS: these kernels use many registers
 MAX_PARTS = 1 << 12
 # form lists whose kernels a DAG's kernel cache remembers by identity (a proof uses about five
 # per DAG: the GKR leaves, round 0 and the multilinear rounds)
@@ -310,7 +303,7 @@ class FormsKernel:
 
     def parts(self, points: int) -> int:
         """Block rows of a launch over ``points`` points (module docstring)."""
-        return max(1, min(TARGET_THREADS // max(points, 1), MAX_PARTS, self.max_count))
+        return plan_parts(points, min(MAX_PARTS, self.max_count))
 
     def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf) -> List[mx.array]:
         """Launch over ``points`` points with the input arrays ``data`` and ``params`` after
@@ -320,7 +313,7 @@ class FormsKernel:
         if points == 0:
             return [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
-        grid = -(-points // THREADS) * THREADS
+        grid = grid_x(points, THREADS)
         params = mx.array(np.array([points, k] + params, dtype=np.uint32))
         out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)

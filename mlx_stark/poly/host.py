@@ -1,5 +1,5 @@
 """Host formulas of the protocol's kernels (pcs.md §5.2, §7.3, §8.3; constraints.md §0.2):
-the eq / ind / κ / Lagrange functions, evaluated at single points.
+the eq / ind / κ / Lagrange functions, evaluated at single points, and the eq3b weights.
 
 Pure Python on :class:`mlx_stark.field.host.EF` scalars (ints are accepted wherever an EF is and
 are lifted): the verifier's arithmetic, never a device array (importing it still loads MLX, as
@@ -7,6 +7,8 @@ the field constants come from :mod:`mlx_stark.field.bb`). Every function returns
 Vectors are little-endian: coordinate ``j`` pairs with bit ``j`` of a hypercube index.
 """
 from __future__ import annotations
+
+from typing import List
 
 from ..field.bb import HALF, P, two_adic_generator
 from ..field.host import EF
@@ -184,3 +186,14 @@ def interpolate_at_integers(values, x) -> EF:
             denom = P - denom
         acc = acc + _lift(v) * prefix[i] * suffix[i] * pow(denom, P - 2, P)
     return acc
+
+
+def eq3b_weights(l_skip: int, xi: List[EF], n_logup: int, nt: int, offsets: List[int]) -> List[EF]:
+    """``eq3b_{t,σ} = eq(ξ[l+ñ .. l+n_logup), bits(off(t,σ) >> (l+ñ)))`` for the segment offsets
+    ``offsets`` of one trace with lifted dimension ``nt`` (constraints.md §6.1; prover and verifier)."""
+    out = []
+    for off in offsets:
+        b = off >> (l_skip + nt)
+        bits = [(b >> k) & 1 for k in range(n_logup - nt)]
+        out.append(eq(xi[l_skip + nt:l_skip + n_logup], bits))
+    return out

@@ -206,7 +206,7 @@ class DagEvaluator:
         """Every form at the points ``(q, x)`` of ``blocks`` (``(Q, Wn, X)`` base or
         ``(Q, Wn, X, 4)``: block ``q`` holds the needed columns of ``X`` points): a list of
         ``(Q·X, 4)`` uint32, points in ``(q, x)`` order."""
-        kernel = custom_kernels.native("constraints.evaluate_forms")
+        kernel = custom_kernels.native("constraint_eval.DagEvaluator.evaluate_blocks")
         if kernel is not None:
             return kernel(self.leaves, forms, blocks, base)
         q, wn, xs = blocks.shape[:3]

@@ -133,14 +133,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         rs.append(r)
 
     # 9. eq3b per trace and interaction, from its segment's offset
-    eq3b = []
-    for offs, nt in zip(offsets, nts):
-        row = []
-        for off in offs:
-            b = off >> (l_skip + nt)
-            bits = [(b >> k) & 1 for k in range(n_logup - nt)]
-            row.append(host.eq(xi[l_skip + nt:l_skip + n_logup], bits))
-        eq3b.append(row)
+    eq3b = [host.eq3b_weights(l_skip, xi, n_logup, nt, offs) for offs, nt in zip(offsets, nts)]
 
     # 10. Ê[i], Ê#[i]
     e_zc = [host.eq_d(l_skip, xi[0], r0)]

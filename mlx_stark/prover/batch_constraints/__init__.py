@@ -20,7 +20,7 @@ from typing import Sequence
 
 from ...errors import InvalidInputError
 from ...field.host import EF, horner, powers
-from ...poly import interpolate_cosets
+from ...poly import host, interpolate_cosets
 from ...proof.constraints import BatchConstraintProof, GkrProof
 from ...tracing import span
 from ...transcript import Transcript
@@ -34,11 +34,11 @@ from .round0 import (
     round0_trace,
     s0_coefficients,
 )
-from .traces import TraceData, eq3b_weights, gkr_segments, prepare_trace
+from .traces import TraceData, gkr_segments, prepare_trace
 
 # the stage's public names (interpolate_cosets: round 0's, owned by mlx_stark.poly)
 __all__ = [
-    "prove_zerocheck_and_logup", "TraceData", "prepare_trace", "gkr_segments", "eq3b_weights",
+    "prove_zerocheck_and_logup", "TraceData", "prepare_trace", "gkr_segments",
     "Round0", "round0_trace", "read_round0_sums", "s0_coefficients", "explain_violation",
     "fold_tables", "prove_mle_rounds", "interpolate_cosets",
 ]
@@ -92,7 +92,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
             xi.append(transcript.sample_ext())
         lam = transcript.sample_ext()
         lam_powers = powers(lam, max(len(tr.dag.constraint_idx) for tr in trs))
-        eq3b = [eq3b_weights(l_skip, xi, n_logup, tr.nt, offs) for tr, offs in zip(trs, offsets)]
+        eq3b = [host.eq3b_weights(l_skip, xi, n_logup, tr.nt, offs) for tr, offs in zip(trs, offsets)]
 
         with span("prover.rap_constraints.round0"):
             # 5. sum claims, from round 0 of every trace

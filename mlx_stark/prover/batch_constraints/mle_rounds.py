@@ -59,7 +59,7 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``. With native kernels the generated kernel
     reads the table's lines directly; otherwise the points are built and evaluated."""
     m = table.shape[1] // 2
-    kernel = custom_kernels.native("constraints.evaluate_mle")
+    kernel = custom_kernels.native("mle_rounds.head_values")
     if kernel is not None:
         values = kernel(tr.leaves, forms, table, colmap, degree)
     else:

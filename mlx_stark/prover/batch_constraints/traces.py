@@ -24,7 +24,7 @@ from ...air.forms import Form, Leaves
 from ...errors import InvalidInputError, ProverError
 from ...field.bb import P, U32
 from ...field.host import EF
-from ...poly import host
+from ...layout import trace_parts
 from ..constraint_eval import DagEvaluator
 
 
@@ -164,14 +164,12 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     vk = apk.vk
     width = vk.params.width
     h = int(t.log_height)
-    parts = [t.common_main]
-    if width.preprocessed is not None:
-        parts.append(apk.preprocessed_trace)
-    parts.extend(t.cached_mains)
-    expected = [width.common_main] + ([width.preprocessed] if width.preprocessed is not None
-                                      else []) + list(width.cached_mains)
-    if len(parts) != len(expected):
-        raise InvalidInputError(f"AIR {t.air_id}: {len(parts)} trace parts, expected {len(expected)}")
+    if len(t.cached_mains) != len(width.cached_mains):
+        raise InvalidInputError(f"AIR {t.air_id}: {len(t.cached_mains)} cached mains, expected "
+                                f"{len(width.cached_mains)}")
+    parts = trace_parts(t.common_main, apk.preprocessed_trace if width.preprocessed is not None
+                        else None, t.cached_mains)
+    expected = trace_parts(width.common_main, width.preprocessed, width.cached_mains)
     for m, w in zip(parts, expected):
         if tuple(m.shape) != (1 << h, w):
             raise InvalidInputError(f"AIR {t.air_id}: a trace part has shape {tuple(m.shape)}, "
@@ -250,13 +248,3 @@ def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     # the numerator is a base-field value: its first coefficient
     return [(lift(values[2 * s][:, 0], lifted), lift(values[2 * s + 1], lifted))
             for s in range(tr.num_interactions)]
-
-
-def eq3b_weights(l_skip: int, xi: List[EF], n_logup: int, nt: int, offsets: List[int]) -> List[EF]:
-    """``eq3b_{t,σ} = eq(ξ[l+ñ .. l+n_logup), bits(off(t,σ) >> (l+ñ)))`` (§6.1)."""
-    out = []
-    for off in offsets:
-        b = off >> (l_skip + nt)
-        bits = [(b >> k) & 1 for k in range(n_logup - nt)]
-        out.append(host.eq(xi[l_skip + nt:l_skip + n_logup], bits))
-    return out
