@@ -8,9 +8,14 @@
 #   bash benchmarks/gpu_session.sh cubin     # fresh machine: cold start with our kernels as
 #                                            # cached cubins, warm-cache process, golden proofs,
 #                                            # keccakf with the cubins and with MLX's compile
-#   bash benchmarks/gpu_session.sh nocompile # fresh machine: the same cold start with
-#                                            # MLX_DISABLE_COMPILE=1 (no fused-op modules), then
-#                                            # warm keccakf/logup/fib calls with and without it
+#   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first proof of keccakf, logup
+#                                            # and fib, each on its own empty caches, with the
+#                                            # compile table; a warm-cache keccakf process; the
+#                                            # caches come back as cache.tgz
+#   bash benchmarks/gpu_session.sh after     # (after fresh) warm whole calls of this checkout:
+#                                            # keccakf (device and host trace), logup, fib; the
+#                                            # device tests of the newest kernels
+#   bash benchmarks/gpu_session.sh before    # the same warm whole calls of .before/
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along); both share one
 # cache directory, so the second compiles only what differs. Every step has its own time limit
@@ -21,6 +26,9 @@ export MLX_PTX_CACHE_DIR=/tmp/msc/ptx CUDA_CACHE_PATH=/tmp/msc/cuda CUDA_CACHE_M
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
 
+use_cache() {  # root: every cache of mlx-stark, MLX and the CUDA driver under it
+  export MLX_STARK_CACHE=$1 MLX_PTX_CACHE_DIR=$1/ptx CUDA_CACHE_PATH=$1/cuda
+}
 after() {  # name, limit, command...
   local name=$1 limit=$2; shift 2
   local t0; t0=$(date +%s.%N)
@@ -62,15 +70,33 @@ case "${1:-}" in
     after golden 150 python3 -m pytest -q -x -k gpu tests/test_golden_fingerprints.py
     after nocubin-keccakf 120 env MLX_STARK_CUBIN=0 python3 benchmarks/whole_call.py keccakf --out "$out/nocubin-keccakf.json"
     ;;
-  nocompile)
+  fresh)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
-    start=$(date +%s.%N)
-    after cold-keccakf 330 env MLX_DISABLE_COMPILE=1 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
-    python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-keccakf.json" > "$out/compile-keccakf.txt" 2>&1
-    after nocompile-keccakf 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py keccakf --out "$out/nocompile-keccakf.json"
-    after nocompile-logup 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py logup --out "$out/nocompile-logup.json"
-    after nocompile-fib 100 env MLX_DISABLE_COMPILE=1 python3 benchmarks/whole_call.py fib --out "$out/nocompile-fib.json"
-    after fused-keccakf 300 python3 benchmarks/whole_call.py keccakf --out "$out/fused-keccakf.json"
+    for w in "keccakf" "logup --scale 65536" "fib"; do
+      name=${w%% *}
+      use_cache "/tmp/msc-$name"
+      start=$(date +%s.%N)
+      after "cold-$name" 300 python3 -m mlx_stark.cli warmup --workload $w --no-progress
+      python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-$name.json" > "$out/compile-$name.txt" 2>&1
+    done
+    use_cache /tmp/msc-keccakf
+    after warmcache-keccakf 90 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
+    tar czf "$out/cache.tgz" -C /tmp msc-keccakf msc-logup msc-fib
     ;;
-  *) echo "usage: gpu_session.sh cold|rest|cubin|nocompile" >&2; exit 2 ;;
+  after)
+    use_cache /tmp/msc-keccakf
+    after after-keccakf 150 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
+    after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
+    after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
+    after after-fib 150 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
+    after kernel-tests 150 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_indexing.py \
+      tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
+    ;;
+  before)
+    use_cache /tmp/msc-keccakf
+    before before-keccakf 300 keccakf --out "$out/before-keccakf.json"
+    before before-logup 150 logup --out "$out/before-logup.json"
+    before before-fib 150 fib --out "$out/before-fib.json"
+    ;;
+  *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before" >&2; exit 2 ;;
 esac

@@ -1,9 +1,44 @@
 """Array layout helpers that the stages share."""
 from __future__ import annotations
 
+from typing import Sequence, Union
+
 import mlx.core as mx
 
+from . import custom_kernels
 from .errors import InvalidInputError
+
+Indices = Union[mx.array, Sequence[int]]
+
+
+def _indices(idx: Indices) -> mx.array:
+    return idx.astype(mx.uint32) if isinstance(idx, mx.array) else mx.array(list(idx), dtype=mx.uint32)
+
+
+def take(x: mx.array, idx: Indices, axis: int = 0) -> mx.array:
+    """``mx.take(x, idx, axis)``: ``x`` uint32 of any shape, ``idx`` ``(k,)`` indices below
+    ``x.shape[axis]`` (a device array or host integers) -> ``x`` with ``axis`` of length ``k``.
+    The stages index through here: on CUDA, MLX's gather is a run-time compile of ~20 s on a
+    machine's first proof, the native kernel well under one."""
+    idx = _indices(idx)
+    axis = axis % x.ndim
+    kernel = custom_kernels.native("arrays.take")
+    if kernel is not None:
+        return kernel(x, idx, axis)
+    return mx.take(x, idx, axis=axis)
+
+
+def scatter_rows(n: int, idx: Indices, rows: mx.array) -> mx.array:
+    """An ``(n, ...)`` uint32 array of zeros with row ``idx[i]`` set to ``rows[i]``: ``rows``
+    ``(k, ...)`` uint32, ``idx`` ``(k,)`` distinct indices below ``n``. (Native on the GPU, as
+    :func:`take`.)"""
+    idx = _indices(idx)
+    kernel = custom_kernels.native("arrays.scatter_rows")
+    if kernel is not None:
+        return kernel(n, idx, rows)
+    out = mx.zeros((n,) + tuple(rows.shape[1:]), dtype=mx.uint32)
+    out[idx] = rows
+    return out
 
 
 def transpose(x: mx.array) -> mx.array:

@@ -12,6 +12,7 @@ proof, or up front from :func:`check_env`.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import shutil
 import sys
@@ -102,6 +103,23 @@ def native_kernels_active() -> bool:
     if mode == "native" and not has_native:
         raise ConfigError("MLX_STARK_KERNELS=native but the device has no custom-kernel backend")
     return has_native
+
+
+def fused(fn):
+    """``fn`` under ``mx.compile``, except on CUDA with native kernels, where ``fn`` runs as
+    plain MLX ops. There each distinct fused graph is an NVRTC compile of MLX's headers, 5-35 s
+    on a machine's first proof (docs/tracking/cold-start.md), while the native path calls these
+    functions only on small arrays between kernels; MLX's unfused ops are precompiled. The CPU
+    (g++, cached on disk) and Metal keep the fusion."""
+    compiled = mx.compile(fn)
+
+    @functools.wraps(fn)
+    def call(*args):
+        if backend() == "cuda" and native_kernels_active():
+            return fn(*args)
+        return compiled(*args)
+
+    return call
 
 
 def check_env() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from . import custom_kernels
+from . import arrays, custom_kernels
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
@@ -243,7 +243,7 @@ class DeviceTranscript:
             self._ready()
             take = min(count, self._sample_idx)
             idx = list(range(self._sample_idx - 1, self._sample_idx - 1 - take, -1))
-            parts.append(mx.take(self._state, mx.array(idx, dtype=U32)))
+            parts.append(arrays.take(self._state, idx))
             self._sample_idx -= take
             count -= take
         return parts[0] if len(parts) == 1 else mx.concatenate(parts)

@@ -108,10 +108,11 @@ def build(kind: str, size: int, seed: int = 0) -> Workload:
 
 def keccakf(permutations: int = 1024, seed: int = 0,
             params: SystemParams | None = None) -> Workload:
-    """``permutations`` random Keccak-f permutations (inputs from ``seed``)."""
+    """``permutations`` random Keccak-f permutations (inputs from ``seed``); the trace is built
+    on the default device, so ``prove`` uploads nothing."""
     check_memory("keccakf", keccakf_trace_height(max(permutations, 0)) * KeccakfAir.width)
     name, airs, default_params = key_shape("keccakf", permutations)
-    trace = keccakf_trace(random_keccakf_inputs(permutations, seed))
+    trace = keccakf_trace(random_keccakf_inputs(permutations, seed), on_device=True)
     return Workload(name, airs, params or default_params, [AirInput(trace)])
 
 

@@ -185,7 +185,7 @@ _LIBS: dict = {}  # digest of the C++ source -> loaded library, for the whole se
 def emulated_launch(dialect: str, build_dir):
     """A drop-in for :func:`mlx_stark.custom_kernels.launch` running the emulation of
     ``dialect``; each distinct source is compiled into ``build_dir`` once."""
-    def launch(src, inputs, grid, threadgroup, output_shapes):
+    def launch(src, inputs, grid, threadgroup, output_shapes, zero_outputs=False):
         code = emulator_source(src, dialect)
         key = hashlib.sha256(code.encode()).hexdigest()[:16]
         if key not in _LIBS:

@@ -24,6 +24,7 @@ import pytest
 
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import gkr as kgkr
+from mlx_stark.custom_kernels import indexing as kidx
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
@@ -53,7 +54,8 @@ def _all_sources() -> list:
             + [kp2.absorb_source(), kp2.absorb_source(RNG_CONSTANTS), kgkr.round_sums_source(),
                kgkr.fold_round_sums_source(), kgkr.sum_parts_source(), kgkr.layer_tables_source(),
                ksc.product_round_source(), ksc.fold_product_round_source(), ksc.fold_source(False),
-               ksc.fold_source(True), ksc.query_weights_source()])
+               ksc.fold_source(True), ksc.query_weights_source(), kidx.take_source(),
+               kidx.scatter_source()])
 
 
 # ---------------------------------------------------------------- registry
@@ -229,3 +231,30 @@ def test_device_rs_code_matrix(reference, log_h, width, l_skip, beta):
     msgs, codewords = stacked_pcs.rs_code_matrix(q, l_skip, beta)
     msgs_ref, codewords_ref = reference(lambda: stacked_pcs.rs_code_matrix(q, l_skip, beta))
     assert arrays_equal(msgs, msgs_ref) and arrays_equal(codewords, codewords_ref)
+
+
+def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
+    """``device.fused``: compiled (traced once per shape) on the CPU; plain MLX ops, no fused
+    module to compile, on CUDA with native kernels."""
+    from mlx_stark import device
+    traced = []
+
+    def plus_one(a):
+        traced.append(a.shape)
+        return a + 1
+
+    f = device.fused(plus_one)
+    x = mx.array([1, 2], dtype=mx.uint32)
+    prev = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    try:
+        for _ in range(3):
+            assert f(x).tolist() == [2, 3]
+        assert len(traced) == 1
+        monkeypatch.setattr(device, "backend", lambda: "cuda")
+        monkeypatch.setattr(device, "native_kernels_active", lambda: True)
+        for _ in range(2):
+            assert f(x).tolist() == [2, 3]
+        assert len(traced) == 3
+    finally:
+        mx.set_default_device(prev)

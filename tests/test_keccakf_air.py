@@ -5,6 +5,7 @@ import hashlib
 import json
 from importlib import resources
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -200,6 +201,17 @@ def test_zero_permutations_and_bad_input():
     # small unsigned dtypes are accepted as lanes
     assert (keccakf_trace(np.ones((1, 25), dtype=np.uint8)) ==
             keccakf_trace(np.ones((1, 25), dtype=np.uint64))).all()
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 11])
+def test_trace_built_on_device_equals_host(n):
+    """``on_device``: only the lane words go to the device; the expanded trace is the host's,
+    including the padding permutations and a last one cut off mid-way (n = 11: 264 -> 512
+    rows)."""
+    inputs = random_keccakf_inputs(n, seed=n)
+    dev = keccakf_trace(inputs, on_device=True)
+    assert isinstance(dev, mx.array) and dev.dtype == mx.uint32
+    np.testing.assert_array_equal(np.array(dev), keccakf_trace(inputs))
 
 
 def test_random_inputs_deterministic():

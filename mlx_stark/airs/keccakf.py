@@ -252,19 +252,15 @@ class KeccakfAir(Air):
 
 
 # ---------------------------------------------------------------------------- trace generation
-_LIMB_SHIFTS = np.arange(U64_LIMBS, dtype=np.uint64) * np.uint64(BITS_PER_LIMB)
-
-
-def _limbs(lanes: np.ndarray) -> np.ndarray:
-    """``(..., k)`` uint64 lanes -> ``(..., 4k)`` 16-bit limbs (little-endian), uint64."""
-    limbs = (lanes[..., None] >> _LIMB_SHIFTS) & np.uint64(0xFFFF)
-    return limbs.reshape(*lanes.shape[:-1], lanes.shape[-1] * U64_LIMBS)
-
-
-def _bits(lanes: np.ndarray) -> np.ndarray:
-    """``(..., k)`` uint64 lanes -> ``(..., 64k)`` bits (little-endian), uint8."""
-    as_bytes = np.ascontiguousarray(lanes, dtype="<u8").view(np.uint8)
-    return np.unpackbits(as_bytes, axis=-1, bitorder="little")
+# The permutation runs on the host over 64-bit lanes; the trace's 2633 columns are the bits and
+# 16-bit limbs of 112 lane words per row (every group below, in column order). Only the words
+# cross to the device when the trace is built there: 1/12 of the trace's bytes.
+_WORD_GROUPS = (  # (group, lanes per row, "bits" or "limbs")
+    ("preimage", 25, "limbs"), ("a", 25, "limbs"), ("c", 5, "bits"), ("c_prime", 5, "bits"),
+    ("a_prime", 25, "bits"), ("a_prime_prime", 25, "limbs"), ("a_prime_prime_0_0_bits", 1, "bits"),
+    ("a_prime_prime_prime_0_0_limbs", 1, "limbs"),
+)
+_NUM_WORDS = sum(k for _, k, _ in _WORD_GROUPS)
 
 
 def _rotl(v: np.ndarray, n: int) -> np.ndarray:
@@ -273,25 +269,18 @@ def _rotl(v: np.ndarray, n: int) -> np.ndarray:
     return (v << np.uint64(n)) | (v >> np.uint64(64 - n))
 
 
-def _rounds(states: np.ndarray, out: np.ndarray) -> None:
-    """Write every cell of ``out (m, 24, 2633)``: the 24 round rows of each state of
-    ``states (m, 25)``."""
-    L = KeccakLayout
+def _round_words(states: np.ndarray) -> np.ndarray:
+    """``(m, 25)`` uint64 states -> ``(m, 24, 112)`` uint64: each round row's lane words, in the
+    order of :data:`_WORD_GROUPS`."""
     m = states.shape[0]
-    out[:, :, :L.PREIMAGE] = 0  # step flags and export
-    out[:, np.arange(NUM_ROUNDS), np.arange(NUM_ROUNDS)] = 1
-    out[:, :, L.PREIMAGE:L.A] = _limbs(states)[:, None, :]
+    words = np.empty((m, NUM_ROUNDS, _NUM_WORDS), dtype=np.uint64)
+    words[:, :, 0:25] = states[:, None, :]
     a = states.copy()
     for k in range(NUM_ROUNDS):
-        row = out[:, k, :]
-        row[:, L.A:L.C] = _limbs(a)
         # theta, through C and C' = C ^ C[x-1] ^ rotl(C[x+1], 1) (§1 identity)
         c = a[:, 0:5] ^ a[:, 5:10] ^ a[:, 10:15] ^ a[:, 15:20] ^ a[:, 20:25]
         c_prime = c ^ np.roll(c, 1, axis=1) ^ _rotl(np.roll(c, -1, axis=1), 1)
         a_prime = a ^ np.tile(c ^ c_prime, 5)
-        row[:, L.C:L.C_PRIME] = _bits(c)
-        row[:, L.C_PRIME:L.A_PRIME] = _bits(c_prime)
-        row[:, L.A_PRIME:L.A_PRIME_PRIME] = _bits(a_prime)
         # rho + pi: B[X][Y] = rotl(A'[(X+3Y)%5][X], R[(X+3Y)%5][X]); lane i = X + 5Y
         b = np.empty_like(a_prime)
         for y in range(5):
@@ -301,12 +290,33 @@ def _rounds(states: np.ndarray, out: np.ndarray) -> None:
         # chi, row by row: A''[x][y] = B[x][y] ^ (~B[x+1][y] & B[x+2][y])
         b5 = b.reshape(m, 5, 5)  # [y][x]
         a2 = (b5 ^ (~np.roll(b5, -1, axis=2) & np.roll(b5, -2, axis=2))).reshape(m, 25)
-        row[:, L.A_PRIME_PRIME:L.A_PRIME_PRIME_0_0_BITS] = _limbs(a2)
-        row[:, L.A_PRIME_PRIME_0_0_BITS:L.A_PRIME_PRIME_PRIME_0_0_LIMBS] = _bits(a2[:, 0:1])
-        # iota
-        a2[:, 0] ^= np.uint64(RC[k])
-        row[:, L.A_PRIME_PRIME_PRIME_0_0_LIMBS:L.WIDTH] = _limbs(a2[:, 0:1])
+        words[:, k, 25:110] = np.concatenate([a, c, c_prime, a_prime, a2], axis=1)
+        words[:, k, 110] = a2[:, 0]
+        a2[:, 0] ^= np.uint64(RC[k])  # iota
+        words[:, k, 111] = a2[:, 0]
         a = a2
+    return words
+
+
+def _expand(xp, halves):
+    """Trace rows from lane words, with ``xp`` NumPy or ``mlx.core``: ``halves (rows, 112, 2)``
+    uint32 (each word's low and high 32 bits) -> ``(rows, 2633)`` uint32. The rows must
+    start at a permutation's first row (the step flags repeat every 24 rows)."""
+    rows = halves.shape[0]
+    u32 = xp.uint32
+    step = (xp.arange(rows, dtype=u32) % NUM_ROUNDS)[:, None] == xp.arange(NUM_ROUNDS, dtype=u32)[None]
+    parts = [step.astype(u32), xp.zeros((rows, 1), dtype=u32)]  # step flags, export
+    bit_shifts = xp.arange(32, dtype=u32)
+    limb_shifts = xp.array([0, BITS_PER_LIMB], dtype=u32)
+    w = 0
+    for _, k, kind in _WORD_GROUPS:
+        h = halves[:, w:w + k, :, None]
+        if kind == "bits":
+            parts.append(((h >> bit_shifts) & 1).reshape(rows, 64 * k))
+        else:
+            parts.append(((h >> limb_shifts) & 0xFFFF).reshape(rows, U64_LIMBS * k))
+        w += k
+    return xp.concatenate(parts, axis=1)
 
 
 def keccakf_trace_height(n: int) -> int:
@@ -314,13 +324,14 @@ def keccakf_trace_height(n: int) -> int:
     return 1 << (NUM_ROUNDS * n - 1).bit_length() if n else 1
 
 
-def keccakf_trace(inputs: np.ndarray) -> np.ndarray:
+def keccakf_trace(inputs: np.ndarray, on_device: bool = False):
     """Main trace of :class:`KeccakfAir` for ``n`` Keccak-f permutations (keccak_air.md §4–§5).
 
     ``inputs``: ``(n, 25)`` unsigned integer array of lanes (``i = x + 5y``), ``n ≥ 0``.
     Returns ``(N, 2633)`` uint32 with ``N = next_power_of_two(24·n)`` (1 when ``n = 0``):
     permutation ``j`` on rows ``24j ..``, then zero-state permutations up to ``N`` rows, the
-    last one cut off after ``N mod 24`` rounds.
+    last one cut off after ``N mod 24`` rounds. A NumPy array, or with ``on_device`` an MLX
+    array expanded on the default device (what ``prove`` then uses without an upload).
     """
     arr = np.asarray(inputs)
     if arr.ndim != 2 or arr.shape[1] != 25:
@@ -332,12 +343,18 @@ def keccakf_trace(inputs: np.ndarray) -> np.ndarray:
     n = arr.shape[0]
     height = keccakf_trace_height(n)
     slots = -(-height // NUM_ROUNDS)
-    trace = np.empty((slots, NUM_ROUNDS, NUM_KECCAK_COLS), dtype=np.uint32)
-    _rounds(arr, trace[:n])
-    # every padding slot is the same zero-state permutation: compute it once and broadcast
-    _rounds(np.zeros((1, 25), dtype=np.uint64), trace[n:n + 1])
-    trace[n + 1:] = trace[n]
-    return trace.reshape(slots * NUM_ROUNDS, NUM_KECCAK_COLS)[:height]
+    # every padding slot is the same zero-state permutation: computed once, repeated
+    words = _round_words(np.concatenate([arr, np.zeros((1, 25), dtype=np.uint64)]))
+    words = np.concatenate([words[:n], np.broadcast_to(words[n:], (slots - n, NUM_ROUNDS, _NUM_WORDS))])
+    halves = words.reshape(slots * NUM_ROUNDS, _NUM_WORDS)[:height].view(np.uint32)
+    halves = halves.reshape(height, _NUM_WORDS, 2)  # little-endian: low half first
+    if not on_device:
+        return _expand(np, halves)
+    import mlx.core as mx
+    return _expand(mx, mx.array(halves))
+
+
+_LIMB_SHIFTS = np.arange(U64_LIMBS, dtype=np.uint64) * np.uint64(BITS_PER_LIMB)
 
 
 def keccakf_outputs(trace: np.ndarray, n: int) -> np.ndarray:

@@ -37,6 +37,8 @@ from .prelude import DIALECTS, prelude, thread_indices
 
 # operation -> (kernel module, function); see each function's docstring for its contract
 _NATIVE = {
+    "arrays.take": ("indexing", "take"),
+    "arrays.scatter_rows": ("indexing", "scatter_rows"),
     "poseidon2.permute": ("poseidon2", "permute"),
     "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
     "merkle.hash_rows": ("poseidon2", "hash_rows"),
@@ -101,7 +103,7 @@ _BUILT: dict = {}
 
 
 def _build(src: KernelSource, dialect: str):
-    """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes)`` of ``src``: on
+    """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value)`` of ``src``: on
     CUDA the cubin kept on disk (:mod:`.cubin`) where it can be had, else MLX's own kernel
     compilation (``mx.fast.cuda_kernel`` / ``metal_kernel``), which sizes grids the same way."""
     key = (src.mangled(), dialect)
@@ -116,24 +118,27 @@ def _build(src: KernelSource, dialect: str):
             jit = make(name=key[0], input_names=list(src.input_names),
                        output_names=list(src.output_names), source=body, header=header)
 
-            def kernel(inputs, grid, threadgroup, output_shapes, output_dtypes, jit=jit):
+            def kernel(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value=None, jit=jit):
                 return jit(inputs=inputs, grid=grid, threadgroup=threadgroup,
-                           output_shapes=output_shapes, output_dtypes=output_dtypes)
+                           output_shapes=output_shapes, output_dtypes=output_dtypes,
+                           init_value=init_value)
         _BUILT[key] = kernel
     return kernel
 
 
-def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, output_shapes: list) -> list:
+def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, output_shapes: list,
+           zero_outputs: bool = False) -> list:
     """Run ``src`` on the default (GPU) device: ``grid`` counts threads along x (a multiple of
     ``threadgroup`` where the kernel uses barriers) and blocks along y. Returns the uint32
-    outputs. Lazy, like any MLX op."""
+    outputs, zero-filled before the kernel runs when ``zero_outputs`` (else each kernel writes
+    every output word). Lazy, like any MLX op."""
     dialect = device.backend()
     if dialect not in DIALECTS:
         raise RuntimeError(f"custom kernels need a CUDA or Metal device, not {dialect!r}")
     gx, gy = grid
     tracing.count_launch()
     return _build(src, dialect)(inputs, (gx, gy, 1), (threadgroup, 1, 1), output_shapes,
-                                [mx.uint32] * len(output_shapes))
+                                [mx.uint32] * len(output_shapes), 0 if zero_outputs else None)
 
 
 __all__ = ["native", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]

@@ -166,7 +166,7 @@ def cached_cubin(source: str, name: str, arch: str) -> bytes:
 
 
 def kernel(name: str, input_names, output_names, header: str, body: str):
-    """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes)`` of the
+    """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value)`` of the
     precompiled kernel, or ``None`` where this path is off or unavailable (see the module
     docstring); a failed compile warns once per kernel and returns ``None``."""
     if not enabled():
@@ -184,9 +184,9 @@ def kernel(name: str, input_names, output_names, header: str, body: str):
         warnings.warn(f"mlx-stark: {e}; using MLX's own kernel compilation for {name}")
         return None
 
-    def launch(inputs, grid, threadgroup, output_shapes, output_dtypes):
+    def launch(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value=None):
         return mx.fast.precompiled_cuda_kernel(
             name=name, compiled_source=data, inputs=inputs, output_shapes=output_shapes,
             output_dtypes=output_dtypes, scalars=[], grid=grid, threadgroup=threadgroup,
-            ensure_row_contiguous=True)
+            init_value=init_value, ensure_row_contiguous=True)
     return launch

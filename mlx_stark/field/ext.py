@@ -9,17 +9,18 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from . import bb
-from .bb import P, U32, U64
-from .host import EF, W
+from ..device import fused
 from ..tracing import read
+from . import bb
+from .bb import U32, U64, P
+from .host import EF, W
 
 add = bb.add  # coefficientwise
 sub = bb.sub
 neg = bb.neg
 
 
-@mx.compile
+@fused
 def mul(a: mx.array, b: mx.array) -> mx.array:
     """Product in EF. Each coefficient is a sum of at most 4 products < p^2, and 4p^2 < 2^64,
     so one uint64 accumulation per coefficient is exact."""
@@ -39,7 +40,7 @@ def square(a: mx.array) -> mx.array:
     return mul(a, a)
 
 
-@mx.compile
+@fused
 def mul_base(a: mx.array, b: mx.array) -> mx.array:
     """``a (…,4) EF`` times ``b (…) F``."""
     return ((a.astype(U64) * b[..., None].astype(U64)) % P).astype(U32)

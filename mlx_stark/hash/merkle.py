@@ -8,7 +8,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..errors import InvalidInputError
 from ..field.bb import P, U32
 from ..tracing import read, wait
@@ -342,8 +342,8 @@ class MerkleTree:
         qs = self.layers[0].shape[0]
         group = 1 << self.log_rows_per_query
         row_idx = idx[:, None] + mx.array(qs * np.arange(group, dtype=np.uint32))[None, :]
-        rows = mx.take(self.matrix, row_idx.reshape(-1), axis=0).reshape(q, group, self.width)
-        siblings = [mx.take(layer, (idx >> level) ^ 1, axis=0)
+        rows = arrays.take(self.matrix, row_idx.reshape(-1)).reshape(q, group, self.width)
+        siblings = [arrays.take(layer, (idx >> level) ^ 1)
                     for level, layer in enumerate(self.layers[:-1])]
         paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((q, 0, DIGEST), dtype=U32)
         return rows, paths

@@ -30,9 +30,10 @@ import mlx.core as mx
 import numpy as np
 
 from .. import custom_kernels
+from ..device import fused
 from ..errors import InvalidInputError
 from ..field import bb
-from ..field.bb import P, U32, U64
+from ..field.bb import U32, U64, P
 from ..tracing import read
 from . import host_native
 
@@ -148,14 +149,14 @@ def _sbox(x: mx.array, rc: mx.array) -> mx.array:
     return bb.mont_mul(bb.mont_mul(x3, x3), x)
 
 
-@mx.compile
+@fused
 def _column_sum(x0: mx.array, x1: mx.array, x2: mx.array, x3: mx.array) -> mx.array:
     """``(x0 + x1 + x2 + x3) mod p``."""
     return (((x0.astype(U64) + x1) + (x2.astype(U64) + x3)) % P).astype(U32)
 
 
 def _m4_row_kernel(row):
-    @mx.compile
+    @fused
     def kernel(x0, x1, x2, x3, u0, u1, u2, u3):
         acc = None
         for coeff, x, u in zip(row, (x0, x1, x2, x3), (u0, u1, u2, u3)):
@@ -193,7 +194,7 @@ def _times_diag(a: mx.array, sign: int, num: int, log_den: int) -> mx.array:
     return num * P - y if sign < 0 else y
 
 
-@mx.compile
+@fused
 def _lane_sum(*lanes: mx.array) -> mx.array:
     """``sum(lanes) mod p`` (pairwise tree: a shallow fused chain)."""
     a = [v.astype(U64) for v in lanes]
@@ -203,7 +204,7 @@ def _lane_sum(*lanes: mx.array) -> mx.array:
 
 
 def _diag_kernel(form):
-    @mx.compile
+    @fused
     def kernel(total, x):
         return ((total.astype(U64) + _times_diag(x.astype(U64), *form)) % P).astype(U32)
 

@@ -12,8 +12,9 @@ import math
 import mlx.core as mx
 
 from .. import custom_kernels
+from ..device import fused
 from ..field import bb, ext
-from ..field.bb import P, U32, U64
+from ..field.bb import U32, U64, P
 from ..field.host import EF
 from . import host
 
@@ -35,13 +36,13 @@ def _log2_exact(n: int, what: str) -> int:
 
 
 # ------------------------------------------------------------------ subset-sum transforms
-@mx.compile
+@fused
 def _zeta_pair(a0: mx.array, a1: mx.array) -> mx.array:
     s = a0 + a1
     return mx.stack([a0, mx.minimum(s, s - P)], axis=2)
 
 
-@mx.compile
+@fused
 def _mobius_pair(a0: mx.array, a1: mx.array) -> mx.array:
     d = a1 - a0
     return mx.stack([a0, mx.minimum(d, d + P)], axis=2)
@@ -98,12 +99,12 @@ def mobeq_table(u) -> mx.array:
 
 
 # ------------------------------------------------------------------ folding and evaluation
-@mx.compile
+@fused
 def _fold_ext(t0: mx.array, t1: mx.array, r: mx.array) -> mx.array:
     return ext.add(t0, ext.mul(ext.sub(t1, t0), r))
 
 
-@mx.compile
+@fused
 def _fold_base(t0: mx.array, t1: mx.array, r: mx.array) -> mx.array:
     d = t1 - t0
     d = mx.minimum(d, d + P)
@@ -191,7 +192,7 @@ def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
     return bb.sum(terms, axis=0)
 
 
-@mx.compile
+@fused
 def _dot_base(w: mx.array, *ts: mx.array) -> mx.array:
     """``Σ_i ts[i]·w[i]`` for up to 4 base ``ts`` (…) and EF weights ``w`` (k, 4): the products
     stay below ``p^2 < 2^62``, so four of them add up in uint64 before a single reduction."""
@@ -201,7 +202,7 @@ def _dot_base(w: mx.array, *ts: mx.array) -> mx.array:
     return (acc % P).astype(U32)
 
 
-@mx.compile
+@fused
 def _acc_ext(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
     return acc + ext.mul(t, w).astype(U64)
 

@@ -25,9 +25,10 @@ from typing import Sequence
 import mlx.core as mx
 
 from .. import custom_kernels
+from ..device import fused
 from ..errors import InvalidInputError
 from ..field import bb
-from ..field.bb import MONTY_MU, P, U32, U64
+from ..field.bb import MONTY_MU, U32, U64, P
 from ..tracing import wait
 
 _TWIDDLES: dict = {}
@@ -68,7 +69,7 @@ def twiddles_mont(log_n: int, inverse: bool = False) -> mx.array:
     return tw
 
 
-@mx.compile
+@fused
 def _dif_stage(a: mx.array, b: mx.array, tw: mx.array) -> mx.array:
     """Stockham butterfly: ``a, b`` (pre, m, s, post) -> (pre, m, 2, s, post) holding
     ``a + b`` and ``(a − b)·tw`` interleaved (``tw`` (m, 1, 1) in Montgomery form)."""

@@ -26,12 +26,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import mlx.core as mx
 
-from .. import custom_kernels
+from .. import arrays, custom_kernels
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.evaluate import BaseArrays, evaluate_dag
 from ..air.forms import Form, Leaves, slot_node
+from ..device import fused
 from ..field import bb, ext
-from ..field.bb import P, U32, U64
+from ..field.bb import U32, U64, P
 from ..field.host import EF, W
 from ..tracing import wait
 from .stacked_reduction import weighted_sum
@@ -111,8 +112,8 @@ class LevelPlan:
         wait(buf)
         ops = {NodeKind.ADD: algebra.add, NodeKind.SUB: algebra.sub, NodeKind.MUL: algebra.mul}
         for level in self.levels:
-            lhs = mx.take(buf, level.left, axis=0)
-            rhs = mx.take(buf, level.right, axis=0)
+            lhs = arrays.take(buf, level.left)
+            rhs = arrays.take(buf, level.right)
             # materialise the operands first: a pending read of the buffer would make every
             # write below copy the whole buffer instead of updating it in place
             wait(lhs, rhs)
@@ -127,7 +128,7 @@ class LevelPlan:
 
 
 # ------------------------------------------------------------------ linear forms
-@mx.compile
+@fused
 def _acc_base(acc: mx.array, v: mx.array, w: mx.array) -> mx.array:
     return acc + (v[..., None].astype(U64) * w.astype(U64)) % P
 
@@ -228,9 +229,8 @@ class DagEvaluator:
             for f in forms:
                 out = mx.broadcast_to(ext.constant(f.const), (n, 4))
                 if f.terms:
-                    rows = mx.array([plan.row[slot_node(self.dag, s)] for s, _ in f.terms],
-                                    dtype=U32)
-                    out = ext.add(_weighted_rows(mx.take(buf, rows, axis=0),
+                    rows = [plan.row[slot_node(self.dag, s)] for s, _ in f.terms]
+                    out = ext.add(_weighted_rows(arrays.take(buf, rows),
                                                  [w for _, w in f.terms], base), out)
                 outs.append(out)
             wait(outs)

@@ -23,6 +23,7 @@ from typing import List, Sequence, Tuple
 import mlx.core as mx
 
 from .. import arrays, custom_kernels
+from ..device import fused
 from ..errors import ProverError, UnbalancedInteractions
 from ..field import bb, ext
 from ..field.bb import U32
@@ -59,7 +60,7 @@ def fraction_leaves(segments: Sequence[Tuple[mx.array, mx.array]], alpha: EF, nu
 
 
 # ------------------------------------------------------------------ layered circuit
-@mx.compile
+@fused
 def _add_fractions(p0: mx.array, q0: mx.array, p1: mx.array, q1: mx.array):
     return ext.add(ext.mul(p0, q1), ext.mul(p1, q0)), ext.mul(q0, q1)
 
@@ -78,7 +79,7 @@ def fraction_layers(p: mx.array, q: mx.array) -> List[Tuple[mx.array, mx.array]]
 
 
 # ------------------------------------------------------------------ sumcheck
-@mx.compile
+@fused
 def _cubic_terms(t0: mx.array, t1: mx.array, lam: mx.array) -> mx.array:
     """Summands of ``g(1), g(2), g(3)``: ``t0, t1`` ``(M, 5, 4)`` are the even/odd rows of the
     tables ``P0, Q0, P1, Q1, E``; returns ``(3, M, 4)``."""
@@ -131,22 +132,19 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
 def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     """§5.4 for the leaves ``p, q`` (``(2^G, 4)`` uint32, ``G ≥ 1``).
 
-    Raises :class:`UnbalancedInteractions` if the root numerator ``P0`` is not zero (unbalanced buses),
-    before anything is observed. Returns ``(q0_claim, claims_per_layer, sumcheck_polys, ξ)``
+    Raises :class:`UnbalancedInteractions` if the root numerator ``P0`` is not zero (unbalanced
+    buses), found at the segment's one read, so a balanced proof pays no read of its own for the
+    check; the transcript is then left mid-proof. Returns ``(q0_claim, claims_per_layer, sumcheck_polys, ξ)``
     with ``ξ`` (``G`` host EF) the point of the leaf claims."""
     layers = fraction_layers(p, q)
     num_vars = len(layers) - 1
     if num_vars < 1:
         raise ProverError("the GKR circuit needs at least two leaves")
-    p_root, q_root = ext.to_host(mx.concatenate([layers[0][0], layers[0][1]]))
-    if not p_root.is_zero():
-        raise UnbalancedInteractions("interactions do not balance: the LogUp root numerator "
-                                     "is not zero")
-    transcript.observe_ext(q_root)
-
-    # every layer on a device transcript: the round polynomials, the layer claims and the
-    # challenges come back in one read at the end
+    # every layer on a device transcript: the root, the round polynomials, the layer claims and
+    # the challenges come back in one read at the end
     def layers_rounds(dt):
+        root = mx.concatenate([layers[0][0], layers[0][1]])  # P0, Q0
+        dt.observe(root[1])
         claims = [mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)])]
         dt.observe(claims[0][mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, q0, p1, q1
         xi = [dt.sample_ext()]
@@ -169,9 +167,13 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
             dt.observe(folded[:4])
             claims.append(folded[mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, p1, q0, q1
             xi = [dt.sample_ext()] + rho
-        return None, [mx.stack(claims), arrays.stack(polys, (3, 4)), mx.stack(xi)]
+        return None, [root, mx.stack(claims), arrays.stack(polys, (3, 4)), mx.stack(xi)]
 
-    _, (claims, polys, xi) = device_segment(transcript, layers_rounds)
+    _, (root, claims, polys, xi) = device_segment(transcript, layers_rounds)
+    p_root, q_root = ext.host_values(root)
+    if not p_root.is_zero():
+        raise UnbalancedInteractions("interactions do not balance: the LogUp root numerator "
+                                     "is not zero")
     claims = [GkrLayerClaims(*ext.host_values(c)) for c in claims]
     rounds = [tuple(ext.host_values(g)) for g in polys]
     polys = [rounds[(j - 1) * (j - 2) // 2:j * (j - 1) // 2] for j in range(2, num_vars + 1)]

@@ -102,7 +102,7 @@ def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
     lam_even = ext_powers(lam * lam, s)  # λ^{2i}
     lam_odd = ext.mul(lam_even, ext.constant(lam))
     lam_odd = mx.where(mx.array(rots)[:, None], lam_odd, mx.zeros_like(lam_odd))[:, None]
-    e_s, a_s, b_s = (mx.take(t, hidx, axis=0) for t in (e, a, bt))
+    e_s, a_s, b_s = (arrays.take(t, hidx) for t in (e, a, bt))
     coef_a = ext.add(ext.mul(lam_even[:, None], e_s), ext.mul(lam_odd, a_s))
     coef_b = ext.mul(lam_odd, b_s)
     return coef_a, coef_b
@@ -170,14 +170,14 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
                 rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
                                 dtype=mx.uint32)
-                windows = mx.take(blocks, rows, axis=0).reshape(len(idx), 1 << nt, 1 << l)
+                windows = arrays.take(blocks, rows).reshape(len(idx), 1 << nt, 1 << l)
                 t_eq, t_rot = _rot_tables(r, nt)
                 on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
                 coeffs = idft(on_d, axis=1)
                 on_coset = dft(bb.mul(coeffs, coset), axis=1)
                 vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
                 sel = mx.array(idx, dtype=mx.uint32)
-                ca, cb = mx.take(coef_a, sel, axis=0), mx.take(coef_b, sel, axis=0)
+                ca, cb = arrays.take(coef_a, sel), arrays.take(coef_b, sel)
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
                 s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
@@ -202,10 +202,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                     cells = mx.array([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx],
                                      dtype=mx.uint32)
                     sel = mx.array(idx, dtype=mx.uint32)
-                    grid_a = ext.zeros(((1 << (n - nt)) * width,))
-                    grid_b = ext.zeros(((1 << (n - nt)) * width,))
-                    grid_a[cells] = mx.take(alpha, sel, axis=0)[:, 0]
-                    grid_b[cells] = mx.take(beta, sel, axis=0)[:, 0]
+                    grid_a = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(alpha, sel)[:, 0])
+                    grid_b = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(beta, sel)[:, 0])
                     t_eq, t_rot = _rot_tables(r, nt)
                     piece = ext.add(
                         ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),

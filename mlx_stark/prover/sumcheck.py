@@ -8,11 +8,12 @@ from __future__ import annotations
 import mlx.core as mx
 
 from .. import custom_kernels
+from ..device import fused
 from ..field import bb, ext
 from ..poly import fold_lowest
 
 
-@mx.compile
+@fused
 def _pair_products(f0: mx.array, f1: mx.array, w0: mx.array, w1: mx.array):
     """Terms of ``s(1)`` and ``s(2)`` of a degree-2 product round (extension tables)."""
     f2 = bb.sub(bb.add(f1, f1), f0)

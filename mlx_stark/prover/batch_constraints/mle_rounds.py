@@ -63,7 +63,7 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     if kernel is not None:
         values = kernel(tr.leaves, forms, table, colmap, degree)
     else:
-        v = mx.take(table, colmap, axis=0).reshape(len(tr.needed), m, 2, 4)
+        v = arrays.take(table, colmap).reshape(len(tr.needed), m, 2, 4)
         diff = ext.sub(v[:, :, 1], v[:, :, 0])
         points = [v[:, :, 1]]
         for _ in range(degree - 1):
@@ -156,7 +156,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                 tail = ext.mul(tail, rs[-1])
             for t, tr in enumerate(trs):
                 if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
-                    cols = mx.take(final[t], colmaps[t], axis=0)  # (Wn, 1, 4)
+                    cols = arrays.take(final[t], colmaps[t])  # (Wn, 1, 4)
                     values = mx.stack(tr.evaluator.evaluate(forms[t], cols, base=False))
                     tail = ext.add(tail, _combine(values.reshape(1, 3, 4), [t], zc, lu, mu_pows,
                                                   num_traces))
@@ -192,8 +192,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         flat = mx.concatenate([f.reshape(-1, 4) for f in final])
         # the column openings, observed in §6.7 order (a zero row after the values stands for
         # the rotation of a trace without one)
-        dt.observe(mx.take(mx.concatenate([flat, ext.zeros((1,))]),
-                           mx.array(_opening_rows(trs, tables), dtype=U32), axis=0))
+        dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), _opening_rows(trs, tables)))
         return None, [flat, arrays.stack(msgs, (degree + 1, 4)), arrays.stack(rs, (4,))]
 
     _, (flat, msgs, rs) = device_segment(transcript, rounds)

@@ -111,7 +111,7 @@ class TraceData:
 
     def needed_columns(self, table: mx.array) -> mx.array:
         """The needed columns (axis 1) of a table ``(rows, W_tot, ...)``."""
-        return mx.take(table, mx.array(self.needed, dtype=U32), axis=1)
+        return arrays.take(table, self.needed, axis=1)
 
     # ---------------------------------------------------------------- linear forms
     def constraint_form(self, lam_powers: List[EF]) -> Form:

@@ -1,0 +1,95 @@
+"""Gather and scatter kernels: the native paths of :func:`mlx_stark.arrays.take` and
+:func:`mlx_stark.arrays.scatter_rows`.
+
+MLX's CUDA backend compiles its own gather and scatter kernels at run time with NVRTC and its
+headers, one module per dtype and index count, 20 s each on a machine's first proof
+(docs/tracking/cold-start.md). These two plain kernels compile in well under a second, are
+kept as cubins, and move uint32 words only, so they serve every shape the prover indexes.
+
+``take``: ``x`` viewed as ``(outer, n, inner)``, ``out[o, i, j] = x[o, idx[i], j]``; threads
+loop over the output words. ``scatter_rows``: ``out[idx[i], j] = rows[i, j]`` into a
+zero-filled ``(n, inner)`` output, one thread per word of ``rows``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..field.bb import U32
+from . import KernelSource, launch
+from .sizing import THREADS, grid_x, plan_blocks
+
+
+@lru_cache(maxsize=None)
+def take_source() -> KernelSource:
+    """``x`` (flat), ``idx`` ``(k,)``, ``params = [total, n, inner, k, stride]`` uint32 ->
+    ``out`` ``(total,)`` with ``total = outer·k·inner``; ``stride``: the launch's threads."""
+    body = """\
+const uint64_t total = params[0];
+const uint32_t n = params[1];
+const uint32_t inner = params[2];
+const uint32_t k = params[3];
+for (uint64_t e = gid; e < total; e += params[4]) {
+  const uint64_t t = e / inner;
+  const uint64_t o = t / k;
+  const uint32_t i = (uint32_t)(t - o * k);
+  out[e] = x[(o * n + idx[i]) * inner + (e - t * inner)];
+}
+"""
+    return KernelSource("take_rows", ("x", "idx", "params"), ("out",), "", body)
+
+
+@lru_cache(maxsize=None)
+def scatter_source() -> KernelSource:
+    """``rows`` ``(k·inner,)``, ``idx`` ``(k,)``, ``params = [k·inner, inner]`` uint32 -> ``out``
+    (zero-filled by the launch) with ``out[idx[i]·inner + j] = rows[i·inner + j]``."""
+    body = """\
+const uint32_t words = params[0];
+if (gid >= words) return;
+const uint32_t inner = params[1];
+const uint32_t i = gid / inner;
+out[(uint64_t)idx[i] * inner + (gid - i * inner)] = rows[gid];
+"""
+    return KernelSource("scatter_rows", ("rows", "idx", "params"), ("out",), "", body)
+
+
+def _params(*values: int) -> mx.array:
+    return mx.array(np.array(values, dtype=np.uint32))
+
+
+def take(x: mx.array, idx: mx.array, axis: int) -> mx.array:
+    """:func:`mlx_stark.arrays.take` (equal): ``x`` uint32 of any shape, ``idx`` ``(k,)`` uint32
+    with every entry below ``x.shape[axis]`` (not checked) -> ``x`` with ``axis`` replaced by
+    ``k``. One launch. Lazy."""
+    shape = tuple(x.shape)
+    n, k = shape[axis], idx.shape[0]
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    out_shape = shape[:axis] + (k,) + shape[axis + 1:]
+    total = int(np.prod(out_shape, dtype=np.int64))
+    if total == 0:
+        return mx.zeros(out_shape, dtype=U32)
+    if x.size >= 1 << 32 or total >= 1 << 32:
+        raise InvalidInputError(f"take from {shape} exceeds 32-bit indices")
+    blocks = plan_blocks(total)
+    out = launch(take_source(), [x.reshape(-1), idx, _params(total, n, inner, k, blocks * THREADS)],
+                 (blocks * THREADS, 1), THREADS, [(total,)])[0]
+    return out.reshape(out_shape)
+
+
+def scatter_rows(n: int, idx: mx.array, rows: mx.array) -> mx.array:
+    """:func:`mlx_stark.arrays.scatter_rows` (equal): ``rows`` ``(k, ...)`` uint32, ``idx``
+    ``(k,)`` uint32 distinct and below ``n`` (not checked) -> ``(n, ...)``, zero except the
+    rows ``idx``. One launch. Lazy."""
+    inner = int(np.prod(rows.shape[1:], dtype=np.int64))
+    words = rows.shape[0] * inner
+    out_shape = (n,) + tuple(rows.shape[1:])
+    if words == 0:
+        return mx.zeros(out_shape, dtype=U32)
+    if n * inner >= 1 << 32:
+        raise InvalidInputError(f"scatter into {out_shape} exceeds 32-bit indices")
+    out = launch(scatter_source(), [rows.reshape(-1), idx, _params(words, inner)], (grid_x(words), 1),
+                 THREADS, [(n * inner,)], zero_outputs=True)[0]
+    return out.reshape(out_shape)
