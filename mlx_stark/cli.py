@@ -331,6 +331,11 @@ def warmup(workload, permutations, scale, log_height, device_name, progress):
     pk, _ = keygen(w.airs, w.params)
     _compile_notice(w.name)
     t = time.perf_counter()
+    from . import custom_kernels, device
+    if device.native_kernels_active():
+        n = custom_kernels.precompile(custom_kernels.fixed_sources())
+        if n:
+            click.echo(f"{n} fixed kernels compiled or cached in {time.perf_counter() - t:.1f} s", err=True)
     with _Progress(w.name, 1, 0, progress) as p, tracing.timing():
         prove(pk, w.inputs)
         p.run_done(0, 1, time.perf_counter() - t)

@@ -107,3 +107,18 @@ def test_failed_compile_falls_back_to_mlx(monkeypatch, recwarn):
         assert launcher([1], (4, 1, 1), (4, 1, 1), [(1,)], [mx.uint32])["grid"] == (4, 1, 1)
     finally:
         custom_kernels._BUILT.pop((src.mangled(), "cuda"), None)
+
+
+@needs_nvrtc
+def test_precompile_fills_the_cache_concurrently(tmp_path, monkeypatch):
+    """``warmup``'s ahead-of-time step: every fixed kernel lands in the cache, compiled on
+    several threads, and a second call compiles nothing."""
+    monkeypatch.setenv("MLX_STARK_CACHE", str(tmp_path))
+    monkeypatch.setattr(custom_kernels.device, "backend", lambda: "cuda")
+    monkeypatch.setattr(cubin, "device_arch", lambda index=0: ARCH)
+    sources = custom_kernels.fixed_sources()
+    assert len({s.mangled() for s in sources}) == len(sources)
+    assert custom_kernels.precompile(sources) == len(sources)
+    assert len(list((tmp_path / "cubin").glob("*.cubin"))) == len(sources)
+    monkeypatch.setattr(cubin, "compile_cubin", lambda *a, **k: (_ for _ in ()).throw(AssertionError("compiled again")))
+    assert custom_kernels.precompile(sources) == len(sources)

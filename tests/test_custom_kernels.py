@@ -23,13 +23,9 @@ import numpy as np
 import pytest
 
 from mlx_stark import custom_kernels
-from mlx_stark.custom_kernels import gkr as kgkr
-from mlx_stark.custom_kernels import indexing as kidx
-from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sizing
-from mlx_stark.custom_kernels import sumcheck as ksc
 from mlx_stark.errors import ConfigError
 from mlx_stark.field import bb
 from mlx_stark.hash import MerkleTree, compress, hash_rows, permute, permute_host
@@ -44,18 +40,9 @@ RNG_CONSTANTS = Poseidon2Constants.from_dict(KAT["rng_instance"])
 
 
 def _all_sources() -> list:
-    return ([kp2.permute_source(), kp2.permute_source(RNG_CONSTANTS), kp2.hash_rows_source(1),
-             kp2.hash_rows_source(8), kp2.hash_rows_source(42), kp2.compress_source(),
-             kp2.compress_layer_source(), kp2.tree_levels_source(), kp2.pow_source()]
-            + [kntt.stockham_source(s) for s in range(1, kntt.MAX_LOG_RADIX + 1)]
-            + [kntt.rs_messages_source(l) for l in range(0, 5)]
-            + [kntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
-            + [klin.weighted_sum_source(c) for c in (1, 4, 8)]
-            + [kp2.absorb_source(), kp2.absorb_source(RNG_CONSTANTS), kgkr.round_sums_source(),
-               kgkr.fold_round_sums_source(), kgkr.sum_parts_source(), kgkr.layer_tables_source(),
-               ksc.product_round_source(), ksc.fold_product_round_source(), ksc.fold_source(False),
-               ksc.fold_source(True), ksc.query_weights_source(), kidx.take_source(),
-               kidx.scatter_source()])
+    """The package's fixed kernels and the test-only variants (the KAT instance's constants)."""
+    return (custom_kernels.fixed_sources()
+            + [kp2.permute_source(RNG_CONSTANTS), kp2.absorb_source(RNG_CONSTANTS)])
 
 
 # ---------------------------------------------------------------- registry

@@ -141,4 +141,51 @@ def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, outpu
                                 [mx.uint32] * len(output_shapes), 0 if zero_outputs else None)
 
 
-__all__ = ["native", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
+def fixed_sources() -> list:
+    """Every kernel source that does not depend on an AIR, in the variants the prover launches
+    for common shapes (hash widths, NTT radices, RS block sizes, LDE factors, weight counts):
+    what ``mlx-stark warmup`` compiles ahead, in parallel, before its proof. The DAG-generated
+    constraint kernels come with the proof."""
+    from . import gkr, indexing, linear, ntt, poseidon2, sumcheck
+    return ([poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(8),
+             poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
+             poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
+             poseidon2.duplex_source()]
+            + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
+            + [ntt.rs_messages_source(l) for l in range(0, 5)]
+            + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
+            + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
+            + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
+               gkr.layer_tables_source(), sumcheck.product_round_source(),
+               sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
+               sumcheck.query_weights_source(), indexing.take_source(), indexing.scatter_source()])
+
+
+def precompile(sources: list) -> int:
+    """Compile ``sources`` for the running device ahead of their first launch, concurrently
+    (NVRTC releases the interpreter while it compiles; one thread per core). CUDA with the
+    cubin cache only; returns how many were compiled or found cached (0 elsewhere)."""
+    if device.backend() != "cuda":
+        return 0
+    from . import cubin
+    arch = cubin.device_arch()
+    if not cubin.enabled() or arch is None or cubin.nvrtc() is None:
+        return 0
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(src):
+        header, body = render(src, "cuda")
+        name = src.mangled()
+        try:
+            cubin.cached_cubin(cubin.full_source(name, src.input_names, src.output_names, header, body),
+                               name, arch)
+            return 1
+        except cubin.CompileError:
+            return 0  # the launch will warn and fall back, as without warmup
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return sum(pool.map(one, sources))
+
+
+__all__ = ["native", "fixed_sources", "precompile", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
