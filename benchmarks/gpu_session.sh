@@ -8,8 +8,9 @@
 #   bash benchmarks/gpu_session.sh cubin     # fresh machine: cold start with our kernels as
 #                                            # cached cubins, warm-cache process, golden proofs,
 #                                            # keccakf with the cubins and with MLX's compile
-#   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first proof of keccakf, logup
-#                                            # and fib, each on its own empty caches, with the
+#   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first unfused (MLX_STARK_FUSE=0)
+#                                            # proof of keccakf, logup and fib, each on its own
+#                                            # empty caches, with the
 #                                            # compile table; a warm-cache keccakf process; the
 #                                            # caches come back as cache.tgz
 #   bash benchmarks/gpu_session.sh after     # (after fresh) warm whole calls of this checkout:
@@ -76,7 +77,7 @@ case "${1:-}" in
       name=${w%% *}
       use_cache "/tmp/msc-$name"
       start=$(date +%s.%N)
-      after "cold-$name" 300 python3 -m mlx_stark.cli warmup --workload $w --no-progress
+      after "cold-$name" 300 env MLX_STARK_FUSE=0 python3 -m mlx_stark.cli warmup --workload $w --no-progress
       python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-$name.json" > "$out/compile-$name.txt" 2>&1
     done
     use_cache /tmp/msc-keccakf

@@ -106,16 +106,18 @@ def native_kernels_active() -> bool:
 
 
 def fused(fn):
-    """``fn`` under ``mx.compile``, except on CUDA with native kernels, where ``fn`` runs as
-    plain MLX ops. There each distinct fused graph is an NVRTC compile of MLX's headers, 5-35 s
-    on a machine's first proof (docs/tracking/cold-start.md), while the native path calls these
-    functions only on small arrays between kernels; MLX's unfused ops are precompiled. The CPU
-    (g++, cached on disk) and Metal keep the fusion."""
+    """``fn`` under ``mx.compile``, except on CUDA with native kernels and ``MLX_STARK_FUSE=0``,
+    where ``fn`` runs as plain MLX ops. On CUDA each distinct fused graph is an NVRTC compile of
+    MLX's headers, 5-35 s on a machine's first proof; unfused ops are precompiled in MLX. The
+    trade, measured on an H100 (docs/tracking/cold-start.md): unfused, a fresh machine's first
+    keccakf proof takes 18.5 s instead of ~200 s, but warm fib and LogUp proofs run ~1.7x slower,
+    so fusion stays the default."""
     compiled = mx.compile(fn)
 
     @functools.wraps(fn)
     def call(*args):
-        if backend() == "cuda" and native_kernels_active():
+        if (os.environ.get("MLX_STARK_FUSE") == "0" and backend() == "cuda"
+                and native_kernels_active()):
             return fn(*args)
         return compiled(*args)
 

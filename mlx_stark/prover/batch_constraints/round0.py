@@ -32,7 +32,7 @@ from .traces import TraceData, lift
 
 # Largest block of extended column values (uint32 elements) that round 0 holds at once;
 # the hypercube axis is processed in chunks below it.
-_LDE_BLOCK_ELEMS = 1 << 26
+_LDE_BLOCK_ELEMS = 1 << 25
 
 
 def _contract(values: mx.array, weights: mx.array) -> mx.array:
