@@ -126,6 +126,11 @@ def _build(src: KernelSource, dialect: str):
     return kernel
 
 
+def params(*values: int) -> mx.array:
+    """Host integers as the ``(len,)`` uint32 parameter array a kernel reads its sizes from."""
+    return mx.array(values, dtype=mx.uint32)
+
+
 def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, output_shapes: list,
            zero_outputs: bool = False) -> list:
     """Run ``src`` on the default (GPU) device: ``grid`` counts threads along x (a multiple of
@@ -188,4 +193,4 @@ def precompile(sources: list) -> int:
         return sum(pool.map(one, sources))
 
 
-__all__ = ["native", "fixed_sources", "precompile", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
+__all__ = ["native", "fixed_sources", "precompile", "params", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]

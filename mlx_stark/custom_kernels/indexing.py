@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..field.bb import U32
 from . import KernelSource, launch
+from . import params as _params
 from .sizing import THREADS, grid_x, plan_blocks
 
 
@@ -54,10 +55,6 @@ const uint32_t i = gid / inner;
 out[(uint64_t)idx[i] * inner + (gid - i * inner)] = rows[gid];
 """
     return KernelSource("scatter_rows", ("rows", "idx", "params"), ("out",), "", body)
-
-
-def _params(*values: int) -> mx.array:
-    return mx.array(np.array(values, dtype=np.uint32))
 
 
 def take(x: mx.array, idx: mx.array, axis: int) -> mx.array:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import mlx.core as mx
-import numpy as np
 
 from ..field.bb import P, U32
 from ..hash.poseidon2 import DEFAULT_CONSTANTS, INTERNAL_DIAG, INTERNAL_DIAG_FORM, NO_HIT, WIDTH
 from . import KernelSource, launch
+from . import params as _params
 from ..tracing import read
 from .prelude import literal, mont
 from .sizing import THREADS, grid_x
@@ -452,9 +452,6 @@ out[tid] = bb_from_mont(x);
 
 
 # ---------------------------------------------------------------- host wrappers
-def _params(*values) -> mx.array:
-    return mx.array(np.array(values, dtype=np.uint32))
-
 
 def permute(states: mx.array, constants=DEFAULT_CONSTANTS) -> mx.array:
     """:func:`mlx_stark.hash.poseidon2.permute`: ``(n, 16)`` uint32 -> ``(n, 16)`` uint32."""
