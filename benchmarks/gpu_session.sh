@@ -8,8 +8,8 @@
 #   bash benchmarks/gpu_session.sh cubin     # fresh machine: cold start with our kernels as
 #                                            # cached cubins, warm-cache process, golden proofs,
 #                                            # keccakf with the cubins and with MLX's compile
-#   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first unfused (MLX_STARK_FUSE=0)
-#                                            # proof of keccakf, logup and fib, each on its own
+#   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first proof (default settings)
+#                                            # of keccakf, logup and fib, each on its own
 #                                            # empty caches, with the
 #                                            # compile table; a warm-cache keccakf process; the
 #                                            # caches come back as cache.tgz
@@ -77,7 +77,7 @@ case "${1:-}" in
       name=${w%% *}
       use_cache "/tmp/msc-$name"
       start=$(date +%s.%N)
-      after "cold-$name" 300 env MLX_STARK_FUSE=0 python3 -m mlx_stark.cli warmup --workload $w --no-progress
+      after "cold-$name" 300 python3 -m mlx_stark.cli warmup --workload $w --no-progress
       python3 benchmarks/compile_table.py --since "$start" --out "$out/compile-$name.json" > "$out/compile-$name.txt" 2>&1
     done
     use_cache /tmp/msc-keccakf
@@ -90,8 +90,8 @@ case "${1:-}" in
     after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
     after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
     after after-fib 150 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
-    after kernel-tests 150 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_indexing.py \
-      tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
+    after kernel-tests 200 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
+      tests/test_kernels_indexing.py tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
     ;;
   before)
     use_cache /tmp/msc-keccakf

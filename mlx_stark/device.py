@@ -4,6 +4,8 @@ Environment overrides:
 - ``MLX_STARK_DEVICE=cpu|gpu`` — force the default MLX device (else MLX's default).
 - ``MLX_STARK_KERNELS=auto|native|ops`` — custom kernels (``native``) or the pure MLX-ops
   reference (``ops``); ``auto`` uses native kernels where the running device has them.
+- ``MLX_STARK_FUSE=0|1`` — on CUDA with native kernels, whether :func:`fused` functions run as
+  ``mx.compile`` graphs (``1``) or as our kernels and plain ops (``0``, the default).
 
 A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
 raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
@@ -105,21 +107,37 @@ def native_kernels_active() -> bool:
     return has_native
 
 
-def fused(fn):
-    """``fn`` under ``mx.compile``, except on CUDA with native kernels and ``MLX_STARK_FUSE=0``,
-    where ``fn`` runs as plain MLX ops. On CUDA each distinct fused graph is an NVRTC compile of
-    MLX's headers, 5-35 s on a machine's first proof; unfused ops are precompiled in MLX. The
-    trade, measured on an H100 (docs/tracking/cold-start.md): unfused, a fresh machine's first
-    keccakf proof takes 18.5 s instead of ~200 s, but warm fib and LogUp proofs run ~1.7x slower,
-    so fusion stays the default."""
+def fusing() -> bool:
+    """Whether :func:`fused` functions run as ``mx.compile`` graphs. Not on CUDA with native
+    kernels (unless ``MLX_STARK_FUSE=1``): there each distinct fused graph is an NVRTC compile
+    of MLX's headers, 5-35 s on a machine's first proof, and the field arithmetic runs as our
+    own kernels instead, one launch per call (docs/tracking/cold-start.md)."""
+    if backend() != "cuda" or not native_kernels_active():
+        return True
+    fuse = os.environ.get("MLX_STARK_FUSE", "0").strip() or "0"
+    if fuse not in ("0", "1"):
+        raise ConfigError(f"MLX_STARK_FUSE must be 0 or 1, got {fuse!r}")
+    return fuse == "1"
+
+
+def fused(fn=None, *, native: str | None = None):
+    """``fn`` under ``mx.compile`` where :func:`fusing`; elsewhere the kernel registered as
+    ``native`` in :mod:`mlx_stark.custom_kernels` (when it serves the arguments), else ``fn`` as
+    plain MLX ops. Use as ``@fused`` or ``@fused(native="bb.mul")``."""
+    if fn is None:
+        return functools.partial(fused, native=native)
     compiled = mx.compile(fn)
 
     @functools.wraps(fn)
     def call(*args):
-        if (os.environ.get("MLX_STARK_FUSE") == "0" and backend() == "cuda"
-                and native_kernels_active()):
-            return fn(*args)
-        return compiled(*args)
+        if fusing():
+            return compiled(*args)
+        if native is not None:
+            from . import custom_kernels
+            out = custom_kernels.native(native)(*args)
+            if out is not None:
+                return out
+        return fn(*args)
 
     return call
 

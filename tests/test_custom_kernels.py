@@ -221,16 +221,22 @@ def test_device_rs_code_matrix(reference, log_h, width, l_skip, beta):
 
 
 def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
-    """``device.fused``: compiled (traced once per shape) by default; plain MLX ops, no fused
-    module to compile, on CUDA with native kernels and ``MLX_STARK_FUSE=0``."""
-    from mlx_stark import device
-    traced = []
+    """``device.fused``: compiled (traced once per shape) on CPU and Metal, and on CUDA with
+    native kernels only with ``MLX_STARK_FUSE=1``; there by default the registered native
+    kernel runs, and plain MLX ops where it declines the arguments (returns None)."""
+    from mlx_stark import custom_kernels, device
+    traced, kernel_calls = [], []
 
     def plus_one(a):
         traced.append(a.shape)
         return a + 1
 
+    def kernel(a):
+        kernel_calls.append(a.shape)
+        return None if a.size > 2 else a + 1
+
     f = device.fused(plus_one)
+    g = device.fused(native="bb.add")(plus_one)
     x = mx.array([1, 2], dtype=mx.uint32)
     prev = mx.default_device()
     mx.set_default_device(mx.cpu)
@@ -241,10 +247,18 @@ def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
         assert f(x).tolist() == [2, 3] and len(traced) == traces
         monkeypatch.setattr(device, "backend", lambda: "cuda")
         monkeypatch.setattr(device, "native_kernels_active", lambda: True)
-        assert f(x).tolist() == [2, 3] and len(traced) == traces  # fused by default
-        monkeypatch.setenv("MLX_STARK_FUSE", "0")
+        monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "bb.add" else None)
+        monkeypatch.setenv("MLX_STARK_FUSE", "1")
+        assert f(x).tolist() == [2, 3] and len(traced) == traces  # fused on request
+        monkeypatch.delenv("MLX_STARK_FUSE")
         for _ in range(2):
             assert f(x).tolist() == [2, 3]
-        assert len(traced) == traces + 2
+        assert len(traced) == traces + 2  # plain ops by default
+        assert g(x).tolist() == [2, 3] and kernel_calls == [(2,)] and len(traced) == traces + 2
+        y = mx.array([1, 2, 3], dtype=mx.uint32)
+        assert g(y).tolist() == [2, 3, 4] and len(traced) == traces + 3  # declined: plain ops
+        monkeypatch.setenv("MLX_STARK_FUSE", "yes")
+        with pytest.raises(ConfigError, match="MLX_STARK_FUSE"):
+            f(x)
     finally:
         mx.set_default_device(prev)

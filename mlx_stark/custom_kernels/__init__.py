@@ -37,6 +37,14 @@ from .prelude import DIALECTS, prelude, thread_indices
 
 # operation -> (kernel module, function); see each function's docstring for its contract
 _NATIVE = {
+    "bb.add": ("elementwise", "add"),
+    "bb.sub": ("elementwise", "sub"),
+    "bb.neg": ("elementwise", "neg"),
+    "bb.mul": ("elementwise", "mul"),
+    "bb.mont_mul": ("elementwise", "mont_mul"),
+    "bb.halve": ("elementwise", "halve"),
+    "ext.mul": ("elementwise", "ext_mul"),
+    "ext.mul_base": ("elementwise", "ext_mul_base"),
     "arrays.take": ("indexing", "take"),
     "arrays.scatter_rows": ("indexing", "scatter_rows"),
     "poseidon2.permute": ("poseidon2", "permute"),
@@ -106,23 +114,23 @@ def _build(src: KernelSource, dialect: str):
     """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value)`` of ``src``: on
     CUDA the cubin kept on disk (:mod:`.cubin`) where it can be had, else MLX's own kernel
     compilation (``mx.fast.cuda_kernel`` / ``metal_kernel``), which sizes grids the same way."""
-    key = (src.mangled(), dialect)
-    kernel = _BUILT.get(key)
+    kernel = _BUILT.get((src, dialect))  # keyed by the source itself: no digest per launch
     if kernel is None:
+        name = src.mangled()
         header, body = render(src, dialect)
         if dialect == "cuda":
             from . import cubin
-            kernel = cubin.kernel(key[0], src.input_names, src.output_names, header, body)
+            kernel = cubin.kernel(name, src.input_names, src.output_names, header, body)
         if kernel is None:
             make = mx.fast.cuda_kernel if dialect == "cuda" else mx.fast.metal_kernel
-            jit = make(name=key[0], input_names=list(src.input_names),
+            jit = make(name=name, input_names=list(src.input_names),
                        output_names=list(src.output_names), source=body, header=header)
 
             def kernel(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value=None, jit=jit):
                 return jit(inputs=inputs, grid=grid, threadgroup=threadgroup,
                            output_shapes=output_shapes, output_dtypes=output_dtypes,
                            init_value=init_value)
-        _BUILT[key] = kernel
+        _BUILT[(src, dialect)] = kernel
     return kernel
 
 
@@ -151,8 +159,8 @@ def fixed_sources() -> list:
     for common shapes (hash widths, NTT radices, RS block sizes, LDE factors, weight counts):
     what ``mlx-stark warmup`` compiles ahead, in parallel, before its proof. The DAG-generated
     constraint kernels come with the proof."""
-    from . import gkr, indexing, linear, ntt, poseidon2, sumcheck
-    return ([poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(8),
+    from . import elementwise, gkr, indexing, linear, ntt, poseidon2, sumcheck
+    return (list(elementwise.sources()) + [poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
              poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
              poseidon2.duplex_source()]

@@ -44,32 +44,32 @@ def two_adic_generator(bits: int) -> int:
 # The `minimum` trick: for a, b < p the raw sum fits in 32 bits and `s - p` wraps to a huge
 # value exactly when s < p, so min() selects the reduced result without a branch.
 
-@fused
+@fused(native="bb.add")
 def add(a: mx.array, b: mx.array) -> mx.array:
     s = a + b
     return mx.minimum(s, s - P)
 
 
-@fused
+@fused(native="bb.sub")
 def sub(a: mx.array, b: mx.array) -> mx.array:
     d = a - b
     return mx.minimum(d, d + P)
 
 
-@fused
+@fused(native="bb.neg")
 def neg(a: mx.array) -> mx.array:
     d = 0 - a
     return mx.minimum(d, d + P)
 
 
-@fused
+@fused(native="bb.mul")
 def mul(a: mx.array, b: mx.array) -> mx.array:
     # widen-multiply-reduce; exact since a*b < p^2 < 2^64 (the compiler turns % const into
     # a multiply-shift).
     return ((a.astype(U64) * b.astype(U64)) % P).astype(U32)
 
 
-@fused
+@fused(native="bb.mont_mul")
 def mont_mul(a: mx.array, b_mont: mx.array) -> mx.array:
     """``a * b`` for canonical ``a`` and ``b_mont = b * 2^32 mod p`` (precomputed constants)."""
     x = a.astype(U64) * b_mont.astype(U64)
@@ -83,7 +83,7 @@ def square(a: mx.array) -> mx.array:
     return mul(a, a)
 
 
-@fused
+@fused(native="bb.halve")
 def halve(a: mx.array) -> mx.array:
     # a even: a/2; a odd: (a + p)/2 (a + p < 2^32).
     return mx.where((a & 1) == 1, (a + P) >> 1, a >> 1)

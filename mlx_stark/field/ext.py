@@ -20,7 +20,7 @@ sub = bb.sub
 neg = bb.neg
 
 
-@fused
+@fused(native="ext.mul")
 def mul(a: mx.array, b: mx.array) -> mx.array:
     """Product in EF. Each coefficient is a sum of at most 4 products < p^2, and 4p^2 < 2^64,
     so one uint64 accumulation per coefficient is exact."""
@@ -40,7 +40,7 @@ def square(a: mx.array) -> mx.array:
     return mul(a, a)
 
 
-@fused
+@fused(native="ext.mul_base")
 def mul_base(a: mx.array, b: mx.array) -> mx.array:
     """``a (…,4) EF`` times ``b (…) F``."""
     return ((a.astype(U64) * b[..., None].astype(U64)) % P).astype(U32)

@@ -129,6 +129,11 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
     return folded, _ops_round_sums(folded, lam)
 
 
+# rows (a, b, c, d) -> (a, c, b, d): a layer's claims between the table order (p0, p1, q0, q1)
+# and the observed order (p0, q0, p1, q1), either way
+_INTERLEAVE = (0, 2, 1, 3)
+
+
 def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     """§5.4 for the leaves ``p, q`` (``(2^G, 4)`` uint32, ``G ≥ 1``).
 
@@ -146,7 +151,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
         root = mx.concatenate([layers[0][0], layers[0][1]])  # P0, Q0
         dt.observe(root[1])
         claims = [mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)])]
-        dt.observe(claims[0][mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, q0, p1, q1
+        dt.observe(arrays.take(claims[0], _INTERLEAVE))  # p0, q0, p1, q1
         xi = [dt.sample_ext()]
         polys = []
         for j in range(2, num_vars + 1):
@@ -165,7 +170,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
                     tables = fold_lowest(tables, r)
             folded = tables.reshape(5, 4)  # p0, q0, p1, q1, eq
             dt.observe(folded[:4])
-            claims.append(folded[mx.array([0, 2, 1, 3], dtype=mx.uint32)])  # p0, p1, q0, q1
+            claims.append(arrays.take(folded, _INTERLEAVE))  # p0, p1, q0, q1
             xi = [dt.sample_ext()] + rho
         return None, [root, mx.stack(claims), arrays.stack(polys, (3, 4)), mx.stack(xi)]
 
