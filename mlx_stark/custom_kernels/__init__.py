@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -181,18 +183,13 @@ def precompile(sources: list) -> int:
     if device.backend() != "cuda":
         return 0
     from . import cubin
-    arch = cubin.device_arch()
-    if not cubin.enabled() or arch is None or cubin.nvrtc() is None:
+    arch = cubin.usable_arch()
+    if arch is None:
         return 0
-    import os
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(src):
-        header, body = render(src, "cuda")
-        name = src.mangled()
         try:
-            cubin.cached_cubin(cubin.full_source(name, src.input_names, src.output_names, header, body),
-                               name, arch)
+            cubin.build(src.mangled(), src.input_names, src.output_names, *render(src, "cuda"), arch)
             return 1
         except cubin.CompileError:
             return 0  # the launch will warn and fall back, as without warmup

@@ -165,20 +165,31 @@ def cached_cubin(source: str, name: str, arch: str) -> bytes:
     return data
 
 
+def usable_arch() -> str | None:
+    """The running GPU's ``sm_XY`` where kernels can be kept as cubins (this path on, an arch
+    known, NVRTC loadable), else ``None``."""
+    if not enabled():
+        return None
+    arch = device_arch()
+    return arch if arch is not None and nvrtc() is not None else None
+
+
+def build(name: str, input_names, output_names, header: str, body: str, arch: str) -> bytes:
+    """The cubin of a kernel for ``arch``, from the cache or compiled into it; raises
+    :class:`CompileError`."""
+    return cached_cubin(full_source(name, input_names, output_names, header, body), name, arch)
+
+
 def kernel(name: str, input_names, output_names, header: str, body: str):
     """A launcher ``f(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value)`` of the
     precompiled kernel, or ``None`` where this path is off or unavailable (see the module
     docstring); a failed compile warns once per kernel and returns ``None``."""
-    if not enabled():
-        return None
-    arch = device_arch()
-    if arch is None or nvrtc() is None:
-        return None
     import mlx.core as mx
-    if not hasattr(mx.fast, "precompiled_cuda_kernel"):
+    arch = usable_arch()
+    if arch is None or not hasattr(mx.fast, "precompiled_cuda_kernel"):
         return None
     try:
-        data = cached_cubin(full_source(name, input_names, output_names, header, body), name, arch)
+        data = build(name, input_names, output_names, header, body, arch)
     except CompileError as e:
         import warnings
         warnings.warn(f"mlx-stark: {e}; using MLX's own kernel compilation for {name}")
