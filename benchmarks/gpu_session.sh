@@ -14,8 +14,9 @@
 #                                            # compile table; a warm-cache keccakf process; the
 #                                            # caches come back as cache.tgz
 #   bash benchmarks/gpu_session.sh after     # (after fresh) warm whole calls of this checkout:
-#                                            # keccakf (device and host trace), logup, fib; the
-#                                            # device tests of the newest kernels
+#                                            # keccakf (device and host trace), logup, fib; a
+#                                            # host profile of fib; the device tests of the newest
+#                                            # kernels
 #   bash benchmarks/gpu_session.sh before    # the same warm whole calls of .before/
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along); both share one
@@ -90,6 +91,7 @@ case "${1:-}" in
     after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
     after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
     after after-fib 150 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
+    after profile-fib 100 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
     after kernel-tests 200 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
       tests/test_kernels_indexing.py tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
     ;;
