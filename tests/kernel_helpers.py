@@ -104,6 +104,15 @@ struct EmuBarrier {
 };
 static EmuBarrier emu_bar;
 static void emu_barrier() { emu_bar.wait(); }
+// a warp shuffle among the block's threads: publish, barrier, read, barrier
+static uint32_t emu_lanes[1024];
+static uint32_t emu_shfl(uint32_t v, uint32_t src, uint32_t self) {
+  emu_lanes[self] = v;
+  emu_barrier();
+  const uint32_t r = emu_lanes[src];
+  emu_barrier();
+  return r;
+}
 static uint32_t emu_brev(uint32_t x) {
   uint32_t r = 0;
   for (int i = 0; i < 32; ++i) { r = (r << 1) | (x & 1u); x >>= 1; }
@@ -133,6 +142,8 @@ static thread_local Dim3 threadIdx, blockIdx, blockDim;
 #define __shared__ static
 #define __syncthreads() emu_barrier()
 #define __brev(x) emu_brev(x)
+#define __shfl_sync(m, v, lane, w) emu_shfl((v), (lane), threadIdx.x)
+#define __shfl_xor_sync(m, v, mask, w) emu_shfl((v), threadIdx.x ^ (mask), threadIdx.x)
 static void emu_set(uint32_t t, uint32_t bx, uint32_t by, uint32_t tx) {
   threadIdx = {t, 0, 0}; blockIdx = {bx, by, 0}; blockDim = {tx, 1, 1};
 }
@@ -146,6 +157,9 @@ static thread_local uint3 thread_position_in_grid, thread_position_in_threadgrou
 namespace mem_flags { const int mem_threadgroup = 0; }
 static void threadgroup_barrier(int) { emu_barrier(); }
 #define reverse_bits(x) emu_brev(x)
+typedef uint16_t ushort;
+#define simd_shuffle(v, lane) emu_shfl((v), (lane), thread_position_in_threadgroup.x)
+#define simd_shuffle_xor(v, mask) emu_shfl((v), thread_position_in_threadgroup.x ^ (mask), thread_position_in_threadgroup.x)
 static void emu_set(uint32_t t, uint32_t bx, uint32_t by, uint32_t tx) {
   thread_position_in_threadgroup = {t, 0, 0}; threadgroup_position_in_grid = {bx, by, 0};
   thread_position_in_grid = {bx * tx + t, by, 0};

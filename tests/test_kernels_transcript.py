@@ -76,14 +76,14 @@ def test_absorb_source():
     src = kp2.absorb_source()
     assert src.input_names == ("blocks", "params") and src.output_names == ("out",)
     assert src.mangled() != kp2.permute_source().mangled()
-    # the S-box from the shared header; one loop over the layers, one barrier per layer (each
-    # after the lane's write), the exchange buffers alternating
+    # the S-box from the shared header; one loop over the layers, lanes exchanged by shuffles
+    # only (the one barrier marks the constant table written, before the chain)
     assert "KFN uint32_t p2_sbox" in src.header and "p2_permute" not in src.header + src.body
     layers = 1 + 2 * ROUNDS_F_HALF + ROUNDS_P
-    assert f"#pragma unroll 1\nfor (uint32_t layer = 0u; layer < {layers}u; ++layer)" in src.body
-    exchanges = re.findall(r"xch\[buf \+ tid\] = x;\n[^\n]*\n\s*BARRIER", src.body)
-    assert src.body.count("BARRIER();") == 2 == len(exchanges)
-    assert "buf ^= 16u;" in src.body and "layer - 5u < 13u" in src.body
+    loop = f"#pragma unroll 1\nfor (uint32_t layer = 0u; layer < {layers}u; ++layer)"
+    assert loop in src.body and "layer - 5u < 13u" in src.body
+    assert src.body.count("BARRIER();") == 1 and src.body.index("BARRIER();") < src.body.index(loop)
+    assert "xch" not in src.body and src.body.count("SHFL_XOR(") == 8 and src.body.count("SHFL(") == 5
     # the lane table holds, per lane, the constant each layer adds for the next one
     for constants in (DEFAULT_CONSTANTS, RNG_CONSTANTS):
         mont = [[(c << 32) % P for c in row] for row in constants.ext_init + constants.ext_term]

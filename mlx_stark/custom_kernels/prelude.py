@@ -6,6 +6,8 @@ Kernel code uses only these dialect-neutral names:
 - ``KFN`` before helper functions (``__device__ __forceinline__`` / ``inline``);
 - ``LOCAL`` before pointers to thread-private arrays (Metal requires an address space);
 - ``SHARED`` before block/threadgroup arrays, ``BARRIER()`` to synchronise them;
+- ``SHFL(v, lane)`` / ``SHFL_XOR(v, mask)``: ``v`` of thread ``lane`` / ``tid ^ mask`` among
+  the first 16 threads of a block (a block of 16 threads: every one of them takes part);
 - ``BITREV32(x)``: the 32-bit bit reversal;
 - in kernel bodies, after :func:`thread_indices`: ``gid`` (flat thread index along x), ``tid``
   (thread in its block), ``bid`` / ``bid_y`` (block index along x / y).
@@ -39,6 +41,8 @@ _MACROS = {
 #define LOCAL
 #define SHARED __shared__
 #define BARRIER() __syncthreads()
+#define SHFL(v, lane) __shfl_sync(0xffffu, (v), (lane), 16)
+#define SHFL_XOR(v, mask) __shfl_xor_sync(0xffffu, (v), (mask), 16)
 #define BITREV32(x) __brev(x)
 """,
     "metal": """\
@@ -46,6 +50,8 @@ _MACROS = {
 #define LOCAL thread
 #define SHARED threadgroup
 #define BARRIER() threadgroup_barrier(mem_flags::mem_threadgroup)
+#define SHFL(v, lane) simd_shuffle((v), (ushort)(lane))
+#define SHFL_XOR(v, mask) simd_shuffle_xor((v), (ushort)(mask))
 #define BITREV32(x) reverse_bits(x)
 """,
 }
