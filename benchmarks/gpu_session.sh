@@ -91,15 +91,17 @@ case "${1:-}" in
     after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
     after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
     after after-fib 150 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
+    after duplex 60 python3 benchmarks/duplex_bench.py --out "$out/after-duplex.json"
     after profile-fib 100 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
     after kernel-tests 200 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
       tests/test_kernels_indexing.py tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
     ;;
   before)
     use_cache /tmp/msc-keccakf
-    before before-keccakf 300 keccakf --out "$out/before-keccakf.json"
-    before before-logup 150 logup --out "$out/before-logup.json"
-    before before-fib 150 fib --out "$out/before-fib.json"
+    (cd .before && PYTHONPATH=/tmp/site:$PWD after before-duplex 60 python3 ../benchmarks/duplex_bench.py --out "$out/before-duplex.json")
+    before before-keccakf 280 keccakf --out "$out/before-keccakf.json"
+    before before-logup 130 logup --out "$out/before-logup.json"
+    before before-fib 120 fib --out "$out/before-fib.json"
     ;;
   *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before" >&2; exit 2 ;;
 esac

@@ -434,7 +434,7 @@ def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     outputs used up); ``params = [n, a, last]`` -> ``out`` (16, canonical). Value ``i`` goes
     to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``. One block of ``WIDTH`` threads with the
     lane-parallel permutation of :func:`absorb_source`; ``n``, ``a`` and ``last`` are the same
-    for every thread, so every thread reaches every barrier."""
+    for every thread, so every thread takes part in every shuffle."""
     table, first_partial, partials = _lane_layers(constants)
     perm = _lane_permutation(len(table), first_partial, partials)
     body = f"""\
