@@ -99,9 +99,9 @@ case "${1:-}" in
   before)
     use_cache /tmp/msc-keccakf
     (cd .before && PYTHONPATH=/tmp/site:$PWD after before-duplex 60 python3 ../benchmarks/duplex_bench.py --out "$out/before-duplex.json")
-    before before-keccakf 280 keccakf --out "$out/before-keccakf.json"
+    before before-fib 150 fib --out "$out/before-fib.json"
     before before-logup 130 logup --out "$out/before-logup.json"
-    before before-fib 120 fib --out "$out/before-fib.json"
+    before before-keccakf 250 keccakf --out "$out/before-keccakf.json"
     ;;
   *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before" >&2; exit 2 ;;
 esac
