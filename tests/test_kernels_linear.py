@@ -7,7 +7,7 @@
   tests/kernel_helpers.py) and equal the MLX-ops reference on awkward shapes of the three
   regimes the prover uses (few outputs with many terms, split into parts; many outputs with
   few terms; ``A = 1`` with a wide ``B``), ``C`` = 1, 4 and 8, ``X`` = 1, and through the
-  stage function's registry dispatch;
+  stage function's registry dispatch; ``fold_skip`` of base tables through it;
 - device: on a GPU with native kernels, the stage function equals its ops path on the CPU.
 """
 import mlx.core as mx
@@ -119,9 +119,21 @@ def test_emulated_through_the_stage(emulated, monkeypatch):
     np.testing.assert_array_equal(np.array(got), np.array(ops_path(lambda: stacked_reduction.weighted_sum(values, weights))))
 
 
+@pytest.mark.parametrize("l, shape", [(2, (32, 5)), (0, (7, 3)), (3, (16,)), (1, (8, 3, 2))])
+def test_emulated_fold_skip(emulated, monkeypatch, l, shape):
+    """``fold_skip`` of a base table as one weighted sum over ``X = 2^l`` equals its ops path."""
+    from mlx_stark.poly import fold_skip
+
+    table = bb.random(shape, l + len(shape))
+    calls = route(monkeypatch, {"mle.fold_skip:base": klin.weighted_sum})
+    got = fold_skip(table, l, 12345)
+    assert calls == ["mle.fold_skip:base"] and got.shape == (shape[0] >> l,) + shape[1:] + (4,)
+    np.testing.assert_array_equal(np.array(got), np.array(ops_path(lambda: fold_skip(table, l, 12345))))
+
+
 def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     """Whole proofs with the weighted-sum kernel (emulated CUDA; the Metal twin is covered
-    above) give the golden fingerprints."""
+    above), also for the univariate-skip folds, give the golden fingerprints."""
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
@@ -131,9 +143,10 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
         shapes.append(values.shape + weights.shape[1:])
         return klin.weighted_sum(values, weights)
 
-    route(monkeypatch, {"stacked_reduction.weighted_sum": kernel})
+    calls = route(monkeypatch, {"stacked_reduction.weighted_sum": kernel, "mle.fold_skip:base": kernel})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert "mle.fold_skip:base" in calls
     # the WHIR μ-combination (B = 1) and the stacked reduction's round 0 (C = 8) went through it
     assert any(s[2] == 1 and s[0] > 1 for s in shapes) and any(s[3] == 8 for s in shapes)
 

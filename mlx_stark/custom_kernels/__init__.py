@@ -61,6 +61,7 @@ _NATIVE = {
     "ntt.coset_lde": ("ntt", "coset_lde"),
     "mle.fold_lowest:ext": ("sumcheck", "fold_ext"),
     "mle.fold_lowest:base": ("sumcheck", "fold_base"),
+    "mle.fold_skip:base": ("linear", "weighted_sum"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),

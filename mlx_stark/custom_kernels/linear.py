@@ -1,11 +1,13 @@
 """Weighted-sum kernel: the native path of
-:func:`mlx_stark.prover.stacked_reduction.weighted_sum`,
+:func:`mlx_stark.prover.stacked_reduction.weighted_sum` and of base tables in
+:func:`mlx_stark.poly.mle.fold_skip`,
 ``out[a, b, c] = Σ_x values[a, x, b]·weights[x, c]`` over BabyBear.
 
 The stages call it in very different shapes: WHIR's μ-combination of the stacked columns
 (``A = 2^m`` rows, ``X`` = the stacked width, ``B = 1``), round 0 of the stacked reduction
 (``A`` = a few dozen slices, ``X = 2^ñ``, ``B = 2^l``, ``C = 8``) and WHIR's query weights
-(``A = 1``, ``X`` = the queries, ``B = 2^d``). One thread computes all ``C`` sums of one
+(``A = 1``, ``X`` = the queries, ``B = 2^d``) and the univariate-skip fold of a trace or stacked
+matrix (``A`` = its rows over ``2^l``, ``X = 2^l``, ``B`` = its width). One thread computes all ``C`` sums of one
 output ``(a, b)`` over a contiguous range of ``x``: consecutive threads take consecutive ``b``
 (coalesced reads when ``B`` is large; when ``B = 1`` a thread walks its own contiguous row),
 and every thread of a block reads the same weight row.

@@ -213,7 +213,8 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
     ``table``: ``(2^l·B, ...)`` base (``base=True``) or ``(2^l·B, ..., 4)`` extension, row
     ``i0 + 2^l·x`` holding the value at ``(ω_l^{i0}, x)``. Returns ``(B, ..., 4)`` with
     ``out[x] = q̂(z, x) = Σ_{i0} table[i0 + 2^l·x]·L_{i0}(z)`` (Lagrange basis of ``⟨ω_l⟩`` at
-    ``z``, host weights)."""
+    ``z``, host weights). A base table on a device with native kernels is one weighted sum
+    (:func:`mlx_stark.custom_kernels.linear.weighted_sum` with ``X = 2^l``)."""
     n = table.shape[0]
     blocks = n >> l
     if blocks << l != n:
@@ -222,6 +223,10 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
     weights = host.lagrange_basis(l, z)
     if base:
         w = ext.from_host(weights)
+        kernel = custom_kernels.native("mle.fold_skip:base")
+        if kernel is not None:  # one launch, no uint64 temporaries of the table's size
+            inner = math.prod(table.shape[1:])
+            return kernel(v.reshape(blocks, 1 << l, inner), w).reshape(blocks, *table.shape[1:], 4)
         parts = [_dot_base(w[g:g + 4], *(v[:, i] for i in range(g, min(g + 4, 1 << l))))
                  for g in range(0, 1 << l, 4)]
         if len(parts) == 1:
