@@ -11,8 +11,7 @@
 #   bash benchmarks/gpu_session.sh fresh     # fresh machine: the first proof (default settings)
 #                                            # of keccakf, logup and fib, each on its own
 #                                            # empty caches, with the
-#                                            # compile table; a warm-cache keccakf process; the
-#                                            # caches come back as cache.tgz
+#                                            # compile table; a warm-cache keccakf process
 #   bash benchmarks/gpu_session.sh after     # (after fresh) warm whole calls of this checkout:
 #                                            # keccakf (device and host trace), logup, fib; a
 #                                            # host profile of fib; the device tests of the newest
@@ -83,18 +82,18 @@ case "${1:-}" in
     done
     use_cache /tmp/msc-keccakf
     after warmcache-keccakf 90 python3 -m mlx_stark.cli warmup --workload keccakf --no-progress
-    tar czf "$out/cache.tgz" -C /tmp msc-keccakf msc-logup msc-fib
     ;;
   after)
     use_cache /tmp/msc-keccakf
     after after-keccakf 150 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
-    after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
     after after-logup 150 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
     after after-fib 150 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
     after duplex 60 python3 benchmarks/duplex_bench.py --out "$out/after-duplex.json"
-    after profile-fib 100 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
     after kernel-tests 200 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
-      tests/test_kernels_indexing.py tests/test_kernels_transcript.py tests/test_device_transcript.py tests/test_golden_fingerprints.py
+      tests/test_kernels_linear.py tests/test_kernels_indexing.py tests/test_kernels_transcript.py \
+      tests/test_device_transcript.py tests/test_golden_fingerprints.py
+    after profile-fib 100 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
+    after after-keccakf-host 150 python3 benchmarks/whole_call.py keccakf --host-trace --out "$out/after-keccakf-host.json"
     ;;
   before)
     use_cache /tmp/msc-keccakf
