@@ -17,6 +17,7 @@ from mlx_stark.hash.merkle import MerkleTree
 from mlx_stark.poly import eval_univariate, host, idft, mle_eval, mobius
 from mlx_stark.proof import StackingProof, WhirProof
 from mlx_stark.prover import whir as whir_prover
+from mlx_stark.prover.stacked_pcs import rs_messages
 from mlx_stark.prover.stacked_reduction import prove_stacked_reduction
 from mlx_stark.prover.whir import prove_whir
 from mlx_stark.transcript import Transcript
@@ -318,7 +319,7 @@ def test_fact_rows_of_a_leaf_group_are_coset_evaluations(inst, codewords):
     params, k = inst.params, inst.params.k_whir
     m, l0 = params.log_stacked_height, params.log_stacked_height + params.log_blowup
     pcs = inst.pcs[0]
-    msgs, code = np.array(pcs.msgs), np.array(pcs.codewords)
+    msgs, code = np.array(rs_messages(pcs.matrix, params.l_skip)), np.array(pcs.codewords)
     rng = random.Random(1)
     for col in range(pcs.width):
         idx = rng.randrange(1 << (l0 - k))

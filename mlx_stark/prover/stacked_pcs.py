@@ -29,9 +29,6 @@ class StackedPcsData:
     - ``layout``: the :class:`~mlx_stark.layout.StackedLayout` (pcs.md §6.2);
     - ``matrix``: the stacked matrix ``Q``, ``(2^m, W)`` uint32 (row ``i0 + 2^l·x`` is the prism
       point ``(ω_l^{i0}, x)``; the stacked reduction reads it);
-    - ``msgs``: the RS messages ``msg(q)`` of pcs.md §5.3, ``(2^m, W)`` uint32: column ``κ`` is
-      the multilinear *coefficient* table of ``F_κ`` (WHIR's initial ``f`` is
-      ``zeta(Σ_κ μ^κ msgs[:, κ])``);
     - ``codewords``: ``(2^{L0}, W)`` uint32, ``codewords[i, κ] = f̂_κ(ω_{L0}^i)``;
     - ``tree``: the :class:`~mlx_stark.hash.merkle.MerkleTree` over ``codewords`` (``2^k`` rows
       per query); ``commit`` its root (tuple of 8 ints).
@@ -39,7 +36,6 @@ class StackedPcsData:
 
     layout: StackedLayout
     matrix: mx.array
-    msgs: mx.array
     codewords: mx.array
     tree: MerkleTree
     commit: tuple
@@ -166,5 +162,8 @@ def stacked_commit(params: SystemParams, matrices, check_values: bool = True) ->
     with span("merkle_tree") as sp:
         tree = MerkleTree.commit(codewords, params.k_whir)
         sp.produced(*tree.layers)
-    return StackedPcsData(layout=layout, matrix=q, msgs=msgs, codewords=codewords, tree=tree,
+    # the RS messages are not kept: WHIR needs only their μ-combination, which is the
+    # messages of the μ-combined matrix (rs_messages is F-linear per column)
+    del msgs
+    return StackedPcsData(layout=layout, matrix=q, codewords=codewords, tree=tree,
                           commit=tuple(tree.root))

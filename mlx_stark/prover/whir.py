@@ -22,6 +22,7 @@ from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobe
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript, device_segment
+from .stacked_pcs import rs_messages
 from .stacked_reduction import weighted_sum
 from .sumcheck import fold_product_round, product_round_values
 
@@ -70,8 +71,9 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     """pcs.md §8.2, starting right after the stacking openings were observed.
 
     - ``pcs_datas``: the commitment list's
-      :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (``msgs`` ``(2^m, W_c)`` uint32 —
-      the multilinear coefficient tables of the stacked columns — and ``tree`` are read);
+      :class:`~mlx_stark.prover.stacked_pcs.StackedPcsData` (the stacked matrix ``Q``
+      ``(2^m, W_c)`` uint32, whose μ-combination's RS messages are WHIR's coefficient table,
+      and ``tree`` are read);
     - ``u_cube``: ``m`` host EF (:func:`mlx_stark.poly.host.u_cube` of the stacked
       reduction's ``u_prism``).
     """
@@ -89,14 +91,17 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     def rounds(dt):
         mu_witness = dt.grind(whir.mu_pow_bits)
         mu = dt.sample_ext()
-        widths = [pcs.msgs.shape[1] for pcs in pcs_datas]
+        widths = [pcs.matrix.shape[1] for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
         with span("prover.openings.whir.combine"):
-            coeffs, offset = ext.zeros((1 << m,)), 0
+            # Σ_κ μ^κ msg(Q_κ) = msg(Σ_κ μ^κ Q_κ), coefficient by coefficient of EF: the RS
+            # messages of one combined column instead of every column's, kept since the commit
+            combined, offset = ext.zeros((1 << m,)), 0
             for pcs, width in zip(pcs_datas, widths):
-                part = weighted_sum(pcs.msgs[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
-                coeffs = ext.add(coeffs, part[:, 0])
+                part = weighted_sum(pcs.matrix[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
+                combined = ext.add(combined, part[:, 0])
                 offset += width
+            coeffs = rs_messages(combined, params.l_skip)  # (2^m, 4): four base columns
         with span("prover.openings.whir.init"):
             f = zeta(coeffs)
             w = mobeq_table(u_cube)
