@@ -17,6 +17,8 @@
 #                                            # host profile of fib; the device tests of the newest
 #                                            # kernels
 #   bash benchmarks/gpu_session.sh before    # the same warm whole calls of .before/
+#   bash benchmarks/gpu_session.sh lite      # fresh machine, short on device time: the essentials
+#                                            # of the above in one call
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along); both share one
 # cache directory, so the second compiles only what differs. Every step has its own time limit
@@ -102,5 +104,21 @@ case "${1:-}" in
     before before-logup 130 logup --out "$out/before-logup.json"
     before before-keccakf 250 keccakf --out "$out/before-keccakf.json"
     ;;
-  *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before" >&2; exit 2 ;;
+  lite)  # one call on a fresh machine when device time is short: the first keccakf process is
+         # the cold start (its first_call_s and the step's wall time), then warm whole calls
+         # after and before, the device tests, the absorb alone, a host profile of fib
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
+    use_cache /tmp/msc-lite
+    after after-keccakf 150 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
+    after after-fib 100 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
+    after after-logup 100 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
+    after duplex 40 python3 benchmarks/duplex_bench.py --out "$out/after-duplex.json"
+    (cd .before && PYTHONPATH=/tmp/site:$PWD after before-duplex 40 python3 ../benchmarks/duplex_bench.py --out "$out/before-duplex.json")
+    before before-fib 150 fib --out "$out/before-fib.json"
+    after kernel-tests 120 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
+      tests/test_kernels_linear.py tests/test_golden_fingerprints.py
+    before before-logup 100 logup --out "$out/before-logup.json"
+    after profile-fib 60 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
+    ;;
+  *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before|lite" >&2; exit 2 ;;
 esac
