@@ -105,20 +105,23 @@ case "${1:-}" in
     before before-keccakf 250 keccakf --out "$out/before-keccakf.json"
     ;;
   lite)  # one call on a fresh machine when device time is short: the first keccakf process is
-         # the cold start (its first_call_s and the step's wall time), then warm whole calls
-         # after and before, the device tests, the absorb alone, a host profile of fib
+         # the cold start (its first_call_s and the step's wall time); warm whole calls with
+         # fusion off (our field kernels) and on, and of .before; the device tests, the absorb
+         # alone, a host profile of fib
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt"
     use_cache /tmp/msc-lite
-    after after-keccakf 150 python3 benchmarks/whole_call.py keccakf --out "$out/after-keccakf.json"
-    after after-fib 100 python3 benchmarks/whole_call.py fib --out "$out/after-fib.json"
-    after after-logup 100 python3 benchmarks/whole_call.py logup --out "$out/after-logup.json"
+    after after0-keccakf 150 env MLX_STARK_FUSE=0 python3 benchmarks/whole_call.py keccakf --out "$out/after0-keccakf.json"
+    after after0-fib 100 env MLX_STARK_FUSE=0 python3 benchmarks/whole_call.py fib --out "$out/after0-fib.json"
+    after after0-logup 100 env MLX_STARK_FUSE=0 python3 benchmarks/whole_call.py logup --out "$out/after0-logup.json"
     after duplex 40 python3 benchmarks/duplex_bench.py --out "$out/after-duplex.json"
     (cd .before && PYTHONPATH=/tmp/site:$PWD after before-duplex 40 python3 ../benchmarks/duplex_bench.py --out "$out/before-duplex.json")
-    before before-fib 150 fib --out "$out/before-fib.json"
-    after kernel-tests 120 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
+    after kernel-tests 120 env MLX_STARK_FUSE=0 python3 -m pytest -q -x -k "device or gpu" tests/test_kernels_elementwise.py \
       tests/test_kernels_linear.py tests/test_golden_fingerprints.py
+    after after1-fib 150 env MLX_STARK_FUSE=1 python3 benchmarks/whole_call.py fib --out "$out/after1-fib.json"
+    before before-fib 100 fib --out "$out/before-fib.json"
+    after after1-logup 100 env MLX_STARK_FUSE=1 python3 benchmarks/whole_call.py logup --out "$out/after1-logup.json"
     before before-logup 100 logup --out "$out/before-logup.json"
-    after profile-fib 60 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
+    after profile-fib 60 env MLX_STARK_FUSE=0 python3 benchmarks/profile_call.py fib --out "$out/profile-fib.txt"
     ;;
   *) echo "usage: gpu_session.sh cold|rest|cubin|fresh|after|before|lite" >&2; exit 2 ;;
 esac

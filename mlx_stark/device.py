@@ -5,7 +5,7 @@ Environment overrides:
 - ``MLX_STARK_KERNELS=auto|native|ops`` — custom kernels (``native``) or the pure MLX-ops
   reference (``ops``); ``auto`` uses native kernels where the running device has them.
 - ``MLX_STARK_FUSE=0|1`` — on CUDA with native kernels, whether :func:`fused` functions run as
-  ``mx.compile`` graphs (``1``) or as our kernels and plain ops (``0``, the default).
+  ``mx.compile`` graphs (``1``, :data:`FUSE_DEFAULT`) or as our kernels and plain ops (``0``).
 
 A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
 raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
@@ -107,14 +107,20 @@ def native_kernels_active() -> bool:
     return has_native
 
 
+# What fused() does on CUDA with native kernels when MLX_STARK_FUSE is unset. Fused graphs are
+# an NVRTC compile each on a machine's first proof; fusion off gives a fast first proof
+# (docs/tracking/cold-start.md). The default stays where the warm proofs were measured fastest.
+FUSE_DEFAULT = "1"
+
+
 def fusing() -> bool:
-    """Whether :func:`fused` functions run as ``mx.compile`` graphs. Not on CUDA with native
-    kernels (unless ``MLX_STARK_FUSE=1``): there each distinct fused graph is an NVRTC compile
-    of MLX's headers, 5-35 s on a machine's first proof, and the field arithmetic runs as our
-    own kernels instead, one launch per call (docs/tracking/cold-start.md)."""
+    """Whether :func:`fused` functions run as ``mx.compile`` graphs: always on CPU and Metal;
+    on CUDA with native kernels per ``MLX_STARK_FUSE`` (``1``: fused; ``0``: the field
+    arithmetic as our own kernels, one launch per call, and plain ops: no fused-graph compile,
+    each of which costs 5-35 s of a machine's first proof)."""
     if backend() != "cuda" or not native_kernels_active():
         return True
-    fuse = os.environ.get("MLX_STARK_FUSE", "0").strip() or "0"
+    fuse = os.environ.get("MLX_STARK_FUSE", FUSE_DEFAULT).strip() or FUSE_DEFAULT
     if fuse not in ("0", "1"):
         raise ConfigError(f"MLX_STARK_FUSE must be 0 or 1, got {fuse!r}")
     return fuse == "1"

@@ -222,8 +222,9 @@ def test_device_rs_code_matrix(reference, log_h, width, l_skip, beta):
 
 def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
     """``device.fused``: compiled (traced once per shape) on CPU and Metal, and on CUDA with
-    native kernels only with ``MLX_STARK_FUSE=1``; there by default the registered native
-    kernel runs, and plain MLX ops where it declines the arguments (returns None)."""
+    native kernels unless ``MLX_STARK_FUSE`` is the other setting than ``FUSE_DEFAULT``; with
+    ``MLX_STARK_FUSE=0`` the registered native kernel runs, and plain MLX ops where it declines
+    the arguments (returns None)."""
     from mlx_stark import custom_kernels, device
     traced, kernel_calls = [], []
 
@@ -248,12 +249,14 @@ def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
         monkeypatch.setattr(device, "backend", lambda: "cuda")
         monkeypatch.setattr(device, "native_kernels_active", lambda: True)
         monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "bb.add" else None)
+        monkeypatch.delenv("MLX_STARK_FUSE", raising=False)
+        assert device.fusing() == (device.FUSE_DEFAULT == "1")
         monkeypatch.setenv("MLX_STARK_FUSE", "1")
-        assert f(x).tolist() == [2, 3] and len(traced) == traces  # fused on request
-        monkeypatch.delenv("MLX_STARK_FUSE")
+        assert f(x).tolist() == [2, 3] and len(traced) == traces  # fused
+        monkeypatch.setenv("MLX_STARK_FUSE", "0")
         for _ in range(2):
             assert f(x).tolist() == [2, 3]
-        assert len(traced) == traces + 2  # plain ops by default
+        assert len(traced) == traces + 2  # plain ops
         assert g(x).tolist() == [2, 3] and kernel_calls == [(2,)] and len(traced) == traces + 2
         y = mx.array([1, 2, 3], dtype=mx.uint32)
         assert g(y).tolist() == [2, 3, 4] and len(traced) == traces + 3  # declined: plain ops
