@@ -1,5 +1,6 @@
 """Field arithmetic as one kernel per call: the native paths of the elementwise functions of
-:mod:`mlx_stark.field.bb` and :mod:`mlx_stark.field.ext` on CUDA.
+:mod:`mlx_stark.field.bb` and :mod:`mlx_stark.field.ext` on CUDA with fusion off
+(``MLX_STARK_FUSE=0``, :func:`mlx_stark.device.fusing`).
 
 Between its kernels the native prover still does small field arithmetic in MLX ops (challenge
 powers, eq tables, folds of per-round arrays). MLX runs an extension-field product as ~50
