@@ -5,7 +5,7 @@ Environment overrides:
 - ``MLX_STARK_KERNELS=auto|native|ops`` — custom kernels (``native``) or the pure MLX-ops
   reference (``ops``); ``auto`` uses native kernels where the running device has them.
 - ``MLX_STARK_FUSE=0|1`` — on CUDA with native kernels, whether :func:`fused` functions run as
-  ``mx.compile`` graphs (``1``, :data:`FUSE_DEFAULT`) or as our kernels and plain ops (``0``).
+  ``mx.compile`` graphs (``1``) or as our kernels and plain ops (``0``, :data:`FUSE_DEFAULT`).
 
 A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
 raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
@@ -107,10 +107,11 @@ def native_kernels_active() -> bool:
     return has_native
 
 
-# What fused() does on CUDA with native kernels when MLX_STARK_FUSE is unset. Fused graphs are
-# an NVRTC compile each on a machine's first proof; fusion off gives a fast first proof
-# (docs/tracking/cold-start.md). The default stays where the warm proofs were measured fastest.
-FUSE_DEFAULT = "1"
+# What fused() does on CUDA with native kernels when MLX_STARK_FUSE is unset: our field
+# kernels and plain ops. Measured on one H100 (docs/tracking/cold-start.md): warm fib 2^20 0.217 s
+# against 0.33-0.37 s fused, LogUp x65536 0.329 against 0.41 s, and no fused-graph compiles
+# (each 5-35 s of a machine's first proof).
+FUSE_DEFAULT = "0"
 
 
 def fusing() -> bool:
