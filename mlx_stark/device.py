@@ -65,15 +65,21 @@ def set_device(name: str) -> None:
     mx.set_default_device(mx.gpu if name == "gpu" else mx.cpu)
 
 
-def backend() -> str:
-    """``metal``, ``cuda`` or ``cpu``: what the current default device runs on."""
-    if mx.default_device().type == mx.DeviceType.cpu:
-        return "cpu"
+@functools.lru_cache(maxsize=None)
+def _gpu_backend() -> str:
+    """What MLX's GPU device runs on (fixed for the process)."""
     if mx.metal.is_available():
         return "metal"
     if mx.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def backend() -> str:
+    """``metal``, ``cuda`` or ``cpu``: what the current default device runs on."""
+    if mx.default_device().type == mx.DeviceType.cpu:
+        return "cpu"
+    return _gpu_backend()
 
 
 def available_devices() -> list[str]:
@@ -139,9 +145,9 @@ def fused(fn=None, *, native: str | None = None):
     def call(*args):
         if fusing():
             return compiled(*args)
-        if native is not None:
+        if native is not None:  # fusion is off only where the native path is active
             from . import custom_kernels
-            out = custom_kernels.native(native)(*args)
+            out = custom_kernels.resolve(native)(*args)
             if out is not None:
                 return out
         return fn(*args)

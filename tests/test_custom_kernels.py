@@ -248,7 +248,7 @@ def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
         assert f(x).tolist() == [2, 3] and len(traced) == traces
         monkeypatch.setattr(device, "backend", lambda: "cuda")
         monkeypatch.setattr(device, "native_kernels_active", lambda: True)
-        monkeypatch.setattr(custom_kernels, "native", lambda op: kernel if op == "bb.add" else None)
+        monkeypatch.setattr(custom_kernels, "resolve", lambda op: kernel if op == "bb.add" else None)
         monkeypatch.delenv("MLX_STARK_FUSE", raising=False)
         assert device.fusing() == (device.FUSE_DEFAULT == "1")
         monkeypatch.setenv("MLX_STARK_FUSE", "1")

@@ -84,8 +84,20 @@ def native(operation: str):
         raise KeyError(f"unknown kernel operation {operation!r}; known: {OPERATIONS}")
     if not device.native_kernels_active():
         return None
-    module, attr = _NATIVE[operation]
-    return getattr(importlib.import_module(f".{module}", __name__), attr)
+    return resolve(operation)
+
+
+_RESOLVED: dict = {}
+
+
+def resolve(operation: str):
+    """The kernel-backed function of a registered ``operation``, whatever the device (callers
+    that know the native path is active: :func:`mlx_stark.device.fused`)."""
+    fn = _RESOLVED.get(operation)
+    if fn is None:
+        module, attr = _NATIVE[operation]
+        fn = _RESOLVED[operation] = getattr(importlib.import_module(f".{module}", __name__), attr)
+    return fn
 
 
 @dataclass(frozen=True)
@@ -199,4 +211,4 @@ def precompile(sources: list) -> int:
         return sum(pool.map(one, sources))
 
 
-__all__ = ["native", "fixed_sources", "precompile", "params", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
+__all__ = ["native", "resolve", "fixed_sources", "precompile", "params", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]

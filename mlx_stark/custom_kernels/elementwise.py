@@ -135,18 +135,28 @@ def apply(op: str, *operands) -> Optional[mx.array]:
             shapes.append(tuple(a.shape[:-1]))
         else:
             shapes.append(tuple(a.shape))
-    planned = plan(tuple(shapes))
+    planned = _launch_plan(tuple(shapes))
     if planned is None:
         return None
-    out_shape, total, words = planned
+    out_shape, total, params, threads = planned
     full = out_shape + ((4,) if result == "e" else ())
     if total == 0:
         return mx.zeros(full, dtype=U32)
-    blocks = plan_blocks(total)
-    params = mx.array(words + (blocks * THREADS,), dtype=U32)
     width = 4 if result == "e" else 1
-    return launch(source(op), list(operands) + [params], (blocks * THREADS, 1), THREADS,
+    return launch(source(op), list(operands) + [params], (threads, 1), THREADS,
                   [(total * width,)])[0].reshape(full)
+
+
+@lru_cache(maxsize=4096)
+def _launch_plan(shapes: Tuple[Tuple[int, ...], ...]):
+    """:func:`plan` with the launch's thread count and its parameter array, made once per shape
+    combination (a small proof makes ~1,400 of these calls: the array is host overhead)."""
+    planned = plan(shapes)
+    if planned is None:
+        return None
+    out_shape, total, words = planned
+    threads = plan_blocks(total) * THREADS
+    return out_shape, total, mx.array(words + (threads,), dtype=U32), threads
 
 
 def _bind(op: str):
