@@ -63,6 +63,21 @@ def _shifts(n: int, count: int) -> list:
 
 
 # ---------------------------------------------------------------- host
+@pytest.mark.parametrize("lead, n", [((7, 5), 8), ((33,), 4), ((2, 3, 2), 16)])
+def test_ops_chunks_equal_one_pass(monkeypatch, lead, n):
+    """The ops path extends large inputs a chunk of rows at a time (uneven last chunk, several
+    leading axes); the result equals one pass over all rows and the naive interpolation."""
+    shifts = [GENERATOR, pow(GENERATOR, 2, P), 0]
+    values = bb.random(lead + (n,), n + len(lead))
+    whole = np.array(pntt.coset_lde_ops(values, shifts))
+    monkeypatch.setattr(pntt, "_LDE_OPS_CHUNK_ELEMS", 3 * n * 4)  # 4 rows per chunk
+    chunked = np.array(pntt.coset_lde_ops(values, shifts))
+    assert chunked.shape == lead + (3, n) and np.array_equal(chunked, whole)
+    flat, rows = np.array(values).reshape(-1, n), chunked.reshape(-1, 3, n)
+    for r in (0, flat.shape[0] - 1):
+        assert rows[r].tolist() == _naive(flat[r].tolist(), shifts)
+
+
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
 def test_matches_naive_interpolation(n):
     shifts = [GENERATOR, pow(GENERATOR, 2, P), 1, 0, pow(two_adic_generator(3), 5, P)]

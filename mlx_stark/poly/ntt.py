@@ -162,12 +162,33 @@ def _shift_powers(n: int, shifts: tuple) -> mx.array:
     return mx.array([[pow(s, j, P) for j in range(n)] for s in shifts], dtype=U32)
 
 
+# Output elements of one chunk of :func:`coset_lde_ops`: its transforms' temporaries are ~10x
+# their output, so larger inputs are extended a chunk of rows at a time.
+_LDE_OPS_CHUNK_ELEMS = 1 << 22
+
+
 def coset_lde_ops(values: mx.array, shifts: Sequence[int]) -> mx.array:
     """:func:`coset_lde` with MLX ops (the reference): coefficients by :func:`idft`, scaled by
-    ``s^j`` per coset, evaluated by :func:`dft`. Arguments as checked by :func:`coset_lde`."""
-    n = values.shape[-1]
-    coeffs = idft(values.astype(U32), axis=-1)
-    return dft(bb.mul(coeffs[..., None, :], _shift_powers(n, tuple(shifts))), axis=-1)
+    ``s^j`` per coset, evaluated by :func:`dft`. Arguments as checked by :func:`coset_lde`.
+    The leading rows go in chunks of at most ``_LDE_OPS_CHUNK_ELEMS`` output elements, each
+    evaluated into a preallocated output before the next is built."""
+    n, e = values.shape[-1], len(shifts)
+    powers = _shift_powers(n, tuple(shifts))
+
+    def extend(rows: mx.array) -> mx.array:
+        return dft(bb.mul(idft(rows.astype(U32), axis=-1)[..., None, :], powers), axis=-1)
+
+    lead = values.shape[:-1]
+    rows = math.prod(lead)
+    step = max(1, _LDE_OPS_CHUNK_ELEMS // (e * n))
+    if rows <= step:
+        return extend(values)
+    flat = values.reshape(rows, n)
+    out = mx.zeros((rows, e, n), dtype=U32)
+    for a in range(0, rows, step):
+        out[a:a + step] = extend(flat[a:a + step])
+        wait(out)  # frees the chunk's temporaries (written in place: nothing else holds out)
+    return out.reshape(lead + (e, n))
 
 
 def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
