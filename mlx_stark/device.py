@@ -127,10 +127,14 @@ def fusing() -> bool:
     each of which costs 5-35 s of a machine's first proof)."""
     if backend() != "cuda" or not native_kernels_active():
         return True
+    return _fuse_env() == "1"
+
+
+def _fuse_env() -> str:
     fuse = os.environ.get("MLX_STARK_FUSE", FUSE_DEFAULT).strip() or FUSE_DEFAULT
     if fuse not in ("0", "1"):
         raise ConfigError(f"MLX_STARK_FUSE must be 0 or 1, got {fuse!r}")
-    return fuse == "1"
+    return fuse
 
 
 def fused(fn=None, *, native: str | None = None):
@@ -156,8 +160,10 @@ def fused(fn=None, *, native: str | None = None):
 
 
 def check_env() -> None:
-    """Raise now the :class:`ConfigError` that a bad setting would raise in the first proof."""
+    """Raise now the :class:`ConfigError` that a bad setting would raise in the first proof
+    (``MLX_STARK_FUSE`` is checked on every device, though only CUDA reads it)."""
     native_kernels_active()
+    _fuse_env()
 
 
 def compiler_warning() -> str | None:

@@ -263,5 +263,10 @@ def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
         monkeypatch.setenv("MLX_STARK_FUSE", "yes")
         with pytest.raises(ConfigError, match="MLX_STARK_FUSE"):
             f(x)
+        monkeypatch.undo()  # the CPU again: the bad value is still refused up front
+        monkeypatch.setenv("MLX_STARK_FUSE", "yes")
+        with pytest.raises(ConfigError, match="MLX_STARK_FUSE must be 0 or 1"):
+            device.check_env()
+        assert "MLX_STARK_FUSE" in device.info()["config_error"]
     finally:
         mx.set_default_device(prev)
