@@ -38,7 +38,7 @@ def main() -> None:
     prof.disable()
     text = io.StringIO()
     for key in ("tottime", "cumulative"):
-        pstats.Stats(prof, stream=text).sort_stats(key).print_stats(45)
+        pstats.Stats(prof, stream=text).strip_dirs().sort_stats(key).print_stats(45)  # no machine paths
     if args.out:
         Path(args.out).write_text(text.getvalue())
     else:
