@@ -215,8 +215,9 @@ def test_device_ntt(reference):
 @pytest.mark.parametrize("log_h, width, l_skip, beta", [(12, 42, 4, 1), (8, 3, 2, 2), (5, 1, 0, 1), (10, 9, 3, 3)])
 def test_device_rs_code_matrix(reference, log_h, width, l_skip, beta):
     q = bb.random((1 << log_h, width), log_h)
-    msgs, codewords = stacked_pcs.rs_code_matrix(q, l_skip, beta)
-    msgs_ref, codewords_ref = reference(lambda: stacked_pcs.rs_code_matrix(q, l_skip, beta))
+    msgs, codewords = stacked_pcs.rs_messages(q, l_skip), stacked_pcs.rs_code_matrix(q, l_skip, beta)
+    msgs_ref = reference(lambda: stacked_pcs.rs_messages(q, l_skip))
+    codewords_ref = reference(lambda: stacked_pcs.rs_code_matrix(q, l_skip, beta))
     assert arrays_equal(msgs, msgs_ref) and arrays_equal(codewords, codewords_ref)
 
 

@@ -137,7 +137,7 @@ def test_rs_code_matrix_matches_naive(on_device, l, m, log_blowup, chunked, monk
     if chunked:  # the ops path's column chunks: one column at a time
         monkeypatch.setattr(stacked_pcs, "_OPS_CHUNK_ELEMS", 1)
     q = bb.random((1 << m, 3), seed=l * 10 + m)
-    msgs, code = rs_code_matrix(q, l, log_blowup)
+    msgs, code = stacked_pcs.rs_messages(q, l), rs_code_matrix(q, l, log_blowup)
     qn, mn, cn = np.array(q), np.array(msgs), np.array(code)
     big = m + log_blowup
     w = two_adic_generator(big)
@@ -164,7 +164,7 @@ def _prism_eval(column, l, u0, us):
 def test_msg_identity_mobeq(on_device, l, n):
     """Σ_b F_q(b)·MobEq(u, b) = q̂(u_0, u_1..u_n) with u = u_cube (pcs.md §5.3)."""
     q = bb.random((1 << (l + n), 2), seed=5 * l + n)
-    msgs, _ = rs_code_matrix(q, l, 1)
+    msgs = stacked_pcs.rs_messages(q, l)
     hyper = zeta(msgs)  # F_q on the hypercube
     u0 = EF(*(RNG.randrange(P) for _ in range(4)))
     us = [EF(*(RNG.randrange(P) for _ in range(4))) for _ in range(n)]
@@ -203,7 +203,7 @@ def test_stacked_commit_structure(on_device):
     lay = layout_of(params, mats)
     assert data.layout == lay and data.width == lay.width == 2
     q = stacked_matrix(lay, mats)
-    _, code = rs_code_matrix(q, 2, 1)
+    code = rs_code_matrix(q, 2, 1)
     assert np.array_equal(np.array(data.matrix), np.array(q))
     assert not hasattr(data, "msgs")  # WHIR derives what it needs from Q (test_whir.py)
     assert data.codewords.shape == (128, 2)

@@ -18,14 +18,14 @@ from those. Every result is canonical and equal to the MLX-ops reference.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Optional, Sequence, Tuple
 
 import mlx.core as mx
 import numpy as np
 
 from ..field.bb import U32
-from . import KernelSource, launch
+from . import KernelSource, launch, params
 from .prelude import EXTENSION
 from .sizing import THREADS, plan_blocks
 
@@ -84,7 +84,6 @@ def _contiguous_strides(shape: Tuple[int, ...]) -> list:
     return strides[::-1]
 
 
-@lru_cache(maxsize=4096)
 def plan(shapes: Tuple[Tuple[int, ...], ...]) -> Optional[Tuple[tuple, int, tuple]]:
     """``(out_shape, total, params)`` for operands of element shapes ``shapes`` (NumPy
     broadcasting), with ``params`` the kernel's words before its loop stride; ``None`` where
@@ -138,12 +137,12 @@ def apply(op: str, *operands) -> Optional[mx.array]:
     planned = _launch_plan(tuple(shapes))
     if planned is None:
         return None
-    out_shape, total, params, threads = planned
+    out_shape, total, words, threads = planned
     full = out_shape + ((4,) if result == "e" else ())
     if total == 0:
         return mx.zeros(full, dtype=U32)
     width = 4 if result == "e" else 1
-    return launch(source(op), list(operands) + [params], (threads, 1), THREADS,
+    return launch(source(op), list(operands) + [words], (threads, 1), THREADS,
                   [(total * width,)])[0].reshape(full)
 
 
@@ -156,19 +155,12 @@ def _launch_plan(shapes: Tuple[Tuple[int, ...], ...]):
         return None
     out_shape, total, words = planned
     threads = plan_blocks(total) * THREADS
-    return out_shape, total, mx.array(words + (threads,), dtype=U32), threads
+    return out_shape, total, params(*words, threads), threads
 
 
-def _bind(op: str):
-    def run(*operands):
-        return apply(op, *operands)
-    run.__name__ = op
-    run.__doc__ = f"The ``{op}`` kernel (see :func:`apply`): the result, or ``None`` for the reference."
-    return run
-
-
-add, sub, neg, mul, mont_mul, halve = (_bind(op) for op in ("add", "sub", "neg", "mul", "mont_mul", "halve"))
-ext_mul, ext_mul_base = _bind("ext_mul"), _bind("ext_mul_base")
+# the registry's functions (custom_kernels._NATIVE): the result, or None for the reference
+add, sub, neg, mul, mont_mul, halve, ext_mul, ext_mul_base = (
+    partial(apply, op) for op in ("add", "sub", "neg", "mul", "mont_mul", "halve", "ext_mul", "ext_mul_base"))
 
 
 def sources() -> Sequence[KernelSource]:

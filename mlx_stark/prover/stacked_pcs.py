@@ -117,25 +117,22 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
     ``codewords[i, κ] = Σ_j msgs[j, κ]·ω_{L0}^{i·j}`` for ``i < 2^{L0}``, ``L0 = m + log_blowup``
     (:func:`mlx_stark.poly.ntt.lde`).
 
-    ``matrix``: ``(2^m, W)`` uint32 (``m >= l_skip``). Returns ``(msgs, codewords)``:
-    ``(2^m, W)`` and ``(2^{m + log_blowup}, W)`` uint32."""
+    ``matrix``: ``(2^m, W)`` uint32 (``m >= l_skip``). Returns the codewords
+    ``(2^{m + log_blowup}, W)`` uint32; the messages are not kept (WHIR takes the messages of
+    the μ-combined matrix: :func:`rs_messages` is F-linear per column)."""
     height, width = matrix.shape
     if height & (height - 1) or height < (1 << l_skip):
         raise InvalidInputError(f"stacked height {height} is not a power of two >= 2^{l_skip}")
     step = max(1, _OPS_CHUNK_ELEMS // (height << log_blowup))
     if custom_kernels.native("ntt.transform") is not None or step >= width:
-        msgs = rs_messages(matrix, l_skip)
-        return msgs, ntt.lde(msgs, log_blowup)
+        return ntt.lde(rs_messages(matrix, l_skip), log_blowup)
     # MLX ops: the transforms' temporaries are several times their input, so encode a few
-    # columns at a time into preallocated outputs (written in place: nothing else holds them)
-    msgs = mx.zeros((height, width), dtype=U32)
+    # columns at a time into a preallocated output (written in place: nothing else holds it)
     codewords = mx.zeros((height << log_blowup, width), dtype=U32)
     for a in range(0, width, step):
-        m = rs_messages(matrix[:, a:a + step], l_skip)
-        msgs[:, a:a + step] = m
-        codewords[:, a:a + step] = ntt.lde(m, log_blowup)
-        wait(msgs, codewords)  # frees the chunk's temporaries (the ops path syncs per transform anyway)
-    return msgs, codewords
+        codewords[:, a:a + step] = ntt.lde(rs_messages(matrix[:, a:a + step], l_skip), log_blowup)
+        wait(codewords)  # frees the chunk's temporaries (the ops path syncs per transform anyway)
+    return codewords
 
 
 def stacked_commit(params: SystemParams, matrices, check_values: bool = True) -> StackedPcsData:
@@ -157,13 +154,10 @@ def stacked_commit(params: SystemParams, matrices, check_values: bool = True) ->
             raise InvalidInputError("matrix entries must be canonical field elements (< p)")
         sp.produced(q)
     with span("rs_code_matrix") as sp:
-        msgs, codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
-        sp.produced(msgs, codewords)
+        codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
+        sp.produced(codewords)
     with span("merkle_tree") as sp:
         tree = MerkleTree.commit(codewords, params.k_whir)
         sp.produced(*tree.layers)
-    # the RS messages are not kept: WHIR needs only their μ-combination, which is the
-    # messages of the μ-combined matrix (rs_messages is F-linear per column)
-    del msgs
     return StackedPcsData(layout=layout, matrix=q, codewords=codewords, tree=tree,
                           commit=tuple(tree.root))
