@@ -3,7 +3,8 @@
 The root is ``MLX_STARK_CACHE``, else ``~/.cache/mlx-stark`` (a user's cache directory, which
 machines keep, unlike the system temp directory that MLX uses by default). Under it:
 
-- ``ptx/``: MLX's CUDA kernels after NVRTC (``MLX_PTX_CACHE_DIR``), ours and MLX's fused ops;
+- ``cubin/``: our CUDA kernels as cubins (:mod:`mlx_stark.custom_kernels.cubin`);
+- ``ptx/``: MLX's own CUDA kernels after NVRTC (``MLX_PTX_CACHE_DIR``: fused ops, where fusion is on);
 - ``cuda/``: the CUDA driver's PTX→SASS cache (``CUDA_CACHE_PATH``), raised to 4 GiB
   (``CUDA_CACHE_MAXSIZE``; the driver's default is far below a workload's kernels);
 - the native host Poseidon2 library (:mod:`mlx_stark.hash.host_native`).

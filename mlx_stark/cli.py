@@ -211,12 +211,10 @@ def _run(workload, runs, warmup, verify, json_path, trace_path, proof_path, prog
 
 def _compile_notice(name: str) -> None:
     """On a GPU the first proof compiles kernels (minutes on a fresh machine): say so."""
-    import os
-
-    from . import device
+    from . import cache, device
 
     if device.backend() in ("cuda", "metal"):
-        where = os.environ.get("MLX_PTX_CACHE_DIR") if device.backend() == "cuda" else None
+        where = cache.root() if device.backend() == "cuda" else None
         click.echo(f"{name}: compiling kernels, first run only"
                    + (f" (cached in {where}; `mlx-stark warmup` does it ahead)" if where else ""),
                    err=True)
@@ -331,14 +329,14 @@ def warmup(workload, permutations, scale, log_height, device_name, progress):
     pk, _ = keygen(w.airs, w.params)
     _compile_notice(w.name)
     t = time.perf_counter()
-    from . import custom_kernels, device
-    if device.native_kernels_active():
-        n = custom_kernels.precompile(custom_kernels.fixed_sources())
-        if n:
-            click.echo(f"{n} fixed kernels compiled or cached in {time.perf_counter() - t:.1f} s", err=True)
+    from . import custom_kernels
+    # the proof compiles every kernel it needs, and the fixed ones, in parallel from its start
     with _Progress(w.name, 1, 0, progress) as p, tracing.timing():
         prove(pk, w.inputs)
         p.run_done(0, 1, time.perf_counter() - t)
+    n = custom_kernels.precompiled()
+    if n:
+        click.echo(f"{n} kernels compiled or cached", err=True)
     click.echo(f"{w.name}: ready in {time.perf_counter() - t:.1f} s")
     for name, d in cache.dirs().items():
         click.echo(f"  cache {name:>4}: {d['path']} ({d['bytes'] / 2**20:.1f} MiB)")

@@ -189,26 +189,53 @@ def fixed_sources() -> list:
                sumcheck.query_weights_source(), indexing.take_source(), indexing.scatter_source()])
 
 
-def precompile(sources: list) -> int:
-    """Compile ``sources`` for the running device ahead of their first launch, concurrently
-    (NVRTC releases the interpreter while it compiles; one thread per core). CUDA with the
-    cubin cache only; returns how many were compiled or found cached (0 elsewhere)."""
+def compiles_ahead() -> bool:
+    """Whether :func:`precompile` can compile ahead here: CUDA with the cubin cache usable."""
     if device.backend() != "cuda":
+        return False
+    from . import cubin
+    return cubin.usable_arch() is not None
+
+
+_POOL: list = []  # the background compile pool, made on first use
+_SUBMITTED: dict = {}  # source -> Future of its compile in this process
+
+
+def precompile(sources: list, wait: bool = True) -> int:
+    """Compile ``sources`` for the running device ahead of their first launch, concurrently
+    (NVRTC releases the interpreter while it compiles; one thread per core), each at most once
+    per process. CUDA with the cubin cache only. ``wait``: block until done and return how many
+    were compiled or found cached; otherwise return at once (0), the compiles going on in the
+    background while the caller launches (a launch of a kernel still compiling waits for it,
+    :func:`.cubin.cached_cubin`)."""
+    if not compiles_ahead():
         return 0
     from . import cubin
     arch = cubin.usable_arch()
-    if arch is None:
-        return 0
 
     def one(src):
         try:
             cubin.build(src.mangled(), src.input_names, src.output_names, *render(src, "cuda"), arch)
             return 1
         except cubin.CompileError:
-            return 0  # the launch will warn and fall back, as without warmup
+            return 0  # the launch will warn and fall back, as without precompiling
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return sum(pool.map(one, sources))
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                        thread_name_prefix="mlx-stark-compile"))
+    futures = []
+    for src in sources:
+        fut = _SUBMITTED.get(src)
+        if fut is None:
+            fut = _SUBMITTED[src] = _POOL[0].submit(one, src)
+        futures.append(fut)
+    return sum(f.result() for f in futures) if wait else 0
 
 
-__all__ = ["native", "resolve", "fixed_sources", "precompile", "params", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]
+def precompiled() -> int:
+    """Wait for every compile :func:`precompile` took in this process; how many kernels were
+    compiled or found cached."""
+    return sum(f.result() for f in list(_SUBMITTED.values()))
+
+
+__all__ = ["native", "resolve", "fixed_sources", "precompile", "precompiled", "compiles_ahead", "params", "OPERATIONS", "KernelSource", "render", "launch", "DIALECTS"]

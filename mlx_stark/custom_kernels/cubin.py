@@ -21,6 +21,7 @@ import hashlib
 import os
 import sys
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,7 @@ typedef long long int64_t;
 
 _LOCK = threading.Lock()
 _STATE: dict = {}  # "nvrtc" / "arch" -> loaded library / "sm_XY", or None once found missing
+_PENDING: dict = {}  # cubin path -> Future of the compile of it running in this process
 
 
 def enabled() -> bool:
@@ -145,24 +147,45 @@ def compile_cubin(source: str, name: str, arch: str, lib=None) -> bytes:
 
 def cached_cubin(source: str, name: str, arch: str) -> bytes:
     """The cubin of ``source`` for ``arch``: read from the cache folder, else compiled and
-    written there (atomically: concurrent processes may compile the same kernel)."""
+    written there."""
     lib = nvrtc()
     if lib is None:
         raise CompileError("NVRTC is not available")
     key = hashlib.sha256(f"{arch}\0{nvrtc_version(lib)}\0{source}".encode()).hexdigest()[:24]
-    folder = cache.root() / "cubin"
-    path = folder / f"{name}_{key}.cubin"
-    if path.is_file():
+    path = cache.root() / "cubin" / f"{name}_{key}.cubin"
+    # one compile per kernel in this process: a launch that needs a kernel the background
+    # compiles (custom_kernels.precompile) waits for that compile rather than repeating it
+    with _LOCK:
+        pending = _PENDING.get(path)
+        mine = pending is None and not path.is_file()
+        if mine:
+            pending = _PENDING[path] = Future()
+    if pending is None:
         return path.read_bytes()
-    data = compile_cubin(source, name, arch, lib)
+    if not mine:
+        return pending.result()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        data = compile_cubin(source, name, arch, lib)
+        _store(path, data)
+        pending.set_result(data)
+        return data
+    except BaseException as e:
+        pending.set_exception(e)
+        raise
+    finally:
+        with _LOCK:
+            del _PENDING[path]
+
+
+def _store(path: Path, data: bytes) -> None:
+    """Write a cubin atomically (concurrent processes may compile the same kernel)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache still gives a working (uncached) kernel
-    return data
 
 
 def usable_arch() -> str | None:

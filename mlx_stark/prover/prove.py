@@ -22,6 +22,7 @@ from ..poly.host import u_cube
 from ..proof.stark import Proof, TraceVData
 from ..tracing import read, span
 from ..transcript import Transcript
+from . import precompile
 from .batch_constraints import prove_zerocheck_and_logup
 from .stacked_pcs import stacked_commit
 from .stacked_reduction import prove_stacked_reduction
@@ -55,6 +56,9 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
         with span("prover.validate"):
             present = _validate(pk, inputs)
         traces = [present[a] for a in trace_order({a: t.log_height for a, t in present.items()})]
+        with span("prover.precompile"):
+            # a process's first proof: every kernel compiles in the background from here on
+            precompile.start(pk, traces)
         transcript = Transcript()
         transcript.observe_commit(pk.vk_pre_hash)
 

@@ -123,8 +123,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
         # 8. multilinear rounds, and 11. the openings (observed in the rounds' segment)
         with span("prover.rap_constraints.mle_rounds"):
             claim = horner(s0, r0)
-            forms = [[tr.constraint_form(lam_powers)] + tr.interaction_forms(e3, beta)
-                     for tr, e3 in zip(trs, eq3b)]
+            forms = [tr.round_forms(lam_powers, e3, beta) for tr, e3 in zip(trs, eq3b)]
             round_polys, rs, openings = prove_mle_rounds(transcript, trs, tables, forms, l_skip,
                                                          degree, xi, mu_pows, claim, r0)
 

@@ -63,15 +63,22 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     if kernel is not None:
         values = kernel(tr.leaves, forms, table, colmap, degree)
     else:
-        v = arrays.take(table, colmap).reshape(len(tr.needed), m, 2, 4)
-        diff = ext.sub(v[:, :, 1], v[:, :, 0])
-        points = [v[:, :, 1]]
-        for _ in range(degree - 1):
-            points.append(ext.add(points[-1], diff))
-        tx = mx.stack(points, axis=1).reshape(len(tr.needed), degree * m, 4)  # X = 1..d
-        values = tr.evaluator.evaluate(forms, tx, base=False)
+        values = tr.evaluator.evaluate(forms, line_points(table, colmap, degree), base=False)
     values = mx.stack(values).reshape(3, degree, m, 4)
     return bb.sum(ext.mul(values, weights), axis=2)
+
+
+def line_points(table: mx.array, colmap: mx.array, degree: int) -> mx.array:
+    """The points a multilinear round evaluates: ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])`` for
+    the columns ``colmap`` ``(Wn,)`` of the column-major table ``(W_tot, 2M, 4)``, at
+    ``X = 1..degree``: ``(Wn, degree·M, 4)`` uint32, points in ``(X, y)`` order."""
+    wn, m = colmap.shape[0], table.shape[1] // 2
+    v = arrays.take(table, colmap).reshape(wn, m, 2, 4)
+    diff = ext.sub(v[:, :, 1], v[:, :, 0])
+    points = [v[:, :, 1]]
+    for _ in range(degree - 1):
+        points.append(ext.add(points[-1], diff))
+    return mx.stack(points, axis=1).reshape(wn, degree * m, 4)
 
 
 def _combine(vals: mx.array, ts: List[int], zc: mx.array, lu: mx.array, mu_pows: List[EF],

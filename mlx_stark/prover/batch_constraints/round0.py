@@ -54,6 +54,24 @@ class Round0:
     sum_q: EF = EF.zero()
 
 
+def _checks(tr: TraceData) -> tuple:
+    """``(zerocheck, check_on_d, logup)``: the constraints through the quotient on the cosets
+    (degree ≥ 2), the constraints checked on ``D`` (degree ≤ 1), the LogUp sums."""
+    zerocheck = bool(tr.dag.constraint_idx) and tr.degree >= 2
+    check_on_d = bool(tr.dag.constraint_idx) and not zerocheck
+    return zerocheck, check_on_d, tr.num_interactions > 0
+
+
+def round0_forms(tr: TraceData, lam_powers: List[EF], eq3b: List[EF], beta: EF) -> tuple:
+    """``(forms, d_forms)``: what round 0 evaluates on the cosets (empty without cosets:
+    degree ≤ 1) and on ``D`` (the rows)."""
+    zerocheck, check_on_d, logup = _checks(tr)
+    logup_forms = tr.interaction_forms(eq3b, beta) if logup else []
+    forms = ([tr.constraint_form(lam_powers)] if zerocheck else []) + logup_forms
+    d_forms = ([tr.constraint_form(lam_powers)] if check_on_d else []) + logup_forms
+    return (forms if tr.degree >= 2 else []), d_forms
+
+
 def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF], beta: EF,
                  eq3b: List[EF]) -> Round0:
     """Round-0 polynomials of one trace (§6.4) and its sum claims (§6.3): the needed columns
@@ -67,13 +85,10 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     ``~1/p^4`` over ``ξ, λ``). Traces of degree ≤ 1 have no quotient: ``A_t`` itself is checked
     on ``D``."""
     n_dom = 1 << l_skip
-    d_a = tr.degree
-    zerocheck = bool(tr.dag.constraint_idx) and d_a >= 2
-    check_on_d = bool(tr.dag.constraint_idx) and not zerocheck
-    logup = tr.num_interactions > 0
+    zerocheck, check_on_d, logup = _checks(tr)
     if not zerocheck and not logup and not check_on_d:
         return Round0(None, None, None, ext.zeros((2,)))
-    extra = max(d_a, 1) - 1  # cosets g^1..g^extra besides D
+    extra = max(tr.degree, 1) - 1  # cosets g^1..g^extra besides D
     shifts = [pow(GENERATOR, i, P) for i in range(1, extra + 1)]
     lifted = max(tr.height, n_dom)
     x_len = lifted >> l_skip
@@ -81,9 +96,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     vals = arrays.transpose(lift(tr.needed_columns(tr.table), lifted)).reshape(wn, x_len, n_dom)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
-    logup_forms = tr.interaction_forms(eq3b, beta) if logup else []
-    forms = ([tr.constraint_form(lam_powers)] if zerocheck else []) + logup_forms
-    d_forms = ([tr.constraint_form(lam_powers)] if check_on_d else []) + logup_forms
+    forms, d_forms = round0_forms(tr, lam_powers, eq3b, beta)
     a_acc = ext.zeros((extra, n_dom))
     a_on_d = ext.zeros((n_dom,))
     b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
@@ -123,7 +136,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         inv = mx.array([pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts], dtype=U32)
         q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
         quotient = interpolate_cosets(q_vals, shifts)
-        violated = mx.any(quotient[extra * n_dom - (d_a - 1):] != 0)
+        violated = mx.any(quotient[extra * n_dom - extra:] != 0)
     if logup:
         all_shifts = [1] + shifts
         numer = interpolate_cosets(b_acc[0], all_shifts)

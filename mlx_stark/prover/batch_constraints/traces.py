@@ -56,7 +56,7 @@ class TraceData:
     log_height: int
     n: int  # relative dimension h − l (may be negative)
     nt: int  # ñ = max(n, 0)
-    table: mx.array  # (H, W_tot) uint32
+    table: Optional[mx.array]  # (H, W_tot) uint32; None in a description (describe_trace)
     part_offsets: List[int]  # proof part -> first table column
     part_widths: List[int]
     wall: int  # columns of all parts
@@ -131,6 +131,23 @@ class TraceData:
             const = const + bp * (it.bus_index + 1)
         return [Form(num, EF.zero()), Form(den, const)]
 
+    def round_forms(self, lam_powers: List[EF], eq3b: List[EF], beta: EF) -> List[Form]:
+        """``[Σ_i λ^i·C_i, numerator, denominator]``: what the multilinear rounds evaluate."""
+        return [self.constraint_form(lam_powers)] + self.interaction_forms(eq3b, beta)
+
+    def gkr_forms(self, beta: EF) -> List[Form]:
+        """``[norm·count_σ, Σ_j β^j·m_{σ,j} + β^len·(bus_σ + 1)]`` per interaction ``σ``: the
+        GKR leaves' numerator and denominator (§5.2, without ``α``)."""
+        forms = []
+        for s, it in enumerate(self.dag.interactions):
+            ws, bp = [], EF.one()
+            for j in range(len(it.message)):
+                ws.append((("m", s, j), bp))
+                bp = bp * beta
+            forms += [Form([(("n", s), EF(self.norm))], EF.zero()),
+                      Form(ws, bp * (it.bus_index + 1))]
+        return forms
+
 
 _SELECTORS = {NodeKind.IS_FIRST_ROW: 0, NodeKind.IS_LAST_ROW: 1, NodeKind.IS_TRANSITION: 2}
 
@@ -160,38 +177,48 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
 
     The proof then holds the trace once: ``t.common_main`` and ``t.cached_mains`` become views
     of the table's columns (the same values), so the matrices they held can be freed."""
-    apk = pk.per_air[t.air_id]
-    vk = apk.vk
-    width = vk.params.width
+    width = pk.per_air[t.air_id].vk.params.width
     h = int(t.log_height)
     if len(t.cached_mains) != len(width.cached_mains):
         raise InvalidInputError(f"AIR {t.air_id}: {len(t.cached_mains)} cached mains, expected "
                                 f"{len(width.cached_mains)}")
-    parts = trace_parts(t.common_main, apk.preprocessed_trace if width.preprocessed is not None
-                        else None, t.cached_mains)
-    expected = trace_parts(width.common_main, width.preprocessed, width.cached_mains)
-    for m, w in zip(parts, expected):
+    tr = describe_trace(pk, l_skip, t.air_id, h, t.public_values)
+    parts = trace_parts(t.common_main, pk.per_air[t.air_id].preprocessed_trace
+                        if width.preprocessed is not None else None, t.cached_mains)
+    for m, w in zip(parts, tr.part_widths):
         if tuple(m.shape) != (1 << h, w):
             raise InvalidInputError(f"AIR {t.air_id}: a trace part has shape {tuple(m.shape)}, "
                                     f"expected {(1 << h, w)}")
+    cols = mx.concatenate([m.astype(U32) for m in parts], axis=1)
+    pieces = [cols] + ([mx.concatenate([cols[1:], cols[:1]], axis=0)] if tr.need_rot else [])
+    tr.table = mx.concatenate(pieces + [selectors(1 << h)], axis=1)
+    offsets, widths = tr.part_offsets, tr.part_widths
+    first_cached = len(widths) - len(width.cached_mains)
+    t.common_main = tr.table[:, :widths[0]]
+    t.cached_mains = [tr.table[:, offsets[k]:offsets[k] + widths[k]]
+                      for k in range(first_cached, len(widths))]
+    return tr
+
+
+def describe_trace(pk, l_skip: int, air_id: int, log_height: int, public_values) -> TraceData:
+    """A trace's layout, leaves, evaluators and forms, without its table (``table`` is
+    ``None``): all that depends on the key, the height and the public values, not on the
+    trace's data (what :mod:`mlx_stark.prover.precompile` needs to know a proof's kernels)."""
+    vk = pk.per_air[air_id].vk
+    width = vk.params.width
+    h = int(log_height)
+    expected = trace_parts(width.common_main, width.preprocessed, width.cached_mains)
     offsets, o = [], 0
     for w in expected:
         offsets.append(o)
         o += w
-    cols = mx.concatenate([m.astype(U32) for m in parts], axis=1)
     need_rot = bool(vk.params.need_rot)
-    pieces = [cols] + ([mx.concatenate([cols[1:], cols[:1]], axis=0)] if need_rot else [])
-    table = mx.concatenate(pieces + [selectors(1 << h)], axis=1)
-    first_cached = len(expected) - len(width.cached_mains)
-    t.common_main = table[:, :expected[0]]
-    t.cached_mains = [table[:, offsets[k]:offsets[k] + expected[k]]
-                      for k in range(first_cached, len(expected))]
     dag = vk.symbolic_constraints
     n = h - l_skip
     tr = TraceData(
-        air_id=t.air_id, vk=vk, dag=dag, log_height=h, n=n, nt=max(n, 0), table=table,
+        air_id=air_id, vk=vk, dag=dag, log_height=h, n=n, nt=max(n, 0), table=None,
         part_offsets=offsets, part_widths=expected, wall=o, need_rot=need_rot,
-        public_values=[int(v) for v in t.public_values],
+        public_values=[int(v) for v in public_values],
         norm=pow(1 << -n, P - 2, P) if n < 0 else 1,
     )
     tr.needed = sorted({tr.column_of(node) for node in dag.nodes if _reads_column(node)})
@@ -205,7 +232,7 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
             return False, node.value
         if node.kind == NodeKind.VARIABLE and node.var.entry == Entry.PUBLIC:
             return False, tr.public_values[node.var.index] % P
-        raise ProverError(f"AIR {t.air_id}: unsupported DAG leaf {node!r}")
+        raise ProverError(f"AIR {air_id}: unsupported DAG leaf {node!r}")
 
     kinds = {node.kind for node in dag.nodes}
 
@@ -236,13 +263,7 @@ def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     lifted to ``max(H, 2^l)``: ``p`` ``(rows,)`` uint32, ``h`` ``(rows, 4)`` uint32 (see
     :func:`~mlx_stark.prover.logup_gkr.fraction_leaves`)."""
     rows = arrays.transpose(tr.needed_columns(tr.table))  # (Wn, H)
-    forms = []
-    for s, it in enumerate(tr.dag.interactions):
-        ws, bp = [], EF.one()
-        for j in range(len(it.message)):
-            ws.append((("m", s, j), bp))
-            bp = bp * beta
-        forms += [Form([(("n", s), EF(tr.norm))], EF.zero()), Form(ws, bp * (it.bus_index + 1))]
+    forms = tr.gkr_forms(beta)
     values = tr.interactions_evaluator.evaluate(forms, rows, base=True)
     lifted = max(tr.height, 1 << l_skip)
     # the numerator is a base-field value: its first coefficient
