@@ -9,7 +9,8 @@
 #                                         # .before/; the compile tables; a warm-cache process
 #   bash benchmarks/gpu_session.sh warm   # warm whole calls (median of 5) of this checkout and
 #                                         # of .before/ for the three workloads; the GPU tests of
-#                                         # what changed; a host profile of fib
+#                                         # what changed; a host profile of fib; where MLX still
+#                                         # compiles kernels of its own (find_compiles.py)
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -55,9 +56,12 @@ case "${1:-}" in
       step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
       before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
     done
-    step gpu-tests 150 python3 -m pytest -q -x -k "gpu or device or precompile" tests/test_precompile.py \
-      tests/test_cubin.py tests/test_golden_fingerprints.py
+    step gpu-tests 200 python3 -m pytest -q -x -k "gpu or device or precompile" tests/test_precompile.py \
+      tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_golden_fingerprints.py
     step profile-fib 60 python3 benchmarks/profile_call.py fib --out "$res/profile-fib.txt"
+    for w in keccakf fib; do
+      step "find-compiles-$w" 90 python3 benchmarks/find_compiles.py $w
+    done
     ;;
   *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
 esac

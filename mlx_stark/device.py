@@ -13,11 +13,13 @@ proof, or up front from :func:`check_env`.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
 import shutil
 import sys
+import threading
 
 import mlx.core as mx
 
@@ -99,9 +101,30 @@ def kernel_mode() -> str:
     return mode
 
 
+_SETTLED = threading.local()  # .value: (native_kernels_active, fusing) inside settled()
+
+
+@contextlib.contextmanager
+def settled():
+    """Within the block (a proof), the device and the kernel and fusion settings are read once:
+    a proof asks :func:`native_kernels_active` and :func:`fusing` thousands of times, and each
+    environment read costs host time. Settings changed inside the block take effect after it."""
+    prev = getattr(_SETTLED, "value", None)
+    _SETTLED.value = None
+    value = (native_kernels_active(), fusing())
+    _SETTLED.value = value
+    try:
+        yield
+    finally:
+        _SETTLED.value = prev
+
+
 def native_kernels_active() -> bool:
     """True when custom (Metal/CUDA) kernels run instead of the MLX-ops reference. Every
     kernel selection asks this, so a bad environment setting raises :class:`ConfigError` here."""
+    value = getattr(_SETTLED, "value", None)
+    if value is not None:
+        return value[0]
     if _env_error is not None:
         raise _env_error
     mode = kernel_mode()
@@ -125,6 +148,9 @@ def fusing() -> bool:
     on CUDA with native kernels per ``MLX_STARK_FUSE`` (``1``: fused; ``0``: the field
     arithmetic as our own kernels, one launch per call, and plain ops: no fused-graph compile,
     each of which costs 5-35 s of a machine's first proof)."""
+    value = getattr(_SETTLED, "value", None)
+    if value is not None:
+        return value[1]
     if backend() != "cuda" or not native_kernels_active():
         return True
     return _fuse_env() == "1"

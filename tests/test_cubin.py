@@ -100,13 +100,13 @@ def test_failed_compile_falls_back_to_mlx(monkeypatch, recwarn):
     assert any("NVRTC failed" in str(w.message) for w in recwarn)
     made = []
     monkeypatch.setattr(mx.fast, "cuda_kernel", lambda **k: made.append(k) or (lambda **kw: kw))
-    custom_kernels._BUILT.pop((src.mangled(), "cuda"), None)
+    custom_kernels._BUILT.pop((src, "cuda"), None)
     try:
         launcher = custom_kernels._build(src, "cuda")
         assert [k["name"] for k in made] == [src.mangled()] and made[0]["source"] == body
         assert launcher([1], (4, 1, 1), (4, 1, 1), [(1,)], [mx.uint32])["grid"] == (4, 1, 1)
     finally:
-        custom_kernels._BUILT.pop((src.mangled(), "cuda"), None)
+        custom_kernels._BUILT.pop((src, "cuda"), None)
 
 
 @needs_nvrtc
@@ -116,6 +116,7 @@ def test_precompile_fills_the_cache_concurrently(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_STARK_CACHE", str(tmp_path))
     monkeypatch.setattr(custom_kernels.device, "backend", lambda: "cuda")
     monkeypatch.setattr(cubin, "device_arch", lambda index=0: ARCH)
+    monkeypatch.setattr(custom_kernels, "_SUBMITTED", {})  # as in a new process
     sources = custom_kernels.fixed_sources()
     assert len({s.mangled() for s in sources}) == len(sources)
     assert custom_kernels.precompile(sources) == len(sources)

@@ -221,6 +221,27 @@ def test_device_rs_code_matrix(reference, log_h, width, l_skip, beta):
     assert arrays_equal(msgs, msgs_ref) and arrays_equal(codewords, codewords_ref)
 
 
+def test_settled_reads_the_settings_once(monkeypatch):
+    """Inside ``device.settled()`` (a proof) the kernel and fusion settings are those at its
+    start; after it, the environment is read again, and a bad setting is refused on entry."""
+    from mlx_stark import device
+    monkeypatch.setattr(device, "backend", lambda: "cuda")
+    monkeypatch.delenv("MLX_STARK_KERNELS", raising=False)
+    monkeypatch.setenv("MLX_STARK_FUSE", "0")
+    with device.settled():
+        monkeypatch.setenv("MLX_STARK_KERNELS", "ops")
+        monkeypatch.setenv("MLX_STARK_FUSE", "1")
+        assert device.native_kernels_active() and not device.fusing()
+        with device.settled():  # nested: settled anew, the outer value comes back after
+            assert not device.native_kernels_active() and device.fusing()
+        assert device.native_kernels_active() and not device.fusing()
+    assert not device.native_kernels_active() and device.fusing()
+    monkeypatch.setenv("MLX_STARK_KERNELS", "bogus")
+    with pytest.raises(ConfigError, match="MLX_STARK_KERNELS"):
+        with device.settled():
+            pass
+
+
 def test_fused_skips_mlx_compile_on_cuda_native(monkeypatch):
     """``device.fused``: compiled (traced once per shape) on CPU and Metal, and on CUDA with
     native kernels unless ``MLX_STARK_FUSE`` is the other setting than ``FUSE_DEFAULT``; with

@@ -26,17 +26,18 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.poly import fold_lowest
+from mlx_stark.poly import fold_lowest, host
+from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
 
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
-           lambda: ks.fold_source(True), ks.query_weights_source)
+           lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
-           "whir.query_weights": ks.query_weights}
+           "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -135,14 +136,36 @@ def test_emulated_query_weights(emulated, queries, d):
                         ext.zeros((1 << d,)))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 9, ks.MAX_NODES])
+def test_emulated_interpolate_at_integers(emulated, n):
+    values = ext.random((n,), n)
+    for x in (R, TOP, EF(3), EF(n - 1), EF(n + 4)):  # nodes themselves included
+        got = ks.interpolate_at_integers(values, ext.constant(x))
+        assert got.shape == (4,) and got.dtype == mx.uint32
+        assert arrays_equal(got, ops_path(lambda: interpolate_at_integers(values, ext.constant(x))))
+        assert ext.to_host(got[None])[0] == host.interpolate_at_integers(ext.to_host(values), x)
+    top = mx.full((n, 4), P - 1, dtype=mx.uint32)
+    assert arrays_equal(ks.interpolate_at_integers(top, ext.constant(TOP)),
+                        ops_path(lambda: interpolate_at_integers(top, ext.constant(TOP))))
+
+
+def test_emulated_interpolate_declines_many_nodes(emulated):
+    assert ks.interpolate_at_integers(ext.random((ks.MAX_NODES + 1,), 1), ext.constant(R)) is None
+    with pytest.raises(InvalidInputError):
+        ks.interpolate_at_integers(ext.random((3,), 1), ext.random((2,), 1))
+
+
 def test_emulated_through_the_stages(emulated, monkeypatch):
     routed = route(monkeypatch, KERNELS)
     f, w = _table(16, (3,), "random"), _table(16, (3,), "random", 1)
     got = product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)
     five_seven = mx.array([5, 7], dtype=mx.uint32)
     weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
+    values = ext.random((4,), 2)
+    at_r = interpolate_at_integers(values, ext.constant(R))
     assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
-                           "whir.query_weights"}
+                           "whir.query_weights", "mle.interpolate_at_integers"}
+    assert arrays_equal(at_r, ops_path(lambda: interpolate_at_integers(values, ext.constant(R))))
     ref = ops_path(lambda: (product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)))
     assert arrays_equal(got[0], ref[0]) and all(arrays_equal(x, y) for x, y in zip(got[1], ref[1]))
     assert arrays_equal(got[2], ref[2])

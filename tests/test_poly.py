@@ -208,3 +208,15 @@ def test_interpolate_at_integers_on_device_equals_host():
             expect = host.interpolate_at_integers(host_values, x)
             assert ext_.to_host(interpolate_at_integers(values, x)) == [expect]  # host point
             assert ext_.to_host(interpolate_at_integers(values, ext_.constant(x))) == [expect]  # device
+
+
+def test_eq_d_and_eq1_at_many_base_points_equal_the_scalar_forms():
+    rng = random.Random(7)
+    for b in range(0, 6):
+        zs = [rng.randrange(P) for _ in range(9)] + [0, 1, P - 1]
+        y = EF(*(rng.randrange(P) for _ in range(4)))
+        got = host.eq_d_points(b, np.array(zs, dtype=np.uint64), y)
+        assert [EF(*(int(c) for c in row)) for row in got] == [host.eq_d(b, z, y) for z in zs]
+        got1 = host.eq1_points(b, np.array(zs, dtype=np.uint64))
+        assert [int(v) for v in got1] == [host.eq1(b, z).c[0] for z in zs]
+        assert all(host.eq1(b, z).c[1:] == (0, 0, 0) for z in zs)

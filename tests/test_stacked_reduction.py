@@ -277,3 +277,18 @@ def test_prover_rejects_bad_inputs(instance):
         prove_stacked_reduction(instance.params, Transcript(), instance.pcs, instance.need_rot[:-1], instance.r)
     with pytest.raises(InvalidInputError):
         prove_stacked_reduction(instance.params, Transcript(), instance.pcs, instance.need_rot, instance.r[:1])
+
+
+@pytest.mark.parametrize("l", [0, 2, 4])
+def test_height_weights_at_many_base_points_equal_the_scalar_formula(l):
+    from mlx_stark.field.bb import two_adic_generator
+    from mlx_stark.prover.stacked_reduction import _height_weights, _height_weights_at
+
+    rng = random.Random(l)
+    w = two_adic_generator(l + 1)
+    zs = [pow(w, j, P) for j in range(1 << (l + 1))] + [rng.randrange(P) for _ in range(3)]
+    for h in range(0, l + 3):
+        r0 = rand_ef(rng)
+        got = _height_weights(l, h, r0, np.array(zs, dtype=np.uint64))
+        want = np.stack([_height_weights_at(l, h, r0, EF.lift(z)) for z in zs])
+        assert got.shape == (len(zs), 3, 4) and np.array_equal(got, want), h

@@ -62,6 +62,7 @@ _NATIVE = {
     "mle.fold_lowest:ext": ("sumcheck", "fold_ext"),
     "mle.fold_lowest:base": ("sumcheck", "fold_base"),
     "mle.fold_skip:base": ("linear", "weighted_sum"),
+    "mle.interpolate_at_integers": ("sumcheck", "interpolate_at_integers"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
@@ -171,11 +172,13 @@ def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, outpu
 
 def fixed_sources() -> list:
     """Every kernel source that does not depend on an AIR, in the variants the prover launches
-    for common shapes (hash widths, NTT radices, RS block sizes, LDE factors, weight counts):
+    for common shapes (hash widths: WHIR's extension-field codewords have 4; NTT radices, RS
+    block sizes, LDE factors, weight counts):
     what ``mlx-stark warmup`` compiles ahead, in parallel, before its proof. The DAG-generated
     constraint kernels come with the proof."""
     from . import elementwise, gkr, indexing, linear, ntt, poseidon2, sumcheck
-    return (list(elementwise.sources()) + [poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(8),
+    return (list(elementwise.sources()) + [poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(4),
+             poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
              poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
              poseidon2.duplex_source()]
@@ -186,7 +189,8 @@ def fixed_sources() -> list:
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
-               sumcheck.query_weights_source(), indexing.take_source(), indexing.scatter_source()])
+               sumcheck.query_weights_source(), sumcheck.interpolate_source(),
+               indexing.take_source(), indexing.scatter_source()])
 
 
 def compiles_ahead() -> bool:

@@ -36,6 +36,7 @@ import math
 from functools import lru_cache
 
 import mlx.core as mx
+import numpy as np
 
 from ..errors import InvalidInputError
 from ..field import bb
@@ -188,6 +189,35 @@ out[gid * 4u + 3u] = bb_redc(a.c3);
     return KernelSource("sumcheck_query_weights", ("powers", "coeffs", "args"), ("out",), _HEADER, body)
 
 
+MAX_NODES = 32  # interpolation nodes of one launch (round polynomials have a handful)
+
+
+@lru_cache(maxsize=None)
+def interpolate_source() -> KernelSource:
+    """``values`` ``(n·4)`` canonical, ``x`` ``(4)`` canonical, ``params = [n, inv_0 ..
+    inv_{n−1}]`` (``inv_i = 1 / Π_{j≠i} (i − j)``, canonical) -> ``out`` ``(4)``: the value at
+    ``x`` of the polynomial through ``(i, values[i])``. One thread: prefix products
+    ``Π_{j<i} (x − j)`` in registers, suffix products on the way down (Montgomery form), each
+    weight times ``inv_i`` (canonical), times the value, added up (canonical)."""
+    body = f"""if (gid != 0u) return;
+const uint32_t n = params[0];
+const ef xm = ef_in(x[0], x[1], x[2], x[3]);
+ef pre[{MAX_NODES}];
+pre[0] = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+for (uint32_t i = 1u; i < n; ++i) pre[i] = ef_mul(pre[i - 1u], ef_sub_eb(xm, bb_to_mont(i - 1u)));
+ef suf = pre[0];
+ef acc = ef_make(0u, 0u, 0u, 0u);
+for (uint32_t i = n; i-- > 0u;) {{
+  const ef w = ef_mul_b(ef_mul(pre[i], suf), params[1u + i]);
+  const ef v = EF_LOAD(values, i * 4u);
+  acc = ef_add(acc, ef_mul(ef_in(v.c0, v.c1, v.c2, v.c3), w));
+  suf = ef_mul(suf, ef_sub_eb(xm, bb_to_mont(i)));
+}}
+EF_STORE(out, 0u, acc);
+"""
+    return KernelSource("sumcheck_interpolate", ("values", "x", "params"), ("out",), _HEADER, body)
+
+
 # ---------------------------------------------------------------- host side
 def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
     """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
@@ -293,3 +323,24 @@ def query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     out = launch(query_weights_source(), [powers.reshape(-1), coeffs.reshape(-1), args],
                  (grid_x(1 << d), 1), THREADS, [((1 << d) * 4,)])[0]
     return out.reshape(1 << d, 4)
+
+
+@lru_cache(maxsize=None)
+def _interpolate_params(n: int) -> mx.array:
+    from ..poly.mle import node_inverses
+    return mx.array(np.array([n] + node_inverses(n), dtype=np.uint32))
+
+
+def interpolate_at_integers(values: mx.array, x: mx.array) -> mx.array:
+    """:func:`mlx_stark.poly.mle.interpolate_at_integers` at a device point (bit-equal):
+    ``values`` ``(n, 4)`` uint32 canonical, ``x`` ``(4,)`` uint32 canonical -> ``(4,)``, or
+    ``None`` (declined: the ops path runs) for ``n`` outside ``1..MAX_NODES``. One launch of one
+    thread (the ops path takes ~3n small launches). Lazy."""
+    n = values.shape[0]
+    if not 1 <= n <= MAX_NODES:
+        return None
+    if values.shape != (n, 4) or x.shape != (4,):
+        raise InvalidInputError(f"interpolation of {tuple(values.shape)} at {tuple(x.shape)}: "
+                                "need (n, 4) and (4,)")
+    return launch(interpolate_source(), [values.reshape(-1), x, _interpolate_params(n)],
+                  (1, 1), 1, [(4,)])[0]

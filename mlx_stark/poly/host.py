@@ -3,12 +3,15 @@ the eq / ind / κ / Lagrange functions, evaluated at single points, and the eq3b
 
 Pure Python on :class:`mlx_stark.field.host.EF` scalars (ints are accepted wherever an EF is and
 are lifted): the verifier's arithmetic, never a device array (importing it still loads MLX, as
-the field constants come from :mod:`mlx_stark.field.bb`). Every function returns an ``EF``.
+the field constants come from :mod:`mlx_stark.field.bb`). Every function returns an ``EF``,
+except the ``*_points`` forms: one formula at many base-field points, as NumPy arrays.
 Vectors are little-endian: coordinate ``j`` pairs with bit ``j`` of a hypercube index.
 """
 from __future__ import annotations
 
 from typing import List
+
+import numpy as np
 
 from ..field.bb import HALF, P, two_adic_generator
 from ..field.host import EF
@@ -54,6 +57,36 @@ def eq_d(b: int, x, y) -> EF:
         res = (x + y) * res + (x - 1) * (y - 1)
         x, y = x * x, y * y
     return res * _inv_pow2(b)
+
+
+def eq_d_points(b: int, zs: np.ndarray, y) -> np.ndarray:
+    """``eqD_b(z, y)`` at many base-field points ``zs`` ``(n,)`` (canonical ints) and one
+    point ``y``: ``(n, 4)`` uint64 canonical coefficients, equal to :func:`eq_d` per point.
+    The sum form ``2^{-b}·(1 + Σ_{0<j<N} z^j·y^{N−j})`` is a base-by-extension matrix product
+    with the ``N = 2^b`` powers of ``y``: a few NumPy operations for all points."""
+    big_n = 1 << b
+    z = np.asarray(zs, dtype=np.uint64) % P
+    zpow = np.ones((z.shape[0], big_n), dtype=np.uint64)
+    for j in range(1, big_n):
+        zpow[:, j] = zpow[:, j - 1] * z % P
+    y = _lift(y)
+    ypow = [EF.one()]
+    for _ in range(big_n - 1):
+        ypow.append(ypow[-1] * y)
+    ys = np.array([ypow[big_n - j].c for j in range(1, big_n)], dtype=np.uint64).reshape(-1, 4)
+    acc = (zpow[:, 1:, None] * ys[None] % P).sum(axis=1) % P  # < 2^35: no overflow
+    acc[:, 0] = (acc[:, 0] + 1) % P
+    return acc * _inv_pow2(b) % P
+
+
+def eq1_points(b: int, zs: np.ndarray) -> np.ndarray:
+    """:func:`eq1` at many base-field points ``zs`` ``(n,)``: ``(n,)`` uint64 canonical."""
+    z = np.asarray(zs, dtype=np.uint64) % P
+    res = np.ones_like(z)
+    for _ in range(b):
+        res = res * ((z + 1) % P) % P
+        z = z * z % P
+    return res * _inv_pow2(b) % P
 
 
 def eq1(b: int, x) -> EF:
@@ -141,7 +174,8 @@ def lagrange_basis(l: int, z) -> list:
     """``[L_i(z)]_{i<2^l}``, the Lagrange basis of ``D = ⟨ω_l⟩`` at ``z``
     (``L_i(z) = eqD_l(ω_l^i, z)``; exact also for ``z ∈ D``)."""
     w = two_adic_generator(l)
-    return [eq_d(l, pow(w, i, P), z) for i in range(1 << l)]
+    points = np.array([pow(w, i, P) for i in range(1 << l)], dtype=np.uint64)
+    return [EF(*(int(c) for c in row)) for row in eq_d_points(l, points, z)]
 
 
 def quad(e0, e1, e2, x) -> EF:

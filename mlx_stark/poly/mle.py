@@ -7,6 +7,7 @@ trailing axis of 4 is also a legal base batch shape, functions that accept both 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import mlx.core as mx
@@ -164,19 +165,28 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
     if not isinstance(x, mx.array):
         basis = [host.interpolate_at_integers([int(i == k) for i in range(n)], x) for k in range(n)]
         return bb.sum(ext.mul(values, ext.from_host(basis)), axis=0)
+    kernel = custom_kernels.native("mle.interpolate_at_integers")
+    out = kernel(values, x) if kernel is not None else None
+    if out is not None:
+        return out
     diffs = [ext.sub(x, ext.constant(j)) for j in range(n)]  # x − j
     prefix, suffix = [ext.ones(())], [ext.ones(())]
     for j in range(n - 1):
         prefix.append(ext.mul(prefix[-1], diffs[j]))
         suffix.append(ext.mul(suffix[-1], diffs[n - 1 - j]))
     suffix.reverse()  # suffix[i] = Π_{j>i} (x − j)
-    # 1 / Π_{j≠i} (i − j) = 1 / (i!·(n−1−i)!·(−1)^{n−1−i}), host constants
+    weights = ext.mul(ext.mul(mx.stack(prefix), mx.stack(suffix)), ext.from_host(node_inverses(n)))
+    return bb.sum(ext.mul(values, weights), axis=0)
+
+
+@functools.lru_cache(maxsize=None)
+def node_inverses(n: int) -> list:
+    """``1 / Π_{j≠i} (i − j) = 1 / (i!·(n−1−i)!·(−1)^{n−1−i})`` for ``i < n`` (ints mod p): the
+    Lagrange denominators of the integer nodes ``0..n−1``."""
     fact = [1] * n
     for i in range(1, n):
         fact[i] = fact[i - 1] * i % P
-    inv = [pow(fact[i] * fact[n - 1 - i] * (-1) ** ((n - 1 - i) % 2) % P, P - 2, P) for i in range(n)]
-    weights = ext.mul(ext.mul(mx.stack(prefix), mx.stack(suffix)), ext.from_host(inv))
-    return bb.sum(ext.mul(values, weights), axis=0)
+    return [pow(fact[i] * fact[n - 1 - i] * (-1) ** ((n - 1 - i) % 2) % P, P - 2, P) for i in range(n)]
 
 
 def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:

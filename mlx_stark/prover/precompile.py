@@ -5,7 +5,8 @@ after another: on a fresh machine most of the first proof's time. The kernels a 
 are known before it starts: the fixed ones (:func:`mlx_stark.custom_kernels.fixed_sources`) and
 the constraint kernels generated from each present AIR's DAG, which depend on the slot
 structure of the forms each stage evaluates and on the trace's layout, not on the challenges or
-the data. :func:`start` hands all of them to the background compile pool at the start of the
+the data; the row hashes of the commitments depend on their stacked widths. :func:`start`
+hands all of them to the background compile pool at the start of the
 first proof of a key and height profile in a process, so that they compile concurrently while
 the proof runs (a launch of a kernel still compiling waits for it).
 """
@@ -48,10 +49,12 @@ def constraint_sources(pk, l_skip: int, traces: Sequence) -> List:
     return list(dict.fromkeys(sources))  # AIRs of one shape share their kernels
 
 
-def start(pk, traces: Sequence) -> None:
+def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
     """Start compiling, in the background, every kernel a proof of ``traces`` will launch that
-    this process has not compiled yet. Does nothing off CUDA or after the first proof of this
-    key and height profile (each DAG remembers the profiles it was prepared for)."""
+    this process has not compiled yet: the constraint kernels, the row hashes of commitments of
+    ``widths`` (the stacked widths) and the fixed kernels. Does nothing off CUDA or after the
+    first proof of this key and height profile (each DAG remembers the profiles it was prepared
+    for)."""
     if not device.native_kernels_active() or not custom_kernels.compiles_ahead():
         return
     l_skip = pk.params.l_skip
@@ -61,7 +64,9 @@ def start(pk, traces: Sequence) -> None:
                  (l_skip, nt >= 1, nt < n_max)) for t, nt in zip(traces, nts)]
     if all(key in seen for seen, key in profiles):
         return
-    custom_kernels.precompile(constraint_sources(pk, l_skip, traces) + custom_kernels.fixed_sources(),
-                              wait=False)
+    from ..custom_kernels.poseidon2 import hash_rows_source
+    custom_kernels.precompile(constraint_sources(pk, l_skip, traces)
+                              + [hash_rows_source(w) for w in sorted(set(widths)) if w]
+                              + custom_kernels.fixed_sources(), wait=False)
     for seen, key in profiles:
         seen.add(key)

@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
+from .. import device
 from ..air.check import AirTrace, check_interaction_balance
 from ..errors import InvalidInputError, UnbalancedInteractions
 from ..field.bb import P
@@ -50,7 +51,7 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
     if inputs is None or isinstance(inputs, (str, bytes)):
         raise InvalidInputError("inputs must be a sequence with one AirInput or None per AIR")
     params = pk.params
-    with span("stark_prove_excluding_trace"):
+    with device.settled(), span("stark_prove_excluding_trace"):
         # the whole call after trace generation: validation and the upload of host traces
         # count too, as a user waits for them
         with span("prover.validate"):
@@ -58,7 +59,7 @@ def prove(pk, inputs: Sequence[Optional[AirInput]]) -> Proof:
         traces = [present[a] for a in trace_order({a: t.log_height for a, t in present.items()})]
         with span("prover.precompile"):
             # a process's first proof: every kernel compiles in the background from here on
-            precompile.start(pk, traces)
+            precompile.start(pk, traces, commit_widths(params, traces))
         transcript = Transcript()
         transcript.observe_commit(pk.vk_pre_hash)
 
@@ -237,13 +238,19 @@ def _check_shapes(pk, present: dict) -> None:
         i, total = broken[0]
         raise InvalidInputError(f"trace heights violate trace-height constraint {i} "
                                 f"({total} >= {pk.trace_height_constraints[i].threshold})")
-    traces = [present[a] for a in trace_order(heights)]
-    commits = commitment_list([
-        trace_parts(t.common_main.shape[1], t.vk.params.width.preprocessed,
-                    [c.shape[1] for c in t.cached_mains]) for t in traces])
-    widths = [stacked_layout(l, m, [(w, traces[t].log_height) for t, w in c]).width for c in commits]
+    widths = commit_widths(params, [present[a] for a in trace_order(heights)])
     if widths[0] == 0:
         raise InvalidInputError("the common main commitment would have width 0")
     width = sum(widths)
     if width > params.w_stack:
         raise InvalidInputError(f"total stacked width {width} exceeds w_stack = {params.w_stack}")
+
+
+def commit_widths(params, traces: Sequence) -> List[int]:
+    """The stacked width of every commitment of a proof of ``traces`` (sorted ``_Present``s),
+    the common main's first (constraints.md §0.4)."""
+    commits = commitment_list([
+        trace_parts(t.common_main.shape[1], t.vk.params.width.preprocessed,
+                    [c.shape[1] for c in t.cached_mains]) for t in traces])
+    return [stacked_layout(params.l_skip, params.log_stacked_height,
+                           [(w, traces[t].log_height) for t, w in c]).width for c in commits]

@@ -22,6 +22,7 @@ sumcheck between the stacked columns folded at ``u_0`` and the weight tables.
 from __future__ import annotations
 
 import mlx.core as mx
+import numpy as np
 
 from .. import arrays, custom_kernels
 from ..errors import InvalidInputError
@@ -71,32 +72,54 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     return (acc % P).astype(U32)
 
 
-def _height_weights(l: int, h: int, r0: EF, points: list) -> list:
-    """``[(e_h(z), a_h(z), b_h(z)) for z in points]`` (module docstring; pcs.md §7.2)."""
+def _height_params(l: int, h: int, r0: EF) -> tuple:
+    """``(n_h, b, ρ_0, ρ_0·ω_b, c)`` of a height (pcs.md §7.2; module docstring)."""
     n_h = h - l
     b = l if n_h >= 0 else h
     rho0 = r0 if n_h >= 0 else r0 ** (1 << -n_h)
     rho0_rot = rho0 * two_adic_generator(b)
-    c_rot = host.eq1(b, rho0_rot)
-    out = []
-    for z in points:
-        ind = host.ind(l, n_h, z)
-        eq1z = host.eq1(b, z) * c_rot
-        out.append((ind * host.eq_d(b, z, rho0),
-                    ind * (host.eq_d(b, z, rho0_rot) - eq1z),
-                    ind * eq1z))
-    return out
+    return n_h, b, rho0, rho0_rot, host.eq1(b, rho0_rot)
+
+
+def _height_weights_at(l: int, h: int, r0: EF, z: EF) -> np.ndarray:
+    """``(e_h(z), a_h(z), b_h(z))`` at one extension point: ``(3, 4)`` uint64 canonical."""
+    n_h, b, rho0, rho0_rot, c_rot = _height_params(l, h, r0)
+    ind = host.ind(l, n_h, z)
+    eq1z = host.eq1(b, z) * c_rot
+    vals = (ind * host.eq_d(b, z, rho0), ind * (host.eq_d(b, z, rho0_rot) - eq1z), ind * eq1z)
+    return np.array([v.c for v in vals], dtype=np.uint64)
+
+
+def _height_weights(l: int, h: int, r0: EF, zs: np.ndarray) -> np.ndarray:
+    """``(e_h, a_h, b_h)`` at many base-field points ``zs`` ``(npts,)`` uint64 canonical:
+    ``(npts, 3, 4)`` uint64 canonical, equal to :func:`_height_weights_at` of each point.
+
+    Vectorised over the points (round 0 takes the ``2^{l+1}`` points of ``D'``): ``ind`` and
+    ``eq1_b`` are base-field products, ``eqD_b`` a product with the powers of ``ρ_0``
+    (:func:`~mlx_stark.poly.host.eq_d_points`)."""
+    n_h, b, rho0, rho0_rot, c_rot = _height_params(l, h, r0)
+    z = zs.astype(np.uint64) % P
+    ind = np.ones_like(z)
+    if n_h < 0:  # ind = eq1_{−n_h}(z^(2^(l+n_h)))
+        t = z
+        for _ in range(l + n_h):
+            t = t * t % P
+        ind = host.eq1_points(-n_h, t)
+    eq1c = host.eq1_points(b, z)[:, None] * np.array(c_rot.c, dtype=np.uint64)[None] % P
+    e = ind[:, None] * host.eq_d_points(b, z, rho0) % P
+    a = ind[:, None] * ((host.eq_d_points(b, z, rho0_rot) + P - eq1c) % P) % P
+    bt = ind[:, None] * eq1c % P
+    return np.stack([e, a, bt], axis=1)
 
 
 def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
     """Per-slice ``A_i``, ``B_i`` at the points of ``table``: ``(S, npts, 4)`` uint32 each.
 
-    ``table[h][p] = (e_h, a_h, b_h)`` at point ``p``; ``heights``/``rots`` per slice."""
+    ``table[h]``: ``(npts, 3, 4)`` uint64, ``(e_h, a_h, b_h)`` per point; ``heights``/``rots``
+    per slice."""
     hs = sorted(table)
-    npts = len(table[hs[0]])
-    e = ext.from_host([table[h][p][0] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
-    a = ext.from_host([table[h][p][1] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
-    bt = ext.from_host([table[h][p][2] for h in hs for p in range(npts)]).reshape(len(hs), npts, 4)
+    vals = mx.array(np.stack([table[h] for h in hs]).astype(np.uint32))  # (H, npts, 3, 4)
+    e, a, bt = vals[:, :, 0], vals[:, :, 1], vals[:, :, 2]
     hidx = mx.array([hs.index(h) for h in heights], dtype=mx.uint32)
     s = len(heights)
     lam_even = ext_powers(lam * lam, s)  # λ^{2i}
@@ -149,7 +172,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         lam = transcript.sample_ext()
         heights = sorted({h for _, _, _, h, _ in slices})
         w_lp1 = two_adic_generator(l + 1)
-        dprime = [pow(w_lp1, j, P) for j in range(1 << (l + 1))]
+        dprime = np.array([pow(w_lp1, j, P) for j in range(1 << (l + 1))], dtype=np.uint64)
         table_d = {h: _height_weights(l, h, r[0], dprime) for h in heights}
 
         # ---- round 0: s_0 on D' = <ω_{l+1}>, then its coefficients
@@ -188,7 +211,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
 
         # ---- fold Z at u_0: stacked columns and weight tables, (2^n, W, 4) each
         with span("prover.openings.stacked_reduction.fold_skip") as sp_part:
-            table_u = {h: _height_weights(l, h, r[0], [u_prism[0]]) for h in heights}
+            table_u = {h: _height_weights_at(l, h, r[0], u_prism[0])[None] for h in heights}
             alpha, beta = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
                                               table_u)
             f_parts, w_parts = [], []
