@@ -1,7 +1,13 @@
 """Host round trips of a proof: every device→host read goes through ``tracing.read`` / ``wait``
-and is counted; a small proof stays within its budget, and so does the fib workload."""
+and is counted; a small proof stays within its budget, and so does the fib workload. And no
+hidden device work: the prover never makes MLX gather by indexing with a bare integer."""
+import traceback
+
+import mlx.core as mx
+
 import mlx_stark as ms
 from mlx_stark import tracing, workloads
+from mlx_stark.prover import constraint_eval
 
 # Syncs of one warm logup(1) proof, measured on the MLX-ops (CPU) path when the counters came in;
 # the budget leaves no room for a new per-round or per-matrix read-back to creep in unnoticed.
@@ -37,3 +43,25 @@ def test_fib_workload_proves_and_verifies():
     pk, vk = ms.keygen(w.airs, w.params)
     proof = ms.prove(pk, w.inputs)
     ms.verify(vk, proof.to_bytes())
+
+
+def test_the_prover_never_indexes_a_device_array_with_a_bare_integer(monkeypatch):
+    """``x[0]`` on an MLX array is a Gather (a kernel launch, and on CUDA a run-time compile of
+    seconds in a machine's first proof); ``x[0, ...]`` is a view. Whole proofs of three
+    workloads, with the level-by-level and the node-by-node constraint evaluators."""
+    found = []
+    getitem = mx.array.__getitem__
+
+    def checked(self, key):
+        if isinstance(key, int) and not isinstance(key, bool):
+            frame = traceback.extract_stack(limit=2)[0]
+            if "mlx_stark" in frame.filename:
+                found.append(f"{frame.filename}:{frame.lineno}")
+        return getitem(self, key)
+
+    monkeypatch.setattr(mx.array, "__getitem__", checked)
+    monkeypatch.setattr(constraint_eval, "_LEVEL_MAX_BASE_POINTS", 64)
+    for w in (workloads.fib(8), workloads.logup(2), workloads.keccakf(2)):
+        pk, vk = ms.keygen(w.airs, w.params)
+        ms.verify(vk, ms.prove(pk, w.inputs))
+    assert not found, sorted(set(found))

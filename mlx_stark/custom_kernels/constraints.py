@@ -317,8 +317,8 @@ class FormsKernel:
         params = mx.array(np.array([points, k] + params, dtype=np.uint32))
         out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
-        sums = out[0] if k == 1 else bb.sum(out, axis=0)
-        return [sums[g] if form.const.is_zero() else ext.add(sums[g], ext.constant(form.const))
+        sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
+        return [sums[g, ...] if form.const.is_zero() else ext.add(sums[g, ...], ext.constant(form.const))
                 for g, form in enumerate(forms)]
 
     def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:

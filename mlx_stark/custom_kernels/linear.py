@@ -94,4 +94,4 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     out = launch(weighted_sum_source(c), [values, bb.to_mont(weights), params], (grid_x(outputs), parts),
                  THREADS, [(parts * outputs * c,)])[0]
     out = out.reshape(parts, a, b, c)
-    return out[0] if parts == 1 else bb.sum(out, axis=0)
+    return out[0, ...] if parts == 1 else bb.sum(out, axis=0)

@@ -235,7 +235,7 @@ class MerkleTree:
     @property
     def root_array(self) -> mx.array:
         """The root digest ``(8,)`` uint32 on the device (no read-back)."""
-        return self.layers[-1][0]
+        return self.layers[-1][0, ...]
 
     @property
     def root(self) -> tuple:

@@ -206,9 +206,9 @@ def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
 def _dot_base(w: mx.array, *ts: mx.array) -> mx.array:
     """``Σ_i ts[i]·w[i]`` for up to 4 base ``ts`` (…) and EF weights ``w`` (k, 4): the products
     stay below ``p^2 < 2^62``, so four of them add up in uint64 before a single reduction."""
-    acc = ts[0][..., None].astype(U64) * w[0].astype(U64)
+    acc = ts[0][..., None].astype(U64) * w[0, ...].astype(U64)
     for i in range(1, len(ts)):
-        acc = acc + ts[i][..., None].astype(U64) * w[i].astype(U64)
+        acc = acc + ts[i][..., None].astype(U64) * w[i, ...].astype(U64)
     return (acc % P).astype(U32)
 
 

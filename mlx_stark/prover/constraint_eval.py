@@ -160,7 +160,7 @@ def _weighted_rows(vals: mx.array, weights: List[EF], base: bool) -> mx.array:
     w = ext.from_host(weights)
     points = vals.shape[1]
     if base:
-        return weighted_sum(vals[None], w)[0]
+        return weighted_sum(vals[None], w)[0, ...]
     # over EF, from the 16 coefficient products (X^4 = W)
     part = weighted_sum(vals.reshape(1, vals.shape[0], points * 4), w)
     part = part.reshape(points, 4, 4).astype(U64)  # [point, value coeff i, weight coeff j]
@@ -211,7 +211,7 @@ class DagEvaluator:
         if kernel is not None:
             return kernel(self.leaves, forms, blocks, base)
         q, wn, xs = blocks.shape[:3]
-        inputs = blocks[0] if q == 1 else \
+        inputs = blocks[0, ...] if q == 1 else \
             mx.contiguous(mx.moveaxis(blocks, 0, 1)).reshape((wn, q * xs) + blocks.shape[3:])
         if not base or inputs.shape[1] <= _LEVEL_MAX_BASE_POINTS:
             return self._by_levels(forms, inputs, base)
@@ -259,7 +259,7 @@ class DagEvaluator:
                 wait([a.acc for a in accs if a.acc is not None])
 
         res = evaluate_dag(self.stream_dag, BaseArrays,
-                           self.leaves.make_inputs(lambda k: inputs[k]), constraint_sink=sink)
+                           self.leaves.make_inputs(lambda k: inputs[k, ...]), constraint_sink=sink)
         for k, slot, w in others:
             message, count = res.interactions[slot[1]]
             accs[k].add(count if slot[0] == "n" else message[slot[2]], w)

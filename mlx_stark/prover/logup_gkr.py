@@ -149,7 +149,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     # the challenges come back in one read at the end
     def layers_rounds(dt):
         root = mx.concatenate([layers[0][0], layers[0][1]])  # P0, Q0
-        dt.observe(root[1])
+        dt.observe(root[1, ...])
         claims = [mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)])]
         dt.observe(arrays.take(claims[0], _INTERLEAVE))  # p0, q0, p1, q1
         xi = [dt.sample_ext()]

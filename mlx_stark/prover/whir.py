@@ -50,7 +50,7 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
             table = mx.concatenate([bb.mul(table, bb.sub(mx.ones_like(z), z)), bb.mul(table, z)], axis=1)
             z = bb.mul(z, z)
         part = weighted_sum(table[None], coeffs[lo:lo + chunk])  # (1, 2^d, 4)
-        out = ext.add(out, part[0])
+        out = ext.add(out, part[0, ...])
         if points.shape[0] > chunk:
             mx.async_eval(out)  # free this chunk's tables before building the next ones
     return out

@@ -49,7 +49,7 @@ def _fold_rows(table: mx.array, r) -> mx.array:
     ``T'[c, y] = T[c, 2y] + r·(T[c, 2y+1] − T[c, 2y])``, ``(W_tot, M, 4)``."""
     w, rows = table.shape[:2]
     pairs = mx.moveaxis(table.reshape(w, rows // 2, 2, 4), 2, 0)  # (2, W_tot, M, 4)
-    return fold_lowest(pairs, r)[0]
+    return fold_lowest(pairs, r)[0, ...]
 
 
 def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.array,
@@ -102,7 +102,7 @@ def _round_message(s_head: mx.array, claim: mx.array, tail: mx.array, x_j: EF,
     head traces' combined sums ``s_head`` ``(d, 4)`` at ``X = 1..d``, the running ``claim``
     and the tail constant (both ``(4,)``): the round polynomial is
     ``eq(x_j, X)·s_head(X) + tail·X`` and sums to ``claim`` over ``X ∈ {0, 1}``."""
-    s_head0 = ext.mul(ext.sub(ext.sub(claim, ext.mul(s_head[0], ext.constant(x_j))), tail),
+    s_head0 = ext.mul(ext.sub(ext.sub(claim, ext.mul(s_head[0, ...], ext.constant(x_j))), tail),
                       ext.constant(EF.one() / (1 - x_j)))
     s_head = mx.concatenate([s_head0[None], s_head])
     s_head = mx.concatenate([s_head, interpolate_at_integers(s_head, degree + 1)[None]])
@@ -185,7 +185,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
             r_j = dt.sample_ext()
             rs.append(r_j)
             claim_d = interpolate_at_integers(
-                mx.concatenate([ext.sub(claim_d, msg[0])[None], msg]), r_j)
+                mx.concatenate([ext.sub(claim_d, msg[0, ...])[None], msg]), r_j)
             eq_j = ext.add(ext.mul(r_j, ext.constant(x_j)),
                            ext.mul(ext.one_minus(r_j), ext.constant(1 - x_j)))
             zc, lu = ext.mul(zc, eq_j), ext.mul(lu, eq_j)

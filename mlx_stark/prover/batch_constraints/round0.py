@@ -143,8 +143,8 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         denom = interpolate_cosets(b_acc[1], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
         eq_l = eq_table(xi[:l_skip])
-        sums = mx.stack([bb.sum(ext.mul(b_acc[0][0], eq_l), axis=0),
-                         bb.sum(ext.mul(b_acc[1][0], eq_l), axis=0)])
+        sums = mx.stack([bb.sum(ext.mul(b_acc[0][0, ...], eq_l), axis=0),
+                         bb.sum(ext.mul(b_acc[1][0, ...], eq_l), axis=0)])
     return Round0(quotient, numer, denom, sums, violated)
 
 
