@@ -26,7 +26,7 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.poly import fold_lowest, host
+from mlx_stark.poly import eq_table, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
@@ -34,10 +34,12 @@ from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
-           lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source)
+           lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source,
+           ks.product_table_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
-           "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers}
+           "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
+           "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -149,10 +151,27 @@ def test_emulated_interpolate_at_integers(emulated, n):
                         ops_path(lambda: interpolate_at_integers(top, ext.constant(TOP))))
 
 
+@pytest.mark.parametrize("d", [1, 2, 5, 11])
+def test_emulated_product_and_eq_tables(emulated, d):
+    pts = ext.to_host(ext.random((d,), d)) if d < 11 else [TOP] * d
+    pairs = [(EF(j + 3, 1, 0, 7), p) for j, p in enumerate(pts)]
+    got = ks.product_table(ext.from_host([v for pair in pairs for v in pair]).reshape(d, 2, 4))
+    assert got.shape == (1 << d, 4) and arrays_equal(got, ops_path(lambda: product_table(pairs)))
+    got_eq = ks.eq_table(ext.from_host(pts))
+    assert arrays_equal(got_eq, ops_path(lambda: eq_table(pts)))
+    # the stages' entry points with device points, as a device transcript gives them
+    routed_pts = [ext.constant(p) for p in pts]
+    assert arrays_equal(got_eq, ops_path(lambda: eq_table(routed_pts)))
+
+
 def test_emulated_interpolate_declines_many_nodes(emulated):
     assert ks.interpolate_at_integers(ext.random((ks.MAX_NODES + 1,), 1), ext.constant(R)) is None
     with pytest.raises(InvalidInputError):
         ks.interpolate_at_integers(ext.random((3,), 1), ext.random((2,), 1))
+    with pytest.raises(InvalidInputError):
+        ks.eq_table(ext.zeros((0,)))
+    with pytest.raises(InvalidInputError):
+        ks.product_table(ext.random((3,), 1))
 
 
 def test_emulated_through_the_stages(emulated, monkeypatch):
@@ -163,9 +182,14 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
     values = ext.random((4,), 2)
     at_r = interpolate_at_integers(values, ext.constant(R))
+    tables = eq_table([R, ext.constant(TOP), EF(5)]), product_table([(R, TOP), (EF(2), EF(9))])
     assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
-                           "whir.query_weights", "mle.interpolate_at_integers"}
+                           "whir.query_weights", "mle.interpolate_at_integers", "mle.eq_table",
+                           "mle.product_table"}
     assert arrays_equal(at_r, ops_path(lambda: interpolate_at_integers(values, ext.constant(R))))
+    ref = ops_path(lambda: (eq_table([R, ext.constant(TOP), EF(5)]),
+                            product_table([(R, TOP), (EF(2), EF(9))])))
+    assert arrays_equal(tables[0], ref[0]) and arrays_equal(tables[1], ref[1])
     ref = ops_path(lambda: (product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)))
     assert arrays_equal(got[0], ref[0]) and all(arrays_equal(x, y) for x, y in zip(got[1], ref[1]))
     assert arrays_equal(got[2], ref[2])

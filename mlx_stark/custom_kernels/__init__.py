@@ -63,6 +63,8 @@ _NATIVE = {
     "mle.fold_lowest:base": ("sumcheck", "fold_base"),
     "mle.fold_skip:base": ("linear", "weighted_sum"),
     "mle.interpolate_at_integers": ("sumcheck", "interpolate_at_integers"),
+    "mle.product_table": ("sumcheck", "product_table"),
+    "mle.eq_table": ("sumcheck", "eq_table"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
@@ -190,6 +192,7 @@ def fixed_sources() -> list:
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.interpolate_source(),
+               sumcheck.product_table_source(),
                indexing.take_source(), indexing.scatter_source()])
 
 

@@ -218,6 +218,30 @@ EF_STORE(out, 0u, acc);
     return KernelSource("sumcheck_interpolate", ("values", "x", "params"), ("out",), _HEADER, body)
 
 
+@lru_cache(maxsize=None)
+def product_table_source() -> KernelSource:
+    """``factors`` ``(d·8)`` canonical (``a0_j``, ``a1_j`` per factor; with ``args[2] = 1``
+    ``(d·4)``, the points ``p_j`` of an eq table: ``a0_j = 1 − p_j``, ``a1_j = p_j``),
+    ``args = [2^d, d, eq]`` -> ``out`` ``(2^d·4)``: thread ``i`` writes
+    ``Π_j (bit_j(i) ? a1_j : a0_j)`` (Montgomery-form products, canonical out)."""
+    body = f"""\
+const uint32_t size = args[0];
+if (gid >= size) return;
+const uint32_t d = args[1];
+const uint32_t eq = args[2];
+ef acc = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+for (uint32_t j = 0u; j < d; ++j) {{
+  const uint32_t bit = (gid >> j) & 1u;
+  ef f = eq ? EF_LOAD(factors, j * 4u) : EF_LOAD(factors, (j * 2u + bit) * 4u);
+  if (eq && !bit) f = ef_sub_be(1u, f);
+  acc = ef_mul(acc, ef_in(f.c0, f.c1, f.c2, f.c3));
+}}
+EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_from_mont(acc.c2),
+                                 bb_from_mont(acc.c3)));
+"""
+    return KernelSource("sumcheck_product_table", ("factors", "args"), ("out",), _HEADER, body)
+
+
 # ---------------------------------------------------------------- host side
 def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
     """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
@@ -344,3 +368,29 @@ def interpolate_at_integers(values: mx.array, x: mx.array) -> mx.array:
                                 "need (n, 4) and (4,)")
     return launch(interpolate_source(), [values.reshape(-1), x, _interpolate_params(n)],
                   (1, 1), 1, [(4,)])[0]
+
+
+def _table(factors: mx.array, d: int, eq: int) -> mx.array:
+    if (4 << d) >= 1 << 32:
+        raise InvalidInputError(f"a product table of {d} factors exceeds 32-bit indices")
+    args = kernel_args((1 << d, d, eq))
+    return launch(product_table_source(), [factors.reshape(-1), args], (grid_x(1 << d), 1), THREADS,
+                  [((1 << d) * 4,)])[0].reshape(1 << d, 4)
+
+
+def product_table(factors: mx.array) -> mx.array:
+    """:func:`mlx_stark.poly.mle.product_table` (bit-equal): ``factors`` ``(d, 2, 4)`` uint32
+    canonical (``a0_j, a1_j``), ``d ≥ 1`` -> ``(2^d, 4)``. One launch, a thread per entry. Lazy."""
+    d = factors.shape[0]
+    if factors.shape != (d, 2, 4) or d == 0:
+        raise InvalidInputError(f"factors must be (d, 2, 4) with d >= 1, got {tuple(factors.shape)}")
+    return _table(factors, d, 0)
+
+
+def eq_table(points: mx.array) -> mx.array:
+    """:func:`mlx_stark.poly.mle.eq_table` (bit-equal): ``points`` ``(d, 4)`` uint32 canonical,
+    ``d ≥ 1`` -> ``(2^d, 4)`` (the factors ``1 − p_j`` made in the kernel). One launch. Lazy."""
+    d = points.shape[0]
+    if points.shape != (d, 4) or d == 0:
+        raise InvalidInputError(f"points must be (d, 4) with d >= 1, got {tuple(points.shape)}")
+    return _table(points, d, 1)

@@ -80,7 +80,11 @@ def product_table(factors) -> mx.array:
     ``(4,)`` device arrays).
 
     Built by doubling: the table for ``j + 1`` factors is ``[T·a0_j, T·a1_j]`` concatenated,
-    so the new factor owns bit ``j``. Returns ``(2^d, 4)`` uint32 (``(1, 4)`` = [1] for d = 0)."""
+    so the new factor owns bit ``j``. Returns ``(2^d, 4)`` uint32 (``(1, 4)`` = [1] for d = 0).
+    With native kernels: one launch (``mle.product_table``)."""
+    kernel = custom_kernels.native("mle.product_table") if factors else None
+    if kernel is not None:
+        return kernel(_stack_values([v for pair in factors for v in pair]).reshape(-1, 2, 4))
     table = ext.ones((1,))
     for a0, a1 in factors:
         table = mx.concatenate([ext.mul(table, _ef4(a0)), ext.mul(table, _ef4(a1))], axis=0)
@@ -89,8 +93,19 @@ def product_table(factors) -> mx.array:
 
 def eq_table(point) -> mx.array:
     """``T[i] = eq(bits(i), point)`` for ``point`` of length ``d`` (host values or ``(4,)``
-    device arrays): ``(2^d, 4)`` uint32."""
+    device arrays): ``(2^d, 4)`` uint32. With native kernels: one launch (``mle.eq_table``)."""
+    kernel = custom_kernels.native("mle.eq_table") if len(point) else None
+    if kernel is not None:
+        return kernel(_stack_values(point))
     return product_table([(ext.one_minus(p), p) for p in point])
+
+
+def _stack_values(values) -> mx.array:
+    """Host values and ``(4,)`` device arrays as one ``(n, 4)`` array (one host array when
+    none is on the device)."""
+    if not any(isinstance(v, mx.array) for v in values):
+        return ext.from_host(values)
+    return mx.stack([_ef4(v) for v in values])
 
 
 def mobeq_table(u) -> mx.array:
@@ -163,8 +178,8 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
     device array (prefix and suffix products of ``x − j`` on the device). Returns ``(4,)``."""
     n = values.shape[0]
     if not isinstance(x, mx.array):
-        basis = [host.interpolate_at_integers([int(i == k) for i in range(n)], x) for k in range(n)]
-        return bb.sum(ext.mul(values, ext.from_host(basis)), axis=0)
+        basis = _integer_basis(n, x) if isinstance(x, int) else _basis(n, x)
+        return bb.sum(ext.mul(values, basis), axis=0)
     kernel = custom_kernels.native("mle.interpolate_at_integers")
     out = kernel(values, x) if kernel is not None else None
     if out is not None:
@@ -177,6 +192,18 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
     suffix.reverse()  # suffix[i] = Π_{j>i} (x − j)
     weights = ext.mul(ext.mul(mx.stack(prefix), mx.stack(suffix)), ext.from_host(node_inverses(n)))
     return bb.sum(ext.mul(values, weights), axis=0)
+
+
+def _basis(n: int, x) -> mx.array:
+    """The Lagrange weights of the nodes ``0..n−1`` at a host ``x``: ``(n, 4)``."""
+    return ext.from_host([host.interpolate_at_integers([int(i == k) for i in range(n)], x)
+                          for k in range(n)])
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_basis(n: int, x: int) -> mx.array:
+    """:func:`_basis` at an integer (each sumcheck round extrapolates to ``d + 1``), kept."""
+    return _basis(n, x)
 
 
 @functools.lru_cache(maxsize=None)
