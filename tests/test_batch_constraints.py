@@ -203,7 +203,50 @@ def test_evaluation_strategies_and_chunking_agree(monkeypatch):
         m.setattr(constraint_eval, "_LEVEL_MAX_BASE_POINTS", 1 << 30)
         m.setattr(constraint_eval, "_LEVEL_BUFFER_ELEMS", 1)
         m.setattr(bc.round0, "_LDE_BLOCK_ELEMS", 1)
+        m.setattr(bc.mle_rounds, "_FOLD_TABLE_ELEMS", 1)
         assert proof_bytes() == reference
+
+
+def test_logical_table_columns():
+    """The stored parts plus the rotated and selector columns built on demand equal the full
+    table ``[parts | parts rotated by one row | is_first, is_last, is_transition]``, for any
+    rows and any (ascending) columns; and fold_tables in row chunks equals it folded at once."""
+    params = default_test_params_small()
+    fx = preprocessed_and_cached_fixture([1, 0, 0, 1], 1) + fib_fixture(0, 1, 8)
+    pk, _ = keygen(fx.airs, params)
+    trs = [bc.prepare_trace(pk, params.l_skip, t) for t in sorted_traces(fx)]
+    assert any(tr.need_rot for tr in trs) and any(len(tr.part_widths) > 1 for tr in trs)
+    r0 = EF(3, 1, 4, 1)
+    for tr in trs:
+        parts = np.array(tr.table)
+        h = parts.shape[0]
+        sel = np.zeros((h, 3), dtype=np.uint32)
+        sel[0, 0], sel[-1, 1], sel[:-1, 2] = 1, 1, 1
+        full = np.concatenate([parts] + ([np.roll(parts, -1, axis=0)] if tr.need_rot else []) + [sel],
+                              axis=1)
+        assert full.shape[1] == tr.width_total
+        np.testing.assert_array_equal(np.array(tr.columns(range(tr.width_total))), full)
+        for lo, hi in [(0, h // 2), (h // 2, h), (1, h - 1)]:
+            np.testing.assert_array_equal(np.array(tr.columns(tr.needed, lo, hi)),
+                                          full[lo:hi, tr.needed])
+        whole = bc.fold_tables([tr], params.l_skip, r0)[0]
+        expect = fold_skip(mx.tile(mx.array(full), (max(1, (1 << params.l_skip) // h), 1)),
+                           params.l_skip, r0)
+        np.testing.assert_array_equal(np.array(whole), np.array(expect).transpose(1, 0, 2))
+
+
+def test_fold_tables_in_row_chunks(monkeypatch):
+    """fold_tables folding a few row blocks at a time equals folding the table at once."""
+    params = default_test_params_small()
+    fx = fib_fixture(0, 1, 64)
+    pk, _ = keygen(fx.airs, params)
+    tr = bc.prepare_trace(pk, params.l_skip, sorted_traces(fx)[0])
+    r0 = EF(2, 7, 1, 8)
+    whole = np.array(bc.fold_tables([tr], params.l_skip, r0)[0])
+    monkeypatch.setattr(bc.mle_rounds, "_FOLD_TABLE_ELEMS", 3 * tr.width_total << params.l_skip)
+    chunked = np.array(bc.fold_tables([tr], params.l_skip, r0)[0])
+    assert (tr.height >> params.l_skip) % 3  # uneven chunks: the last one is shorter
+    np.testing.assert_array_equal(chunked, whole)
 
 
 # ------------------------------------------------------------------ bad traces
@@ -325,7 +368,7 @@ def naive_s0(z: EF, trs, l_skip, xi, lam, beta, mu, eq3b) -> EF:
     total = EF.zero()
     for t, tr in enumerate(trs):
         lifted = max(tr.height, 1 << l_skip)
-        table = mx.tile(tr.table, (lifted // tr.height, 1))
+        table = mx.tile(tr.columns(range(tr.width_total)), (lifted // tr.height, 1))
         folded = fold_skip(table, l_skip, z)  # (X, W_tot, 4)
         a = b = bq = EF.zero()
         for x in range(folded.shape[0]):

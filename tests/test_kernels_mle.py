@@ -49,7 +49,7 @@ def _case(tr, m: int, seed: int):
     """Random forms (as the prover builds them), column-major folded table ``(W_tot, 2M, 4)``,
     column map and eq-weights ``(M, 4)``."""
     forms = _form_sets(tr, seed)["rounds"][1]
-    table = bb.random((tr.table.shape[1], 2 * m, 4), seed)
+    table = bb.random((tr.width_total, 2 * m, 4), seed)
     weights = bb.random((m, 4), seed + 1)
     return forms, table, mx.array(tr.needed, dtype=U32), weights
 

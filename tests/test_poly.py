@@ -179,6 +179,16 @@ def test_ext_powers_and_eval_univariate(on_device):
     assert got == [horner(ch[c::3], x) for c in range(3)]
 
 
+def test_fold_skip_in_row_chunks(monkeypatch):
+    """A base table folded a few row blocks at a time equals the table folded at once."""
+    from mlx_stark.poly import mle
+    t = bb.random((7 << 3, 3, 2), seed=31)
+    z = _ef()
+    whole = np.array(fold_skip(t, 3, z))
+    monkeypatch.setattr(mle, "_FOLD_CHUNK_ELEMS", 2 * 6 << 3)  # 2 of the 7 blocks per chunk
+    np.testing.assert_array_equal(np.array(fold_skip(t, 3, z)), whole)
+
+
 @pytest.mark.parametrize("l", [0, 2, 3])
 def test_fold_skip(on_device, l):
     blocks = 4

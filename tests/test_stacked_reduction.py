@@ -171,6 +171,23 @@ def test_deterministic(instance, honest):
     assert again.to_bytes() == proof.to_bytes() and u2 == u
 
 
+def test_chunked_product_rounds_agree(instance, honest, monkeypatch):
+    """The product sumcheck's ops path in row chunks (down to 4 rows) gives the same proof;
+    and its functions the same tables and sums as on whole tables."""
+    from mlx_stark.field import bb
+    from mlx_stark.prover import sumcheck
+    proof, u, _ = honest
+    f, w = bb.random((64, 3, 4), 5), bb.random((64, 3, 4), 6)
+    whole = [sumcheck.product_round_values(f, w), *sumcheck.fold_product_round(f, w, EF(1, 2, 3, 4))]
+    monkeypatch.setattr(sumcheck, "_CHUNK_ELEMS", 1)
+    chunked = [sumcheck.product_round_values(f, w), *sumcheck.fold_product_round(f, w, EF(1, 2, 3, 4))]
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+    again, u2 = prove_stacked_reduction(instance.params, Transcript(), instance.pcs,
+                                        instance.need_rot, instance.r)
+    assert again.to_bytes() == proof.to_bytes() and u2 == u
+
+
 def test_codec_round_trip_of_honest_proof(instance, honest):
     proof, u, _ = honest
     back = StackingProof.from_bytes(proof.to_bytes())

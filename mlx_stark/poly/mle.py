@@ -19,6 +19,9 @@ from ..field.bb import U32, U64, P
 from ..field.host import EF
 from . import host
 
+# Table elements (uint32) that fold_skip's ops path folds at once (base tables).
+_FOLD_CHUNK_ELEMS = 1 << 22
+
 
 def _ef4(x) -> mx.array:
     """A host EF / int (or a ``(4,)`` device array) as a ``(4,)`` uint32 array."""
@@ -244,6 +247,18 @@ def _acc_ext(acc: mx.array, t: mx.array, w: mx.array) -> mx.array:
     return acc + ext.mul(t, w).astype(U64)
 
 
+def _skip_base(v: mx.array, w: mx.array, l: int) -> mx.array:
+    """``Σ_{i0} v[:, i0]·w[i0]``: ``v`` ``(B, 2^l, ...)`` base, ``w`` ``(2^l, 4)``; ``(B, ..., 4)``."""
+    parts = [_dot_base(w[g:g + 4], *(v[:, i] for i in range(g, min(g + 4, 1 << l))))
+             for g in range(0, 1 << l, 4)]
+    if len(parts) == 1:
+        return parts[0]
+    acc = parts[0].astype(U64)
+    for part in parts[1:]:
+        acc = acc + part
+    return (acc % P).astype(U32)
+
+
 def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
     """Evaluate the ``Z``-interpolants of a prism table at ``z`` (pcs.md §5.1, §7.4).
 
@@ -260,17 +275,20 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
     weights = host.lagrange_basis(l, z)
     if base:
         w = ext.from_host(weights)
+        inner = math.prod(table.shape[1:])
         kernel = custom_kernels.native("mle.fold_skip:base")
         if kernel is not None:  # one launch, no uint64 temporaries of the table's size
-            inner = math.prod(table.shape[1:])
             return kernel(v.reshape(blocks, 1 << l, inner), w).reshape(blocks, *table.shape[1:], 4)
-        parts = [_dot_base(w[g:g + 4], *(v[:, i] for i in range(g, min(g + 4, 1 << l))))
-                 for g in range(0, 1 << l, 4)]
-        if len(parts) == 1:
-            return parts[0]
-        acc = parts[0].astype(U64)
-        for part in parts[1:]:
-            acc = acc + part
+        step = max(1, _FOLD_CHUNK_ELEMS // (inner << l))
+        if step >= blocks:
+            return _skip_base(v, w, l)
+        # the ops path's temporaries are several times the table: fold a few row blocks at a
+        # time into a preallocated output (written in place: nothing else holds it)
+        out = mx.zeros((blocks, *table.shape[1:], 4), dtype=U32)
+        for a in range(0, blocks, step):
+            out[a:a + step] = _skip_base(v[a:a + step], w, l)
+            mx.async_eval(out)  # frees the chunk's temporaries; no host wait
+        return out
     else:
         acc = mx.zeros(v.shape[:1] + v.shape[2:], dtype=U64)
         for i0, w in enumerate(weights):

@@ -5,12 +5,17 @@ them; the MLX-ops code here is their reference.
 """
 from __future__ import annotations
 
+import math
+
 import mlx.core as mx
 
 from .. import custom_kernels
 from ..device import fused
 from ..field import bb, ext
 from ..poly import fold_lowest
+
+# Table elements (uint32) that the ops path of one product round handles at once.
+_CHUNK_ELEMS = 1 << 21
 
 
 @fused
@@ -32,8 +37,23 @@ def product_round_values(f: mx.array, w: mx.array) -> mx.array:
     half = f.shape[0] // 2
     fv = f.reshape(half, 2, -1, 4)
     wv = w.reshape(half, 2, -1, 4)
-    t1, t2 = _pair_products(fv[:, 0], fv[:, 1], wv[:, 0], wv[:, 1])
-    return bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
+    # the temporaries are ~10x the tables: row pairs in chunks, their sums added (exact in F)
+    step = _chunk_rows(f) // 2
+    acc = None
+    for a in range(0, half, step):
+        t1, t2 = _pair_products(fv[a:a + step, 0], fv[a:a + step, 1], wv[a:a + step, 0],
+                                wv[a:a + step, 1])
+        part = bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
+        acc = part if acc is None else ext.add(acc, part)
+        if step < half:
+            mx.async_eval(acc)  # frees the chunk's temporaries; no host wait
+    return acc
+
+
+def _chunk_rows(f: mx.array) -> int:
+    """Rows of a ``(2^d, ..., 4)`` table that the ops path handles at once: a power of two
+    (as fold_lowest needs), at least 4 (a folded chunk still has whole row pairs)."""
+    return 1 << max(2, (_CHUNK_ELEMS // max(1, math.prod(f.shape[1:]))).bit_length() - 1)
 
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
@@ -44,5 +64,17 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     kernel = custom_kernels.native("sumcheck.fold_product_round")
     if kernel is not None:
         return kernel(f, w, r)
-    f, w = fold_lowest(f, r), fold_lowest(w, r)
-    return f, w, product_round_values(f, w)
+    step = _chunk_rows(f)
+    if step >= f.shape[0]:
+        f, w = fold_lowest(f, r), fold_lowest(w, r)
+        return f, w, product_round_values(f, w)
+    # large tables: fold and sum in row chunks (as product_round_values), keeping the folds
+    fs, ws, acc = [], [], None
+    for a in range(0, f.shape[0], step):
+        fc, wc = fold_lowest(f[a:a + step], r), fold_lowest(w[a:a + step], r)
+        part = product_round_values(fc, wc)
+        fs.append(fc)
+        ws.append(wc)
+        acc = part if acc is None else ext.add(acc, part)
+        mx.async_eval(fc, wc, acc)  # frees the chunk's temporaries; no host wait
+    return mx.concatenate(fs), mx.concatenate(ws), acc

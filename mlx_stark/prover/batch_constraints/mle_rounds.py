@@ -29,6 +29,10 @@ from ...tracing import span
 from ...transcript import Transcript, device_segment
 from .traces import TraceData, lift
 
+# Table elements (uint32) that fold_tables builds and folds at once (no more than fold_skip
+# folds at once: one fold per chunk).
+_FOLD_TABLE_ELEMS = 1 << 22
+
 
 def _column_major(table: mx.array) -> mx.array:
     """``(R, C, 4)`` -> ``(C, R, 4)`` uint32: two transposes of the last two axes, first of
@@ -40,8 +44,27 @@ def _column_major(table: mx.array) -> mx.array:
 def fold_tables(trs: Sequence[TraceData], l_skip: int, r0: EF) -> List[mx.array]:
     """Every trace's table (lifted to ``max(H, 2^l)`` rows) with its univariate variable bound
     to ``r_0``, column-major: ``(W_tot, 2^ñ, 4)`` uint32 per trace."""
-    return [_column_major(fold_skip(lift(tr.table, max(tr.height, 1 << l_skip)), l_skip, r0))
-            for tr in trs]
+    return [_fold_table(tr, l_skip, r0) for tr in trs]
+
+
+def _fold_table(tr: TraceData, l_skip: int, r0: EF) -> mx.array:
+    """:func:`fold_tables` of one trace. The logical table's rotated and selector columns are
+    not stored (:meth:`TraceData.columns`): they are built and folded a few row blocks at a
+    time, into a preallocated output (written in place: nothing else holds it)."""
+    width = tr.width_total
+    if tr.height < 1 << l_skip:  # one block, lifted
+        return _column_major(fold_skip(lift(tr.columns(range(width)), 1 << l_skip), l_skip, r0))
+    blocks = tr.height >> l_skip
+    step = max(1, _FOLD_TABLE_ELEMS // (width << l_skip))
+    if step >= blocks:
+        return _column_major(fold_skip(tr.columns(range(width)), l_skip, r0))
+    out = mx.zeros((width, blocks, 4), dtype=U32)
+    for b in range(0, blocks, step):
+        e = min(b + step, blocks)
+        out[:, b:e] = _column_major(fold_skip(tr.columns(range(width), b << l_skip, e << l_skip),
+                                              l_skip, r0))
+        mx.async_eval(out)  # frees the chunk's columns and temporaries; no host wait
+    return out
 
 
 def _fold_rows(table: mx.array, r) -> mx.array:

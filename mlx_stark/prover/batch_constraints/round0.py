@@ -93,7 +93,6 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     lifted = max(tr.height, n_dom)
     x_len = lifted >> l_skip
     wn = len(tr.needed)
-    vals = arrays.transpose(lift(tr.needed_columns(tr.table), lifted)).reshape(wn, x_len, n_dom)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
     forms, d_forms = round0_forms(tr, lam_powers, eq3b, beta)
@@ -104,8 +103,11 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
     step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
     for x0 in range(0, x_len, step):
-        block = vals[:, x0:x0 + step]  # (Wn, Xc, N)
-        xc = block.shape[1]
+        xc = min(step, x_len - x0)
+        # the chunk's rows of the needed columns, built per chunk (lifted: one chunk)
+        rows = (lift(tr.columns(tr.needed), lifted) if lifted > tr.height
+                else tr.columns(tr.needed, x0 * n_dom, (x0 + xc) * n_dom))
+        block = arrays.transpose(rows).reshape(wn, xc, n_dom)  # (Wn, Xc, N)
         w = weights[x0:x0 + step]
         if d_forms:  # on D: the rows themselves
             at_d = (tr.evaluator if check_on_d else tr.interactions_evaluator).evaluate(
@@ -213,7 +215,7 @@ def explain_violation(pk, tr: TraceData) -> ProverError:
     constraint and row, found by the DAG interpreter over the trace's table (the error path
     only, so its cost does not matter)."""
     air_name = pk.per_air[tr.air_id].air_name
-    inputs = tr.leaves.make_inputs(lambda k: tr.table[:, tr.needed[k]])
+    inputs = tr.leaves.make_inputs(lambda k: tr.columns([tr.needed[k]])[:, 0])
     found = first_violation(tr.dag, inputs, tr.height)
     if found is None:
         return ProverError(f"{air_name}: round 0 found the constraints unsatisfied, but no row fails")

@@ -2,8 +2,11 @@
 DAG's leaves read it, and the linear forms every stage evaluates (constraints.md §6.1).
 
 Every column the AIR reads — trace columns, rotated columns and the three selector columns —
-lives in one table ``(H, W_tot)`` uint32: ``[parts in proof order | the same rotated by one row
-(if need_rot) | is_first, is_last, is_transition]``. Every stage evaluates λ-, eq3b- and
+is a column of one logical table ``(H, W_tot)`` uint32: ``[parts in proof order | the same
+rotated by one row (if need_rot) | is_first, is_last, is_transition]``. Only the parts are
+stored (``TraceData.table``, the input matrix itself for a trace of one part); the rotated and
+selector columns are built for the rows a stage reads (:meth:`TraceData.columns`). Every stage
+evaluates λ-, eq3b- and
 β-combinations of the DAG's outputs (:mod:`mlx_stark.air.forms`,
 :mod:`mlx_stark.prover.constraint_eval`) on the table columns the DAG reads (``needed``); only
 the points change (the GKR leaves here: the rows; round 0 and the multilinear rounds: see
@@ -56,7 +59,8 @@ class TraceData:
     log_height: int
     n: int  # relative dimension h − l (may be negative)
     nt: int  # ñ = max(n, 0)
-    table: Optional[mx.array]  # (H, W_tot) uint32; None in a description (describe_trace)
+    table: Optional[mx.array]  # (H, wall) uint32, the parts only (see columns); None in a
+    # description (describe_trace)
     part_offsets: List[int]  # proof part -> first table column
     part_widths: List[int]
     wall: int  # columns of all parts
@@ -75,6 +79,11 @@ class TraceData:
     @property
     def selector_offset(self) -> int:
         return self.wall * (2 if self.need_rot else 1)
+
+    @property
+    def width_total(self) -> int:
+        """``W_tot``: columns of the logical table (parts, rotated parts, selectors)."""
+        return self.selector_offset + len(_SELECTORS)
 
     @property
     def degree(self) -> int:
@@ -109,9 +118,29 @@ class TraceData:
         return [[values[k] for pair in part for k in pair if k is not None]
                 for part in self.opening_columns()]
 
-    def needed_columns(self, table: mx.array) -> mx.array:
-        """The needed columns (axis 1) of a table ``(rows, W_tot, ...)``."""
-        return arrays.take(table, self.needed, axis=1)
+    def columns(self, cols, lo: int = 0, hi: Optional[int] = None) -> mx.array:
+        """Rows ``lo..hi`` (default: all ``H``) of the logical table's columns ``cols``
+        (ascending): ``(hi − lo, len(cols))`` uint32. A rotated column reads its part column at
+        rows ``lo+1..hi+1`` (cyclically); the selectors come from the row index."""
+        h, wall, sel0 = self.height, self.wall, self.selector_offset
+        hi = h if hi is None else hi
+        cols = list(cols)
+        direct = [c for c in cols if c < wall]
+        rot = [c - wall for c in cols if wall <= c < sel0]
+        sel = [c - sel0 for c in cols if c >= sel0]
+        pieces = []
+        if direct:
+            pieces.append(_take_columns(self.table[lo:hi], direct))
+        if rot:
+            pieces.append(_take_columns(self.table[lo + 1:hi + 1], rot))
+            if hi == h:  # the last row's successor is row 0
+                pieces[-1] = mx.concatenate([pieces[-1], _take_columns(self.table[:1], rot)])
+        if sel:
+            rows = mx.arange(lo, hi, dtype=U32)
+            last = (rows == h - 1).astype(U32)
+            flags = [(rows == 0).astype(U32), last, 1 - last]
+            pieces.append(mx.stack([flags[k] for k in sel], axis=1))
+        return mx.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
 
     # ---------------------------------------------------------------- linear forms
     def constraint_form(self, lam_powers: List[EF]) -> Form:
@@ -152,11 +181,12 @@ class TraceData:
 _SELECTORS = {NodeKind.IS_FIRST_ROW: 0, NodeKind.IS_LAST_ROW: 1, NodeKind.IS_TRANSITION: 2}
 
 
-def selectors(height: int) -> mx.array:
-    """``(H, 3)`` uint32: is_first, is_last, is_transition."""
-    rows = mx.arange(height, dtype=U32)
-    last = (rows == height - 1).astype(U32)
-    return mx.stack([(rows == 0).astype(U32), last, 1 - last], axis=1)
+def _take_columns(matrix: mx.array, cols: List[int]) -> mx.array:
+    """Columns ``cols`` (ascending) of ``matrix`` ``(R, C)``: a slice where they are
+    contiguous (a gather is several times slower on the CPU), else a gather."""
+    if cols[-1] - cols[0] + 1 == len(cols):
+        return matrix[:, cols[0]:cols[-1] + 1]
+    return arrays.take(matrix, cols, axis=1)
 
 
 def lift(table: mx.array, rows: int) -> mx.array:
@@ -176,7 +206,8 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     uint32).
 
     The proof then holds the trace once: ``t.common_main`` and ``t.cached_mains`` become views
-    of the table's columns (the same values), so the matrices they held can be freed."""
+    of the table's columns (the same values), so the matrices they held can be freed (a trace
+    of one part keeps its matrix as the table)."""
     width = pk.per_air[t.air_id].vk.params.width
     h = int(t.log_height)
     if len(t.cached_mains) != len(width.cached_mains):
@@ -189,9 +220,8 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
         if tuple(m.shape) != (1 << h, w):
             raise InvalidInputError(f"AIR {t.air_id}: a trace part has shape {tuple(m.shape)}, "
                                     f"expected {(1 << h, w)}")
-    cols = mx.concatenate([m.astype(U32) for m in parts], axis=1)
-    pieces = [cols] + ([mx.concatenate([cols[1:], cols[:1]], axis=0)] if tr.need_rot else [])
-    tr.table = mx.concatenate(pieces + [selectors(1 << h)], axis=1)
+    # one part: the input matrix itself, no copy
+    tr.table = mx.concatenate([m.astype(U32) for m in parts], axis=1)
     offsets, widths = tr.part_offsets, tr.part_widths
     first_cached = len(widths) - len(width.cached_mains)
     t.common_main = tr.table[:, :widths[0]]
@@ -262,7 +292,7 @@ def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     """``(p, h)`` per interaction of ``tr``, the GKR leaves of constraints.md §5.2 on the rows
     lifted to ``max(H, 2^l)``: ``p`` ``(rows,)`` uint32, ``h`` ``(rows, 4)`` uint32 (see
     :func:`~mlx_stark.prover.logup_gkr.fraction_leaves`)."""
-    rows = arrays.transpose(tr.needed_columns(tr.table))  # (Wn, H)
+    rows = arrays.transpose(tr.columns(tr.needed))  # (Wn, H)
     forms = tr.gkr_forms(beta)
     values = tr.interactions_evaluator.evaluate(forms, rows, base=True)
     lifted = max(tr.height, 1 << l_skip)
