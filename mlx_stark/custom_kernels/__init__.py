@@ -75,6 +75,8 @@ _NATIVE = {
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
+    "mle_rounds.round_message": ("rounds", "round_message"),
+    "mle_rounds.round_update": ("rounds", "round_update"),
 }
 
 OPERATIONS = tuple(_NATIVE)
@@ -178,7 +180,7 @@ def fixed_sources() -> list:
     block sizes, LDE factors, weight counts):
     what ``mlx-stark warmup`` compiles ahead, in parallel, before its proof. The DAG-generated
     constraint kernels come with the proof."""
-    from . import elementwise, gkr, indexing, linear, ntt, poseidon2, sumcheck
+    from . import elementwise, gkr, indexing, linear, ntt, poseidon2, rounds, sumcheck
     return (list(elementwise.sources()) + [poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(4),
              poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
@@ -192,7 +194,8 @@ def fixed_sources() -> list:
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.interpolate_source(),
-               sumcheck.product_table_source(),
+               sumcheck.product_table_source(), rounds.round_message_source(),
+               rounds.round_update_source(),
                indexing.take_source(), indexing.scatter_source()])
 
 

@@ -192,28 +192,38 @@ out[gid * 4u + 3u] = bb_redc(a.c3);
 MAX_NODES = 32  # interpolation nodes of one launch (round polynomials have a handful)
 
 
+def interpolation_code(n: str, value: str, x: str, inv: str, out: str) -> str:
+    """C statements that set ``out`` (an ``ef`` the caller declared) to the value at ``x`` (an
+    ``ef`` in Montgomery form) of the polynomial through ``(i, value)``, ``i < n``
+    (``n ≤ MAX_NODES``), canonical. ``value``: a C expression of ``i``, node ``i``'s value in
+    Montgomery form; ``inv``: one of ``i``, ``1 / Π_{j≠i} (i − j)`` canonical. Prefix products
+    ``Π_{j<i} (x − j)`` in registers, suffix products on the way down."""
+    return f"""{{
+ef pre[{MAX_NODES}];
+pre[0] = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+for (uint32_t i = 1u; i < {n}; ++i) pre[i] = ef_mul(pre[i - 1u], ef_sub_eb({x}, bb_to_mont(i - 1u)));
+ef suf = pre[0];
+{out} = ef_make(0u, 0u, 0u, 0u);
+for (uint32_t i = {n}; i-- > 0u;) {{
+  const ef w = ef_mul_b(ef_mul(pre[i], suf), {inv});
+  {out} = ef_add({out}, ef_mul({value}, w));
+  suf = ef_mul(suf, ef_sub_eb({x}, bb_to_mont(i)));
+}}
+}}
+"""
+
+
 @lru_cache(maxsize=None)
 def interpolate_source() -> KernelSource:
     """``values`` ``(n·4)`` canonical, ``x`` ``(4)`` canonical, ``params = [n, inv_0 ..
     inv_{n−1}]`` (``inv_i = 1 / Π_{j≠i} (i − j)``, canonical) -> ``out`` ``(4)``: the value at
-    ``x`` of the polynomial through ``(i, values[i])``. One thread: prefix products
-    ``Π_{j<i} (x − j)`` in registers, suffix products on the way down (Montgomery form), each
-    weight times ``inv_i`` (canonical), times the value, added up (canonical)."""
+    ``x`` of the polynomial through ``(i, values[i])`` (:func:`interpolation_code`), one
+    thread."""
     body = f"""if (gid != 0u) return;
 const uint32_t n = params[0];
 const ef xm = ef_in(x[0], x[1], x[2], x[3]);
-ef pre[{MAX_NODES}];
-pre[0] = ef_make({_MONT_ONE}, 0u, 0u, 0u);
-for (uint32_t i = 1u; i < n; ++i) pre[i] = ef_mul(pre[i - 1u], ef_sub_eb(xm, bb_to_mont(i - 1u)));
-ef suf = pre[0];
-ef acc = ef_make(0u, 0u, 0u, 0u);
-for (uint32_t i = n; i-- > 0u;) {{
-  const ef w = ef_mul_b(ef_mul(pre[i], suf), params[1u + i]);
-  const ef v = EF_LOAD(values, i * 4u);
-  acc = ef_add(acc, ef_mul(ef_in(v.c0, v.c1, v.c2, v.c3), w));
-  suf = ef_mul(suf, ef_sub_eb(xm, bb_to_mont(i)));
-}}
-EF_STORE(out, 0u, acc);
+ef acc;
+{interpolation_code("n", "ef_in(values[i * 4u], values[i * 4u + 1u], values[i * 4u + 2u], values[i * 4u + 3u])", "xm", "params[1u + i]", "acc")}EF_STORE(out, 0u, acc);
 """
     return KernelSource("sumcheck_interpolate", ("values", "x", "params"), ("out",), _HEADER, body)
 

@@ -104,27 +104,28 @@ def line_points(table: mx.array, colmap: mx.array, degree: int) -> mx.array:
     return mx.stack(points, axis=1).reshape(wn, degree * m, 4)
 
 
-def _combine(vals: mx.array, ts: List[int], zc: mx.array, lu: mx.array, mu_pows: List[EF],
-             num_traces: int) -> mx.array:
-    """``Σ_t μ^(2T+t)·a_t·zc + (μ^(2t)·b_t + μ^(2t+1)·b'_t)·lu`` over the traces ``ts``
-    (``T = num_traces``): ``vals`` ``(len(ts), 3, ..., 4)`` holds ``a, b, b'``; ``zc, lu``
-    ``(4,)``; returns ``(..., 4)`` uint32."""
-    def coef(k):
-        c = ext.from_host([mu_pows[k(t)] for t in ts])
-        return c.reshape((len(ts),) + (1,) * (vals.ndim - 3) + (4,))
-
-    s_zc = bb.sum(ext.mul(vals[:, 0], coef(lambda t: 2 * num_traces + t)), axis=0)
-    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], coef(lambda t: 2 * t)),
-                          ext.mul(vals[:, 2], coef(lambda t: 2 * t + 1))), axis=0)
+def _combine(vals: mx.array, coefs: mx.array, zc: mx.array, lu: mx.array) -> mx.array:
+    """``Σ_t μ^(2T+t)·a_t·zc + (μ^(2t)·b_t + μ^(2t+1)·b'_t)·lu`` over traces ``t``: ``vals``
+    ``(H, 3, ..., 4)`` holds ``a, b, b'``, ``coefs`` ``(H, 3, 4)`` their μ powers (see
+    :func:`prove_mle_rounds`); ``zc, lu`` ``(4,)``; returns ``(..., 4)`` uint32."""
+    c = coefs.reshape((coefs.shape[0], 3) + (1,) * (vals.ndim - 3) + (4,))
+    s_zc = bb.sum(ext.mul(vals[:, 0], c[:, 0]), axis=0)
+    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], c[:, 1]), ext.mul(vals[:, 2], c[:, 2])), axis=0)
     return ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))
 
 
-def _round_message(s_head: mx.array, claim: mx.array, tail: mx.array, x_j: EF,
-                   degree: int) -> mx.array:
+def round_message(vals: mx.array, coefs: mx.array, state: mx.array, x_j: EF,
+                  degree: int) -> mx.array:
     """Round ``j``'s message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``) from the
-    head traces' combined sums ``s_head`` ``(d, 4)`` at ``X = 1..d``, the running ``claim``
-    and the tail constant (both ``(4,)``): the round polynomial is
-    ``eq(x_j, X)·s_head(X) + tail·X`` and sums to ``claim`` over ``X ∈ {0, 1}``."""
+    head traces' ``a, b, b'`` at ``X = 1..d`` (``vals`` ``(H, 3, d, 4)``, ``coefs`` ``(H, 3,
+    4)`` as for :func:`_combine`) and the round state ``[claim, zc, lu, tail]`` ``(4, 4)``:
+    the round polynomial is ``eq(x_j, X)·s_head(X) + tail·X`` and sums to ``claim`` over
+    ``X ∈ {0, 1}``. One launch with native kernels (``custom_kernels.rounds``)."""
+    kernel = custom_kernels.native("mle_rounds.round_message")
+    if kernel is not None:
+        return kernel(vals, coefs, state, x_j, degree)
+    claim, zc, lu, tail = (state[k, ...] for k in range(4))
+    s_head = _combine(vals, coefs, zc, lu)  # (d, 4) at X = 1..d
     s_head0 = ext.mul(ext.sub(ext.sub(claim, ext.mul(s_head[0, ...], ext.constant(x_j))), tail),
                       ext.constant(EF.one() / (1 - x_j)))
     s_head = mx.concatenate([s_head0[None], s_head])
@@ -133,6 +134,21 @@ def _round_message(s_head: mx.array, claim: mx.array, tail: mx.array, x_j: EF,
     factors = ext.from_host([(1 - x_j) + (x_j * 2 - 1) * x for x in range(1, degree + 2)])
     return ext.add(ext.mul(s_head[1:], factors),
                    ext.mul(tail[None], ext.from_host(list(range(1, degree + 2)))))
+
+
+def round_update(msg: mx.array, r: mx.array, state: mx.array, x_j: EF) -> mx.array:
+    """The state ``[claim, zc, lu, tail]`` ``(4, 4)`` after round ``j`` with challenge ``r``
+    ``(4,)``: ``s_j(r)`` (through ``(0, claim − msg[0])`` and ``msg`` ``(d+1, 4)`` at
+    ``1..d+1``), ``zc`` and ``lu`` times ``eq(x_j, r)``, ``tail·r`` (the next round's tail
+    before the traces that end there). One launch with native kernels."""
+    kernel = custom_kernels.native("mle_rounds.round_update")
+    if kernel is not None:
+        return kernel(msg, r, state, x_j)
+    claim = interpolate_at_integers(
+        mx.concatenate([ext.sub(state[0, ...], msg[0, ...])[None], msg]), r)
+    eq_j = ext.add(ext.mul(r, ext.constant(x_j)), ext.mul(ext.one_minus(r), ext.constant(1 - x_j)))
+    return mx.stack([claim, ext.mul(state[1, ...], eq_j), ext.mul(state[2, ...], eq_j),
+                     ext.mul(state[3, ...], r)])
 
 
 def _opening_rows(trs: Sequence[TraceData], tables: Sequence[mx.array]) -> List[int]:
@@ -172,24 +188,27 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
     weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
 
+    # per trace t: μ^(2T+t), μ^(2t), μ^(2t+1), the weights of its a_t, b_t, b'_t
+    coefs = ext.from_host([mu_pows[k] for t in range(num_traces)
+                           for k in (2 * num_traces + t, 2 * t, 2 * t + 1)]).reshape(num_traces, 3, 4)
+
     def rounds(dt):
         tabs, final = list(tables), [None] * num_traces
         for t, tr in enumerate(trs):
             if tr.nt == 0:
                 final[t] = tabs[t]
         ws = list(weights)
-        claim_d, zc, lu = (ext.constant(v) for v in (claim, e_zc, e_lu))
-        tail = ext.zeros(())
+        state = ext.from_host([claim, e_zc, e_lu, EF.zero()])  # claim, zc, lu, tail
         msgs, rs = [], []
         for j in range(1, n_max + 1):
-            if j > 1:
-                tail = ext.mul(tail, rs[-1])
             for t, tr in enumerate(trs):
                 if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
                     cols = arrays.take(final[t], colmaps[t])  # (Wn, 1, 4)
                     values = mx.stack(tr.evaluator.evaluate(forms[t], cols, base=False))
-                    tail = ext.add(tail, _combine(values.reshape(1, 3, 4), [t], zc, lu, mu_pows,
-                                                  num_traces))
+                    tail = ext.add(state[3, ...], _combine(values.reshape(1, 3, 4), coefs[t:t + 1],
+                                                           state[1, ...], state[2, ...]))
+                    state = mx.concatenate([state[:3], tail[None]])
+            # the traces are sorted by height: the heads are the first ones
             heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
             with span("prover.rap_constraints.mle_rounds.evaluate"):
                 head_vals = []
@@ -199,19 +218,14 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                         ws[t] = ext.add(w[:, 0], w[:, 1])
                     head_vals.append(_head_values(trs[t], forms[t], tabs[t], colmaps[t], degree,
                                                   ws[t]))
-            # (heads, 3, d, 4): a, b, b' at X = 1..d -> s_head (d, 4)
-            s_head = _combine(mx.stack(head_vals), heads, zc, lu, mu_pows, num_traces)
             x_j = EF.lift(xi[l_skip + j - 1])
-            msg = _round_message(s_head, claim_d, tail, x_j, degree)
+            # head_vals: (heads, 3, d, 4), a, b, b' at X = 1..d
+            msg = round_message(mx.stack(head_vals), coefs[:len(heads)], state, x_j, degree)
             dt.observe(msg)
             msgs.append(msg)
             r_j = dt.sample_ext()
             rs.append(r_j)
-            claim_d = interpolate_at_integers(
-                mx.concatenate([ext.sub(claim_d, msg[0, ...])[None], msg]), r_j)
-            eq_j = ext.add(ext.mul(r_j, ext.constant(x_j)),
-                           ext.mul(ext.one_minus(r_j), ext.constant(1 - x_j)))
-            zc, lu = ext.mul(zc, eq_j), ext.mul(lu, eq_j)
+            state = round_update(msg, r_j, state, x_j)
             with span("prover.rap_constraints.mle_rounds.fold"):
                 for t in heads:
                     tabs[t] = _fold_rows(tabs[t], r_j)
