@@ -10,7 +10,8 @@
 #   bash benchmarks/gpu_session.sh warm   # warm whole calls (median of 5) of this checkout and
 #                                         # of .before/ for the three workloads; the GPU tests of
 #                                         # what changed; a host profile of fib; where MLX still
-#                                         # compiles kernels of its own (find_compiles.py)
+#                                         # compiles kernels of its own (find_compiles.py); where
+#                                         # keccakf's whole call peaks (memory_probe.py)
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -57,11 +58,14 @@ case "${1:-}" in
       before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
     done
     step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_precompile.py \
-      tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_golden_fingerprints.py tests/test_sync_budget.py
+      tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py \
+      tests/test_golden_fingerprints.py tests/test_sync_budget.py
     step profile-fib 60 python3 benchmarks/profile_call.py fib --out "$res/profile-fib.txt"
     for w in keccakf fib; do
       step "find-compiles-$w" 90 python3 benchmarks/find_compiles.py $w
     done
+    step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
+    step memory-keccakf-fine 90 python3 benchmarks/memory_probe.py keccakf --fine
     ;;
   *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
 esac

@@ -2,10 +2,12 @@
 syncs), and at every ``mx.eval`` (each host sync of the prover goes through one) the peak since
 the previous one and the memory still active are printed with the prover line that synced.
 
-    PYTHONPATH=<checkout> python benchmarks/memory_probe.py keccakf|logup|fib [--size N]
+    PYTHONPATH=<checkout> python benchmarks/memory_probe.py keccakf|logup|fib [--size N] [--fine]
 
 Lazy graphs are evaluated at the syncs, so a stage's working set shows at the sync that ends
-it; the second proof is probed (the first one compiles and fills caches).
+it; the second proof is probed (the first one compiles and fills caches). ``--fine`` also
+evaluates at every challenge a device transcript samples (extra syncs: a finer split of a
+device segment's peak, not the whole call's own evaluation order).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
     ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--fine", action="store_true")
     args = ap.parse_args()
     from mlx_stark import workloads
     make = {"keccakf": lambda n: workloads.keccakf(n or 1024), "logup": lambda n: workloads.logup(n or 65536),
@@ -45,11 +48,22 @@ def main() -> None:
     pk, _ = ms.keygen(w.airs, w.params)
     ms.prove(pk, w.inputs)
     mx.reset_peak_memory()
+    from mlx_stark.transcript import DeviceTranscript
+    sample_ext = DeviceTranscript.sample_ext
+
+    def evaluated_sample(self):
+        x = sample_ext(self)
+        mx.eval(x)
+        return x
+
     mx.eval = probing_eval
+    if args.fine:
+        DeviceTranscript.sample_ext = evaluated_sample
     try:
         ms.prove(pk, w.inputs)
     finally:
         mx.eval = _eval
+        DeviceTranscript.sample_ext = sample_ext
     print(f"{w.name}: whole-call peak {max(r[1] for r in rows):.2f} GiB")
     print(f"{'peak GiB':>9} {'active GiB':>10}  synced at")
     for where, peak, active in rows:
