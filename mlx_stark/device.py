@@ -175,14 +175,21 @@ def fused(fn=None, *, native: str | None = None):
     def call(*args):
         if fusing():
             return compiled(*args)
-        if native is not None:  # fusion is off only where the native path is active
-            from . import custom_kernels
-            out = custom_kernels.resolve(native)(*args)
-            if out is not None:
-                return out
-        return fn(*args)
+        out = unfused_native(native, *args) if native is not None else None
+        return fn(*args) if out is None else out
 
     return call
+
+
+def unfused_native(operation: str, *args):
+    """Where fusion is off (CUDA with native kernels), the kernel registered as ``operation``
+    in :mod:`mlx_stark.custom_kernels` applied to ``args``: its result, or ``None`` where it
+    declines them; ``None`` elsewhere. For the field functions between kernels (:func:`fused`,
+    and those that cannot be fused graphs, like sums), whose callers run the MLX ops on ``None``."""
+    if fusing():
+        return None
+    from . import custom_kernels
+    return custom_kernels.resolve(operation)(*args)
 
 
 def check_env() -> None:

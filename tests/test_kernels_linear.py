@@ -24,7 +24,7 @@ from mlx_stark.field.bb import P
 from mlx_stark.prover import stacked_reduction
 from mlx_stark.prover.stacked_reduction import weighted_sum
 
-from .kernel_helpers import emulation, needs_native, ops_path, route
+from .kernel_helpers import check_twins, emulation, needs_native, ops_path, route
 
 # (A, X, B, C): small A·B with large X (several parts, uneven last part), large A with small
 # X, A = 1 with a wide B, X = 1, C = 1, 4, 8
@@ -179,3 +179,58 @@ def test_device_equals_ops(reference):
         got = np.array(stacked_reduction.weighted_sum(v, w))
         ref = reference(lambda: np.array(stacked_reduction.weighted_sum(v, w)))
         np.testing.assert_array_equal(got, ref, str(v.shape))
+
+
+# ---------------------------------------------------------------- field sums
+SUM_CASES = [((5,), None), ((1000,), None), ((3, 7, 4), 0), ((3, 7, 4), 1), ((3, 7, 4), -1),
+             ((2, 3000, 5), 1), ((4096, 3), 0), ((1,), 0), ((6, 1), 1)]
+
+
+def test_field_sum_source():
+    check_twins(klin.field_sum_source())
+
+
+@pytest.mark.parametrize("shape, axis", SUM_CASES)
+def test_emulated_field_sum(emulated, shape, axis):
+    for a in (bb.random(shape, len(shape) * 31 + (axis or 0)), mx.full(shape, P - 1, dtype=mx.uint32)):
+        got = klin.field_sum(a, axis)
+        want = ops_path(lambda: bb.sum(a, axis))
+        assert got.shape == want.shape and np.array_equal(np.array(got), np.array(want)), (shape, axis)
+
+
+def test_field_sum_declines(emulated):
+    assert klin.field_sum(mx.zeros((3,), dtype=mx.float32), None) is None
+    assert klin.field_sum(bb.random((3, 4), 1), (0, 1)) is None
+    assert klin.field_sum(mx.zeros((0, 3), dtype=mx.uint32), 0) is None
+    long = mx.zeros((klin.THREADS * klin.MAX_TERMS_PER_THREAD + 1,), dtype=mx.uint32)
+    assert klin.field_sum(long, 0) is None
+
+
+def test_emulated_field_sum_proofs_match_golden(emulated_cuda, monkeypatch):
+    """Whole proofs with every field sum on the kernel (emulated CUDA) give the golden
+    fingerprints."""
+    from mlx_stark.field import bb as bb_module
+
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    sums = []
+
+    def unfused(op, *args):
+        if op != "bb.sum":
+            return None
+        sums.append(args[0].shape)
+        return klin.field_sum(*args)
+
+    monkeypatch.setattr(bb_module, "unfused_native", unfused)
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert len(sums) > 10
+
+
+@needs_native
+def test_device_field_sum_equals_ops(reference):
+    cases = [(bb.random(s, 7), a) for s, a in SUM_CASES + [((3, 2, 1 << 15, 4), 2), ((1 << 20,), None)]]
+    for a, axis in cases:
+        got = np.array(bb.sum(a, axis))  # the kernel where fusion is off
+        np.testing.assert_array_equal(got, reference(lambda: np.array(bb.sum(a, axis))), str(a.shape))

@@ -45,6 +45,7 @@ _NATIVE = {
     "bb.mul": ("elementwise", "mul"),
     "bb.mont_mul": ("elementwise", "mont_mul"),
     "bb.halve": ("elementwise", "halve"),
+    "bb.sum": ("linear", "field_sum"),
     "ext.mul": ("elementwise", "ext_mul"),
     "ext.mul_base": ("elementwise", "ext_mul_base"),
     "arrays.take": ("indexing", "take"),
@@ -189,7 +190,7 @@ def fixed_sources() -> list:
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
             + [ntt.rs_messages_source(l) for l in range(0, 5)]
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
-            + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
+            + [linear.weighted_sum_source(c) for c in (1, 4, 8)] + [linear.field_sum_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),

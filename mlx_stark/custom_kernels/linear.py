@@ -1,4 +1,4 @@
-"""Weighted-sum kernel: the native path of
+"""Weighted-sum and field-sum kernels. The weighted sum is the native path of
 :func:`mlx_stark.prover.stacked_reduction.weighted_sum` and of base tables in
 :func:`mlx_stark.poly.mle.fold_skip`,
 ``out[a, b, c] = Σ_x values[a, x, b]·weights[x, c]`` over BabyBear.
@@ -19,6 +19,9 @@ partial sums are added afterwards (as the constraint kernels do).
 Each product ``v·w_R`` (the weight in Montgomery form) is added to a 64-bit accumulator kept
 below ``p·2^32`` by a conditional subtraction; one Montgomery reduction per output gives the
 canonical ``Σ v·w``, bit-equal to the MLX-ops reference.
+
+The field sum (:func:`field_sum`, the native :func:`mlx_stark.field.bb.sum` where fusion is
+off: one launch instead of four MLX ops) gives each output a group of lanes within a block.
 """
 from __future__ import annotations
 
@@ -95,3 +98,61 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
                  THREADS, [(parts * outputs * c,)])[0]
     out = out.reshape(parts, a, b, c)
     return out[0, ...] if parts == 1 else bb.sum(out, axis=0)
+
+
+# ---------------------------------------------------------------- field sums
+MAX_TERMS_PER_THREAD = 1 << 12  # longer sums stay on MLX's own reduction (whole-GPU)
+
+
+@lru_cache(maxsize=None)
+def field_sum_source() -> KernelSource:
+    """``x`` viewed ``(O, R, I)`` (flat), ``params = [O·I, R, I, log2 t]`` -> ``out`` ``(O·I)``:
+    ``Σ_r x[o, r, i]`` over F. ``t`` lanes per output (a power of two dividing the block): lane
+    ``l`` adds ``r = l, l + t, …``, then the lanes' sums meet in shared memory."""
+    body = f"""\
+const uint32_t outputs = params[0];
+const uint32_t terms = params[1];
+const uint32_t inner = params[2];
+const uint32_t lanes = 1u << params[3];
+const uint32_t o = gid >> params[3];
+const uint32_t lane = gid & (lanes - 1u);
+uint32_t acc = 0u;
+if (o < outputs) {{
+  const uint32_t outer = o / inner;
+  const uint64_t at = (uint64_t)outer * terms * inner + (o - outer * inner);
+  for (uint32_t r = lane; r < terms; r += lanes) acc = bb_add(acc, x[at + (uint64_t)r * inner]);
+}}
+SHARED uint32_t red[{THREADS}];
+red[tid] = acc;
+for (uint32_t gap = lanes >> 1; gap > 0u; gap >>= 1) {{
+  BARRIER();
+  if (lane < gap) red[tid] = bb_add(red[tid], red[tid + gap]);
+}}
+if (lane == 0u && o < outputs) out[o] = red[tid];
+"""
+    return KernelSource("field_sum", ("x", "params"), ("out",), "", body)
+
+
+def field_sum(a: mx.array, axis=None):
+    """:func:`mlx_stark.field.bb.sum` (bit-equal): ``a`` uint32 canonical, ``axis`` an int or
+    ``None`` (all) -> the field sum along it, or ``None`` (declined: MLX's reduction runs)
+    for other dtypes, several axes, or sums longer than ``THREADS·MAX_TERMS_PER_THREAD``
+    terms per output. One launch. Lazy."""
+    if not isinstance(a, mx.array) or a.dtype != U32 or not (axis is None or isinstance(axis, int)):
+        return None
+    shape = tuple(a.shape)
+    if axis is None:
+        outer, terms, inner, out_shape = 1, a.size, 1, ()
+    else:
+        axis %= max(a.ndim, 1)
+        outer = int(np.prod(shape[:axis], dtype=np.int64))
+        terms, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+        out_shape = shape[:axis] + shape[axis + 1:]
+    outputs = outer * inner
+    lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
+    if outputs == 0 or terms == 0 or a.size >= 1 << 32 or terms > lanes * MAX_TERMS_PER_THREAD:
+        return None
+    log_lanes = lanes.bit_length() - 1
+    params = mx.array(np.array([outputs, terms, inner, log_lanes], dtype=np.uint32))
+    return launch(field_sum_source(), [a.reshape(-1), params], (grid_x(outputs * lanes), 1),
+                  THREADS, [(outputs,)])[0].reshape(out_shape)

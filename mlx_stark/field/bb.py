@@ -12,7 +12,7 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from ..device import fused
+from ..device import fused, unfused_native
 from ..tracing import read
 
 P = 2013265921
@@ -118,8 +118,10 @@ batch_inv = inv  # elementwise already: every element of the batch is inverted i
 
 
 def sum(a: mx.array, axis=None) -> mx.array:  # noqa: A001
-    """Field sum along ``axis`` (uint64 accumulation; exact for < 2^33 terms)."""
-    return (mx.sum(a.astype(U64), axis=axis) % P).astype(U32)
+    """Field sum along ``axis`` (uint64 accumulation; exact for < 2^33 terms). One launch of
+    the native field-sum kernel where fusion is off (:func:`mlx_stark.device.unfused_native`)."""
+    out = unfused_native("bb.sum", a, axis)
+    return (mx.sum(a.astype(U64), axis=axis) % P).astype(U32) if out is None else out
 
 
 def to_mont(a: mx.array) -> mx.array:
