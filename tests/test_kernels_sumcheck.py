@@ -26,7 +26,7 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.poly import eq_table, fold_lowest, host, product_table
+from mlx_stark.poly import eq_table, ext_powers, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
@@ -35,11 +35,12 @@ from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, rou
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
            lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source,
-           ks.product_table_source)
+           ks.product_table_source, ks.powers_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
            "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
-           "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table}
+           "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
+           "mle.ext_powers": ks.ext_powers}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -164,6 +165,15 @@ def test_emulated_product_and_eq_tables(emulated, d):
     assert arrays_equal(got_eq, ops_path(lambda: eq_table(routed_pts)))
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 300])
+def test_emulated_ext_powers(emulated, n):
+    for x in (R, TOP, EF(0), EF(1)):
+        got = ks.ext_powers(ext.constant(x), n)
+        assert got.shape == (n, 4)
+        assert arrays_equal(got, ops_path(lambda: ext_powers(x, n)))
+        assert arrays_equal(got, ops_path(lambda: ext_powers(ext.constant(x), n)))
+
+
 def test_emulated_interpolate_declines_many_nodes(emulated):
     assert ks.interpolate_at_integers(ext.random((ks.MAX_NODES + 1,), 1), ext.constant(R)) is None
     with pytest.raises(InvalidInputError):
@@ -183,9 +193,11 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     values = ext.random((4,), 2)
     at_r = interpolate_at_integers(values, ext.constant(R))
     tables = eq_table([R, ext.constant(TOP), EF(5)]), product_table([(R, TOP), (EF(2), EF(9))])
+    pows = ext_powers(R, 9)
     assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
                            "whir.query_weights", "mle.interpolate_at_integers", "mle.eq_table",
-                           "mle.product_table"}
+                           "mle.product_table", "mle.ext_powers"}
+    assert arrays_equal(pows, ops_path(lambda: ext_powers(R, 9)))
     assert arrays_equal(at_r, ops_path(lambda: interpolate_at_integers(values, ext.constant(R))))
     ref = ops_path(lambda: (eq_table([R, ext.constant(TOP), EF(5)]),
                             product_table([(R, TOP), (EF(2), EF(9))])))

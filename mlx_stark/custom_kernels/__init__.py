@@ -66,6 +66,7 @@ _NATIVE = {
     "mle.interpolate_at_integers": ("sumcheck", "interpolate_at_integers"),
     "mle.product_table": ("sumcheck", "product_table"),
     "mle.eq_table": ("sumcheck", "eq_table"),
+    "mle.ext_powers": ("sumcheck", "ext_powers"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
@@ -195,7 +196,7 @@ def fixed_sources() -> list:
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.interpolate_source(),
-               sumcheck.product_table_source(), rounds.round_message_source(),
+               sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),
                rounds.round_update_source(),
                indexing.take_source(), indexing.scatter_source()])
 

@@ -252,6 +252,25 @@ EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_f
     return KernelSource("sumcheck_product_table", ("factors", "args"), ("out",), _HEADER, body)
 
 
+@lru_cache(maxsize=None)
+def powers_source() -> KernelSource:
+    """``x`` ``(4)`` canonical, ``args = [n]`` -> ``out`` ``(n·4)``: thread ``i`` writes ``x^i``
+    (square and multiply over the bits of ``i``, Montgomery form inside, canonical out)."""
+    body = f"""\
+const uint32_t n = args[0];
+if (gid >= n) return;
+ef sq = ef_in(x[0], x[1], x[2], x[3]);
+ef acc = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+for (uint32_t e = gid; e != 0u; e >>= 1) {{
+  if (e & 1u) acc = ef_mul(acc, sq);
+  sq = ef_mul(sq, sq);
+}}
+EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_from_mont(acc.c2),
+                                 bb_from_mont(acc.c3)));
+"""
+    return KernelSource("sumcheck_powers", ("x", "args"), ("out",), _HEADER, body)
+
+
 # ---------------------------------------------------------------- host side
 def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
     """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
@@ -404,3 +423,14 @@ def eq_table(points: mx.array) -> mx.array:
     if points.shape != (d, 4) or d == 0:
         raise InvalidInputError(f"points must be (d, 4) with d >= 1, got {tuple(points.shape)}")
     return _table(points, d, 1)
+
+
+def ext_powers(x: mx.array, n: int) -> mx.array:
+    """:func:`mlx_stark.poly.mle.ext_powers` (bit-equal): ``x`` ``(4,)`` uint32 canonical ->
+    ``(n, 4)``, ``[1, x, …, x^{n−1}]``. One launch, a thread per power. Lazy."""
+    if x.shape != (4,) or n < 0 or (4 * n) >= 1 << 32:
+        raise InvalidInputError(f"powers of a {tuple(x.shape)} array, n = {n}")
+    if n == 0:
+        return mx.zeros((0, 4), dtype=mx.uint32)
+    return launch(powers_source(), [x, kernel_args((n,))], (grid_x(n), 1), THREADS,
+                  [(n * 4,)])[0].reshape(n, 4)

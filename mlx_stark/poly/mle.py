@@ -165,7 +165,10 @@ def mle_eval(table: mx.array, point, base: bool = False) -> mx.array:
 
 def ext_powers(x, n: int) -> mx.array:
     """``[1, x, …, x^{n−1}]`` for a host EF ``x`` or a ``(4,)`` device array: ``(n, 4)``
-    uint32, built by doubling."""
+    uint32, built by doubling (with native kernels: one launch, ``mle.ext_powers``)."""
+    kernel = custom_kernels.native("mle.ext_powers")
+    if kernel is not None:
+        return kernel(_ef4(x), n)
     out = ext.ones((1,))
     step = x if isinstance(x, mx.array) else EF.lift(x)
     while out.shape[0] < n:
