@@ -134,8 +134,8 @@ def _naive_msg(column, l):
 @pytest.mark.parametrize("chunked", [False, True])
 @pytest.mark.parametrize("l,m,log_blowup", [(2, 4, 1), (3, 5, 2), (0, 3, 1), (2, 2, 3)])
 def test_rs_code_matrix_matches_naive(on_device, l, m, log_blowup, chunked, monkeypatch):
-    if chunked:  # column chunks: one column at a time
-        monkeypatch.setattr(stacked_pcs, "_CHUNK_ELEMS", 1)
+    if chunked:  # the ops path's column chunks: one column at a time
+        monkeypatch.setattr(stacked_pcs, "_OPS_CHUNK_ELEMS", 1)
     q = bb.random((1 << m, 3), seed=l * 10 + m)
     msgs, code = stacked_pcs.rs_messages(q, l), rs_code_matrix(q, l, log_blowup)
     qn, mn, cn = np.array(q), np.array(msgs), np.array(code)

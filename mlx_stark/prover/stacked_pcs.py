@@ -18,8 +18,8 @@ from ..poly import mle, ntt
 from ..tracing import read, span, wait
 
 
-# Codeword elements (uint32) the encoding handles at once (see rs_code_matrix).
-_CHUNK_ELEMS = 1 << 24
+# Codeword elements (uint32) the MLX-ops encoding handles at once (see rs_code_matrix).
+_OPS_CHUNK_ELEMS = 1 << 24
 
 
 @dataclass
@@ -123,19 +123,15 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
     height, width = matrix.shape
     if height & (height - 1) or height < (1 << l_skip):
         raise InvalidInputError(f"stacked height {height} is not a power of two >= 2^{l_skip}")
-    step = max(1, _CHUNK_ELEMS // (height << log_blowup))
-    if step >= width:
+    step = max(1, _OPS_CHUNK_ELEMS // (height << log_blowup))
+    if custom_kernels.native("ntt.transform") is not None or step >= width:
         return ntt.lde(rs_messages(matrix, l_skip), log_blowup)
-    # the messages and the transforms' buffers are several times the input (MLX ops: ~10x), so
-    # encode a few columns at a time into a preallocated output (written in place: nothing else
-    # holds it)
-    native = custom_kernels.native("ntt.transform") is not None
+    # MLX ops: the transforms' temporaries are several times their input, so encode a few
+    # columns at a time into a preallocated output (written in place: nothing else holds it)
     codewords = mx.zeros((height << log_blowup, width), dtype=U32)
     for a in range(0, width, step):
         codewords[:, a:a + step] = ntt.lde(rs_messages(matrix[:, a:a + step], l_skip), log_blowup)
-        # frees the chunk's temporaries: on the device without a host wait (the ops path
-        # syncs per transform anyway)
-        (mx.async_eval if native else wait)(codewords)
+        wait(codewords)  # frees the chunk's temporaries (the ops path syncs per transform anyway)
     return codewords
 
 
