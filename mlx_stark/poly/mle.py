@@ -17,6 +17,7 @@ from ..device import fused
 from ..field import bb, ext
 from ..field.bb import U32, U64, P
 from ..field.host import EF
+from ..tracing import wait
 from . import host
 
 # Table elements (uint32) that fold_skip's ops path folds at once (base tables).
@@ -290,7 +291,7 @@ def fold_skip(table: mx.array, l: int, z, base: bool = True) -> mx.array:
         out = mx.zeros((blocks, *table.shape[1:], 4), dtype=U32)
         for a in range(0, blocks, step):
             out[a:a + step] = _skip_base(v[a:a + step], w, l)
-            mx.async_eval(out)  # frees the chunk's temporaries; no host wait
+            wait(out)  # frees the chunk's temporaries (a lazy chunk update would copy `out`)
         return out
     else:
         acc = mx.zeros(v.shape[:1] + v.shape[2:], dtype=U64)
