@@ -58,7 +58,7 @@ case "${1:-}" in
       before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
     done
     step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_precompile.py \
-      tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py \
+      tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py tests/test_kernels_linear.py \
       tests/test_golden_fingerprints.py tests/test_sync_budget.py
     step profile-fib 60 python3 benchmarks/profile_call.py fib --out "$res/profile-fib.txt"
     for w in keccakf fib; do

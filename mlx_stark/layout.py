@@ -17,6 +17,8 @@ canonical column order (``sorted_cols``).
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from dataclasses import dataclass
 from typing import List, Mapping, Sequence, Tuple
 
@@ -120,8 +122,15 @@ def stacked_layout(l_skip: int, log_stacked_height: int, matrix_dims) -> Stacked
     """pcs.md §6.2 for ``matrix_dims = [(width_a, log_height_a), …]`` in trace order.
 
     Raises :class:`InvalidInputError` for a negative width or height, a height above
-    ``2^log_stacked_height`` or heights that are not non-increasing."""
-    dims = tuple((int(w), int(h)) for w, h in matrix_dims)
+    ``2^log_stacked_height`` or heights that are not non-increasing. Kept per arguments: a
+    proof asks for its layouts several times (validation, the commitment, compiling ahead),
+    and a wide trace has thousands of slices (keccakf's 2633: ~2.5 ms each time)."""
+    return _stacked_layout(int(l_skip), int(log_stacked_height),
+                           tuple((int(w), int(h)) for w, h in matrix_dims))
+
+
+@lru_cache(maxsize=256)
+def _stacked_layout(l_skip: int, log_stacked_height: int, dims: tuple) -> StackedLayout:
     height = 1 << log_stacked_height
     slices = []
     col = row = 0
