@@ -14,6 +14,7 @@ the points change (the GKR leaves here: the rows; round 0 and the multilinear ro
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
@@ -213,7 +214,7 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     if len(t.cached_mains) != len(width.cached_mains):
         raise InvalidInputError(f"AIR {t.air_id}: {len(t.cached_mains)} cached mains, expected "
                                 f"{len(width.cached_mains)}")
-    tr = describe_trace(pk, l_skip, t.air_id, h, t.public_values)
+    tr = dataclasses.replace(describe_trace(pk, l_skip, t.air_id, h, t.public_values))
     parts = trace_parts(t.common_main, pk.per_air[t.air_id].preprocessed_trace
                         if width.preprocessed is not None else None, t.cached_mains)
     for m, w in zip(parts, tr.part_widths):
@@ -230,11 +231,31 @@ def prepare_trace(pk, l_skip: int, t) -> TraceData:
     return tr
 
 
+# trace descriptions a DAG keeps (the last few height / public-value combinations)
+_DESCRIPTIONS = 8
+
+
 def describe_trace(pk, l_skip: int, air_id: int, log_height: int, public_values) -> TraceData:
     """A trace's layout, leaves, evaluators and forms, without its table (``table`` is
     ``None``): all that depends on the key, the height and the public values, not on the
-    trace's data (what :mod:`mlx_stark.prover.precompile` needs to know a proof's kernels)."""
+    trace's data (what :mod:`mlx_stark.prover.precompile` needs to know a proof's kernels).
+
+    Kept with the AIR's DAG for the last few (height, public values): walking a large DAG
+    takes ~10 ms (keccakf's 39k nodes), every proof describes its traces, and the evaluators'
+    plans and the leaves' input map live in the description. Shared: copy it before setting
+    a table (:func:`prepare_trace`)."""
     vk = pk.per_air[air_id].vk
+    key = (int(l_skip), int(log_height), tuple(int(v) for v in public_values))
+    kept = vk.symbolic_constraints.cache.get("prover.trace_descriptions", dict)
+    tr = kept.get(key)
+    if tr is None:
+        tr = kept[key] = _describe(vk, air_id, *key)
+        if len(kept) > _DESCRIPTIONS:
+            del kept[next(iter(kept))]
+    return tr
+
+
+def _describe(vk, air_id: int, l_skip: int, log_height: int, public_values: tuple) -> TraceData:
     width = vk.params.width
     h = int(log_height)
     expected = trace_parts(width.common_main, width.preprocessed, width.cached_mains)
