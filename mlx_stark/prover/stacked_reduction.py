@@ -36,7 +36,8 @@ from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
 from .sumcheck import fold_product_round, product_round_values
 
-# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
+# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; table elements
+# (uint32) of one chunk of :func:`weight_table`.
 _CHUNK_ELEMS = 1 << 22
 
 
@@ -70,6 +71,37 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)
+
+
+def weight_table(n: int, width: int, pieces: list) -> mx.array:
+    """The weight table of one commitment, ``(2^n, W, 4)`` uint32: the sum over ``pieces``
+    ``(ñ, A, B, T, T_rot)`` (``A``, ``B`` ``(2^{n−ñ}, W, 4)``: the slices' coefficients on
+    their window's grid cell, zero elsewhere; ``T``, ``T_rot`` ``(2^ñ, 4)``) of
+    ``w[a·2^ñ + k, col] = A[a, col]·T[k] + B[a, col]·T_rot[k]``. Built a few rows at a time
+    into a preallocated output (written in place: nothing else holds it): the extension
+    products' uint64 temporaries are several times the table."""
+    rows = 1 << min(n, max(0, (_CHUNK_ELEMS // (4 * width)).bit_length() - 1))
+    if rows == 1 << n:
+        return _weight_rows(0, rows, width, pieces)
+    out = mx.zeros((1 << n, width, 4), dtype=U32)
+    for lo in range(0, 1 << n, rows):
+        out[lo:lo + rows] = _weight_rows(lo, rows, width, pieces)
+        mx.async_eval(out)  # frees the chunk's temporaries; no host wait
+    return out
+
+
+def _weight_rows(lo: int, rows: int, width: int, pieces: list) -> mx.array:
+    """Rows ``lo..lo+rows`` of :func:`weight_table` (``lo`` a multiple of ``rows``, a power of two):
+    ``(rows, W, 4)`` uint32."""
+    out = ext.zeros((rows, width))
+    for nt, grid_a, grid_b, t_eq, t_rot in pieces:
+        # whole windows a0..a1, or the part k0..k1 of window a0
+        a0, k0 = lo >> nt, lo & ((1 << nt) - 1)
+        a1, k1 = max(a0 + 1, (lo + rows) >> nt), k0 + min(rows, 1 << nt)
+        piece = ext.add(ext.mul(grid_a[a0:a1, None], t_eq[None, k0:k1, None]),
+                        ext.mul(grid_b[a0:a1, None], t_rot[None, k0:k1, None]))
+        out = ext.add(out, piece.reshape(rows, width, 4))
+    return out
 
 
 def _height_params(l: int, h: int, r0: EF) -> tuple:
@@ -218,7 +250,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             for c, pcs in enumerate(pcs_datas):
                 width = pcs.matrix.shape[1]
                 f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
-                w_c = ext.zeros((1 << n, width))
+                pieces = []
                 for (cc, nt), idx in groups.items():
                     if cc != c:
                         continue
@@ -227,12 +259,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                     sel = mx.array(idx, dtype=mx.uint32)
                     grid_a = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(alpha, sel)[:, 0])
                     grid_b = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(beta, sel)[:, 0])
-                    t_eq, t_rot = _rot_tables(r, nt)
-                    piece = ext.add(
-                        ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),
-                        ext.mul(grid_b.reshape(1 << (n - nt), 1, width, 4), t_rot[None, :, None]))
-                    w_c = ext.add(w_c, piece.reshape(1 << n, width, 4))
-                w_parts.append(w_c)
+                    pieces.append((nt, grid_a.reshape(1 << (n - nt), width, 4),
+                                   grid_b.reshape(1 << (n - nt), width, 4), *_rot_tables(r, nt)))
+                w_parts.append(weight_table(n, width, pieces))
             f = mx.concatenate(f_parts, axis=1)
             w = mx.concatenate(w_parts, axis=1)
             sp_part.produced(f, w)
