@@ -191,7 +191,7 @@ def test_chunked_product_rounds_agree(instance, honest, monkeypatch):
 def test_weight_table_in_row_chunks(instance, honest, monkeypatch):
     """The weight table built a few rows at a time (chunks shorter than some windows, longer
     than others) equals the table built at once and the sum of the pieces' outer products;
-    and the proof is unchanged."""
+    and the proof is unchanged (round 0 then also contracts one window at a time)."""
     from mlx_stark.field import bb, ext
     from mlx_stark.prover import stacked_reduction as sr
     n, width = 4, 3

@@ -36,8 +36,8 @@ from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
 from .sumcheck import fold_product_round, product_round_values
 
-# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; table elements
-# (uint32) of one chunk of :func:`weight_table`.
+# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; elements (uint32)
+# of the windows round 0 copies at once and of one chunk of :func:`weight_table`.
 _CHUNK_ELEMS = 1 << 22
 
 
@@ -225,9 +225,12 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
                 rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
                                 dtype=mx.uint32)
-                windows = arrays.take(blocks, rows).reshape(len(idx), 1 << nt, 1 << l)
-                t_eq, t_rot = _rot_tables(r, nt)
-                on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
+                weights = mx.concatenate(_rot_tables(r, nt), axis=1)
+                # a few windows at a time: a copy of all of them is the matrix's size
+                step = max(1, _CHUNK_ELEMS >> (nt + l))
+                on_d = mx.concatenate([  # (S_g, 2^l, 8)
+                    weighted_sum(arrays.take(blocks, rows[a:a + step]).reshape(-1, 1 << nt, 1 << l),
+                                 weights) for a in range(0, len(idx), step)])
                 coeffs = idft(on_d, axis=1)
                 on_coset = dft(bb.mul(coeffs, coset), axis=1)
                 vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
@@ -236,7 +239,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
                 s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
-            del transposed, blocks, windows  # matrix-sized copies, not needed after round 0
+            del transposed, blocks  # a matrix-sized copy, not needed after round 0
             for a in s0:
                 transcript.observe_ext(a)
             u_prism = [transcript.sample_ext()]
