@@ -29,7 +29,7 @@ from mlx_stark.field.host import EF, horner
 from mlx_stark.keygen import keygen
 from mlx_stark.layout import n_logup_of, segment_offsets
 from mlx_stark.params import SystemParams, default_test_params_small
-from mlx_stark.poly import fold_skip, host, mle_eval
+from mlx_stark.poly import fold_lowest, fold_skip, host, mle_eval
 from mlx_stark.proof.constraints import BatchConstraintProof, GkrProof
 from mlx_stark.prover import batch_constraints as bc
 from mlx_stark.prover import constraint_eval
@@ -204,6 +204,8 @@ def test_evaluation_strategies_and_chunking_agree(monkeypatch):
         m.setattr(constraint_eval, "_LEVEL_BUFFER_ELEMS", 1)
         m.setattr(bc.round0, "_LDE_BLOCK_ELEMS", 1)
         m.setattr(bc.mle_rounds, "_FOLD_TABLE_ELEMS", 1)
+        m.setattr(bc.mle_rounds, "_FOLD_ROWS_ELEMS", 1)
+        m.setattr(bc.mle_rounds, "_HEAD_POINT_ELEMS", 1)
         assert proof_bytes() == reference
 
 
@@ -247,6 +249,19 @@ def test_fold_tables_in_row_chunks(monkeypatch):
     chunked = np.array(bc.fold_tables([tr], params.l_skip, r0)[0])
     assert (tr.height >> params.l_skip) % 3  # uneven chunks: the last one is shorter
     np.testing.assert_array_equal(chunked, whole)
+
+
+def test_multilinear_fold_in_row_chunks(monkeypatch):
+    """A multilinear round's fold of a column-major table a few ``y`` at a time (uneven
+    chunks) equals the fold of all rows at once, and both equal the fold of each column."""
+    table = mx.random.randint(0, P, (5, 16, 4), key=mx.random.key(3)).astype(mx.uint32)
+    r = EF(4, 8, 15, 16)
+    whole = np.array(bc.mle_rounds._fold_rows(table, r))
+    monkeypatch.setattr(bc.mle_rounds, "_FOLD_ROWS_ELEMS", 3 * 8 * 5)  # 3 of 8 pairs per chunk
+    chunked = np.array(bc.mle_rounds._fold_rows(table, r))
+    np.testing.assert_array_equal(chunked, whole)
+    for c in range(5):
+        np.testing.assert_array_equal(whole[c], np.array(fold_lowest(table[c, ...], r)))
 
 
 # ------------------------------------------------------------------ bad traces

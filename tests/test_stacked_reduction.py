@@ -188,6 +188,32 @@ def test_chunked_product_rounds_agree(instance, honest, monkeypatch):
     assert again.to_bytes() == proof.to_bytes() and u2 == u
 
 
+def test_weight_table_in_row_chunks(instance, honest, monkeypatch):
+    """The weight table built a few rows at a time (chunks shorter than some windows, longer
+    than others) equals the table built at once and the sum of the pieces' outer products;
+    and the proof is unchanged (round 0 then also contracts one window at a time)."""
+    from mlx_stark.field import bb, ext
+    from mlx_stark.prover import stacked_reduction as sr
+    n, width = 4, 3
+    pieces = [(nt, bb.random((1 << (n - nt), width, 4), 10 + nt),
+               bb.random((1 << (n - nt), width, 4), 20 + nt),
+               bb.random((1 << nt, 4), 30 + nt), bb.random((1 << nt, 4), 40 + nt))
+              for nt in (0, 2, 4)]
+    expect = sum(np.array(ext.add(ext.mul(a[:, None], t[None, :, None]),
+                                  ext.mul(b[:, None], t_rot[None, :, None])),
+                          dtype=np.uint64).reshape(1 << n, width, 4)
+                 for _, a, b, t, t_rot in pieces) % P
+    whole = np.array(sr.weight_table(n, width, pieces))
+    np.testing.assert_array_equal(whole, expect)
+    for elems in (1, 8 * width):  # 1 and 2 rows per chunk
+        monkeypatch.setattr(sr, "_CHUNK_ELEMS", elems)
+        np.testing.assert_array_equal(np.array(sr.weight_table(n, width, pieces)), whole)
+    proof, u, _ = honest
+    again, u2 = prove_stacked_reduction(instance.params, Transcript(), instance.pcs,
+                                        instance.need_rot, instance.r)
+    assert again.to_bytes() == proof.to_bytes() and u2 == u
+
+
 def test_codec_round_trip_of_honest_proof(instance, honest):
     proof, u, _ = honest
     back = StackingProof.from_bytes(proof.to_bytes())

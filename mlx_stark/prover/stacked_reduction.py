@@ -36,7 +36,8 @@ from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
 from .sumcheck import fold_product_round, product_round_values
 
-# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`.
+# Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; elements (uint32)
+# of the windows round 0 copies at once and of one chunk of :func:`weight_table`.
 _CHUNK_ELEMS = 1 << 22
 
 
@@ -70,6 +71,38 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
     if acc is None:
         return mx.zeros((a, b, c), dtype=U32)
     return (acc % P).astype(U32)
+
+
+def weight_table(n: int, width: int, pieces: list) -> mx.array:
+    """The weight table of one commitment, ``(2^n, W, 4)`` uint32: the sum over ``pieces``
+    ``(ñ, A, B, T, T_rot)`` (``A``, ``B`` ``(2^{n−ñ}, W, 4)``: the slices' coefficients on
+    their window's grid cell, zero elsewhere; ``T``, ``T_rot`` ``(2^ñ, 4)``) of
+    ``w[a·2^ñ + k, col] = A[a, col]·T[k] + B[a, col]·T_rot[k]``. Built a few rows at a time
+    (the extension products' uint64 temporaries are several times the table), each chunk
+    evaluated, then concatenated: an update of a preallocated output under ``async_eval``
+    copies the output per chunk (docs/tracking/peak-memory.md)."""
+    rows = 1 << min(n, max(0, (_CHUNK_ELEMS // (4 * width)).bit_length() - 1))
+    if rows == 1 << n:
+        return _weight_rows(0, rows, width, pieces)
+    parts = []
+    for lo in range(0, 1 << n, rows):
+        parts.append(_weight_rows(lo, rows, width, pieces))
+        mx.async_eval(parts[-1])  # frees the chunk's temporaries; no host wait
+    return mx.concatenate(parts)
+
+
+def _weight_rows(lo: int, rows: int, width: int, pieces: list) -> mx.array:
+    """Rows ``lo..lo+rows`` of :func:`weight_table` (``lo`` a multiple of ``rows``, a power of two):
+    ``(rows, W, 4)`` uint32."""
+    out = ext.zeros((rows, width))
+    for nt, grid_a, grid_b, t_eq, t_rot in pieces:
+        # whole windows a0..a1, or the part k0..k1 of window a0
+        a0, k0 = lo >> nt, lo & ((1 << nt) - 1)
+        a1, k1 = max(a0 + 1, (lo + rows) >> nt), k0 + min(rows, 1 << nt)
+        piece = ext.add(ext.mul(grid_a[a0:a1, None], t_eq[None, k0:k1, None]),
+                        ext.mul(grid_b[a0:a1, None], t_rot[None, k0:k1, None]))
+        out = ext.add(out, piece.reshape(rows, width, 4))
+    return out
 
 
 def _height_params(l: int, h: int, r0: EF) -> tuple:
@@ -193,9 +226,12 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
                 rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
                                 dtype=mx.uint32)
-                windows = arrays.take(blocks, rows).reshape(len(idx), 1 << nt, 1 << l)
-                t_eq, t_rot = _rot_tables(r, nt)
-                on_d = weighted_sum(windows, mx.concatenate([t_eq, t_rot], axis=1))  # (S_g, 2^l, 8)
+                weights = mx.concatenate(_rot_tables(r, nt), axis=1)
+                # a few windows at a time: a copy of all of them is the matrix's size
+                step = max(1, _CHUNK_ELEMS >> (nt + l))
+                on_d = mx.concatenate([  # (S_g, 2^l, 8)
+                    weighted_sum(arrays.take(blocks, rows[a:a + step]).reshape(-1, 1 << nt, 1 << l),
+                                 weights) for a in range(0, len(idx), step)])
                 coeffs = idft(on_d, axis=1)
                 on_coset = dft(bb.mul(coeffs, coset), axis=1)
                 vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
@@ -204,7 +240,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
                 s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
-            del transposed, blocks, windows  # matrix-sized copies, not needed after round 0
+            del transposed, blocks  # a matrix-sized copy, not needed after round 0
             for a in s0:
                 transcript.observe_ext(a)
             u_prism = [transcript.sample_ext()]
@@ -218,7 +254,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             for c, pcs in enumerate(pcs_datas):
                 width = pcs.matrix.shape[1]
                 f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
-                w_c = ext.zeros((1 << n, width))
+                pieces = []
                 for (cc, nt), idx in groups.items():
                     if cc != c:
                         continue
@@ -227,12 +263,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                     sel = mx.array(idx, dtype=mx.uint32)
                     grid_a = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(alpha, sel)[:, 0])
                     grid_b = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(beta, sel)[:, 0])
-                    t_eq, t_rot = _rot_tables(r, nt)
-                    piece = ext.add(
-                        ext.mul(grid_a.reshape(1 << (n - nt), 1, width, 4), t_eq[None, :, None]),
-                        ext.mul(grid_b.reshape(1 << (n - nt), 1, width, 4), t_rot[None, :, None]))
-                    w_c = ext.add(w_c, piece.reshape(1 << n, width, 4))
-                w_parts.append(w_c)
+                    pieces.append((nt, grid_a.reshape(1 << (n - nt), width, 4),
+                                   grid_b.reshape(1 << (n - nt), width, 4), *_rot_tables(r, nt)))
+                w_parts.append(weight_table(n, width, pieces))
             f = mx.concatenate(f_parts, axis=1)
             w = mx.concatenate(w_parts, axis=1)
             sp_part.produced(f, w)

@@ -32,6 +32,11 @@ from .traces import TraceData, lift
 # Table elements (uint32) that fold_tables builds and folds at once (no more than fold_skip
 # folds at once: one fold per chunk).
 _FOLD_TABLE_ELEMS = 1 << 22
+# Table elements (uint32) that _fold_rows' ops path folds at once.
+_FOLD_ROWS_ELEMS = 1 << 20
+# Points (uint32 elements) that _head_values' ops path builds at once: the DAG evaluation's
+# temporaries are several times its points.
+_HEAD_POINT_ELEMS = 1 << 22
 
 
 def _column_major(table: mx.array) -> mx.array:
@@ -72,7 +77,23 @@ def _fold_table(tr: TraceData, l_skip: int, r0: EF) -> mx.array:
 
 def _fold_rows(table: mx.array, r) -> mx.array:
     """Bind the lowest variable of a column-major table ``(W_tot, 2M, 4)`` to ``r``:
-    ``T'[c, y] = T[c, 2y] + r·(T[c, 2y+1] − T[c, 2y])``, ``(W_tot, M, 4)``."""
+    ``T'[c, y] = T[c, 2y] + r·(T[c, 2y+1] − T[c, 2y])``, ``(W_tot, M, 4)``. The ops path's
+    temporaries are several times the table: it folds a few ``y`` at a time (evaluated one by
+    one, then concatenated: an in-place update of a preallocated output copies it per chunk
+    when the chunks are evaluated asynchronously); a native kernel folds all at once."""
+    w, m = table.shape[0], table.shape[1] // 2
+    step = max(1, _FOLD_ROWS_ELEMS // (8 * w))
+    if step >= m or custom_kernels.native("mle.fold_lowest:ext") is not None:
+        return _fold_pairs(table, r)
+    parts = []
+    for lo in range(0, m, step):
+        parts.append(_fold_pairs(table[:, 2 * lo:2 * (lo + step)], r))
+        mx.async_eval(parts[-1])  # frees the chunk's temporaries; no host wait
+    return mx.concatenate(parts, axis=1)
+
+
+def _fold_pairs(table: mx.array, r) -> mx.array:
+    """:func:`_fold_rows` of all rows at once: ``(W_tot, 2M, 4)`` -> ``(W_tot, M, 4)``."""
     w, rows = table.shape[:2]
     pairs = mx.moveaxis(table.reshape(w, rows // 2, 2, 4), 2, 0)  # (2, W_tot, M, 4)
     return fold_lowest(pairs, r)[0, ...]
@@ -83,14 +104,29 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     """``a_t, b_t, b'_t`` at ``X = 1..d`` (§6.6): ``(3, d, 4)`` uint32. ``table``: the folded
     table, column-major ``(W_tot, 2M, 4)``; ``colmap``: ``tr.needed`` ``(Wn,)`` uint32;
     ``weights``: ``eq(ξ[l+j..l+ñ), y)`` ``(M, 4)``. With native kernels the generated kernel
-    reads the table's lines directly; otherwise the points are built and evaluated."""
-    m = table.shape[1] // 2
+    reads the table's lines directly; otherwise the points are built and evaluated for a few
+    ``y`` at a time (their sums added up, exact in F)."""
     kernel = custom_kernels.native("mle_rounds.head_values")
     if kernel is not None:
-        values = kernel(tr.leaves, forms, table, colmap, degree)
-    else:
-        values = tr.evaluator.evaluate(forms, line_points(table, colmap, degree), base=False)
-    values = mx.stack(values).reshape(3, degree, m, 4)
+        return _weighted_sum(kernel(tr.leaves, forms, table, colmap, degree), weights, degree)
+    m = table.shape[1] // 2
+    step = max(1, _HEAD_POINT_ELEMS // (colmap.shape[0] * degree * 4))
+    out = None
+    for lo in range(0, m, step):
+        hi = min(lo + step, m)
+        points = line_points(table[:, 2 * lo:2 * hi], colmap, degree)
+        part = _weighted_sum(tr.evaluator.evaluate(forms, points, base=False), weights[lo:hi],
+                             degree)
+        out = part if out is None else ext.add(out, part)
+        if step < m:
+            mx.async_eval(out)  # frees the chunk's points and temporaries; no host wait
+    return out
+
+
+def _weighted_sum(values: List[mx.array], weights: mx.array, degree: int) -> mx.array:
+    """``Σ_y v[X, y]·weights[y]`` of the three forms' values ``(d·M, 4)`` each (points in
+    ``(X, y)`` order), ``weights`` ``(M, 4)``: ``(3, d, 4)`` uint32."""
+    values = mx.stack(values).reshape(3, degree, weights.shape[0], 4)
     return bb.sum(ext.mul(values, weights), axis=2)
 
 
