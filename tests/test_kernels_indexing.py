@@ -3,8 +3,9 @@
 
 - emulation (needs g++): the rendered CUDA and Metal sources, run as C++ on the CPU, equal
   ``mx.take`` along every axis (first, middle, last; repeated and unordered indices; one row;
-  empty results) and the MLX-ops scatter; whole proofs through both give the golden
-  fingerprints;
+  empty results), the MLX-ops scatter and the MLX-ops stacked matrix (one matrix, several of
+  them below and above ``2^l`` rows, zero-width ones, zero padding); whole proofs through both
+  give the golden fingerprints;
 - device: on a GPU with native kernels, both equal their ops path on the CPU.
 """
 import mlx.core as mx
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 from mlx_stark import arrays
+from mlx_stark.layout import stacked_layout
+from mlx_stark.prover import stacked_pcs
 from mlx_stark.custom_kernels import indexing as kidx
 from mlx_stark.field import bb
 
@@ -30,7 +33,7 @@ TAKES = [  # (shape, axis, indices)
 
 
 def test_sources():
-    for src in (kidx.take_source(), kidx.scatter_source()):
+    for src in (kidx.take_source(), kidx.scatter_source(), kidx.stack_source()):
         check_twins(src)
         assert "SHARED" not in src.body
 
@@ -48,6 +51,25 @@ def test_emulated_take_equals_mx_take(emulated, case):
     np.testing.assert_array_equal(np.array(got), want)
 
 
+STACKS = [  # (l_skip, log stacked height, [(width, log height), ...])
+    (2, 5, [(3, 5)]),
+    (2, 6, [(5, 5)]),  # one matrix, zero padding after it
+    (3, 6, [(4, 6), (0, 5), (3, 4), (2, 2), (5, 0)]),  # below 2^l: spread values
+    (0, 3, [(1, 3), (2, 1)]),
+]
+
+
+@pytest.mark.parametrize("case", STACKS)
+def test_emulated_stack_matrix_equals_ops(emulated, case):
+    l, m, dims = case
+    layout = stacked_layout(l, m, dims)
+    mats = [bb.random((1 << h, w), 7 * a + w) for a, (w, h) in enumerate(dims)]
+    got = kidx.stack_matrix(layout, mats)
+    want = stacked_pcs.stacked_matrix(layout, mats)  # the ops path (the CPU is the device)
+    assert got.shape == want.shape == (1 << m, layout.width) and got.dtype == mx.uint32
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
 @pytest.mark.parametrize("n, idx, tail", [(10, [7, 0, 3], (4,)), (5, [4], ()), (64, list(range(0, 64, 5)), (2, 3)),
                                           (3, [], (4,))])
 def test_emulated_scatter_equals_ops(emulated, n, idx, tail):
@@ -60,14 +82,15 @@ def test_emulated_scatter_equals_ops(emulated, n, idx, tail):
 
 
 def test_emulated_proofs_match_golden(emulated, monkeypatch):
-    """Whole proofs with every gather and scatter of the prover on the kernels."""
+    """Whole proofs with every gather, scatter and stacked matrix of the prover on the kernels."""
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = route(monkeypatch, {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows})
+    calls = route(monkeypatch, {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
+                                "stacked_pcs.stacked_matrix": kidx.stack_matrix})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert "arrays.take" in calls and "arrays.scatter_rows" in calls
+    assert {"arrays.take", "arrays.scatter_rows", "stacked_pcs.stacked_matrix"} <= set(calls)
 
 
 @needs_native
@@ -81,3 +104,7 @@ def test_device_equals_ops(reference):
     cells = mx.array(np.arange(0, 3000, 10), dtype=mx.uint32)
     got = np.array(arrays.scatter_rows(3000, cells, rows))
     np.testing.assert_array_equal(got, reference(lambda: np.array(arrays.scatter_rows(3000, cells, rows))))
+    layout = stacked_layout(4, 16, [(42, 12), (5, 3), (3, 0)])
+    mats = [bb.random((1 << h, w), w) for w, h in layout.matrix_dims]
+    got = np.array(stacked_pcs.stacked_matrix(layout, mats))
+    np.testing.assert_array_equal(got, reference(lambda: np.array(stacked_pcs.stacked_matrix(layout, mats))))

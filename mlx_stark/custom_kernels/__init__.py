@@ -60,6 +60,8 @@ _NATIVE = {
     "transcript.DeviceTranscript.grind": ("poseidon2", "pow_first_search"),
     "ntt.transform": ("ntt", "transform"),
     "ntt.coset_lde": ("ntt", "coset_lde"),
+    "mle.zeta": ("ntt", "zeta"),
+    "mle.mobius": ("ntt", "mobius"),
     "mle.fold_lowest:ext": ("sumcheck", "fold_ext"),
     "mle.fold_lowest:base": ("sumcheck", "fold_base"),
     "mle.fold_skip:base": ("linear", "weighted_sum"),
@@ -67,6 +69,7 @@ _NATIVE = {
     "mle.product_table": ("sumcheck", "product_table"),
     "mle.eq_table": ("sumcheck", "eq_table"),
     "mle.ext_powers": ("sumcheck", "ext_powers"),
+    "stacked_pcs.stacked_matrix": ("indexing", "stack_matrix"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
@@ -190,6 +193,7 @@ def fixed_sources() -> list:
              poseidon2.duplex_source()]
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
             + [ntt.rs_messages_source(l) for l in range(0, 5)]
+            + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)] + [linear.field_sum_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
@@ -198,7 +202,7 @@ def fixed_sources() -> list:
                sumcheck.query_weights_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),
                rounds.round_update_source(),
-               indexing.take_source(), indexing.scatter_source()])
+               indexing.take_source(), indexing.scatter_source(), indexing.stack_source()])
 
 
 def compiles_ahead() -> bool:

@@ -1,5 +1,5 @@
-"""Gather and scatter kernels: the native paths of :func:`mlx_stark.arrays.take` and
-:func:`mlx_stark.arrays.scatter_rows`.
+"""Gather, scatter and stacking kernels: the native paths of :func:`mlx_stark.arrays.take`,
+:func:`mlx_stark.arrays.scatter_rows` and :func:`mlx_stark.prover.stacked_pcs.stacked_matrix`.
 
 MLX's CUDA backend compiles its own gather and scatter kernels at run time with NVRTC and its
 headers, one module per dtype and index count, 20 s each on a machine's first proof
@@ -8,7 +8,8 @@ kept as cubins, and move uint32 words only, so they serve every shape the prover
 
 ``take``: ``x`` viewed as ``(outer, n, inner)``, ``out[o, i, j] = x[o, idx[i], j]``; threads
 loop over the output words. ``scatter_rows``: ``out[idx[i], j] = rows[i, j]`` into a
-zero-filled ``(n, inner)`` output, one thread per word of ``rows``.
+zero-filled ``(n, inner)`` output, one thread per word of ``rows``. ``stack_matrix``: a
+commitment's stacked matrix read straight from its matrices (see :func:`stack_source`).
 """
 from __future__ import annotations
 
@@ -90,3 +91,73 @@ def scatter_rows(n: int, idx: mx.array, rows: mx.array) -> mx.array:
     out = launch(scatter_source(), [rows.reshape(-1), idx, _params(words, inner)], (grid_x(words), 1),
                  THREADS, [(n * inner,)], zero_outputs=True)[0]
     return out.reshape(out_shape)
+
+
+# words per segment row of :func:`stack_source`'s ``segs``
+_SEG_WORDS = 6
+
+
+@lru_cache(maxsize=None)
+def stack_source() -> KernelSource:
+    """The stacked matrix ``Q`` ``(2^m, W)`` of a commitment straight from its matrices
+    (:func:`mlx_stark.prover.stacked_pcs.stacked_matrix`): ``x`` (every matrix's row-major words,
+    one after another), ``segs`` ``(N, 6)`` = ``[start, length, width, log_run, spread, x_offset]``
+    per matrix with columns, ``params = [total, m, W, N, stride]`` -> ``out`` ``(total,)``.
+
+    ``Q^T`` flattened is each matrix's columns, one run of ``2^log_run`` words per column from
+    ``start`` (each value followed by ``2^spread − 1`` zeros for a matrix lower than ``2^l``),
+    then zeros: thread ``e`` writes ``Q[r, c]`` (coalesced), word ``c·2^m + r`` of ``Q^T``. No
+    temporaries of the matrix's size (the ops path transposes twice and concatenates)."""
+    body = """\
+const uint64_t total = params[0];
+const uint32_t log_h = params[1];
+const uint32_t width = params[2];
+const uint32_t nseg = params[3];
+for (uint64_t e = gid; e < total; e += params[4]) {
+  const uint32_t r = (uint32_t)(e / width);
+  const uint32_t c = (uint32_t)(e - (uint64_t)r * width);
+  const uint32_t f = (c << log_h) + r;
+  uint32_t v = 0u;
+  for (uint32_t a = 0u; a < nseg; ++a) {
+    const uint32_t local = f - segs[6u * a];
+    if (local < segs[6u * a + 1u]) {
+      const uint32_t run = segs[6u * a + 3u];
+      const uint32_t spread = segs[6u * a + 4u];
+      const uint32_t i = local & ((1u << run) - 1u);
+      if ((i & ((1u << spread) - 1u)) == 0u) {
+        v = x[(uint64_t)segs[6u * a + 5u] + (uint64_t)(i >> spread) * segs[6u * a + 2u] + (local >> run)];
+      }
+      break;
+    }
+  }
+  out[e] = v;
+}
+"""
+    return KernelSource("stack_matrix", ("x", "segs", "params"), ("out",), "", body)
+
+
+def stack_matrix(layout, matrices) -> mx.array:
+    """:func:`mlx_stark.prover.stacked_pcs.stacked_matrix` (equal) for matrices already checked
+    against ``layout``: ``(2^h_a, w_a)`` uint32 each -> ``(2^m, W)`` uint32. One launch (and a
+    concatenation of the inputs when more than one matrix has columns). Lazy."""
+    l, m, width = layout.l_skip, layout.log_stacked_height, layout.width
+    total = width << m
+    segs, xs, start, x_off = [], [], 0, 0
+    for mat, (w, h) in zip(matrices, layout.matrix_dims):
+        if w == 0:
+            continue
+        run = max(h, l)
+        segs.append([start, w << run, w, run, run - h, x_off])
+        xs.append(mat.reshape(-1) if mat.dtype == U32 else mat.astype(U32).reshape(-1))
+        start += w << run
+        x_off += w << h
+    if not segs or total == 0:
+        return mx.zeros((1 << m, width), dtype=U32)
+    if total >= 1 << 32 or x_off >= 1 << 32:
+        raise InvalidInputError(f"stacked matrix 2^{m} x {width} exceeds 32-bit indices")
+    x = xs[0] if len(xs) == 1 else mx.concatenate(xs)
+    blocks = plan_blocks(total)
+    out = launch(stack_source(), [x, mx.array(np.array(segs, dtype=np.uint32).reshape(-1)),
+                                  _params(total, m, width, len(segs), blocks * THREADS)],
+                 (blocks * THREADS, 1), THREADS, [(total,)])[0]
+    return out.reshape(1 << m, width)

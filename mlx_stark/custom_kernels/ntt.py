@@ -302,3 +302,79 @@ def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
                            [(part.shape[0], e, n)])[0])
     out = outs[0] if len(outs) == 1 else mx.concatenate(outs)
     return out.reshape(lead + (e, n))
+
+
+MAX_LOG_SUBSET = 5  # subset_transform keeps 2^5 values per thread in registers
+
+
+def subset_plan(log_n: int) -> list:
+    """Bits per pass of a subset-sum transform over ``log_n`` bits: as few passes as
+    :data:`MAX_LOG_SUBSET` allows, as even as possible."""
+    if log_n == 0:
+        return []
+    passes = -(-log_n // MAX_LOG_SUBSET)
+    base, extra = divmod(log_n, passes)
+    return [base + 1] * extra + [base] * (passes - extra)
+
+
+@lru_cache(maxsize=None)
+def subset_source(log_radix: int, inverse: bool) -> KernelSource:
+    """One pass of the subset-sum transform (:func:`mlx_stark.poly.mle.zeta`; with ``inverse``
+    :func:`~mlx_stark.poly.mle.mobius`) over ``r = log_radix`` index bits ``b..b+r`` of the
+    middle axis of ``x`` viewed as ``(pre, n, post)``: ``params = [count, post, b, n/2^(b+r)]``,
+    ``count = pre·n·post / 2^r`` threads, each holding the ``2^r`` values that differ in those
+    bits in registers. Straight-line code."""
+    size = 1 << log_radix
+    op = "bb_sub" if inverse else "bb_add"
+    lines = [
+        "if (gid >= params[0]) return;",
+        "const uint32_t post = params[1];",
+        "const uint32_t b = params[2];",
+        "const uint32_t n_hi = params[3];",
+        "const uint32_t q = gid % post;",
+        "uint32_t t = gid / post;",
+        "const uint32_t lo = t & ((1u << b) - 1u);",
+        "t >>= b;",
+        "const uint32_t hi = t % n_hi;",
+        "const uint64_t stride = (uint64_t)post << b;",
+        f"const uint64_t base = (((((uint64_t)(t / n_hi) * n_hi + hi) << (b + {log_radix}u)) + lo) * post) + q;",
+        f"uint32_t v[{size}];",
+    ]
+    lines += [f"v[{i}] = x[base + {i}u * stride];" for i in range(size)]
+    for bit in range(log_radix):
+        lines += [f"v[{i}] = {op}(v[{i}], v[{i ^ (1 << bit)}]);" for i in range(size) if i >> bit & 1]
+    lines += [f"out[base + {i}u * stride] = v[{i}];" for i in range(size)]
+    name = f"{'mobius' if inverse else 'zeta'}_r{log_radix}"
+    return KernelSource(name, ("x", "params"), ("out",), "", "\n".join(lines) + "\n")
+
+
+def subset_transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
+    """:func:`mlx_stark.poly.mle.zeta` (``inverse``: :func:`~mlx_stark.poly.mle.mobius`) over all
+    bits of ``axis`` (a power-of-two length) of ``x`` uint32 canonical, any shape: same shape
+    out. One launch per :func:`subset_plan` pass; lazy. Each pass writes a new array of the
+    input's size (the MLX-ops path makes several per bit)."""
+    axis = axis % x.ndim
+    pre, n, post = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+    if n < 1 or n & (n - 1):
+        raise InvalidInputError(f"transform length must be a power of two, got {n}")
+    if x.size == 0 or n == 1:
+        return x
+    if x.size >= 1 << 32:
+        raise InvalidInputError(f"subset transform of {x.size} words exceeds 32-bit indices")
+    y, b = x.reshape(-1), 0
+    for r in subset_plan(n.bit_length() - 1):
+        count = x.size >> r
+        params = mx.array(np.array([count, post, b, n >> (b + r)], dtype=np.uint32))
+        y = launch(subset_source(r, inverse), [y, params], (grid_x(count), 1), THREADS, [(x.size,)])[0]
+        b += r
+    return y.reshape(x.shape)
+
+
+def zeta(x: mx.array, axis: int = 0) -> mx.array:
+    """:func:`subset_transform`, forward."""
+    return subset_transform(x, axis, False)
+
+
+def mobius(x: mx.array, axis: int = 0) -> mx.array:
+    """:func:`subset_transform`, inverse."""
+    return subset_transform(x, axis, True)

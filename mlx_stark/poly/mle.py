@@ -69,12 +69,20 @@ def _subset_transform(x: mx.array, bits, axis: int, pair) -> mx.array:
 def zeta(x: mx.array, bits=None, axis: int = 0) -> mx.array:
     """Subset-sum transform over index ``bits`` (default all) of ``axis``:
     ``out[i] = Σ_{i' ⊆ i (on those bits)} x[i']`` (coefficients -> hypercube values).
-    Any shape/dtype layout of base or extension data (coefficientwise); same shape out."""
+    Any shape/dtype layout of base or extension data (coefficientwise); same shape out. With
+    native kernels (uint32, all bits): a few passes of several bits each (``mle.zeta``)."""
+    kernel = custom_kernels.native("mle.zeta") if bits is None and x.dtype == U32 else None
+    if kernel is not None:
+        return kernel(x, axis)
     return _subset_transform(x, bits, axis, _zeta_pair)
 
 
 def mobius(x: mx.array, bits=None, axis: int = 0) -> mx.array:
-    """Inverse of :func:`zeta` over the same ``bits`` (hypercube values -> coefficients)."""
+    """Inverse of :func:`zeta` over the same ``bits`` (hypercube values -> coefficients); native
+    kernels as :func:`zeta` (``mle.mobius``)."""
+    kernel = custom_kernels.native("mle.mobius") if bits is None and x.dtype == U32 else None
+    if kernel is not None:
+        return kernel(x, axis)
     return _subset_transform(x, bits, axis, _mobius_pair)
 
 

@@ -66,11 +66,16 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
     concatenation of every matrix's columns (transposed; spread with stride ``2^{l−h}`` when
     ``h < l``) followed by zeros."""
     l = layout.l_skip
-    pieces, used = [], 0
     for a, mat in enumerate(matrices):
         width, h = layout.matrix_dims[a]
         if tuple(mat.shape) != (1 << h, width):
             raise InvalidInputError(f"matrix {a} has shape {mat.shape}, layout expects {(1 << h, width)}")
+    kernel = custom_kernels.native("stacked_pcs.stacked_matrix")
+    if kernel is not None:
+        return kernel(layout, matrices)
+    pieces, used = [], 0
+    for a, mat in enumerate(matrices):
+        width, h = layout.matrix_dims[a]
         if width == 0:
             continue
         cols = arrays.transpose(mat.astype(U32))  # (w, 2^h): one stacked run per column
