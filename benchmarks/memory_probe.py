@@ -40,7 +40,10 @@ def main() -> None:
     ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--fine", action="store_true")
+    ap.add_argument("--memory-limit-gb", type=float, default=None, help="mx.set_memory_limit")
     args = ap.parse_args()
+    if args.memory_limit_gb:
+        mx.set_memory_limit(int(args.memory_limit_gb * 1e9))
     from mlx_stark import workloads
     make = {"keccakf": lambda n: workloads.keccakf(n or 1024), "logup": lambda n: workloads.logup(n or 65536),
             "fib": lambda n: workloads.fib(n or 20)}[args.workload]

@@ -12,6 +12,7 @@ medians per span of ``runs`` timed runs; sync/launch counters where the checkout
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -58,10 +59,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--memory-limit-gb", type=float, default=None,
+                    help="mx.set_memory_limit for the process (MLX then waits for finished work "
+                         "to free memory when more is in use)")
     ap.add_argument("--host-trace", action="store_true",
                     help="hand prove NumPy matrices (the upload is then part of every call)")
     args = ap.parse_args()
     counted = hasattr(tracing, "totals")
+    if args.memory_limit_gb:
+        mx.set_memory_limit(int(args.memory_limit_gb * 1e9))
     t0 = time.perf_counter()
     airs, params, inputs = workload(args.workload, args.size)
     mx.eval([i.common_main for i in inputs if isinstance(i.common_main, mx.array)])
@@ -99,6 +105,8 @@ def main() -> None:
         "spans_median_s": {k: statistics.median(s.get(k, 0.0) for s in spans) for k in spans[0]},
         "counters_last": counters[-1] if counters else None,
         "proof_bytes": len(proof.to_bytes()),
+        "proof_sha256": hashlib.sha256(proof.to_bytes()).hexdigest(),
+        "memory_limit_gb": args.memory_limit_gb,
     }
     print(json.dumps({k: v for k, v in report.items() if k not in ("calls", "counters_last")}, indent=1))
     if counted:

