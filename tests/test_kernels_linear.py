@@ -7,7 +7,10 @@
   tests/kernel_helpers.py) and equal the MLX-ops reference on awkward shapes of the three
   regimes the prover uses (few outputs with many terms, split into parts; many outputs with
   few terms; ``A = 1`` with a wide ``B``), ``C`` = 1, 4 and 8, ``X`` = 1, and through the
-  stage function's registry dispatch; ``fold_skip`` of base tables through it;
+  stage function's registry dispatch; ``fold_skip`` of base tables through it; the fold of a
+  trace's logical table read from its parts (rotated and selector columns made as it reads)
+  equals ``fold_skip`` of the logical table built by hand, and whole proofs through it give
+  the golden fingerprints;
 - device: on a GPU with native kernels, the stage function equals its ops path on the CPU.
 """
 import mlx.core as mx
@@ -19,8 +22,9 @@ from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
-from mlx_stark.field import bb
+from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
+from mlx_stark.poly import fold_skip, host
 from mlx_stark.prover import stacked_reduction
 from mlx_stark.prover.stacked_reduction import weighted_sum
 
@@ -122,7 +126,6 @@ def test_emulated_through_the_stage(emulated, monkeypatch):
 @pytest.mark.parametrize("l, shape", [(2, (32, 5)), (0, (7, 3)), (3, (16,)), (1, (8, 3, 2))])
 def test_emulated_fold_skip(emulated, monkeypatch, l, shape):
     """``fold_skip`` of a base table as one weighted sum over ``X = 2^l`` equals its ops path."""
-    from mlx_stark.poly import fold_skip
 
     table = bb.random(shape, l + len(shape))
     calls = route(monkeypatch, {"mle.fold_skip:base": klin.weighted_sum})
@@ -234,3 +237,50 @@ def test_device_field_sum_equals_ops(reference):
     for a, axis in cases:
         got = np.array(bb.sum(a, axis))  # the kernel where fusion is off
         np.testing.assert_array_equal(got, reference(lambda: np.array(bb.sum(a, axis))), str(a.shape))
+
+
+# ---------------------------------------------------------------- the logical table's fold
+def _logical_fold(table: np.ndarray, need_rot: bool, l: int, z: int) -> np.ndarray:
+    """The reference: the logical table built by hand, folded by ``fold_skip`` (ops path),
+    column-major ``(W_tot, H/2^l, 4)``."""
+    h = table.shape[0]
+    rows = np.arange(h)
+    parts = [table] + ([np.roll(table, -1, axis=0)] if need_rot else [])
+    sel = np.stack([rows == 0, rows == h - 1, rows != h - 1], axis=1).astype(np.uint32)
+    logical = mx.array(np.concatenate(parts + [sel], axis=1))
+    folded = np.array(ops_path(lambda: fold_skip(logical, l, z)))
+    return np.transpose(folded, (1, 0, 2))
+
+
+def test_fold_table_source():
+    check_twins(klin.fold_table_source())
+
+
+@pytest.mark.parametrize("h, wall, need_rot, l", [(16, 3, True, 2), (64, 5, False, 3), (8, 1, True, 3),
+                                                  (32, 7, True, 0), (4, 2, True, 2)])
+def test_emulated_fold_table(emulated, h, wall, need_rot, l):
+    table = np.array(bb.random((h, wall), h + wall))
+    z = 987654321
+    weights = ext.from_host(host.lagrange_basis(l, z))
+    got = np.array(klin.fold_table(mx.array(table), need_rot, l, weights))
+    np.testing.assert_array_equal(got, _logical_fold(table, need_rot, l, z))
+
+
+def test_emulated_fold_table_proofs_match_golden(emulated_cuda, monkeypatch):
+    """Whole proofs with the multilinear rounds' first fold on the kernel (emulated CUDA) give
+    the golden fingerprints."""
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    calls = route(monkeypatch, {"mle_rounds.fold_table": klin.fold_table})
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert "mle_rounds.fold_table" in calls
+
+
+@needs_native
+def test_device_fold_table_equals_ops(reference):
+    table = bb.random((1 << 12, 42), 11)
+    weights = ext.from_host(host.lagrange_basis(4, 31337))
+    got = np.array(klin.fold_table(table, True, 4, weights))
+    np.testing.assert_array_equal(got, reference(lambda: _logical_fold(np.array(table), True, 4, 31337)))

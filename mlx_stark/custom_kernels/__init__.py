@@ -80,6 +80,7 @@ _NATIVE = {
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
+    "mle_rounds.fold_table": ("linear", "fold_table"),
     "mle_rounds.round_message": ("rounds", "round_message"),
     "mle_rounds.round_update": ("rounds", "round_update"),
 }
@@ -195,7 +196,8 @@ def fixed_sources() -> list:
             + [ntt.rs_messages_source(l) for l in range(0, 5)]
             + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
-            + [linear.weighted_sum_source(c) for c in (1, 4, 8)] + [linear.field_sum_source()]
+            + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
+            + [linear.field_sum_source(), linear.fold_table_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),

@@ -156,3 +156,61 @@ def field_sum(a: mx.array, axis=None):
     params = mx.array(np.array([outputs, terms, inner, log_lanes], dtype=np.uint32))
     return launch(field_sum_source(), [a.reshape(-1), params], (grid_x(outputs * lanes), 1),
                   THREADS, [(outputs,)])[0].reshape(out_shape)
+
+
+# ---------------------------------------------------------------- the logical table's fold
+@lru_cache(maxsize=None)
+def fold_table_source() -> KernelSource:
+    """The univariate-skip fold of a trace's whole logical table, read from its parts:
+    ``table`` ``(H, wall)``, ``weights`` ``(2^l, 4)`` (Montgomery form), ``params = [W_tot·B,
+    W_tot, wall, sel0, l, H, B]`` with ``B = H/2^l`` -> ``out`` ``(W_tot, B, 4)``, column-major:
+    ``out[c, b] = Σ_i L[b·2^l + i, c]·weights[i]`` with ``L`` the logical table (a column below
+    ``wall`` is a part column, below ``sel0`` the part column ``c − wall`` one row later
+    (cyclically), then ``is_first``, ``is_last``, ``is_transition``). Thread ``b·W_tot + c``:
+    consecutive threads read consecutive part columns."""
+    lines = [
+        "const uint32_t outputs = params[0];",
+        "if (gid >= outputs) return;",
+        "const uint32_t wtot = params[1];",
+        "const uint32_t wall = params[2];",
+        "const uint32_t sel0 = params[3];",
+        "const uint32_t size = 1u << params[4];",
+        "const uint32_t last = params[5] - 1u;",
+        "const uint32_t b = gid / wtot;",
+        "const uint32_t c = gid - b * wtot;",
+        "const uint32_t row0 = b * size;",
+        "const uint32_t shift = (c >= wall && c < sel0) ? 1u : 0u;",
+        "const uint32_t src = c < wall ? c : c - wall;",
+        "const uint32_t sel = c - sel0;",
+    ]
+    lines += [f"uint64_t s{j} = 0u;" for j in range(4)]
+    lines += [
+        "for (uint32_t i = 0u; i < size; ++i) {",
+        "const uint32_t row = row0 + i;",
+        "uint32_t v;",
+        "if (c < sel0) v = table[(uint64_t)((row + shift) & last) * wall + src];",
+        "else v = sel == 0u ? (row == 0u ? 1u : 0u) : ((row == last) == (sel == 1u) ? 1u : 0u);",
+    ]
+    lines += [f"s{j} = bb_fold(s{j} + mul_wide(v, weights[i * 4u + {j}u]));" for j in range(4)]
+    lines += ["}", "const uint64_t o = ((uint64_t)c * params[6] + b) * 4u;"]
+    lines += [f"out[o + {j}u] = bb_redc(s{j});" for j in range(4)]
+    return KernelSource("fold_table", ("table", "weights", "params"), ("out",), "",
+                        "\n".join(lines) + "\n")
+
+
+def fold_table(table: mx.array, need_rot: bool, l_skip: int, weights: mx.array) -> mx.array:
+    """The native :func:`mlx_stark.prover.batch_constraints.mle_rounds.fold_tables` of one trace
+    with ``H >= 2^l``: ``table`` ``(H, wall)`` uint32 (its parts), ``weights`` ``(2^l, 4)`` the
+    Lagrange basis of ``⟨ω_l⟩`` at ``r_0`` -> ``(W_tot, H/2^l, 4)`` uint32, ``W_tot = wall·(2 if
+    need_rot else 1) + 3``. One launch; the logical table (rotated and selector columns) is
+    never built. Lazy."""
+    h, wall = table.shape
+    sel0 = wall * (2 if need_rot else 1)
+    wtot, blocks = sel0 + 3, h >> l_skip
+    outputs = wtot * blocks
+    if outputs >= 1 << 32 or h * wall >= 1 << 32 or blocks << l_skip != h:
+        raise InvalidInputError(f"fold of a {h} x {wall} table exceeds 32-bit indices")
+    params = mx.array(np.array([outputs, wtot, wall, sel0, l_skip, h, blocks], dtype=np.uint32))
+    out = launch(fold_table_source(), [table, bb.to_mont(weights), params], (grid_x(outputs), 1),
+                 THREADS, [(outputs * 4,)])[0]
+    return out.reshape(wtot, blocks, 4)

@@ -54,14 +54,19 @@ def fold_tables(trs: Sequence[TraceData], l_skip: int, r0: EF) -> List[mx.array]
 
 def _fold_table(tr: TraceData, l_skip: int, r0: EF) -> mx.array:
     """:func:`fold_tables` of one trace. The logical table's rotated and selector columns are
-    not stored (:meth:`TraceData.columns`). On the MLX-ops path they are built and folded a few
-    row blocks at a time, into a preallocated output (written in place: nothing else holds
-    it), with a host wait per chunk. The native fold (one launch, no temporaries of the
-    table's size) takes the whole logical table at once: on a GPU, chunk updates of a lazy
-    output copy it per chunk (measured: keccakf's fold 3 → 64 ms)."""
+    not stored (:meth:`TraceData.columns`). The native kernel reads them from the parts as it
+    folds (one launch: no logical table, whose copy is twice the trace, and no transposes).
+    On the MLX-ops path they are built and folded a few row blocks at a time, into a
+    preallocated output (written in place: nothing else holds it), with a host wait per
+    chunk; on a GPU, chunk updates of a lazy output copy it per chunk (measured: keccakf's
+    fold 3 → 64 ms)."""
     width = tr.width_total
     if tr.height < 1 << l_skip:  # one block, lifted
         return _column_major(fold_skip(lift(tr.columns(range(width)), 1 << l_skip), l_skip, r0))
+    kernel = custom_kernels.native("mle_rounds.fold_table") if tr.wall else None
+    if kernel is not None:
+        table = tr.table if tr.table.dtype == U32 else tr.table.astype(U32)
+        return kernel(table, tr.need_rot, l_skip, ext.from_host(host.lagrange_basis(l_skip, r0)))
     blocks = tr.height >> l_skip
     step = max(1, _FOLD_TABLE_ELEMS // (width << l_skip))
     if step >= blocks or custom_kernels.native("mle.fold_skip:base") is not None:
