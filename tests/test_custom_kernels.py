@@ -143,7 +143,8 @@ def test_emulated_pow(emulated, monkeypatch):
     assert np.array(best).tolist() == expect
 
 
-def test_emulated_ntt(emulated):
+def test_emulated_ntt(emulated, monkeypatch):
+    monkeypatch.setattr(kntt, "WAIT_BEFORE_LAST_PASS_BYTES", 1 << 12)  # the wait on larger cases
     for log_n, cols in [(log_n, 2) for log_n in range(kntt.MAX_LOG_RADIX + 1)] + [(13, 3)]:  # every radix
         x = bb.random((1 << log_n, cols), log_n)
         for inverse in (False, True):

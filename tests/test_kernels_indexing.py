@@ -4,8 +4,9 @@
 - emulation (needs g++): the rendered CUDA and Metal sources, run as C++ on the CPU, equal
   ``mx.take`` along every axis (first, middle, last; repeated and unordered indices; one row;
   empty results), the MLX-ops scatter and the MLX-ops stacked matrix (one matrix, several of
-  them below and above ``2^l`` rows, zero-width ones, zero padding); whole proofs through both
-  give the golden fingerprints;
+  them below and above ``2^l`` rows, zero-width ones, zero padding), and the RS messages read
+  from the matrices equal those of the stacked matrix; whole proofs through them give the
+  golden fingerprints;
 - device: on a GPU with native kernels, both equal their ops path on the CPU.
 """
 import mlx.core as mx
@@ -16,6 +17,7 @@ from mlx_stark import arrays
 from mlx_stark.layout import stacked_layout
 from mlx_stark.prover import stacked_pcs
 from mlx_stark.custom_kernels import indexing as kidx
+from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.field import bb
 
 from .kernel_helpers import check_twins, emulation, needs_native, route
@@ -33,12 +35,13 @@ TAKES = [  # (shape, axis, indices)
 
 
 def test_sources():
-    for src in (kidx.take_source(), kidx.scatter_source(), kidx.stack_source()):
+    for src in (kidx.take_source(), kidx.scatter_source(), kidx.stack_source(),
+                *(kntt.rs_messages_source(l, True) for l in range(5))):
         check_twins(src)
         assert "SHARED" not in src.body
 
 
-emulated = emulation(kidx)
+emulated = emulation(kidx, kntt)
 
 
 @pytest.mark.parametrize("case", TAKES)
@@ -68,6 +71,8 @@ def test_emulated_stack_matrix_equals_ops(emulated, case):
     want = stacked_pcs.stacked_matrix(layout, mats)  # the ops path (the CPU is the device)
     assert got.shape == want.shape == (1 << m, layout.width) and got.dtype == mx.uint32
     np.testing.assert_array_equal(np.array(got), np.array(want))
+    msgs = kntt.stacked_rs_messages(layout, mats)
+    np.testing.assert_array_equal(np.array(msgs), np.array(stacked_pcs.rs_messages(want, l)))
 
 
 @pytest.mark.parametrize("n, idx, tail", [(10, [7, 0, 3], (4,)), (5, [4], ()), (64, list(range(0, 64, 5)), (2, 3)),
@@ -86,11 +91,13 @@ def test_emulated_proofs_match_golden(emulated, monkeypatch):
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = route(monkeypatch, {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
-                                "stacked_pcs.stacked_matrix": kidx.stack_matrix})
+    ops = {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
+           "stacked_pcs.stacked_matrix": kidx.stack_matrix,
+           "stacked_pcs.stacked_rs_messages": kntt.stacked_rs_messages}
+    calls = route(monkeypatch, ops)
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert {"arrays.take", "arrays.scatter_rows", "stacked_pcs.stacked_matrix"} <= set(calls)
+    assert set(ops) <= set(calls)
 
 
 @needs_native
@@ -108,3 +115,5 @@ def test_device_equals_ops(reference):
     mats = [bb.random((1 << h, w), w) for w, h in layout.matrix_dims]
     got = np.array(stacked_pcs.stacked_matrix(layout, mats))
     np.testing.assert_array_equal(got, reference(lambda: np.array(stacked_pcs.stacked_matrix(layout, mats))))
+    got = np.array(stacked_pcs.encode(layout, mats, 1))
+    np.testing.assert_array_equal(got, reference(lambda: np.array(stacked_pcs.encode(layout, mats, 1))))

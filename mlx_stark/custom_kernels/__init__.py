@@ -71,6 +71,7 @@ _NATIVE = {
     "mle.ext_powers": ("sumcheck", "ext_powers"),
     "stacked_pcs.stacked_matrix": ("indexing", "stack_matrix"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
+    "stacked_pcs.stacked_rs_messages": ("ntt", "stacked_rs_messages"),
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
     "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
@@ -193,7 +194,7 @@ def fixed_sources() -> list:
              poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
              poseidon2.duplex_source()]
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
-            + [ntt.rs_messages_source(l) for l in range(0, 5)]
+            + [ntt.rs_messages_source(l, stacked) for l in range(0, 5) for stacked in (False, True)]
             + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]

@@ -93,10 +93,6 @@ def scatter_rows(n: int, idx: mx.array, rows: mx.array) -> mx.array:
     return out.reshape(out_shape)
 
 
-# words per segment row of :func:`stack_source`'s ``segs``
-_SEG_WORDS = 6
-
-
 @lru_cache(maxsize=None)
 def stack_source() -> KernelSource:
     """The stacked matrix ``Q`` ``(2^m, W)`` of a commitment straight from its matrices
@@ -136,12 +132,12 @@ for (uint64_t e = gid; e < total; e += params[4]) {
     return KernelSource("stack_matrix", ("x", "segs", "params"), ("out",), "", body)
 
 
-def stack_matrix(layout, matrices) -> mx.array:
-    """:func:`mlx_stark.prover.stacked_pcs.stacked_matrix` (equal) for matrices already checked
-    against ``layout``: ``(2^h_a, w_a)`` uint32 each -> ``(2^m, W)`` uint32. One launch (and a
-    concatenation of the inputs when more than one matrix has columns). Lazy."""
+def stack_inputs(layout, matrices) -> tuple:
+    """``(x, segs)`` of :func:`stack_source` for matrices already checked against ``layout``
+    (``(2^h_a, w_a)`` each): their words one after another (a concatenation only when more than
+    one has columns) and the ``(N·6,)`` uint32 segment table; ``(None, None)`` when no matrix
+    has columns."""
     l, m, width = layout.l_skip, layout.log_stacked_height, layout.width
-    total = width << m
     segs, xs, start, x_off = [], [], 0, 0
     for mat, (w, h) in zip(matrices, layout.matrix_dims):
         if w == 0:
@@ -151,13 +147,24 @@ def stack_matrix(layout, matrices) -> mx.array:
         xs.append(mat.reshape(-1) if mat.dtype == U32 else mat.astype(U32).reshape(-1))
         start += w << run
         x_off += w << h
-    if not segs or total == 0:
-        return mx.zeros((1 << m, width), dtype=U32)
-    if total >= 1 << 32 or x_off >= 1 << 32:
+    if not segs:
+        return None, None
+    if (width << m) >= 1 << 32 or x_off >= 1 << 32:
         raise InvalidInputError(f"stacked matrix 2^{m} x {width} exceeds 32-bit indices")
     x = xs[0] if len(xs) == 1 else mx.concatenate(xs)
+    return x, mx.array(np.array(segs, dtype=np.uint32).reshape(-1))
+
+
+def stack_matrix(layout, matrices) -> mx.array:
+    """:func:`mlx_stark.prover.stacked_pcs.stacked_matrix` (equal) for matrices already checked
+    against ``layout``: ``(2^h_a, w_a)`` uint32 each -> ``(2^m, W)`` uint32. One launch (and a
+    concatenation of the inputs when more than one matrix has columns). Lazy."""
+    m, width = layout.log_stacked_height, layout.width
+    total = width << m
+    x, segs = stack_inputs(layout, matrices)
+    if x is None or total == 0:
+        return mx.zeros((1 << m, width), dtype=U32)
     blocks = plan_blocks(total)
-    out = launch(stack_source(), [x, mx.array(np.array(segs, dtype=np.uint32).reshape(-1)),
-                                  _params(total, m, width, len(segs), blocks * THREADS)],
+    out = launch(stack_source(), [x, segs, _params(total, m, width, segs.shape[0] // 6, blocks * THREADS)],
                  (blocks * THREADS, 1), THREADS, [(total,)])[0]
     return out.reshape(1 << m, width)

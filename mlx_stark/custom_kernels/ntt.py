@@ -35,7 +35,9 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..field.bb import P, U32, two_adic_generator
 from ..poly.ntt import coset_lde_ops, twiddles_mont
+from ..tracing import wait
 from . import KernelSource, launch
+from .indexing import stack_inputs
 from .prelude import literal, mont
 from .sizing import THREADS, grid_x
 
@@ -44,6 +46,11 @@ MAX_LOG_RADIX = 10
 MAX_GRID_Y = 65535  # CUDA's limit on blocks along y (the leading batch axis)
 MAX_LDE_LOG_N = 5  # coset_lde keeps N <= 32 values per thread in registers
 MAX_LAUNCH_THREADS = 1 << 30  # threads of one coset_lde launch (32-bit gid and slice bounds)
+# A transform with an output this large waits for its passes before the last one: MLX's GPU
+# backends keep every buffer a command graph reads until the graph completes, so without the
+# wait the input and all passes' outputs are alive at once (keccakf's commitment: msgs 0.33 GiB
+# and three 0.66 GiB passes). One host sync; the GPU has the passes before it queued already.
+WAIT_BEFORE_LAST_PASS_BYTES = 1 << 28
 
 
 def tile_columns(log_radix: int) -> int:
@@ -172,7 +179,10 @@ def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
         return x
     tw = twiddles_mont(log_n, inverse).reshape(-1)
     y, rows, log_ns = x, n_in, 0
-    for s in pass_plan(log_n):
+    plan = pass_plan(log_n)
+    for i, s in enumerate(plan):
+        if 0 < i == len(plan) - 1 and pre * n * cols * 4 >= WAIT_BEFORE_LAST_PASS_BYTES:
+            wait(y)  # frees the input and the earlier passes' outputs (see the constant)
         params = mx.array(np.array([n, cols, 1 << log_ns, log_ns, rows, log_n], dtype=np.uint32))
         blocks = -(-((n >> s) * cols) // tile_columns(s))
         y = launch(stockham_source(s), [y, tw, params], (blocks * THREADS, pre), THREADS,
@@ -181,13 +191,18 @@ def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
     return y
 
 
-@lru_cache(maxsize=8)
-def rs_messages_source(log_block: int) -> KernelSource:
+@lru_cache(maxsize=16)
+def rs_messages_source(log_block: int, stacked: bool = False) -> KernelSource:
     """RS messages per ``2^l``-row block (pcs.md §5.3): ``matrix`` (H·W) -> ``out`` (H·W);
     ``params = [H/2^l · W, W]``. One thread per (block, column) holds the block's ``2^l``
     values in registers: an inverse DFT over ``⟨ω_l⟩`` (radix 2, bit-reversed load), the scale
     ``2^-l``, then the subset-sum transform over the ``l`` bits. Straight-line code (``l`` is
-    small: 2-4 in every preset)."""
+    small: 2-4 in every preset).
+
+    ``stacked``: the stacked matrix is not an input; its block is read from the committed
+    matrices as :func:`mlx_stark.custom_kernels.indexing.stack_source` reads them (``x``,
+    ``segs``; ``params = [H/2^l · W, W, log H, N]``): a block never straddles two runs (runs
+    are ``2^max(h, l)`` long and aligned)."""
     l = log_block
     size = 1 << l
     w_inv = pow(two_adic_generator(l), P - 2, P)
@@ -195,12 +210,30 @@ def rs_messages_source(log_block: int) -> KernelSource:
         "if (gid >= params[0]) return;",
         "const uint32_t width = params[1];",
         "const uint32_t blk = gid / width;",
-        f"const uint64_t base = ((uint64_t)blk << {l}u) * width + (gid - blk * width);",
+        "const uint32_t col = gid - blk * width;",
+        f"const uint64_t base = ((uint64_t)blk << {l}u) * width + col;",
         f"uint32_t v[{size}];",
     ]
-    for i in range(size):
-        rev = int(f"{i:0{l}b}"[::-1], 2) if l else 0
-        lines.append(f"v[{rev}] = matrix[base + (uint64_t){i}u * width];")
+    rev = [int(f"{i:0{l}b}"[::-1], 2) if l else 0 for i in range(size)]
+    if stacked:
+        lines += [f"v[{rev[i]}] = 0u;" for i in range(size)]
+        lines += [
+            f"const uint32_t f = (col << params[2]) + (blk << {l}u);",
+            "for (uint32_t a = 0u; a < params[3]; ++a) {",
+            "  const uint32_t local = f - segs[6u * a];",
+            "  if (local < segs[6u * a + 1u]) {",
+            "    const uint32_t run = segs[6u * a + 3u];",
+            "    const uint32_t spread = segs[6u * a + 4u];",
+            "    const uint32_t i0 = local & ((1u << run) - 1u);",
+            "    const uint64_t at = (uint64_t)segs[6u * a + 5u] + (local >> run);",
+            "    const uint32_t w = segs[6u * a + 2u];",
+        ]
+        for i in range(size):
+            lines += [f"    if (((i0 + {i}u) & ((1u << spread) - 1u)) == 0u) "
+                      f"v[{rev[i]}] = x[at + (uint64_t)((i0 + {i}u) >> spread) * w];"]
+        lines += ["    break;", "  }", "}"]
+    else:
+        lines += [f"v[{rev[i]}] = matrix[base + (uint64_t){i}u * width];" for i in range(size)]
     h = 1
     while h < size:
         for g in range(0, size, 2 * h):
@@ -216,7 +249,9 @@ def rs_messages_source(log_block: int) -> KernelSource:
     for bit in range(l):
         lines += [f"v[{i}] = bb_add(v[{i}], v[{i ^ (1 << bit)}]);" for i in range(size) if i >> bit & 1]
     lines += [f"out[base + (uint64_t){i}u * width] = v[{i}];" for i in range(size)]
-    return KernelSource(f"rs_messages_l{l}", ("matrix", "params"), ("out",), "", "\n".join(lines) + "\n")
+    inputs = ("x", "segs", "params") if stacked else ("matrix", "params")
+    return KernelSource(f"rs_messages_{'stacked_' if stacked else ''}l{l}", inputs, ("out",), "",
+                        "\n".join(lines) + "\n")
 
 
 def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
@@ -228,6 +263,22 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     params = mx.array(np.array([count, width], dtype=np.uint32))
     return launch(rs_messages_source(l_skip), [matrix, params], (grid_x(count), 1), THREADS,
                   [(height, width)])[0]
+
+
+def stacked_rs_messages(layout, matrices) -> mx.array:
+    """:func:`mlx_stark.prover.stacked_pcs.stacked_rs_messages`: the RS messages of the stacked
+    matrix of ``matrices`` (checked against ``layout``), read from them: ``(2^m, W)`` uint32.
+    One launch (and a concatenation of the inputs when more than one matrix has columns);
+    the stacked matrix is never built."""
+    height, width = layout.height, layout.width
+    count = (height >> layout.l_skip) * width
+    x, segs = stack_inputs(layout, matrices)
+    if count == 0 or x is None:
+        return mx.zeros((height, width), dtype=mx.uint32)
+    params = mx.array(np.array([count, width, layout.log_stacked_height, segs.shape[0] // 6],
+                               dtype=np.uint32))
+    return launch(rs_messages_source(layout.l_skip, True), [x, segs, params], (grid_x(count), 1),
+                  THREADS, [(height, width)])[0]
 
 
 @lru_cache(maxsize=MAX_LDE_LOG_N + 1)

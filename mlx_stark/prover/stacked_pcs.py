@@ -4,6 +4,7 @@ Merkle-commit the codeword matrix with ``2^k`` rows per leaf group.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -27,15 +28,15 @@ class StackedPcsData:
     """Everything the prover keeps about one stacked commitment.
 
     - ``layout``: the :class:`~mlx_stark.layout.StackedLayout` (pcs.md §6.2);
-    - ``matrix``: the stacked matrix ``Q``, ``(2^m, W)`` uint32 (row ``i0 + 2^l·x`` is the prism
-      point ``(ω_l^{i0}, x)``; the stacked reduction reads it);
+    - ``matrices``: the committed matrices (the caller's arrays, held by reference);
     - ``codewords``: ``(2^{L0}, W)`` uint32, ``codewords[i, κ] = f̂_κ(ω_{L0}^i)``;
     - ``tree``: the :class:`~mlx_stark.hash.merkle.MerkleTree` over ``codewords`` (``2^k`` rows
-      per query); ``commit`` its root (tuple of 8 ints).
+      per query); ``commit`` its root (tuple of 8 ints);
+    - :attr:`matrix`: the stacked matrix ``Q``, built when first asked for.
     """
 
     layout: StackedLayout
-    matrix: mx.array
+    matrices: tuple
     codewords: mx.array
     tree: MerkleTree
     commit: tuple
@@ -43,6 +44,14 @@ class StackedPcsData:
     @property
     def width(self) -> int:
         return self.layout.width
+
+    @functools.cached_property
+    def matrix(self) -> mx.array:
+        """The stacked matrix ``Q``, ``(2^m, W)`` uint32 (row ``i0 + 2^l·x`` is the prism point
+        ``(ω_l^{i0}, x)``; the openings read it): built on first use (lazily), so that it does
+        not sit beside the commitment's transforms and the constraint stage, a copy of the
+        trace's size."""
+        return stacked_matrix(self.layout, self.matrices)
 
 
 def layout_of(params: SystemParams, matrices) -> StackedLayout:
@@ -140,6 +149,17 @@ def rs_code_matrix(matrix: mx.array, l_skip: int, log_blowup: int) -> tuple:
     return codewords
 
 
+def encode(layout: StackedLayout, matrices, log_blowup: int) -> mx.array:
+    """The codewords of the stacked matrix of ``matrices`` (checked against ``layout``):
+    :func:`rs_code_matrix` of :func:`stacked_matrix`. With native kernels the RS messages are
+    read from the matrices themselves (``stacked_pcs.stacked_rs_messages``): ``Q`` is not built
+    for the commitment."""
+    kernel = custom_kernels.native("stacked_pcs.stacked_rs_messages")
+    if kernel is not None:
+        return ntt.lde(kernel(layout, matrices), log_blowup)
+    return rs_code_matrix(stacked_matrix(layout, matrices), layout.l_skip, log_blowup)
+
+
 def stacked_commit(params: SystemParams, matrices, check_values: bool = True) -> StackedPcsData:
     """Commit to ``matrices`` (trace order: non-increasing powers-of-two heights ``<= 2^m``,
     each ``(2^h, w)`` uint32 canonical) as one stacked commitment (pcs.md §6.2–§6.5).
@@ -153,16 +173,14 @@ def stacked_commit(params: SystemParams, matrices, check_values: bool = True) ->
         raise InvalidInputError("cannot commit to matrices with zero total width")
     if layout.width > params.w_stack:
         raise InvalidInputError(f"stacked width {layout.width} exceeds w_stack = {params.w_stack}")
-    with span("stacked_matrix") as sp:
-        q = stacked_matrix(layout, matrices)
-        if check_values and read(mx.max(q))[0] >= P:
-            raise InvalidInputError("matrix entries must be canonical field elements (< p)")
-        sp.produced(q)
+    if check_values and max(int(h) for h in read(*[mx.max(m) for m in matrices if m.size])) >= P:
+        raise InvalidInputError("matrix entries must be canonical field elements (< p)")
     with span("rs_code_matrix") as sp:
-        codewords = rs_code_matrix(q, params.l_skip, params.log_blowup)
+        codewords = encode(layout, matrices, params.log_blowup)
         sp.produced(codewords)
     with span("merkle_tree"):
         # the codewords are computed here (canonical): only the root is read back
         tree = MerkleTree.commit(codewords, params.k_whir, check_values=False)
         root = tree.root
-    return StackedPcsData(layout=layout, matrix=q, codewords=codewords, tree=tree, commit=root)
+    return StackedPcsData(layout=layout, matrices=tuple(matrices), codewords=codewords, tree=tree,
+                          commit=root)

@@ -252,7 +252,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                                               table_u)
             f_parts, w_parts = [], []
             for c, pcs in enumerate(pcs_datas):
-                width = pcs.matrix.shape[1]
+                width = pcs.width
                 f_parts.append(fold_skip(pcs.matrix, l, u_prism[0], base=True))
                 pieces = []
                 for (cc, nt), idx in groups.items():
@@ -295,7 +295,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         flat = ext.host_values(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:
-            width = pcs.matrix.shape[1]
+            width = pcs.width
             openings.append(flat[offset:offset + width])
             offset += width
         for col_openings in openings:

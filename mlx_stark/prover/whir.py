@@ -91,7 +91,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     def rounds(dt):
         mu_witness = dt.grind(whir.mu_pow_bits)
         mu = dt.sample_ext()
-        widths = [pcs.matrix.shape[1] for pcs in pcs_datas]
+        widths = [pcs.width for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
         with span("prover.openings.whir.combine"):
             # Σ_κ μ^κ msg(Q_κ) = msg(Σ_κ μ^κ Q_κ), coefficient by coefficient of EF: the RS
