@@ -12,10 +12,6 @@
 #                                         # what changed; a host profile of fib; where MLX still
 #                                         # compiles kernels of its own (find_compiles.py); where
 #                                         # keccakf's whole call peaks (memory_probe.py)
-#   bash benchmarks/gpu_session.sh explore  # warm whole calls of this checkout and .before/ with
-#                                         # MLX's memory settings varied (a memory limit, smaller
-#                                         # command graphs, no CUDA graphs), memory probes, and
-#                                         # the GPU tests of the kernels
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -63,6 +59,7 @@ case "${1:-}" in
     done
     step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_precompile.py \
       tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py tests/test_kernels_linear.py \
+      tests/test_kernels_indexing.py tests/test_kernels_subset.py tests/test_custom_kernels.py \
       tests/test_golden_fingerprints.py tests/test_sync_budget.py
     step profile-fib 60 python3 benchmarks/profile_call.py fib --out "$res/profile-fib.txt"
     for w in keccakf fib; do
@@ -70,25 +67,7 @@ case "${1:-}" in
     done
     step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
     step memory-keccakf-fine 90 python3 benchmarks/memory_probe.py keccakf --fine
-    ;;
-  explore)
-    use_cache /tmp/msc-keccakf
-    for w in keccakf logup fib; do
-      step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
-      before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
-    done
-    step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
     step memory-logup 90 python3 benchmarks/memory_probe.py logup
-    for gb in 2.3 1.9; do
-      step "limit$gb-keccakf" 150 python3 benchmarks/whole_call.py keccakf --memory-limit-gb $gb --out "$res/limit$gb-keccakf.json"
-      step "memory-limit$gb-keccakf" 90 python3 benchmarks/memory_probe.py keccakf --memory-limit-gb $gb
-    done
-    step mb200-keccakf 150 env MLX_MAX_MB_PER_BUFFER=200 python3 benchmarks/whole_call.py keccakf --out "$res/mb200-keccakf.json"
-    for w in keccakf logup fib; do
-      step "nographs-$w" 150 env MLX_USE_CUDA_GRAPHS=0 python3 benchmarks/whole_call.py $w --out "$res/nographs-$w.json"
-    done
-    step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or bare" tests/test_kernels_indexing.py \
-      tests/test_kernels_subset.py tests/test_golden_fingerprints.py tests/test_sync_budget.py
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|explore" >&2; exit 2 ;;
+  *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
 esac
