@@ -71,6 +71,10 @@ def test_emulated_stack_matrix_equals_ops(emulated, case):
     want = stacked_pcs.stacked_matrix(layout, mats)  # the ops path (the CPU is the device)
     assert got.shape == want.shape == (1 << m, layout.width) and got.dtype == mx.uint32
     np.testing.assert_array_equal(np.array(got), np.array(want))
+    got_t = kidx.stack_matrix(layout, mats, transposed=True)
+    want_t = stacked_pcs.stacked_matrix(layout, mats, transposed=True)
+    np.testing.assert_array_equal(np.array(want_t), np.array(want).T)
+    np.testing.assert_array_equal(np.array(got_t), np.array(want_t))
     msgs = kntt.stacked_rs_messages(layout, mats)
     np.testing.assert_array_equal(np.array(msgs), np.array(stacked_pcs.rs_messages(want, l)))
 

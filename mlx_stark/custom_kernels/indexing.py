@@ -98,21 +98,25 @@ def stack_source() -> KernelSource:
     """The stacked matrix ``Q`` ``(2^m, W)`` of a commitment straight from its matrices
     (:func:`mlx_stark.prover.stacked_pcs.stacked_matrix`): ``x`` (every matrix's row-major words,
     one after another), ``segs`` ``(N, 6)`` = ``[start, length, width, log_run, spread, x_offset]``
-    per matrix with columns, ``params = [total, m, W, N, stride]`` -> ``out`` ``(total,)``.
+    per matrix with columns, ``params = [total, m, W, N, stride, transposed]`` -> ``out``
+    ``(total,)``: ``Q``, or ``Q^T`` when ``transposed``.
 
     ``Q^T`` flattened is each matrix's columns, one run of ``2^log_run`` words per column from
     ``start`` (each value followed by ``2^spread − 1`` zeros for a matrix lower than ``2^l``),
     then zeros: thread ``e`` writes ``Q[r, c]`` (coalesced), word ``c·2^m + r`` of ``Q^T``. No
-    temporaries of the matrix's size (the ops path transposes twice and concatenates)."""
+    temporaries of the matrix's size (the ops path transposes twice and concatenates). For
+    ``Q^T`` thread ``e`` writes word ``e`` of ``Q^T`` (coalesced too)."""
     body = """\
 const uint64_t total = params[0];
 const uint32_t log_h = params[1];
 const uint32_t width = params[2];
 const uint32_t nseg = params[3];
 for (uint64_t e = gid; e < total; e += params[4]) {
-  const uint32_t r = (uint32_t)(e / width);
-  const uint32_t c = (uint32_t)(e - (uint64_t)r * width);
-  const uint32_t f = (c << log_h) + r;
+  uint32_t f = (uint32_t)e;
+  if (params[5] == 0u) {
+    const uint32_t r = (uint32_t)(e / width);
+    f = ((uint32_t)(e - (uint64_t)r * width) << log_h) + r;
+  }
   uint32_t v = 0u;
   for (uint32_t a = 0u; a < nseg; ++a) {
     const uint32_t local = f - segs[6u * a];
@@ -155,16 +159,18 @@ def stack_inputs(layout, matrices) -> tuple:
     return x, mx.array(np.array(segs, dtype=np.uint32).reshape(-1))
 
 
-def stack_matrix(layout, matrices) -> mx.array:
+def stack_matrix(layout, matrices, transposed: bool = False) -> mx.array:
     """:func:`mlx_stark.prover.stacked_pcs.stacked_matrix` (equal) for matrices already checked
-    against ``layout``: ``(2^h_a, w_a)`` uint32 each -> ``(2^m, W)`` uint32. One launch (and a
-    concatenation of the inputs when more than one matrix has columns). Lazy."""
+    against ``layout``: ``(2^h_a, w_a)`` uint32 each -> ``(2^m, W)`` uint32 (``transposed``:
+    ``(W, 2^m)``). One launch (and a concatenation of the inputs when more than one matrix
+    has columns). Lazy."""
     m, width = layout.log_stacked_height, layout.width
     total = width << m
+    shape = (width, 1 << m) if transposed else (1 << m, width)
     x, segs = stack_inputs(layout, matrices)
     if x is None or total == 0:
-        return mx.zeros((1 << m, width), dtype=U32)
+        return mx.zeros(shape, dtype=U32)
     blocks = plan_blocks(total)
-    out = launch(stack_source(), [x, segs, _params(total, m, width, segs.shape[0] // 6, blocks * THREADS)],
-                 (blocks * THREADS, 1), THREADS, [(total,)])[0]
-    return out.reshape(1 << m, width)
+    params = _params(total, m, width, segs.shape[0] // 6, blocks * THREADS, int(transposed))
+    out = launch(stack_source(), [x, segs, params], (blocks * THREADS, 1), THREADS, [(total,)])[0]
+    return out.reshape(shape)

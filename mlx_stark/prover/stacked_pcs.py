@@ -67,8 +67,9 @@ def layout_of(params: SystemParams, matrices) -> StackedLayout:
     return stacked_layout(params.l_skip, params.log_stacked_height, dims)
 
 
-def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
-    """The stacked matrix ``Q`` of pcs.md §6.3: ``(2^m, W)`` uint32, zero where no slice is.
+def stacked_matrix(layout: StackedLayout, matrices, transposed: bool = False) -> mx.array:
+    """The stacked matrix ``Q`` of pcs.md §6.3: ``(2^m, W)`` uint32, zero where no slice is;
+    ``Q^T`` ``(W, 2^m)`` with ``transposed`` (what the stacked reduction's round 0 reads).
 
     ``matrices``: the ``(2^{h_a}, w_a)`` uint32 canonical matrices the layout was made for.
     Slices fill each stacked column top-down without gaps, so ``Q^T`` flattened is the
@@ -81,7 +82,7 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
             raise InvalidInputError(f"matrix {a} has shape {mat.shape}, layout expects {(1 << h, width)}")
     kernel = custom_kernels.native("stacked_pcs.stacked_matrix")
     if kernel is not None:
-        return kernel(layout, matrices)
+        return kernel(layout, matrices, transposed)
     pieces, used = [], 0
     for a, mat in enumerate(matrices):
         width, h = layout.matrix_dims[a]
@@ -97,9 +98,9 @@ def stacked_matrix(layout: StackedLayout, matrices) -> mx.array:
     if used < total:
         pieces.append(mx.zeros((total - used,), dtype=U32))
     if not pieces:
-        return mx.zeros((layout.height, 0), dtype=U32)
-    flat = mx.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-    return arrays.transpose(flat.reshape(layout.width, layout.height))
+        return mx.zeros((0, layout.height) if transposed else (layout.height, 0), dtype=U32)
+    flat = (mx.concatenate(pieces) if len(pieces) > 1 else pieces[0]).reshape(layout.width, layout.height)
+    return flat if transposed else arrays.transpose(flat)
 
 
 def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:

@@ -34,6 +34,7 @@ from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
 from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
+from .stacked_pcs import stacked_matrix
 from .sumcheck import fold_product_round, product_round_values
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; elements (uint32)
@@ -220,7 +221,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             transposed = {}
             for (c, nt), idx in groups.items():
                 if c not in transposed:
-                    transposed[c] = arrays.transpose(pcs_datas[c].matrix)
+                    pcs = pcs_datas[c]
+                    transposed[c] = stacked_matrix(pcs.layout, pcs.matrices, transposed=True)
                 width = transposed[c].shape[0]
                 # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
