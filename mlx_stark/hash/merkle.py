@@ -343,9 +343,16 @@ class MerkleTree:
         group = 1 << self.log_rows_per_query
         row_idx = idx[:, None] + mx.array(qs * np.arange(group, dtype=np.uint32))[None, :]
         rows = arrays.take(self.matrix, row_idx.reshape(-1)).reshape(q, group, self.width)
-        siblings = [arrays.take(layer, (idx >> level) ^ 1)
-                    for level, layer in enumerate(self.layers[:-1])]
-        paths = mx.stack(siblings, axis=1) if siblings else mx.zeros((q, 0, DIGEST), dtype=U32)
+        depth = self.depth
+        if depth == 0:
+            return rows, mx.zeros((q, 0, DIGEST), dtype=U32)
+        # every level's sibling in one gather from the levels below the root, one after another
+        levels = self.layers[:-1]
+        offsets = np.cumsum([0] + [layer.shape[0] for layer in levels[:-1]], dtype=np.uint32)
+        sib = ((idx[:, None] >> mx.array(np.arange(depth, dtype=np.uint32))[None, :]) ^ 1) \
+            + mx.array(offsets)[None, :]
+        nodes = mx.concatenate(levels) if depth > 1 else levels[0]
+        paths = arrays.take(nodes, sib.reshape(-1)).reshape(q, depth, DIGEST)
         return rows, paths
 
 
