@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from . import arrays, custom_kernels
+from . import custom_kernels
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
@@ -173,7 +173,8 @@ class DeviceTranscript:
     device arrays; ``sample_ext`` / ``sample_bits`` / ``grind`` return device arrays; nothing is
     read back until :meth:`sync`, which writes the sponge back into the host transcript and
     returns the arrays the caller asks for, all in one read-back. With native kernels the
-    sponge's state is a ``(16,)`` device array and each absorb-then-permute run is one launch
+    sponge's state is a ``(24,)`` device array (the state, then its rate part reversed, so that
+    samples are slices of it, not gathers) and each absorb-then-permute run is one launch
     of the duplex kernel (:func:`mlx_stark.custom_kernels.poseidon2.duplex`; observations are
     queued until a sample or a search needs the state); the rate positions are
     data-independent and tracked on the host. Elsewhere (the CPU backend) the host sponge
@@ -195,7 +196,7 @@ class DeviceTranscript:
         if self._duplex is None:
             self._t = host.copy()
             return
-        self._state = mx.array(host._state, dtype=U32)
+        self._state = mx.array(host._state + host._state[RATE - 1::-1], dtype=U32)
         self._absorb_idx, self._sample_idx = host._absorb_idx, host._sample_idx
 
     # ------------------------------------------------------------ observe
@@ -242,8 +243,9 @@ class DeviceTranscript:
         while count:
             self._ready()
             take = min(count, self._sample_idx)
-            idx = list(range(self._sample_idx - 1, self._sample_idx - 1 - take, -1))
-            parts.append(arrays.take(self._state, idx))
+            # rate positions sample_idx − 1 down to sample_idx − take: the reversed copy's words
+            first = WIDTH + RATE - self._sample_idx
+            parts.append(self._state[first:first + take])
             self._sample_idx -= take
             count -= take
         return parts[0] if len(parts) == 1 else mx.concatenate(parts)
@@ -271,7 +273,7 @@ class DeviceTranscript:
             nonce = self._pow(self._state, self._absorb_idx, bits)
             self._nonces.append(nonce)
         else:  # exhaustive: the host's search over the state read back
-            state = read(self._state)[0].tolist()
+            state = read(self._state)[0].tolist()[:WIDTH]
             nonce = mx.array([find_pow_witness(state, self._absorb_idx, bits)], dtype=U32)
         self.observe(nonce)
         self.sample(1)  # check_witness's sample; zero in its low bits by construction
@@ -294,7 +296,7 @@ class DeviceTranscript:
         if (nonces == NO_HIT).any():
             raise PowBatchMiss()
         t = self._host
-        t._state = [int(v) for v in state]
+        t._state = [int(v) for v in state[:WIDTH]]
         t._absorb_idx, t._sample_idx = self._absorb_idx, self._sample_idx
         return out
 

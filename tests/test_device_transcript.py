@@ -2,7 +2,8 @@
 duplex kernel (``custom_kernels.poseidon2.duplex``) against the host sponge, bit for bit.
 
 - emulation (needs g++): the rendered CUDA and Metal duplex kernels equal the host sponge at
-  every absorb offset, length and final-permutation flag;
+  every absorb offset, length and final-permutation flag (the state, then its rate part
+  reversed, and a 24-word state read back in);
 - a scripted run of observations, samples and proof-of-work searches gives the same values
   and leaves the same host transcript, through the emulated kernels and on the host path;
 - a search batch without a witness is caught at the sync and the segment runs again.
@@ -38,8 +39,11 @@ def test_emulated_duplex_equals_host(emulated, a):
     for n in (0, 1, 5, 8, 9, 21):
         values = bb.random((n,), 100 + n)
         for last in (False, True):
-            got = kp2.duplex(mx.array(state, dtype=mx.uint32), values, a, last)
-            assert np.array(got).tolist() == _host_duplex(state, values.tolist(), a, last), (n, last)
+            got = np.array(kp2.duplex(mx.array(state, dtype=mx.uint32), values, a, last)).tolist()
+            want = _host_duplex(state, values.tolist(), a, last)
+            assert got == want + want[7::-1], (n, last)  # the state, then its rate reversed
+            again = np.array(kp2.duplex(mx.array(got, dtype=mx.uint32), values, a, last)).tolist()
+            assert again[:16] == _host_duplex(want, values.tolist(), a, last)  # reads 16 of 24
 
 
 def _script(t, device: bool):

@@ -431,7 +431,10 @@ def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     """The duplex sponge of a device-resident transcript: ``state`` (16, canonical) absorbs
     ``values`` (n) from rate position ``a`` on, permuting after every filled rate block, and
     once more at the end when ``last`` is set (a sample after a partial block, or with the
-    outputs used up); ``params = [n, a, last]`` -> ``out`` (16, canonical). Value ``i`` goes
+    outputs used up); ``params = [n, a, last]`` -> ``out`` (24, canonical): the state, then its
+    rate part reversed (``out[16 + k] = state[7 − k]``: the transcript's samples, which read the
+    rate downwards, are then slices). ``state`` may be such a 24-word array (its first 16
+    words are read). Value ``i`` goes
     to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``. One block of ``WIDTH`` threads with the
     lane-parallel permutation of :func:`absorb_source`; ``n``, ``a`` and ``last`` are the same
     for every thread, so every thread takes part in every shuffle."""
@@ -453,6 +456,7 @@ if (params[2] != 0u) {{
 {perm}
 }}
 out[tid] = bb_from_mont(x);
+if (tid < 8u) out[23u - tid] = bb_from_mont(x);
 """
     return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), _SBOX + "\n", body)
 
@@ -560,16 +564,17 @@ def pow_batch(state: mx.array, absorb_idx: int, bits: int, start: int, count: in
 
 
 def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: bool) -> mx.array:
-    """:func:`duplex_source` on the device: ``state`` ``(16,)`` and ``values`` ``(n,)`` uint32
-    canonical -> the state ``(16,)`` after absorbing ``values`` from rate position
-    ``absorb_idx`` (and a final permutation if ``permute_last``). One launch; lazy."""
+    """:func:`duplex_source` on the device: ``state`` ``(16,)`` (or the ``(24,)`` of a previous
+    call) and ``values`` ``(n,)`` uint32 canonical -> ``(24,)``: the state after absorbing
+    ``values`` from rate position ``absorb_idx`` (and a final permutation if ``permute_last``),
+    then its rate part reversed. One launch; lazy."""
     if values.shape[0] == 0:
         values = mx.zeros((1,), dtype=U32)  # an input needs a buffer; n = 0 reads none
         n = 0
     else:
         n = values.shape[0]
     return launch(duplex_source(), [state, values, _params(n, absorb_idx, int(permute_last))],
-                  (WIDTH, 1), WIDTH, [(WIDTH,)])[0]
+                  (WIDTH, 1), WIDTH, [(WIDTH + 8,)])[0]
 
 
 def pow_first_search(state: mx.array, absorb_idx: int, bits: int) -> mx.array:
