@@ -29,10 +29,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from functools import lru_cache
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mlx.core as mx
+import numpy as np
 
 from .. import device, tracing
 from .prelude import DIALECTS, prelude, thread_indices
@@ -162,8 +164,15 @@ def _build(src: KernelSource, dialect: str):
 
 
 def params(*values: int) -> mx.array:
-    """Host integers as the ``(len,)`` uint32 parameter array a kernel reads its sizes from."""
-    return mx.array(values, dtype=mx.uint32)
+    """Host integers as the ``(len,)`` uint32 parameter array a kernel reads its sizes from.
+    Kept per values (arrays are immutable): a proof asks for the same few hundred again and
+    again, and making one costs more host time than its launch (~20 µs)."""
+    return _params(tuple(values))
+
+
+@lru_cache(maxsize=4096)
+def _params(values: tuple) -> mx.array:
+    return mx.array(np.array(values, dtype=np.uint32))
 
 
 def launch(src: KernelSource, inputs: list, grid: tuple, threadgroup: int, output_shapes: list,

@@ -67,6 +67,7 @@ from ..field import bb, ext
 from ..field.bb import P, U32
 from ..field.host import EF, W
 from . import KernelSource, launch
+from . import params as _params
 from .prelude import EXTENSION, R2, literal, mont
 from .sizing import grid_x, plan_parts
 
@@ -314,7 +315,7 @@ class FormsKernel:
             return [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
-        params = mx.array(np.array([points, k] + params, dtype=np.uint32))
+        params = _params(points, k, *params)
         out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)

@@ -34,6 +34,7 @@ from ..errors import InvalidInputError
 from ..field import bb
 from ..field.bb import U32
 from . import KernelSource, launch
+from . import params as _params
 from .sizing import THREADS, grid_x, plan_parts
 
 MIN_PART_TERMS = 16  # values of x per part at least, so that a part outweighs its partial sum
@@ -93,7 +94,7 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
         raise InvalidInputError(f"weighted_sum of {tuple(values.shape)} x {tuple(weights.shape)} "
                                 "exceeds 32-bit indices")
     parts, span = plan_ranges(outputs, x)
-    params = mx.array(np.array([outputs, b, x, span], dtype=np.uint32))
+    params = _params(outputs, b, x, span)
     out = launch(weighted_sum_source(c), [values, bb.to_mont(weights), params], (grid_x(outputs), parts),
                  THREADS, [(parts * outputs * c,)])[0]
     out = out.reshape(parts, a, b, c)
@@ -153,7 +154,7 @@ def field_sum(a: mx.array, axis=None):
     if outputs == 0 or terms == 0 or a.size >= 1 << 32 or terms > lanes * MAX_TERMS_PER_THREAD:
         return None
     log_lanes = lanes.bit_length() - 1
-    params = mx.array(np.array([outputs, terms, inner, log_lanes], dtype=np.uint32))
+    params = _params(outputs, terms, inner, log_lanes)
     return launch(field_sum_source(), [a.reshape(-1), params], (grid_x(outputs * lanes), 1),
                   THREADS, [(outputs,)])[0].reshape(out_shape)
 
@@ -210,7 +211,7 @@ def fold_table(table: mx.array, need_rot: bool, l_skip: int, weights: mx.array) 
     outputs = wtot * blocks
     if outputs >= 1 << 32 or h * wall >= 1 << 32 or blocks << l_skip != h:
         raise InvalidInputError(f"fold of a {h} x {wall} table exceeds 32-bit indices")
-    params = mx.array(np.array([outputs, wtot, wall, sel0, l_skip, h, blocks], dtype=np.uint32))
+    params = _params(outputs, wtot, wall, sel0, l_skip, h, blocks)
     out = launch(fold_table_source(), [table, bb.to_mont(weights), params], (grid_x(outputs), 1),
                  THREADS, [(outputs * 4,)])[0]
     return out.reshape(wtot, blocks, 4)

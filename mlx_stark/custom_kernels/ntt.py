@@ -37,6 +37,7 @@ from ..field.bb import P, U32, two_adic_generator
 from ..poly.ntt import coset_lde_ops, twiddles_mont
 from ..tracing import wait
 from . import KernelSource, launch
+from . import params as _params
 from .indexing import stack_inputs
 from .prelude import literal, mont
 from .sizing import THREADS, grid_x
@@ -183,7 +184,7 @@ def transform(x: mx.array, log_n: int, inverse: bool) -> mx.array:
     for i, s in enumerate(plan):
         if 0 < i == len(plan) - 1 and pre * n * cols * 4 >= WAIT_BEFORE_LAST_PASS_BYTES:
             wait(y)  # frees the input and the earlier passes' outputs (see the constant)
-        params = mx.array(np.array([n, cols, 1 << log_ns, log_ns, rows, log_n], dtype=np.uint32))
+        params = _params(n, cols, 1 << log_ns, log_ns, rows, log_n)
         blocks = -(-((n >> s) * cols) // tile_columns(s))
         y = launch(stockham_source(s), [y, tw, params], (blocks * THREADS, pre), THREADS,
                    [(pre, n, cols)])[0]
@@ -260,7 +261,7 @@ def rs_messages(matrix: mx.array, l_skip: int) -> mx.array:
     count = (height >> l_skip) * width
     if count == 0:
         return mx.zeros((height, width), dtype=mx.uint32)
-    params = mx.array(np.array([count, width], dtype=np.uint32))
+    params = _params(count, width)
     return launch(rs_messages_source(l_skip), [matrix, params], (grid_x(count), 1), THREADS,
                   [(height, width)])[0]
 
@@ -275,8 +276,7 @@ def stacked_rs_messages(layout, matrices) -> mx.array:
     x, segs = stack_inputs(layout, matrices)
     if count == 0 or x is None:
         return mx.zeros((height, width), dtype=mx.uint32)
-    params = mx.array(np.array([count, width, layout.log_stacked_height, segs.shape[0] // 6],
-                               dtype=np.uint32))
+    params = _params(count, width, layout.log_stacked_height, segs.shape[0] // 6)
     return launch(rs_messages_source(layout.l_skip, True), [x, segs, params], (grid_x(count), 1),
                   THREADS, [(height, width)])[0]
 
@@ -348,7 +348,7 @@ def coset_lde(values: mx.array, shifts: Sequence[int]) -> mx.array:
     for r0 in range(0, rows, per_launch):
         part = flat[r0:min(rows, r0 + per_launch)]
         threads = part.shape[0] * e
-        params = mx.array(np.array([threads, e], dtype=np.uint32))
+        params = _params(threads, e)
         outs.append(launch(src, [part, mats, params], (grid_x(threads), 1), THREADS,
                            [(part.shape[0], e, n)])[0])
     out = outs[0] if len(outs) == 1 else mx.concatenate(outs)
@@ -405,7 +405,7 @@ def subset_transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
     out. One launch per :func:`subset_plan` pass; lazy. Each pass writes a new array of the
     input's size (the MLX-ops path makes several per bit)."""
     axis = axis % x.ndim
-    pre, n, post = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+    n, post = x.shape[axis], math.prod(x.shape[axis + 1:])
     if n < 1 or n & (n - 1):
         raise InvalidInputError(f"transform length must be a power of two, got {n}")
     if x.size == 0 or n == 1:
@@ -415,7 +415,7 @@ def subset_transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
     y, b = x.reshape(-1), 0
     for r in subset_plan(n.bit_length() - 1):
         count = x.size >> r
-        params = mx.array(np.array([count, post, b, n >> (b + r)], dtype=np.uint32))
+        params = _params(count, post, b, n >> (b + r))
         y = launch(subset_source(r, inverse), [y, params], (grid_x(count), 1), THREADS, [(x.size,)])[0]
         b += r
     return y.reshape(x.shape)

@@ -231,7 +231,7 @@ def _explain_imbalance(pk, present: dict) -> None:
 def _check_shapes(pk, present: dict) -> None:
     """Trace-height constraints and the total stacked width, as the verifier will check them."""
     params = pk.params
-    l, m = params.l_skip, params.log_stacked_height
+    l = params.l_skip
     heights = {a: t.log_height for a, t in present.items()}
     broken = trace_height_violations(pk.trace_height_constraints, l, heights)
     if broken:
