@@ -26,7 +26,7 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.poly import eq_table, ext_powers, fold_lowest, host, product_table
+from mlx_stark.poly import eq_table, eq_table_squares, ext_powers, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
@@ -40,7 +40,7 @@ KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_b
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
            "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
            "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
-           "mle.ext_powers": ks.ext_powers}
+           "mle.eq_table_squares": ks.eq_table_squares, "mle.ext_powers": ks.ext_powers}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -165,6 +165,17 @@ def test_emulated_product_and_eq_tables(emulated, d):
     assert arrays_equal(got_eq, ops_path(lambda: eq_table(routed_pts)))
 
 
+@pytest.mark.parametrize("d", [1, 2, 7, 17])
+def test_emulated_eq_table_squares(emulated, d):
+    for z in (R, TOP, EF(0), EF(1)):
+        got = ks.eq_table_squares(ext.constant(z), d)
+        squares = [z]
+        for _ in range(d - 1):
+            squares.append(squares[-1] * squares[-1])
+        assert got.shape == (1 << d, 4) and arrays_equal(got, ops_path(lambda: eq_table(squares)))
+        assert arrays_equal(got, ops_path(lambda: eq_table_squares(ext.constant(z), d)))
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 300])
 def test_emulated_ext_powers(emulated, n):
     for x in (R, TOP, EF(0), EF(1)):
@@ -253,8 +264,8 @@ def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
         calls.clear()
         assert fingerprint(w) == GOLDEN[w.name], w.name
         expected = {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext"}
-        if w.params.num_whir_rounds > 1:  # query weights update the next round's weights
-            expected.add("whir.query_weights")
+        if w.params.num_whir_rounds > 1:  # query and out-of-domain weights update the next round's
+            expected |= {"whir.query_weights", "mle.eq_table_squares"}
         assert expected <= set(calls), w.name
 
 

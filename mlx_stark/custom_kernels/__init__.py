@@ -70,6 +70,7 @@ _NATIVE = {
     "mle.interpolate_at_integers": ("sumcheck", "interpolate_at_integers"),
     "mle.product_table": ("sumcheck", "product_table"),
     "mle.eq_table": ("sumcheck", "eq_table"),
+    "mle.eq_table_squares": ("sumcheck", "eq_table_squares"),
     "mle.ext_powers": ("sumcheck", "ext_powers"),
     "stacked_pcs.stacked_matrix": ("indexing", "stack_matrix"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),

@@ -231,8 +231,9 @@ ef acc;
 @lru_cache(maxsize=None)
 def product_table_source() -> KernelSource:
     """``factors`` ``(d·8)`` canonical (``a0_j``, ``a1_j`` per factor; with ``args[2] = 1``
-    ``(d·4)``, the points ``p_j`` of an eq table: ``a0_j = 1 − p_j``, ``a1_j = p_j``),
-    ``args = [2^d, d, eq]`` -> ``out`` ``(2^d·4)``: thread ``i`` writes
+    ``(d·4)``, the points ``p_j`` of an eq table: ``a0_j = 1 − p_j``, ``a1_j = p_j``; with
+    ``args[2] = 2`` ``(4)``, one point ``z`` whose squares ``p_j = z^(2^j)`` are the eq table's
+    points), ``args = [2^d, d, mode]`` -> ``out`` ``(2^d·4)``: thread ``i`` writes
     ``Π_j (bit_j(i) ? a1_j : a0_j)`` (Montgomery-form products, canonical out)."""
     body = f"""\
 const uint32_t size = args[0];
@@ -240,9 +241,16 @@ if (gid >= size) return;
 const uint32_t d = args[1];
 const uint32_t eq = args[2];
 ef acc = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+ef sq = ef_in(factors[0], factors[1], factors[2], factors[3]);
 for (uint32_t j = 0u; j < d; ++j) {{
   const uint32_t bit = (gid >> j) & 1u;
-  ef f = eq ? EF_LOAD(factors, j * 4u) : EF_LOAD(factors, (j * 2u + bit) * 4u);
+  ef f;
+  if (eq == 2u) {{
+    f = ef_make(bb_from_mont(sq.c0), bb_from_mont(sq.c1), bb_from_mont(sq.c2), bb_from_mont(sq.c3));
+    sq = ef_mul(sq, sq);
+  }} else {{
+    f = eq ? EF_LOAD(factors, j * 4u) : EF_LOAD(factors, (j * 2u + bit) * 4u);
+  }}
   if (eq && !bit) f = ef_sub_be(1u, f);
   acc = ef_mul(acc, ef_in(f.c0, f.c1, f.c2, f.c3));
 }}
@@ -423,6 +431,15 @@ def eq_table(points: mx.array) -> mx.array:
     if points.shape != (d, 4) or d == 0:
         raise InvalidInputError(f"points must be (d, 4) with d >= 1, got {tuple(points.shape)}")
     return _table(points, d, 1)
+
+
+def eq_table_squares(z: mx.array, d: int) -> mx.array:
+    """:func:`mlx_stark.poly.mle.eq_table_squares` (bit-equal): ``z`` ``(4,)`` uint32 canonical,
+    ``d ≥ 1`` -> ``(2^d, 4)``, the eq table at ``z, z^2, …, z^(2^(d−1))`` (the squares made in
+    the kernel). One launch. Lazy."""
+    if z.shape != (4,) or d < 1:
+        raise InvalidInputError(f"eq table of the squares of a {tuple(z.shape)} array, d = {d}")
+    return _table(z, d, 2)
 
 
 def ext_powers(x: mx.array, n: int) -> mx.array:

@@ -18,7 +18,7 @@ from ..field.bb import P, U32, two_adic_generator
 from ..field.host import EF
 from ..hash.merkle import MerkleTree
 from ..params import SystemParams
-from ..poly import dft, eq_table, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius, zeta
+from ..poly import dft, eq_table_squares, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius, zeta
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript, device_segment
@@ -151,12 +151,8 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             if i < num_rounds - 1:
                 points = _powers_at(two_adic_generator(log_size - k), idxs, log_size - k)
                 gamma_pows = ext_powers(gamma, queries[i] + 2)
-                ood_pows, x = [], z0  # z0^(2^i), i < d
-                for _ in range(d):
-                    ood_pows.append(x)
-                    x = ext.mul(x, x)
-                with span("prover.openings.whir.weights"):
-                    w = ext.add(w, ext.add(ext.mul(eq_table(ood_pows), gamma),
+                with span("prover.openings.whir.weights"):  # eq at z0^(2^i), i < d
+                    w = ext.add(w, ext.add(ext.mul(eq_table_squares(z0, d), gamma),
                                            _query_weights(points, gamma_pows[2:], d)))
             prev_tree = tree
         opened = [a for pair in out["init"] + out["rounds"] for a in pair]
