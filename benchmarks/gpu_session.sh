@@ -10,8 +10,10 @@
 #   bash benchmarks/gpu_session.sh warm   # warm whole calls (median of 5) of this checkout and
 #                                         # of .before/ for the three workloads; the GPU tests of
 #                                         # what changed; a host profile of fib; where MLX still
-#                                         # compiles kernels of its own (find_compiles.py); where
-#                                         # keccakf's whole call peaks (memory_probe.py)
+#                                         # compiles kernels of its own (find_compiles.py); the
+#                                         # build / encode / wait split of fib and logup calls,
+#                                         # both checkouts (host_split.py); where keccakf's whole
+#                                         # call peaks (memory_probe.py)
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -65,9 +67,11 @@ case "${1:-}" in
     for w in keccakf fib; do
       step "find-compiles-$w" 90 python3 benchmarks/find_compiles.py $w
     done
+    for w in fib logup; do
+      step "host-split-$w" 60 python3 benchmarks/host_split.py $w --out "$res/host-split-$w.json"
+      before "before-host-split-$w" 60 python3 ../benchmarks/host_split.py $w --out "$res/before-host-split-$w.json"
+    done
     step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
-    step memory-keccakf-fine 90 python3 benchmarks/memory_probe.py keccakf --fine
-    step memory-logup 90 python3 benchmarks/memory_probe.py logup
     ;;
   *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
 esac

@@ -1,0 +1,100 @@
+"""Where a warm whole ``ms.prove`` call's time goes: the Python that builds the lazy graphs,
+MLX's evaluation of them (encoding every node and submitting it), and the wait for the device.
+
+    PYTHONPATH=<checkout> python benchmarks/host_split.py fib|logup|keccakf [--size N] [--runs 5] [--out F]
+
+Every evaluation a proof asks for goes through ``mx.eval`` (the reads of
+:mod:`mlx_stark.tracing`) or ``mx.async_eval`` (the stages that bound their graphs). Here both
+are wrapped: an evaluation first runs as ``mx.async_eval`` (MLX encodes the nodes and submits
+them, then returns: *encode*), then as ``mx.eval``, which only waits for the device (*wait*).
+The rest of the call is Python and the building of MLX nodes (*build*). The split costs a few
+µs per evaluation, so the whole call is reported beside it, with medians over ``runs`` warm
+calls. The device's own busy time is not known here: *wait* is the part of it that the host
+did not hide behind its own work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+
+import mlx_stark as ms
+from mlx_stark import tracing
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whole_call import workload  # noqa: E402
+
+_EVAL, _ASYNC = mx.eval, mx.async_eval
+_T = {"encode": 0.0, "wait": 0.0, "evals": 0, "async_evals": 0}
+
+
+def _timed_eval(*args, **kw):
+    t0 = time.perf_counter()
+    _ASYNC(*args, **kw)
+    t1 = time.perf_counter()
+    _EVAL(*args, **kw)
+    t2 = time.perf_counter()
+    _T["encode"] += t1 - t0
+    _T["wait"] += t2 - t1
+    _T["evals"] += 1
+
+
+def _timed_async(*args, **kw):
+    t0 = time.perf_counter()
+    _ASYNC(*args, **kw)
+    _T["encode"] += time.perf_counter() - t0
+    _T["async_evals"] += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    airs, params, inputs = workload(args.workload, args.size)
+    pk, _ = ms.keygen(airs, params)
+    for _ in range(2):
+        ms.prove(pk, inputs)
+    plain = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        ms.prove(pk, inputs)
+        plain.append(time.perf_counter() - t0)
+    mx.eval, mx.async_eval = _timed_eval, _timed_async
+    rows = []
+    try:
+        for _ in range(args.runs):
+            for k in _T:
+                _T[k] = 0
+            before = tracing.totals()
+            t0 = time.perf_counter()
+            ms.prove(pk, inputs)
+            total = time.perf_counter() - t0
+            after = tracing.totals()
+            rows.append(dict(_T, total=total, build=total - _T["encode"] - _T["wait"],
+                             launches=after["launches"] - before["launches"],
+                             syncs=after["syncs"] - before["syncs"]))
+    finally:
+        mx.eval, mx.async_eval = _EVAL, _ASYNC
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    report = {"workload": args.workload, "size": args.size, "device": str(mx.default_device()),
+              "plain_call_median_s": statistics.median(plain), "split_median": med, "runs": rows}
+    text = json.dumps(report, indent=1)
+    print(f"{args.workload}: plain call {1e3 * report['plain_call_median_s']:.1f} ms; split call "
+          f"{1e3 * med['total']:.1f} ms = build {1e3 * med['build']:.1f} + encode "
+          f"{1e3 * med['encode']:.1f} + wait {1e3 * med['wait']:.1f} ms "
+          f"({med['evals']:.0f} evals, {med['async_evals']:.0f} async evals, "
+          f"{med['launches']:.0f} launches)")
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
