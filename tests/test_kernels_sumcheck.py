@@ -24,7 +24,7 @@ from mlx_stark.custom_kernels import sizing
 from mlx_stark.custom_kernels import sumcheck as ks
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
-from mlx_stark.field.bb import P
+from mlx_stark.field.bb import P, two_adic_generator
 from mlx_stark.field.host import EF
 from mlx_stark.poly import eq_table, eq_table_squares, ext_powers, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
@@ -35,12 +35,13 @@ from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, rou
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
            lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source,
-           ks.product_table_source, ks.powers_source)
+           ks.product_table_source, ks.powers_source, ks.powers_at_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
            "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
            "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
-           "mle.eq_table_squares": ks.eq_table_squares, "mle.ext_powers": ks.ext_powers}
+           "mle.eq_table_squares": ks.eq_table_squares, "mle.ext_powers": ks.ext_powers,
+           "whir.powers_at": ks.powers_at}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -176,6 +177,19 @@ def test_emulated_eq_table_squares(emulated, d):
         assert arrays_equal(got, ops_path(lambda: eq_table_squares(ext.constant(z), d)))
 
 
+@pytest.mark.parametrize("bits", [0, 1, 5, 17, 31])
+def test_emulated_powers_at(emulated, bits):
+    idx = mx.array([0, 1, 2, 3, 977, (1 << 31) - 1, 0xFFFFFFFF, 123456789], dtype=mx.uint32)
+    for g in (two_adic_generator(17), P - 1, 0, 1):
+        got = ks.powers_at(g, idx, bits)
+        expected = [pow(g, int(i) % (1 << bits), P) for i in np.array(idx)]
+        assert got.dtype == mx.uint32 and np.array(got).tolist() == expected
+        assert arrays_equal(got, ops_path(lambda: whir._powers_at(g, idx, bits)))
+    assert ks.powers_at(5, mx.zeros((0,), dtype=mx.uint32), 3).shape == (0,)
+    with pytest.raises(InvalidInputError):
+        ks.powers_at(5, idx.reshape(2, 4), 3)
+
+
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 300])
 def test_emulated_ext_powers(emulated, n):
     for x in (R, TOP, EF(0), EF(1)):
@@ -201,13 +215,15 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     got = product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)
     five_seven = mx.array([5, 7], dtype=mx.uint32)
     weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
+    at = whir._powers_at(31, five_seven, 3)
     values = ext.random((4,), 2)
     at_r = interpolate_at_integers(values, ext.constant(R))
     tables = eq_table([R, ext.constant(TOP), EF(5)]), product_table([(R, TOP), (EF(2), EF(9))])
     pows = ext_powers(R, 9)
     assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
                            "whir.query_weights", "mle.interpolate_at_integers", "mle.eq_table",
-                           "mle.product_table", "mle.ext_powers"}
+                           "mle.product_table", "mle.ext_powers", "whir.powers_at"}
+    assert arrays_equal(at, ops_path(lambda: whir._powers_at(31, five_seven, 3)))
     assert arrays_equal(pows, ops_path(lambda: ext_powers(R, 9)))
     assert arrays_equal(at_r, ops_path(lambda: interpolate_at_integers(values, ext.constant(R))))
     ref = ops_path(lambda: (eq_table([R, ext.constant(TOP), EF(5)]),
@@ -250,7 +266,7 @@ def test_emulated_pcs_proofs(emulated, monkeypatch):
     got = _pcs_proofs(inst)
     assert got == ops_path(lambda: _pcs_proofs(inst))
     assert {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
-            "whir.query_weights"} <= set(routed)
+            "whir.query_weights", "whir.powers_at"} <= set(routed)
 
 
 def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
@@ -265,7 +281,7 @@ def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
         assert fingerprint(w) == GOLDEN[w.name], w.name
         expected = {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext"}
         if w.params.num_whir_rounds > 1:  # query and out-of-domain weights update the next round's
-            expected |= {"whir.query_weights", "mle.eq_table_squares"}
+            expected |= {"whir.query_weights", "mle.eq_table_squares", "whir.powers_at"}
         assert expected <= set(calls), w.name
 
 
@@ -289,6 +305,7 @@ def test_device_equals_ops(reference):
         folds = [fold_product_round(f, w, R) for f, w in tables if f.shape[0] >= 4]
         plain = [fold_lowest(f, R) for f, _ in tables] + [fold_lowest(t, R, base=True) for t in bases]
         weights = [whir._query_weights(*q) for q in queries]
+        weights += [whir._powers_at(two_adic_generator(20), q[0], 20) for q in queries]
         mx.eval(plain, weights)
         return (rounds, [(np.array(a), np.array(b), np.array(s).tolist()) for a, b, s in folds],
                 [np.array(a) for a in plain + weights], _pcs_proofs(inst))

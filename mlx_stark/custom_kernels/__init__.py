@@ -79,6 +79,7 @@ _NATIVE = {
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
     "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
     "whir.query_weights": ("sumcheck", "query_weights"),
+    "whir.powers_at": ("sumcheck", "powers_at"),
     "logup_gkr.layer_tables": ("gkr", "layer_tables"),
     "logup_gkr.round_sums": ("gkr", "round_sums"),
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
@@ -212,7 +213,7 @@ def fixed_sources() -> list:
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
-               sumcheck.query_weights_source(), sumcheck.interpolate_source(),
+               sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),
                rounds.round_update_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()])

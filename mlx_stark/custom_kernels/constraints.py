@@ -299,8 +299,8 @@ class FormsKernel:
         return arr
 
     def consts(self, leaf) -> mx.array:
-        """The runtime leaves' values (Montgomery form) from ``leaf``."""
-        return mx.array(np.array([mont(leaf(i)[1] % P) for i in self.runtime] or [0], dtype=np.uint32))
+        """The runtime leaves' values (Montgomery form) from ``leaf``, kept per values."""
+        return _params(*([mont(leaf(i)[1] % P) for i in self.runtime] or [0]))
 
     def parts(self, points: int) -> int:
         """Block rows of a launch over ``points`` points (module docstring)."""

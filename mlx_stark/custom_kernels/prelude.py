@@ -149,8 +149,8 @@ def kernel_args(counts, values=()) -> mx.array:
     ``values`` (host EF, or ``(4,)`` canonical device arrays such as a device transcript's
     challenges, converted on the device) in Montgomery form."""
     if not any(isinstance(v, mx.array) for v in values):
-        words = list(counts) + [mont(c) for v in values for c in EF.lift(v).c]
-        return mx.array(np.array(words, dtype=np.uint32))
+        from . import params  # kept per values
+        return params(*counts, *(mont(c) for v in values for c in EF.lift(v).c))
     parts = [mx.array(np.array(list(counts), dtype=np.uint32))]
     parts += [bb.to_mont(v) if isinstance(v, mx.array) else
               mx.array(np.array([mont(c) for c in EF.lift(v).c], dtype=np.uint32)) for v in values]

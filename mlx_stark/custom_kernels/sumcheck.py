@@ -19,7 +19,8 @@ and uint64 ``% p`` per round; here a round is one launch:
   their terms, so that every round after the first reads the tables once;
 - :func:`query_weights`: ``Σ_q c_q·E(z_q)[b]`` with
   ``E(z)[b] = Π_i (bit_i(b) ? z^(2^i) : 1 − z^(2^i))``, one thread per ``b`` looping over the
-  queries (the powers ``z_q^(2^i)`` come from the host as a ``(Q, d)`` table).
+  queries and squaring each ``z_q`` as it goes; :func:`powers_at`: the query points
+  ``z_q = g^idx_q`` themselves, a thread per query.
 
 Values are canonical in memory; ``ef_mul`` is the Montgomery product (``a·b·2^-32``): the
 product terms of canonical tables are ``term·2^-32``, added with field additions, and a block's
@@ -28,7 +29,8 @@ by ``r`` in Montgomery form (canonical result). The query weights multiply Montg
 factors (Montgomery-form ``E``) and accumulate ``E·c`` in 64 bits with one ``bb_redc`` per
 coefficient. Every result is bit-equal to the MLX-ops references
 (:func:`mlx_stark.prover.sumcheck.product_round_values`,
-:func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`).
+:func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`,
+:func:`mlx_stark.prover.whir._powers_at`).
 """
 from __future__ import annotations
 
@@ -164,8 +166,9 @@ const ef r = EF_LOAD(args, 2u);
 
 @lru_cache(maxsize=1)
 def query_weights_source() -> KernelSource:
-    """``powers`` ``(Q·d)`` (``z_q^(2^i)`` in Montgomery form), ``coeffs`` ``(Q·4)`` canonical,
-    ``args = [2^d, d, Q]`` -> ``out`` ``(2^d·4)``: thread ``b`` writes ``Σ_q c_q·E(z_q)[b]``."""
+    """``points`` ``(Q)`` canonical ``z_q``, ``coeffs`` ``(Q·4)`` canonical, ``args = [2^d, d,
+    Q]`` -> ``out`` ``(2^d·4)``: thread ``b`` writes ``Σ_q c_q·E(z_q)[b]``, the squares
+    ``z_q^(2^i)`` made as it goes (Montgomery form)."""
     body = f"""\
 const uint32_t size = args[0];
 if (gid >= size) return;
@@ -174,9 +177,10 @@ const uint32_t queries = args[2];
 acc4 a = acc_zero();
 for (uint32_t q = 0; q < queries; ++q) {{
   uint32_t e = {_MONT_ONE};
+  uint32_t z = bb_to_mont(points[q]);
   for (uint32_t i = 0; i < vars; ++i) {{
-    const uint32_t z = powers[q * vars + i];
     e = bb_mont(e, ((gid >> i) & 1u) ? z : bb_sub({_MONT_ONE}, z));
+    z = bb_mont(z, z);
   }}
   const uint32_t c = q * 4u;
   a = acc_b(a, e, coeffs[c], coeffs[c + 1u], coeffs[c + 2u], coeffs[c + 3u]);
@@ -186,7 +190,27 @@ out[gid * 4u + 1u] = bb_redc(a.c1);
 out[gid * 4u + 2u] = bb_redc(a.c2);
 out[gid * 4u + 3u] = bb_redc(a.c3);
 """
-    return KernelSource("sumcheck_query_weights", ("powers", "coeffs", "args"), ("out",), _HEADER, body)
+    return KernelSource("sumcheck_query_weights", ("points", "coeffs", "args"), ("out",), _HEADER, body)
+
+
+@lru_cache(maxsize=1)
+def powers_at_source() -> KernelSource:
+    """``idx`` ``(Q)``, ``args = [Q, bits, g]`` (``g`` canonical) -> ``out`` ``(Q)``: thread
+    ``q`` writes ``g^idx[q]`` over the low ``bits`` bits of ``idx[q]`` (canonical)."""
+    body = f"""\
+const uint32_t n = args[0];
+if (gid >= n) return;
+const uint32_t bits = args[1];
+uint32_t sq = bb_to_mont(args[2]);
+uint32_t acc = {_MONT_ONE};
+const uint32_t e = idx[gid];
+for (uint32_t b = 0; b < bits; ++b) {{
+  if ((e >> b) & 1u) acc = bb_mont(acc, sq);
+  sq = bb_mont(sq, sq);
+}}
+out[gid] = bb_from_mont(acc);
+"""
+    return KernelSource("sumcheck_powers_at", ("idx", "args"), ("out",), _HEADER, body)
 
 
 MAX_NODES = 32  # interpolation nodes of one launch (round polynomials have a handful)
@@ -367,23 +391,33 @@ def fold_base(table: mx.array, r) -> mx.array:
 def query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
     """:func:`mlx_stark.prover.whir._query_weights` (bit-equal): ``points`` ``(Q,)`` uint32
     base-field ``z_q`` (canonical, on the device), ``coeffs`` ``(Q, 4)`` uint32 canonical ->
-    ``(2^d, 4)`` uint32 ``Σ_q coeffs[q]·E(z_q)``. The ``z_q^(2^i)`` table by ``d − 1``
-    squarings on the device, then one launch, one thread per output row. Lazy."""
+    ``(2^d, 4)`` uint32 ``Σ_q coeffs[q]·E(z_q)``. One launch, one thread per output row (the
+    squares ``z_q^(2^i)`` made in the kernel). Lazy."""
     q = points.shape[0]
-    if coeffs.shape != (q, 4):
-        raise InvalidInputError(f"coefficients {tuple(coeffs.shape)} do not match {q} points")
+    if points.shape != (q,) or coeffs.shape != (q, 4):
+        raise InvalidInputError(f"coefficients {tuple(coeffs.shape)} do not match points "
+                                f"{tuple(points.shape)}")
     if d < 0 or (4 << d) >= 1 << 32:
         raise InvalidInputError(f"query weights over {d} variables exceed 32-bit indices")
     if q == 0:
         return mx.zeros((1 << d, 4), dtype=mx.uint32)
-    squares = [points]
-    for _ in range(d - 1):
-        squares.append(bb.mul(squares[-1], squares[-1]))
-    powers = bb.to_mont(mx.stack(squares, axis=1))  # (Q, max(d, 1)); d = 0: one unread column
     args = kernel_args((1 << d, d, q))
-    out = launch(query_weights_source(), [powers.reshape(-1), coeffs.reshape(-1), args],
+    out = launch(query_weights_source(), [points, coeffs.reshape(-1), args],
                  (grid_x(1 << d), 1), THREADS, [((1 << d) * 4,)])[0]
     return out.reshape(1 << d, 4)
+
+
+def powers_at(g: int, idx: mx.array, bits: int) -> mx.array:
+    """:func:`mlx_stark.prover.whir._powers_at` (bit-equal): ``g`` a host base-field element,
+    ``idx`` ``(Q,)`` uint32 -> ``(Q,)`` uint32 canonical ``g^(idx mod 2^bits)``. One launch (the
+    ops path takes a handful of MLX ops per bit). Lazy."""
+    if idx.ndim != 1 or not 0 <= bits < 32:
+        raise InvalidInputError(f"powers at {tuple(idx.shape)} indices of {bits} bits")
+    q = idx.shape[0]
+    if q == 0:
+        return mx.zeros((0,), dtype=mx.uint32)
+    return launch(powers_at_source(), [idx.astype(mx.uint32), kernel_args((q, bits, g % P))],
+                  (grid_x(q), 1), THREADS, [(q,)])[0]
 
 
 @lru_cache(maxsize=None)

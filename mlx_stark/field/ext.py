@@ -6,6 +6,8 @@ leading shape. Base-field operands are ``(...)`` uint32 arrays (see field/bb.py)
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import mlx.core as mx
 import numpy as np
 
@@ -106,7 +108,13 @@ def constant(x) -> mx.array:
     array already (a device transcript's challenge), returned as it is."""
     if isinstance(x, mx.array):
         return x
-    return mx.array(np.array(EF.lift(x).c, dtype=np.uint32))
+    return _constant(EF.lift(x).c)
+
+
+@lru_cache(maxsize=1024)
+def _constant(c: tuple) -> mx.array:
+    # kept per value (arrays are immutable): a proof asks for the same constants every round
+    return mx.array(np.array(c, dtype=np.uint32))
 
 
 def one_minus(x):

@@ -18,7 +18,8 @@ from ..field.bb import P, U32, two_adic_generator
 from ..field.host import EF
 from ..hash.merkle import MerkleTree
 from ..params import SystemParams
-from ..poly import dft, eq_table_squares, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius, zeta
+from ..poly import (dft, eq_table_squares, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius,
+                    zeta)
 from ..proof.pcs import WhirProof
 from ..tracing import span
 from ..transcript import Transcript, device_segment
@@ -58,7 +59,11 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
 
 def _powers_at(g: int, idx: mx.array, bits: int) -> mx.array:
     """``g^idx`` for the ``(Q,)`` uint32 exponents ``idx < 2^bits`` (base field, on the device):
-    the product of ``g^(2^b)`` over the set bits ``b``."""
+    the product of ``g^(2^b)`` over the set bits ``b`` (with native kernels: one launch,
+    ``whir.powers_at``)."""
+    kernel = custom_kernels.native("whir.powers_at")
+    if kernel is not None:
+        return kernel(g, idx, bits)
     out = mx.ones(idx.shape, dtype=U32)
     step = g
     for b in range(bits):
