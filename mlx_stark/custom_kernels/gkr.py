@@ -32,7 +32,6 @@ from functools import lru_cache
 import mlx.core as mx
 
 from ..errors import InvalidInputError
-from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
@@ -169,16 +168,19 @@ for (uint32_t c = 0; c < {SUMS}u; ++c) {{
 
 @lru_cache(maxsize=1)
 def layer_tables_source() -> KernelSource:
-    """``p, q`` ``(2N·4)`` canonical (a layer's nodes), ``args = [N, d, factors]`` with per
-    variable ``k`` the eq factors ``1 − ξ_k, ξ_k`` (8 words, Montgomery form) -> ``tables``
-    ``(N·20)``: row ``y`` is ``p[2y], q[2y], p[2y + 1], q[2y + 1], eq(ξ, y)``."""
+    """``p, q`` ``(2N·4)`` canonical (a layer's nodes), ``args = [N, d, ξ_0, …, ξ_{d−1}]``
+    (4 words each, Montgomery form) -> ``tables`` ``(N·20)``: row ``y`` is ``p[2y], q[2y],
+    p[2y + 1], q[2y + 1], eq(ξ, y)``, the factors ``1 − ξ_k`` made in the kernel."""
+    one = literal(mont(1))
     body = f"""\
 const uint32_t rows = args[0];
 if (gid >= rows) return;
 const uint32_t vars = args[1];
-ef e = ef_make({literal(mont(1))}, 0u, 0u, 0u);
+const ef one = ef_make({one}, 0u, 0u, 0u);
+ef e = one;
 for (uint32_t k = 0; k < vars; ++k) {{
-  e = ef_mul(e, EF_LOAD(args, 2u + k * 8u + ((gid >> k) & 1u) * 4u));
+  const ef x = EF_LOAD(args, 2u + k * 4u);
+  e = ef_mul(e, ((gid >> k) & 1u) ? x : ef_sub(one, x));
 }}
 const uint32_t i = gid * 8u;
 const uint32_t o = gid * {ROW}u;
@@ -250,7 +252,7 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
                                 f"{len(xi)} eq variables")
     if rows * ROW >= 1 << 32:
         raise InvalidInputError(f"GKR tables of {rows} rows exceed 32-bit indices")
-    args = kernel_args((rows, len(xi)), [v for x in xi for v in (ext.one_minus(x), x)])
+    args = kernel_args((rows, len(xi)), list(xi))
     out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid_x(rows), 1), THREADS,
                  [(rows * ROW,)])[0]
     return out.reshape(rows, 5, 4)

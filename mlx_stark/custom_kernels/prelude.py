@@ -25,7 +25,6 @@ by the kernels that compute in EF; a kernel source adds it to its own header.
 from __future__ import annotations
 
 import mlx.core as mx
-import numpy as np
 
 from ..field import bb
 from ..field.bb import P
@@ -148,13 +147,13 @@ def kernel_args(counts, values=()) -> mx.array:
     """A launch's ``args`` array (uint32): the ``counts``, then the coefficients of the
     ``values`` (host EF, or ``(4,)`` canonical device arrays such as a device transcript's
     challenges, converted on the device) in Montgomery form."""
+    from . import params  # kept per values
     if not any(isinstance(v, mx.array) for v in values):
-        from . import params  # kept per values
         return params(*counts, *(mont(c) for v in values for c in EF.lift(v).c))
-    parts = [mx.array(np.array(list(counts), dtype=np.uint32))]
-    parts += [bb.to_mont(v) if isinstance(v, mx.array) else
-              mx.array(np.array([mont(c) for c in EF.lift(v).c], dtype=np.uint32)) for v in values]
-    return mx.concatenate(parts)
+    from ..field import ext
+    words = [ext.constant(v) for v in values]  # (4,) canonical each, on the device
+    words = words[0] if len(words) == 1 else mx.concatenate(words)
+    return mx.concatenate([params(*counts), bb.to_mont(words)])  # one conversion for all
 
 
 def block_sum(sums: int, threads: int, out: str, finish: str = "{}") -> str:

@@ -41,7 +41,6 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..field import bb
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont

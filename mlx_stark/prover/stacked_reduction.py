@@ -95,15 +95,16 @@ def weight_table(n: int, width: int, pieces: list) -> mx.array:
 def _weight_rows(lo: int, rows: int, width: int, pieces: list) -> mx.array:
     """Rows ``lo..lo+rows`` of :func:`weight_table` (``lo`` a multiple of ``rows``, a power of two):
     ``(rows, W, 4)`` uint32."""
-    out = ext.zeros((rows, width))
+    out = None
     for nt, grid_a, grid_b, t_eq, t_rot in pieces:
         # whole windows a0..a1, or the part k0..k1 of window a0
         a0, k0 = lo >> nt, lo & ((1 << nt) - 1)
         a1, k1 = max(a0 + 1, (lo + rows) >> nt), k0 + min(rows, 1 << nt)
         piece = ext.add(ext.mul(grid_a[a0:a1, None], t_eq[None, k0:k1, None]),
                         ext.mul(grid_b[a0:a1, None], t_rot[None, k0:k1, None]))
-        out = ext.add(out, piece.reshape(rows, width, 4))
-    return out
+        piece = piece.reshape(rows, width, 4)
+        out = piece if out is None else ext.add(out, piece)
+    return ext.zeros((rows, width)) if out is None else out
 
 
 def _height_params(l: int, h: int, r0: EF) -> tuple:
@@ -213,7 +214,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         with span("prover.openings.stacked_reduction.round0"):
             coef_a, coef_b = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
                                                  table_d)
-            s0_vals = ext.zeros((1 << (l + 1),))
+            s0_vals = None
             coset = bb.powers(w_lp1, 1 << l)[None, :, None]
             groups = {}
             for i, s in enumerate(slices):
@@ -240,7 +241,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 sel = mx.array(idx, dtype=mx.uint32)
                 ca, cb = arrays.take(coef_a, sel), arrays.take(coef_b, sel)
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
-                s0_vals = ext.add(s0_vals, bb.sum(terms, axis=0))
+                part = bb.sum(terms, axis=0)
+                s0_vals = part if s0_vals is None else ext.add(s0_vals, part)
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
             del transposed, blocks  # a matrix-sized copy, not needed after round 0
             for a in s0:

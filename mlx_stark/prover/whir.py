@@ -101,10 +101,10 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         with span("prover.openings.whir.combine"):
             # Σ_κ μ^κ msg(Q_κ) = msg(Σ_κ μ^κ Q_κ), coefficient by coefficient of EF: the RS
             # messages of one combined column instead of every column's, kept since the commit
-            combined, offset = ext.zeros((1 << m,)), 0
+            combined, offset = None, 0
             for pcs, width in zip(pcs_datas, widths):
                 part = weighted_sum(pcs.matrix[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
-                combined = ext.add(combined, part[:, 0])
+                combined = part[:, 0] if combined is None else ext.add(combined, part[:, 0])
                 offset += width
             coeffs = rs_messages(combined, params.l_skip)  # (2^m, 4): four base columns
         with span("prover.openings.whir.init"):

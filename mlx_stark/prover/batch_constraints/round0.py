@@ -41,6 +41,11 @@ def _contract(values: mx.array, weights: mx.array) -> mx.array:
     return bb.sum(ext.mul(values, w), axis=0)
 
 
+def _accumulate(acc: Optional[mx.array], value: mx.array) -> mx.array:
+    """``acc + value``, or ``value`` for the first term (no zero table and no addition)."""
+    return value if acc is None else ext.add(acc, value)
+
+
 @dataclass
 class Round0:
     """Round-0 polynomials of one trace (coefficient arrays ``(len, 4)``) and its sum claims."""
@@ -96,9 +101,10 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
     forms, d_forms = round0_forms(tr, lam_powers, eq3b, beta)
-    a_acc = ext.zeros((extra, n_dom))
-    a_on_d = ext.zeros((n_dom,))
-    b_acc = [ext.zeros((extra + 1, n_dom)), ext.zeros((extra + 1, n_dom))]
+    # sums over the chunks (None before the first): A_t on the cosets / on D, B_t and B'_t on
+    # D and on the cosets
+    a_acc = a_on_d = None
+    b_on_d, b_cosets = [None, None], [None, None]
 
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
     step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
@@ -114,9 +120,9 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
                 d_forms, block.reshape(wn, xc * n_dom), base=True)
             at_d = [_contract(v.reshape(xc, n_dom, 4), w) for v in at_d]
             if check_on_d:
-                a_on_d = ext.add(a_on_d, at_d.pop(0))
+                a_on_d = _accumulate(a_on_d, at_d.pop(0))
             for k, on_d in enumerate(at_d):
-                b_acc[k] = ext.add(b_acc[k], mx.pad(on_d[None], [(0, extra), (0, 0), (0, 0)]))
+                b_on_d[k] = _accumulate(b_on_d[k], on_d)
         if extra:
             with span("prover.rap_constraints.round0.lde") as sp:
                 ext_vals = coset_lde(block, shifts)  # (Wn, Xc, E', N)
@@ -124,11 +130,12 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
             values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
             values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
             if zerocheck:
-                a_acc = ext.add(a_acc, values.pop(0))
+                a_acc = _accumulate(a_acc, values.pop(0))
             if logup:
                 for k, v in enumerate(values):
-                    b_acc[k] = ext.add(b_acc[k], mx.pad(v, [(1, 0), (0, 0), (0, 0)]))
-        mx.async_eval(a_acc, a_on_d, *b_acc)  # bounds the graph and frees the chunk; no host wait
+                    b_cosets[k] = _accumulate(b_cosets[k], v)
+        # bounds the graph and frees the chunk; no host wait
+        mx.async_eval([a for a in [a_acc, a_on_d, *b_on_d, *b_cosets] if a is not None])
 
     quotient = numer = denom = None
     sums = ext.zeros((2,))
@@ -139,14 +146,15 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
         quotient = interpolate_cosets(q_vals, shifts)
         violated = mx.any(quotient[extra * n_dom - extra:] != 0)
-    if logup:
+    if logup:  # (extra + 1, N, 4): on D, then on the cosets
+        b_acc = [b[None] if c is None else mx.concatenate([b[None], c]) for b, c in zip(b_on_d, b_cosets)]
         all_shifts = [1] + shifts
         numer = interpolate_cosets(b_acc[0], all_shifts)
         denom = interpolate_cosets(b_acc[1], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
         eq_l = eq_table(xi[:l_skip])
-        sums = mx.stack([bb.sum(ext.mul(b_acc[0][0, ...], eq_l), axis=0),
-                         bb.sum(ext.mul(b_acc[1][0, ...], eq_l), axis=0)])
+        sums = mx.stack([bb.sum(ext.mul(b_on_d[0], eq_l), axis=0),
+                         bb.sum(ext.mul(b_on_d[1], eq_l), axis=0)])
     return Round0(quotient, numer, denom, sums, violated)
 
 
@@ -164,9 +172,9 @@ def _pad_to(a: mx.array, size: int) -> mx.array:
 
 def _padded_sum(terms, length: int) -> mx.array:
     """``Σ w·poly`` over ``(poly (len, 4), w: EF)``, zero-padded to ``(length, 4)``."""
-    acc = ext.zeros((length,))
+    acc = None
     for poly, w in terms:
-        acc = ext.add(acc, _pad_to(ext.mul(poly, ext.constant(w)), length))
+        acc = _accumulate(acc, _pad_to(ext.mul(poly, ext.constant(w)), length))
     return acc
 
 
@@ -186,7 +194,7 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
           for k, p in enumerate((r.numer, r.denom))]
     longest = max([q.shape[0] + n_dom for q, _ in qs] + [b.shape[0] for b, _ in bs] + [1])
     size = 1 << max(longest + n_dom - 1, count).bit_length()
-    total = ext.zeros((size,))
+    total = None  # Σ of the two products below, in evaluation form on the size-`size` subgroup
     xi0 = EF.lift(xi[0])
     inv_n = pow(n_dom, P - 2, P)
     if qs:
@@ -194,14 +202,14 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
         zq = ext.sub(mx.pad(q, [(n_dom, 0), (0, 0)]), mx.pad(q, [(0, n_dom), (0, 0)]))
         # eq_D(x, Z) = (1/N)·(1 + Σ_{j=1}^{N−1} x^{N−j}·Z^j)
         eq_d = [EF(inv_n)] + [xi0 ** (n_dom - j) * inv_n for j in range(1, n_dom)]
-        total = ext.add(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
-                                       dft(_pad_to(zq, size))))
+        total = _accumulate(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
+                                           dft(_pad_to(zq, size))))
     if bs:
         b = _padded_sum(bs, longest)
         eq_sharp = ext.from_host(host.eq_sharp_coeffs(l_skip, xi))
-        total = ext.add(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
+        total = _accumulate(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
     flags = mx.stack([mx.array(False) if r.violated is None else r.violated for r in rounds0])
-    coeffs, flags = read(idft(total), flags)
+    coeffs, flags = read(idft(ext.zeros((size,)) if total is None else total), flags)
     coeffs = ext.host_values(coeffs)
     violated = [t for t, f in enumerate(flags.tolist()) if f]
     if not violated and any(not c.is_zero() for c in coeffs[count:]):
