@@ -32,8 +32,9 @@ from functools import lru_cache
 import mlx.core as mx
 
 from ..errors import InvalidInputError
+from ..field import ext
 from ..field.bb import P
-from . import KernelSource, launch
+from . import KernelSource, launch, params
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -107,34 +108,34 @@ def _store_cubic() -> str:
 
 @lru_cache(maxsize=1)
 def round_sums_source() -> KernelSource:
-    """``tables`` ``(2M·20)`` canonical, ``args = [M, T, λ]`` (``T`` threads in the launch,
-    ``λ`` in Montgomery form) -> ``parts`` ``(B, 12)``: block ``b``'s canonical sums of
+    """``tables`` ``(2M·20)`` and ``lam_in`` ``(4)`` (``λ``) canonical, ``args = [M, T]``
+    (``T`` threads in the launch) -> ``parts`` ``(B, 12)``: block ``b``'s canonical sums of
     ``g(1), g(2), g(3)`` over the pairs ``y ≡ gid (mod T)`` of its threads."""
     body = f"""\
 SHARED uint32_t red[{SUMS * THREADS}];
 const uint32_t pairs = args[0];
 const uint32_t stride = args[1];
-const ef lam = EF_LOAD(args, 2u);
+const ef lam = ef_in(lam_in[0], lam_in[1], lam_in[2], lam_in[3]);
 cubic s = cubic_zero();
 for (uint32_t y = gid; y < pairs; y += stride) {{
   const uint32_t o = y * {2 * ROW}u;
   s = cubic_add(s, ROW_LOAD(tables, o), ROW_LOAD(tables, o + {ROW}u), lam);
 }}
 {_store_cubic()}{block_sum(SUMS, THREADS, "parts", "bb_mont({}, " + _R3 + ")")}"""
-    return KernelSource("gkr_round_sums", ("tables", "args"), ("parts",), _HEADER, body)
+    return KernelSource("gkr_round_sums", ("tables", "lam_in", "args"), ("parts",), _HEADER, body)
 
 
 @lru_cache(maxsize=1)
 def fold_round_sums_source() -> KernelSource:
-    """``tables`` ``(4N·20)`` canonical, ``args = [N, T, r, λ]`` (``r, λ`` in Montgomery form)
+    """``tables`` ``(4N·20)``, ``r_in`` and ``lam_in`` ``(4)`` canonical, ``args = [N, T]``
     -> ``folded`` ``(2N·20)`` (the tables folded at ``r``) and ``parts`` ``(B, 12)`` (as
     :func:`round_sums_source`, over the pairs of ``folded``)."""
     body = f"""\
 SHARED uint32_t red[{SUMS * THREADS}];
 const uint32_t pairs = args[0];
 const uint32_t stride = args[1];
-const ef r = EF_LOAD(args, 2u);
-const ef lam = EF_LOAD(args, 6u);
+const ef r = ef_in(r_in[0], r_in[1], r_in[2], r_in[3]);
+const ef lam = ef_in(lam_in[0], lam_in[1], lam_in[2], lam_in[3]);
 cubic s = cubic_zero();
 for (uint32_t y = gid; y < pairs; y += stride) {{
   const uint32_t o = y * {4 * ROW}u;
@@ -146,7 +147,7 @@ for (uint32_t y = gid; y < pairs; y += stride) {{
   s = cubic_add(s, t0, t1, lam);
 }}
 {_store_cubic()}{block_sum(SUMS, THREADS, "parts", "bb_mont({}, " + _R3 + ")")}"""
-    return KernelSource("gkr_fold_round_sums", ("tables", "args"), ("folded", "parts"),
+    return KernelSource("gkr_fold_round_sums", ("tables", "r_in", "lam_in", "args"), ("folded", "parts"),
                         _HEADER, body)
 
 
@@ -222,8 +223,8 @@ def round_sums(tables: mx.array, lam) -> mx.array:
     One launch (two when the pairs need several blocks). Lazy."""
     pairs = _check_rows(tables, 2) // 2
     blocks = plan_blocks(pairs)
-    args = kernel_args((pairs, blocks * THREADS), (lam,))
-    parts = launch(round_sums_source(), [tables.reshape(-1), args], (blocks * THREADS, 1), THREADS,
+    args = params(pairs, blocks * THREADS)
+    parts = launch(round_sums_source(), [tables.reshape(-1), ext.constant(lam), args], (blocks * THREADS, 1), THREADS,
                    [(blocks * SUMS,)])[0]
     return _total(parts, args)
 
@@ -237,8 +238,8 @@ def fold_round_sums(tables: mx.array, r, lam):
     n = _check_rows(tables, 4)
     pairs = n // 4
     blocks = plan_blocks(pairs)
-    args = kernel_args((pairs, blocks * THREADS), (r, lam))
-    folded, parts = launch(fold_round_sums_source(), [tables.reshape(-1), args], (blocks * THREADS, 1),
+    args = params(pairs, blocks * THREADS)
+    folded, parts = launch(fold_round_sums_source(), [tables.reshape(-1), ext.constant(r), ext.constant(lam), args], (blocks * THREADS, 1),
                            THREADS, [(n // 2 * ROW,), (blocks * SUMS,)])
     return folded.reshape(n // 2, 5, 4), _total(parts, args)
 

@@ -41,6 +41,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
@@ -106,7 +107,7 @@ for (uint32_t i = gid; i < items; i += stride) {{
 
 @lru_cache(maxsize=1)
 def fold_product_round_source() -> KernelSource:
-    """``f, w`` ``(4M·B·4)`` canonical, ``args = [M·B, B, T, r]`` (``r`` in Montgomery form) ->
+    """``f, w`` ``(4M·B·4)`` and ``r_in`` ``(4)`` canonical, ``args = [M·B, B, T]`` ->
     ``f_out, w_out`` ``(2M·B·4)`` (both tables folded at ``r``) and ``parts`` ``(K, 8)`` (as
     :func:`product_round_source`, over the pairs of the folded tables)."""
     body = f"""\
@@ -114,7 +115,7 @@ SHARED uint32_t red[{SUMS * THREADS}];
 const uint32_t items = args[0];
 const uint32_t width = args[1];
 const uint32_t stride = args[2];
-const ef r = EF_LOAD(args, 3u);
+const ef r = ef_in(r_in[0], r_in[1], r_in[2], r_in[3]);
 const uint32_t pitch = width * 4u;
 psums s = psums_zero();
 for (uint32_t i = gid; i < items; i += stride) {{
@@ -133,14 +134,14 @@ for (uint32_t i = gid; i < items; i += stride) {{
   s = psums_add(s, f0, f1, w0, w1);
 }}
 {_block_sums()}"""
-    return KernelSource("sumcheck_fold_product_round", ("f", "w", "args"), ("f_out", "w_out", "parts"),
+    return KernelSource("sumcheck_fold_product_round", ("f", "w", "r_in", "args"), ("f_out", "w_out", "parts"),
                         _HEADER, body)
 
 
 @lru_cache(maxsize=2)
 def fold_source(base: bool) -> KernelSource:
     """``table`` ``(2M·B·4)`` canonical extension (``(2M·B)`` base when ``base``),
-    ``args = [M·B, B, r]`` (``r`` in Montgomery form) -> ``out`` ``(M·B·4)``: one thread per
+    ``r_in`` ``(4)`` canonical, ``args = [M·B, B]`` -> ``out`` ``(M·B·4)``: one thread per
     output element ``(y, b)``."""
     if base:
         fold = """\
@@ -157,9 +158,9 @@ EF_STORE(out, gid * 4u, ef_fold(EF_LOAD(table, o), EF_LOAD(table, o + width * 4u
 const uint32_t items = args[0];
 if (gid >= items) return;
 const uint32_t width = args[1];
-const ef r = EF_LOAD(args, 2u);
+const ef r = ef_in(r_in[0], r_in[1], r_in[2], r_in[3]);
 """ + fold
-    return KernelSource("sumcheck_fold_base" if base else "sumcheck_fold_ext", ("table", "args"), ("out",),
+    return KernelSource("sumcheck_fold_base" if base else "sumcheck_fold_ext", ("table", "r_in", "args"), ("out",),
                         _HEADER, body)
 
 
@@ -355,8 +356,9 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), mx.zeros((2, 4), dtype=mx.uint32)
     blocks = plan_blocks(items)
-    args = kernel_args((items, width, blocks * THREADS), [r])
-    f_out, w_out, parts = launch(fold_product_round_source(), [f.reshape(-1), w.reshape(-1), args],
+    args = kernel_args((items, width, blocks * THREADS))
+    f_out, w_out, parts = launch(fold_product_round_source(),
+                                 [f.reshape(-1), w.reshape(-1), ext.constant(r), args],
                                  (blocks * THREADS, 1), THREADS,
                                  [(n // 2 * width * 4,), (n // 2 * width * 4,), (blocks * SUMS,)])
     return f_out.reshape(shape), w_out.reshape(shape), _round_values(parts)
@@ -368,8 +370,8 @@ def _fold(table: mx.array, r, base: bool) -> mx.array:
     items = n // 2 * width
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32)
-    args = kernel_args((items, width), [r])
-    out = launch(fold_source(base), [table.reshape(-1), args], (grid_x(items), 1), THREADS, [(items * 4,)])[0]
+    args = kernel_args((items, width))
+    out = launch(fold_source(base), [table.reshape(-1), ext.constant(r), args], (grid_x(items), 1), THREADS, [(items * 4,)])[0]
     return out.reshape(shape)
 
 
