@@ -113,8 +113,8 @@ emulated_cuda = emulation(kc, dialects=("cuda",))
 def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
     forms, table, colmap, weights = _case(tr, m, seed)
     got = kc.evaluate_mle(tr.leaves, forms, table, colmap, degree)
-    assert [g.shape for g in got] == [(degree * m, 4)] * len(forms)
-    assert _eq(got, _ops_points(tr, forms, table, degree)), (m, degree)
+    assert got.shape == (len(forms), degree * m, 4)
+    assert _eq([got[g] for g in range(len(forms))], _ops_points(tr, forms, table, degree)), (m, degree)
     ref = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
     with monkeypatch.context() as mp:
         calls = route(mp, {"mle_rounds.head_values": kc.evaluate_mle})

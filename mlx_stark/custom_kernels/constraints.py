@@ -55,7 +55,7 @@ decode and the input reads differ (and the kernel's name).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import blake3
 import mlx.core as mx
@@ -279,6 +279,7 @@ class FormsKernel:
         self.source = generate(self.templates, self.num_forms, extension, digest, mle)
         self.prog = mx.array(prog)
         self._weights = ((), None)  # (forms, array) of the last call
+        self._constants = ((), None)  # the same for the constant terms
 
     def weights(self, forms: Sequence[Form]) -> mx.array:
         """The weight rows of ``forms`` (module docstring); the last result is reused while the
@@ -306,21 +307,36 @@ class FormsKernel:
         """Block rows of a launch over ``points`` points (module docstring)."""
         return plan_parts(points, min(MAX_PARTS, self.max_count))
 
-    def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf) -> List[mx.array]:
+    def constants(self, forms: Sequence[Form]) -> Optional[mx.array]:
+        """The forms' constant terms ``(F, 1, 4)``, or ``None`` when all are zero; the last
+        result is reused while the same form objects come back (as :meth:`weights`)."""
+        last, arr = self._constants
+        if len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
+            return arr
+        consts = [form.const for form in forms]
+        arr = None if all(c.is_zero() for c in consts) else ext.from_host(consts)[:, None]
+        self._constants = (tuple(forms), arr)
+        return arr
+
+    def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf,
+             stacked: bool = False):
         """Launch over ``points`` points with the input arrays ``data`` and ``params`` after
-        ``[points, K]``: one ``(points, 4)`` array per form."""
+        ``[points, K]``: one ``(points, 4)`` array per form, or (``stacked``) all of them as
+        one ``(F, points, 4)`` array."""
         if not forms:
-            return []
+            return ext.zeros((0, points)) if stacked else []
         if points == 0:
-            return [ext.zeros((0,)) for _ in forms]
+            return ext.zeros((len(forms), 0)) if stacked else [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
         out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
                      (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
-        return [sums[g, ...] if form.const.is_zero() else ext.add(sums[g, ...], ext.constant(form.const))
-                for g, form in enumerate(forms)]
+        consts = self.constants(forms)
+        if consts is not None:
+            sums = ext.add(sums, consts)
+        return sums if stacked else [sums[g, ...] for g in range(len(forms))]
 
     def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
         """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
@@ -330,10 +346,10 @@ class FormsKernel:
         return self._run(forms, [cols], q * xs, [xs, wn], leaf)
 
     def lines(self, forms: Sequence[Form], table: mx.array, colmap: mx.array, degree: int,
-              leaf) -> List[mx.array]:
+              leaf) -> mx.array:
         """Every form at the points ``(X, y)``, ``X = 1..degree``, of the folded table ``table``
         ``(W_tot, 2M, 4)`` whose input rows are the table columns ``colmap`` ``(Wn,)`` uint32
-        (module docstring): a list of ``(degree·M, 4)``, points in ``(X, y)`` order."""
+        (module docstring): ``(F, degree·M, 4)``, a row per form, points in ``(X, y)`` order."""
         if not self.mle:
             raise ValueError("only a multilinear-rounds kernel reads a folded table")
         w_tot, rows = table.shape[:2]
@@ -343,7 +359,7 @@ class FormsKernel:
         line = []
         for x in range(1, degree + 1):
             line += [(1 - x) % P * R2 % P, x * R2 % P]
-        return self._run(forms, [table, colmap], degree * m, [m] + line, leaf)
+        return self._run(forms, [table, colmap], degree * m, [m] + line, leaf, stacked=True)
 
 
 class _DagKernels:
@@ -396,10 +412,10 @@ def evaluate_forms(leaves: Leaves, forms: Sequence[Form], blocks: mx.array,
 
 
 def evaluate_mle(leaves: Leaves, forms: Sequence[Form], table: mx.array,
-                 colmap: mx.array, degree: int) -> List[mx.array]:
+                 colmap: mx.array, degree: int) -> mx.array:
     """A multilinear round's evaluations with a generated kernel reading the folded table
     directly: ``table`` ``(W_tot, 2M, 4)`` uint32 (column-major), ``colmap`` ``(Wn,)`` uint32
-    (input row -> table column) -> one ``(degree·M, 4)`` uint32 array per form, the forms at
+    (input row -> table column) -> ``(F, degree·M, 4)`` uint32, a row per form: the forms at
     ``X = 1..degree`` on the lowest variable, points in ``(X, y)`` order. Bit-equal to
     :func:`evaluate_forms` of the points ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
     return kernel_for(leaves, forms, False, mle=True).lines(forms, table, colmap, degree,

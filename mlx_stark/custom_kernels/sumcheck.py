@@ -304,13 +304,15 @@ EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_f
 
 
 # ---------------------------------------------------------------- host side
-def _table_dims(table: mx.array, least: int, base: bool = False) -> tuple:
-    """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns."""
+def _table_dims(table: mx.array, least: int, base: bool = False, even: bool = False) -> tuple:
+    """``(N, B)`` of a table ``(N, ..., 4)`` (``(N, ...)`` when ``base``): rows and columns.
+    ``N`` must be a power of two, or only even (``even``: a fold of adjacent rows)."""
     n = table.shape[0] if table.ndim else 0
     if table.ndim < (1 if base else 2) or (not base and table.shape[-1] != 4):
         raise InvalidInputError(f"an extension table must be (N, ..., 4), got {tuple(table.shape)}")
-    if n < least or n & (n - 1):
-        raise InvalidInputError(f"table rows must be a power of two >= {least}, got {tuple(table.shape)}")
+    if n < least or (n % 2 if even else n & (n - 1)):
+        kind = "even" if even else "a power of two"
+        raise InvalidInputError(f"table rows must be {kind} >= {least}, got {tuple(table.shape)}")
     width = math.prod(table.shape[1:] if base else table.shape[1:-1])
     if n * width * 4 >= 1 << 32:
         raise InvalidInputError(f"table {tuple(table.shape)} exceeds 32-bit indices")
@@ -365,7 +367,7 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
 
 
 def _fold(table: mx.array, r, base: bool) -> mx.array:
-    n, width = _table_dims(table, 2, base)
+    n, width = _table_dims(table, 2, base, even=True)
     shape = (n // 2,) + tuple(table.shape[1:]) + ((4,) if base else ())
     items = n // 2 * width
     if items == 0:
@@ -377,14 +379,14 @@ def _fold(table: mx.array, r, base: bool) -> mx.array:
 
 def fold_ext(table: mx.array, r) -> mx.array:
     """:func:`mlx_stark.poly.fold_lowest` of an extension table (bit-equal): ``table``
-    ``(N, ..., 4)`` uint32 canonical, ``N ≥ 2`` a power of two, ``r`` host EF ->
+    ``(N, ..., 4)`` uint32 canonical, ``N ≥ 2`` even, ``r`` host EF ->
     ``(N/2, ..., 4)``. One launch, one thread per output element. Lazy."""
     return _fold(table, r, False)
 
 
 def fold_base(table: mx.array, r) -> mx.array:
     """:func:`mlx_stark.poly.fold_lowest` of a base table (bit-equal): ``table`` ``(N, ...)``
-    uint32 canonical, ``N ≥ 2`` a power of two, ``r`` host EF -> ``(N/2, ..., 4)``. One
+    uint32 canonical, ``N ≥ 2`` even, ``r`` host EF -> ``(N/2, ..., 4)``. One
     launch. Lazy."""
     return _fold(table, r, True)
 

@@ -144,13 +144,13 @@ def _fold_base(t0: mx.array, t1: mx.array, r: mx.array) -> mx.array:
 def fold_lowest(table: mx.array, r, base: bool = False) -> mx.array:
     """Bind variable 0 to ``r``: ``T'[y] = T[2y] + r·(T[2y+1] − T[2y])``.
 
-    ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` a power
-    of two. Returns the extension table ``(N/2, ..., 4)``. Runs the native kernel
+    ``table``: base ``(N, ...)`` (``base=True``) or extension ``(N, ..., 4)``, ``N >= 2`` even
+    (a power of two for a multilinear table; any even ``N`` folds its adjacent rows in pairs).
+    Returns the extension table ``(N/2, ..., 4)``. Runs the native kernel
     (:func:`mlx_stark.custom_kernels.sumcheck.fold_ext` / ``fold_base``) where the device has one."""
     n = table.shape[0]
-    _log2_exact(n, "table length")
-    if n < 2:
-        raise ValueError("cannot fold a table with no variables")
+    if n < 2 or n % 2:
+        raise ValueError(f"a fold needs an even table length >= 2, got {n}")
     kernel = custom_kernels.native("mle.fold_lowest:base" if base else "mle.fold_lowest:ext")
     if kernel is not None:
         return kernel(table, r)

@@ -98,10 +98,11 @@ def _fold_rows(table: mx.array, r) -> mx.array:
 
 
 def _fold_pairs(table: mx.array, r) -> mx.array:
-    """:func:`_fold_rows` of all rows at once: ``(W_tot, 2M, 4)`` -> ``(W_tot, M, 4)``."""
+    """:func:`_fold_rows` of all rows at once: ``(W_tot, 2M, 4)`` -> ``(W_tot, M, 4)``. The
+    pairs ``T[c, 2y], T[c, 2y+1]`` are the flat table's adjacent rows ``2i, 2i+1`` (``i = c·M
+    + y``): one fold of the ``(2·W_tot·M, 4)`` view, no transpose."""
     w, rows = table.shape[:2]
-    pairs = mx.moveaxis(table.reshape(w, rows // 2, 2, 4), 2, 0)  # (2, W_tot, M, 4)
-    return fold_lowest(pairs, r)[0, ...]
+    return fold_lowest(table.reshape(w * rows, 4), r).reshape(w, rows // 2, 4)
 
 
 def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.array,
@@ -128,10 +129,12 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     return out
 
 
-def _weighted_sum(values: List[mx.array], weights: mx.array, degree: int) -> mx.array:
-    """``Σ_y v[X, y]·weights[y]`` of the three forms' values ``(d·M, 4)`` each (points in
-    ``(X, y)`` order), ``weights`` ``(M, 4)``: ``(3, d, 4)`` uint32."""
-    values = mx.stack(values).reshape(3, degree, weights.shape[0], 4)
+def _weighted_sum(values, weights: mx.array, degree: int) -> mx.array:
+    """``Σ_y v[X, y]·weights[y]`` of the three forms' values (a list of three ``(d·M, 4)``, or
+    one ``(3, d·M, 4)`` array; points in ``(X, y)`` order), ``weights`` ``(M, 4)``:
+    ``(3, d, 4)`` uint32."""
+    values = (mx.stack(values) if isinstance(values, list) else values).reshape(
+        3, degree, weights.shape[0], 4)
     return bb.sum(ext.mul(values, weights), axis=2)
 
 
