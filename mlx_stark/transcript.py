@@ -216,7 +216,10 @@ class DeviceTranscript:
         n = self._queued
         if n == 0 and not permute_last:
             return
-        values = mx.concatenate(self._pending) if n else mx.zeros((0,), dtype=U32)
+        if not n:
+            values = mx.zeros((0,), dtype=U32)
+        else:  # one queued array goes in as it is (no copy)
+            values = self._pending[0] if len(self._pending) == 1 else mx.concatenate(self._pending)
         self._state = self._duplex(self._state, values, self._absorb_idx, permute_last)
         total = self._absorb_idx + n
         if total >= RATE:

@@ -569,7 +569,7 @@ def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: boo
     ``values`` from rate position ``absorb_idx`` (and a final permutation if ``permute_last``),
     then its rate part reversed. One launch; lazy."""
     if values.shape[0] == 0:
-        values = mx.zeros((1,), dtype=U32)  # an input needs a buffer; n = 0 reads none
+        values = _params(0)  # an input needs a buffer (a kept zero word); n = 0 reads none
         n = 0
     else:
         n = values.shape[0]

@@ -41,7 +41,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..field import ext
+from ..field import bb, ext
 from ..field.bb import P
 from . import KernelSource, launch
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
@@ -326,10 +326,11 @@ def _pair_dims(f: mx.array, w: mx.array, least: int) -> tuple:
 
 
 def _round_values(parts: mx.array) -> mx.array:
-    """``[s(1), s(2)]`` ``(2, 4)`` from the blocks' partial sums ``(K·8,)``, on the device
-    (``K ≤ 2^10``, :func:`~.sizing.plan_blocks`: the uint64 sum cannot wrap)."""
-    total = mx.sum(parts.reshape(-1, 2, 4).astype(mx.uint64), axis=0) % P
-    return total.astype(mx.uint32)
+    """``[s(1), s(2)]`` ``(2, 4)`` from the blocks' partial sums ``(K·8,)``, on the device: the
+    one block's sums as they are, else their field sum (one launch)."""
+    if parts.shape[0] == SUMS:
+        return parts.reshape(2, 4)
+    return bb.sum(parts.reshape(-1, SUMS), axis=0).reshape(2, 4)
 
 
 def product_round(f: mx.array, w: mx.array) -> tuple:

@@ -267,7 +267,8 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                                                   ws[t]))
             x_j = EF.lift(xi[l_skip + j - 1])
             # head_vals: (heads, 3, d, 4), a, b, b' at X = 1..d
-            msg = round_message(mx.stack(head_vals), coefs[:len(heads)], state, x_j, degree)
+            head_vals = mx.stack(head_vals) if len(head_vals) > 1 else head_vals[0][None]
+            msg = round_message(head_vals, coefs[:len(heads)], state, x_j, degree)
             dt.observe(msg)
             msgs.append(msg)
             r_j = dt.sample_ext()
