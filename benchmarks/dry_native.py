@@ -1,0 +1,140 @@
+"""The native (CUDA) path's host work, on a machine without a GPU: a dry run.
+
+    PYTHONPATH=<checkout> python benchmarks/dry_native.py fib|logup|keccakf [--size N] [--runs 3] [--profile F]
+
+Every custom-kernel launch returns lazy zero arrays of its output shapes instead of running,
+and the device reports itself as CUDA, so a proof walks the native path's Python exactly as on
+the GPU: the same stages, kernel selections, launches and MLX nodes between them (zeros keep
+every check of the proof satisfied: no proof-of-work miss, a balanced GKR root, no violated
+constraint; the host-synced proof-of-work search's witness is accepted). The proof it makes is meaningless and is not verified. What it measures is the
+host side that a small proof on the GPU is bound by: launches per span, and (``--profile``)
+where the Python time goes, and (``--nodes``) how many MLX nodes each proof evaluates, our
+kernels (``CustomKernel``) among them. MLX's CPU evaluation of the nodes between kernels is in the wall
+time too, so the seconds are not the GPU's; compare counts, and profiles of the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import mlx.core as mx
+
+import mlx_stark as ms
+from mlx_stark import custom_kernels, device, tracing, transcript
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whole_call import workload  # noqa: E402
+
+
+def _dry_build(src, dialect):
+    def launch(inputs, grid, threadgroup, output_shapes, output_dtypes, init_value=None):
+        return [mx.zeros(shape, dtype=dtype) for shape, dtype in zip(output_shapes, output_dtypes)]
+    return launch
+
+
+def dry() -> None:
+    """Route every launch to :func:`_dry_build` and make the CPU look like a CUDA device."""
+    custom_kernels._build = _dry_build
+    device._gpu_backend = lambda: "cuda"
+    device.backend = lambda: "cuda"
+
+    def accept(self, bits, witness):  # the host-synced search's witness (zero) is no witness here
+        if bits:
+            self.observe(witness)
+            self.sample_bits(bits)
+        return True
+    transcript.Transcript.check_witness = accept
+
+
+_NODES: Counter = Counter()  # primitive name -> nodes evaluated (with --nodes)
+_EVAL, _ASYNC = mx.eval, mx.async_eval
+
+
+def _flat(args) -> list:
+    out = []
+    for a in args:
+        if isinstance(a, mx.array):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out += _flat(a)
+        elif isinstance(a, dict):
+            out += _flat(list(a.values()))
+    return out
+
+
+def _count(args) -> None:
+    arrays = _flat(args)
+    if arrays:
+        text = io.StringIO()
+        mx.export_to_dot(text, *arrays)  # the unevaluated graph behind the arrays
+        _NODES.update(re.findall(r'label ="([^"]+)", shape=rectangle', text.getvalue()))
+
+
+def count_nodes() -> None:
+    """Count the MLX nodes every evaluation runs, by primitive (``_NODES``)."""
+    mx.eval = lambda *args: (_count(args), _EVAL(*args))[1]
+    mx.async_eval = lambda *args: (_count(args), _ASYNC(*args))[1]
+
+
+def _spans(roots) -> dict:
+    out = {}
+    for root in roots:
+        for depth, rec in root.walk():
+            out.setdefault(rec.name, []).append((depth, rec.counters.get("launches", 0)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", default=None, help="write a cProfile of the runs here")
+    ap.add_argument("--nodes", action="store_true",
+                    help="count the MLX nodes one proof evaluates, by primitive (slows the runs)")
+    args = ap.parse_args()
+    dry()
+    mx.set_default_device(mx.cpu)
+    airs, params, inputs = workload(args.workload, args.size)
+    pk, _ = ms.keygen(airs, params)
+    ms.prove(pk, inputs)  # first call: caches
+    if args.nodes:
+        count_nodes()
+    with tracing.timing() as roots:
+        ms.prove(pk, inputs)
+    if args.nodes:
+        mx.eval, mx.async_eval = _EVAL, _ASYNC
+        print(f"MLX nodes evaluated in one proof (with the spans' own evaluations): "
+              f"{sum(_NODES.values())}: " + ", ".join(f"{k} {v}" for k, v in _NODES.most_common()))
+    for name, rows in _spans(roots).items():
+        depth, launches = rows[0]
+        total = sum(n for _, n in rows)
+        print(f"{'  ' * depth}{name:<{60 - 2 * depth}} launches={total}" + (f" x{len(rows)}" if len(rows) > 1 else ""))
+    prof = cProfile.Profile() if args.profile else None
+    walls = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        ms.prove(pk, inputs)
+        if prof:
+            prof.disable()
+        walls.append(time.perf_counter() - t0)
+    print(f"{args.workload}: dry call median {1e3 * statistics.median(walls):.1f} ms over {args.runs}")
+    if prof:
+        text = io.StringIO()
+        for key in ("tottime", "cumulative"):
+            pstats.Stats(prof, stream=text).strip_dirs().sort_stats(key).print_stats(60)
+        Path(args.profile).write_text(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()
