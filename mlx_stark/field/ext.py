@@ -125,8 +125,20 @@ def one_minus(x):
 
 
 def from_host(values) -> mx.array:
-    """``(n, 4)`` array from a list of host EF / int values."""
-    rows = [EF.lift(v).c for v in values]
+    """``(n, 4)`` array from a list of host EF / int values (short lists kept per values: a
+    proof asks for the same challenge tables and weights several times, and on CUDA each new
+    device array costs tens of µs)."""
+    rows = tuple(EF.lift(v).c for v in values)
+    if len(rows) <= _KEPT_ROWS:
+        return _rows(rows)
+    return mx.array(np.array(rows, dtype=np.uint32).reshape(len(rows), 4))
+
+
+_KEPT_ROWS = 256
+
+
+@lru_cache(maxsize=512)
+def _rows(rows: tuple) -> mx.array:
     return mx.array(np.array(rows, dtype=np.uint32).reshape(len(rows), 4))
 
 
