@@ -248,13 +248,18 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         state = ext.from_host([claim, e_zc, e_lu, EF.zero()])  # claim, zc, lu, tail
         msgs, rs = [], []
         for j in range(1, n_max + 1):
-            for t, tr in enumerate(trs):
-                if tr.nt == j - 1:  # becomes a tail trace: a constant from now on
-                    cols = arrays.take(final[t], colmaps[t])  # (Wn, 1, 4)
-                    values = mx.stack(tr.evaluator.evaluate(forms[t], cols, base=False))
-                    tail = ext.add(state[3, ...], _combine(values.reshape(1, 3, 4), coefs[t:t + 1],
-                                                           state[1, ...], state[2, ...]))
-                    state = mx.concatenate([state[:3], tail[None]])
+            # the traces that become tails here (a constant from now on): a run of the traces,
+            # sorted by height, whose a, b, b' are combined at once
+            ending = [t for t, tr in enumerate(trs) if tr.nt == j - 1]
+            if ending:
+                assert ending == list(range(ending[0], ending[-1] + 1))
+                values = mx.stack([  # (E, 3, 4)
+                    mx.stack(trs[t].evaluator.evaluate(forms[t], arrays.take(final[t], colmaps[t]),
+                                                       base=False)).reshape(3, 4)
+                    for t in ending])
+                tail = ext.add(state[3, ...], _combine(values, coefs[ending[0]:ending[-1] + 1],
+                                                       state[1, ...], state[2, ...]))
+                state = mx.concatenate([state[:3], tail[None]])
             # the traces are sorted by height: the heads are the first ones
             heads = [t for t, tr in enumerate(trs) if tr.nt >= j]
             with span("prover.rap_constraints.mle_rounds.evaluate"):
