@@ -239,6 +239,76 @@ def test_device_field_sum_equals_ops(reference):
         np.testing.assert_array_equal(got, reference(lambda: np.array(bb.sum(a, axis))), str(a.shape))
 
 
+# ---------------------------------------------------------------- extension dot products
+# (lhs leading shape, rhs leading shape, axis): the stages' shapes (a round's head values and
+# eq weights, round 0's contraction, the sum claims), broadcasts both ways, long sums
+MUL_SUM_CASES = [((3, 2, 8), (8,), 2), ((8, 3, 16), (8, 1, 1), 0), ((2, 16), (16,), 1),
+                 ((5,), (5,), 0), ((1,), (1,), 0), ((4, 1, 3), (1, 6, 3), 2), ((3000,), (3000,), 0),
+                 ((2, 5, 7), (2, 5, 7), 1), ((7, 2), (7, 1), -2), ((2, 3, 4, 5, 6), (6,), 4)]
+
+
+def test_ext_mul_sum_source():
+    check_twins(klin.ext_mul_sum_source())
+
+
+@pytest.mark.parametrize("sa, sb, axis", MUL_SUM_CASES)
+def test_emulated_ext_mul_sum(emulated, sa, sb, axis):
+    seed = len(sa) * 7 + axis
+    for a, b in ((ext.random(sa, seed), ext.random(sb, seed + 1)),
+                 (mx.full(sa + (4,), P - 1, dtype=mx.uint32), mx.full(sb + (4,), P - 1, dtype=mx.uint32))):
+        got = klin.ext_mul_sum(a, b, axis)
+        want = ops_path(lambda: ext.mul_sum(a, b, axis))
+        assert got is not None and got.shape == want.shape, (sa, sb, axis)
+        assert np.array_equal(np.array(got), np.array(want)), (sa, sb, axis)
+        # the reference is the product's field sum
+        ref = ops_path(lambda: bb.sum(ext.mul(a, b), axis=axis % max(len(sa), len(sb))))
+        assert np.array_equal(np.array(want), np.array(ref))
+
+
+def test_ext_mul_sum_declines(emulated):
+    a = ext.random((3, 5), 1)
+    assert klin.ext_mul_sum(a.astype(mx.int32), a, 0) is None
+    assert klin.ext_mul_sum(a, ext.random((4, 5), 2), 0) is None  # shapes do not broadcast
+    assert klin.ext_mul_sum(a, a, 2) is None  # no such leading axis
+    # five output dimensions that do not merge (the operands broadcast in turn)
+    assert klin.ext_mul_sum(ext.random((2, 3, 2, 3, 2, 3), 3), ext.random((1, 3, 1, 3, 1, 3), 4), 0) is None
+    assert klin.ext_mul_sum(bb.random((3, 5), 1), bb.random((3, 5), 2), 0) is None  # not (..., 4)
+    empty = klin.ext_mul_sum(ext.random((0, 3), 5), ext.random((3,), 6), 1)
+    assert empty.shape == (0, 4)
+
+
+def test_emulated_ext_mul_sum_proofs_match_golden(emulated_cuda, monkeypatch):
+    """Whole proofs with every extension dot product on the kernel (emulated CUDA) give the
+    golden fingerprints."""
+    from mlx_stark.field import ext as ext_module
+
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    calls = []
+
+    def unfused(op, *args):
+        if op != "ext.mul_sum":
+            return None
+        calls.append(args[0].shape)
+        return klin.ext_mul_sum(*args)
+
+    monkeypatch.setattr(ext_module, "unfused_native", unfused)
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert len(calls) > 10
+
+
+@needs_native
+def test_device_ext_mul_sum_equals_ops(reference):
+    cases = [(ext.random(sa, 3), ext.random(sb, 4), axis)
+             for sa, sb, axis in MUL_SUM_CASES + [((3, 2, 1 << 15), (1 << 15,), 2)]]
+    for a, b, axis in cases:
+        got = np.array(ext.mul_sum(a, b, axis))  # the kernel where fusion is off
+        np.testing.assert_array_equal(got, reference(lambda: np.array(ext.mul_sum(a, b, axis))),
+                                      str((a.shape, b.shape, axis)))
+
+
 # ---------------------------------------------------------------- the logical table's fold
 def _logical_fold(table: np.ndarray, need_rot: bool, l: int, z: int) -> np.ndarray:
     """The reference: the logical table built by hand, folded by ``fold_skip`` (ops path),

@@ -48,6 +48,7 @@ _NATIVE = {
     "bb.mont_mul": ("elementwise", "mont_mul"),
     "bb.halve": ("elementwise", "halve"),
     "bb.sum": ("linear", "field_sum"),
+    "ext.mul_sum": ("linear", "ext_mul_sum"),
     "ext.mul": ("elementwise", "ext_mul"),
     "ext.mul_base": ("elementwise", "ext_mul_base"),
     "arrays.take": ("indexing", "take"),
@@ -209,7 +210,7 @@ def fixed_sources() -> list:
             + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
-            + [linear.field_sum_source(), linear.fold_table_source()]
+            + [linear.field_sum_source(), linear.ext_mul_sum_source(), linear.fold_table_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),

@@ -35,6 +35,7 @@ from ..field import bb
 from ..field.bb import U32
 from . import KernelSource, launch
 from . import params as _params
+from .prelude import EXTENSION
 from .sizing import THREADS, grid_x, plan_parts
 
 MIN_PART_TERMS = 16  # values of x per part at least, so that a part outweighs its partial sum
@@ -157,6 +158,120 @@ def field_sum(a: mx.array, axis=None):
     params = _params(outputs, terms, inner, log_lanes)
     return launch(field_sum_source(), [a.reshape(-1), params], (grid_x(outputs * lanes), 1),
                   THREADS, [(outputs,)])[0].reshape(out_shape)
+
+
+# ---------------------------------------------------------------- extension dot products
+MUL_SUM_DIMS = 4  # output dimensions of a mul_sum launch (after merging)
+
+
+@lru_cache(maxsize=None)
+def ext_mul_sum_source() -> KernelSource:
+    """``lhs``, ``rhs`` extension elements (flat words, canonical), ``params = [O, T, log2 t,
+    dims, n_0..n_3, (stride_0..stride_3 per operand), term stride per operand]`` -> ``out``
+    ``(O·4)``: ``Σ_k lhs[o, k]·rhs[o, k]`` over EF, output ``o`` decomposed over the ``dims``
+    dimensions ``n_d`` (element strides per operand, 0 where it broadcasts), term ``k`` at the
+    operand's term stride. ``t`` lanes per output, as :func:`field_sum_source`."""
+    base = 4 + MUL_SUM_DIMS
+    body = f"""\
+const uint32_t outputs = params[0];
+const uint32_t terms = params[1];
+const uint32_t lanes = 1u << params[2];
+const uint32_t o = gid >> params[2];
+const uint32_t lane = gid & (lanes - 1u);
+ef acc = ef_make(0u, 0u, 0u, 0u);
+if (o < outputs) {{
+  uint32_t rest = o, oa = 0u, ob = 0u;
+  for (uint32_t d = params[3]; d-- > 0u;) {{
+    const uint32_t len = params[4u + d];
+    const uint32_t i = rest % len;
+    rest /= len;
+    oa += i * params[{base}u + d];
+    ob += i * params[{base + MUL_SUM_DIMS}u + d];
+  }}
+  const uint32_t ta = params[{base + 2 * MUL_SUM_DIMS}], tb = params[{base + 2 * MUL_SUM_DIMS + 1}];
+  for (uint32_t k = lane; k < terms; k += lanes) {{
+    const ef y = EF_LOAD(rhs, 4u * (ob + k * tb));
+    acc = ef_add(acc, ef_mul(EF_LOAD(lhs, 4u * (oa + k * ta)), ef_in(y.c0, y.c1, y.c2, y.c3)));
+  }}
+}}
+SHARED uint32_t red[{4 * THREADS}];
+red[tid] = acc.c0;
+red[{THREADS}u + tid] = acc.c1;
+red[{2 * THREADS}u + tid] = acc.c2;
+red[{3 * THREADS}u + tid] = acc.c3;
+for (uint32_t gap = lanes >> 1; gap > 0u; gap >>= 1) {{
+  BARRIER();
+  if (lane < gap) {{
+    for (uint32_t c = 0u; c < 4u; ++c) {{
+      red[c * {THREADS}u + tid] = bb_add(red[c * {THREADS}u + tid], red[c * {THREADS}u + tid + gap]);
+    }}
+  }}
+}}
+if (lane == 0u && o < outputs) {{
+  for (uint32_t c = 0u; c < 4u; ++c) out[o * 4u + c] = red[c * {THREADS}u + tid];
+}}
+"""
+    return KernelSource("ext_mul_sum", ("lhs", "rhs", "params"), ("out",), EXTENSION, body)
+
+
+@lru_cache(maxsize=1024)
+def _mul_sum_plan(sa: tuple, sb: tuple, axis: int):
+    """``(out_shape, outputs, terms, lanes, params)`` of :func:`ext_mul_sum` for leading
+    shapes ``sa``, ``sb``, or ``None`` where the kernel cannot serve them."""
+    try:
+        shape = tuple(np.broadcast_shapes(sa, sb))
+    except ValueError:
+        return None
+    if not shape or not -len(shape) <= axis < len(shape):
+        return None
+    axis %= len(shape)
+    strides = []
+    for s in (sa, sb):
+        padded = (1,) * (len(shape) - len(s)) + tuple(s)
+        contiguous = [int(np.prod(padded[d + 1:], dtype=np.int64)) for d in range(len(padded))]
+        strides.append([0 if n == 1 else st for n, st in zip(padded, contiguous)])
+    terms = shape[axis]
+    term_strides = [st[axis] for st in strides]
+    keep = [d for d in range(len(shape)) if d != axis and shape[d] != 1]
+    dims = [shape[d] for d in keep]
+    cols = [[st[d] for d in keep] for st in strides]
+    d = len(dims) - 1
+    while d > 0:  # merge d-1 into d where both operands step through them as one dimension
+        if all(c[d - 1] == c[d] * dims[d] for c in cols):
+            dims[d - 1:d + 1] = [dims[d - 1] * dims[d]]
+            for c in cols:
+                c[d - 1:d + 1] = [c[d]]
+        d -= 1
+    outputs = int(np.prod(dims, dtype=np.int64))
+    lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
+    if len(dims) > MUL_SUM_DIMS or terms > lanes * MAX_TERMS_PER_THREAD or outputs * lanes >= 1 << 31:
+        return None
+    pad = [1] * (MUL_SUM_DIMS - len(dims))
+    words = [outputs, terms, lanes.bit_length() - 1, len(dims)] + dims + pad
+    for c in cols:
+        words += c + [0] * len(pad)
+    words += term_strides
+    return shape[:axis] + shape[axis + 1:], outputs, terms, lanes, _params(*words)
+
+
+def ext_mul_sum(a: mx.array, b: mx.array, axis: int):
+    """:func:`mlx_stark.field.ext.mul_sum` (bit-equal): ``a``, ``b`` ``(..., 4)`` uint32
+    canonical extension elements whose leading shapes broadcast, ``axis`` a leading axis ->
+    ``Σ`` along it of the products ``(..., 4)``, or ``None`` (declined: the product and the
+    field sum run) for other dtypes, more than four output dimensions after merging, or sums
+    longer than ``THREADS·MAX_TERMS_PER_THREAD`` terms. One launch, no product array. Lazy."""
+    for x in (a, b):
+        if not isinstance(x, mx.array) or x.dtype != U32 or x.ndim < 2 or x.shape[-1] != 4 \
+                or x.size >= 1 << 31:
+            return None
+    planned = _mul_sum_plan(tuple(a.shape[:-1]), tuple(b.shape[:-1]), axis)
+    if planned is None:
+        return None
+    out_shape, outputs, terms, lanes, params = planned
+    if outputs == 0 or terms == 0:
+        return mx.zeros(out_shape + (4,), dtype=U32)
+    return launch(ext_mul_sum_source(), [a, b, params], (grid_x(outputs * lanes), 1), THREADS,
+                  [(outputs * 4,)])[0].reshape(out_shape + (4,))
 
 
 # ---------------------------------------------------------------- the logical table's fold

@@ -11,7 +11,7 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
-from ..device import fused
+from ..device import fused, unfused_native
 from ..tracing import read
 from . import bb
 from .bb import U32, U64, P
@@ -140,6 +140,14 @@ _KEPT_ROWS = 256
 @lru_cache(maxsize=512)
 def _rows(rows: tuple) -> mx.array:
     return mx.array(np.array(rows, dtype=np.uint32).reshape(len(rows), 4))
+
+
+def mul_sum(a: mx.array, b: mx.array, axis: int) -> mx.array:
+    """``Σ`` along the leading axis ``axis`` of the products ``a·b`` (``(..., 4)`` arrays whose
+    leading shapes broadcast): ``bb.sum(mul(a, b), axis)``. One launch and no product array
+    where fusion is off (:func:`mlx_stark.device.unfused_native`)."""
+    out = unfused_native("ext.mul_sum", a, b, axis)
+    return bb.sum(mul(a, b), axis=axis % (max(a.ndim, b.ndim) - 1)) if out is None else out
 
 
 def to_host(a: mx.array) -> list:

@@ -208,7 +208,7 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
     n = values.shape[0]
     if not isinstance(x, mx.array):
         basis = _integer_basis(n, x) if isinstance(x, int) else _basis(n, x)
-        return bb.sum(ext.mul(values, basis), axis=0)
+        return ext.mul_sum(values, basis, 0)
     kernel = custom_kernels.native("mle.interpolate_at_integers")
     out = kernel(values, x) if kernel is not None else None
     if out is not None:

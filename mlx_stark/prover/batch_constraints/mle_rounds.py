@@ -21,7 +21,7 @@ import mlx.core as mx
 
 from ... import arrays, custom_kernels
 from ...air.forms import Form
-from ...field import bb, ext
+from ...field import ext
 from ...field.bb import U32
 from ...field.host import EF, horner
 from ...poly import eq_table, fold_lowest, fold_skip, host, interpolate_at_integers
@@ -135,7 +135,7 @@ def _weighted_sum(values, weights: mx.array, degree: int) -> mx.array:
     ``(3, d, 4)`` uint32."""
     values = (mx.stack(values) if isinstance(values, list) else values).reshape(
         3, degree, weights.shape[0], 4)
-    return bb.sum(ext.mul(values, weights), axis=2)
+    return ext.mul_sum(values, weights, 2)
 
 
 def line_points(table: mx.array, colmap: mx.array, degree: int) -> mx.array:
@@ -156,8 +156,8 @@ def _combine(vals: mx.array, coefs: mx.array, zc: mx.array, lu: mx.array) -> mx.
     ``(H, 3, ..., 4)`` holds ``a, b, b'``, ``coefs`` ``(H, 3, 4)`` their μ powers (see
     :func:`prove_mle_rounds`); ``zc, lu`` ``(4,)``; returns ``(..., 4)`` uint32."""
     c = coefs.reshape((coefs.shape[0], 3) + (1,) * (vals.ndim - 3) + (4,))
-    s_zc = bb.sum(ext.mul(vals[:, 0], c[:, 0]), axis=0)
-    s_lu = bb.sum(ext.add(ext.mul(vals[:, 1], c[:, 1]), ext.mul(vals[:, 2], c[:, 2])), axis=0)
+    s_zc = ext.mul_sum(vals[:, 0], c[:, 0], 0)
+    s_lu = ext.add(ext.mul_sum(vals[:, 1], c[:, 1], 0), ext.mul_sum(vals[:, 2], c[:, 2], 0))
     return ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))
 
 

@@ -23,7 +23,7 @@ import mlx.core as mx
 from ... import arrays
 from ...air.check import first_violation
 from ...errors import ConstraintNotSatisfied, ProverError
-from ...field import bb, ext
+from ...field import ext
 from ...field.bb import GENERATOR, P, U32
 from ...field.host import EF
 from ...poly import coset_lde, dft, eq_table, host, idft, interpolate_cosets
@@ -38,7 +38,7 @@ _LDE_BLOCK_ELEMS = 1 << 25
 def _contract(values: mx.array, weights: mx.array) -> mx.array:
     """``Σ_x weights[x]·values[x]``: ``values`` ``(X, ..., 4)``, ``weights`` ``(X, 4)``."""
     w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 2) + (4,))
-    return bb.sum(ext.mul(values, w), axis=0)
+    return ext.mul_sum(values, w, 0)
 
 
 def _accumulate(acc: Optional[mx.array], value: mx.array) -> mx.array:
@@ -153,8 +153,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         denom = interpolate_cosets(b_acc[1], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
         eq_l = eq_table(xi[:l_skip])
-        sums = mx.stack([bb.sum(ext.mul(b_on_d[0], eq_l), axis=0),
-                         bb.sum(ext.mul(b_on_d[1], eq_l), axis=0)])
+        sums = ext.mul_sum(mx.stack(b_on_d), eq_l, 1)  # (2, 4)
     return Round0(quotient, numer, denom, sums, violated)
 
 
