@@ -331,7 +331,7 @@ class FormsKernel:
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
         out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
-                     (grid, k), THREADS, [(k * f * points * 4,)])[0].reshape(k, f, points, 4)
+                     (grid, k), THREADS, [(k, f, points, 4)])[0]
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
         consts = self.constants(forms)
         if consts is not None:

@@ -141,9 +141,7 @@ def apply(op: str, *operands) -> Optional[mx.array]:
     full = out_shape + ((4,) if result == "e" else ())
     if total == 0:
         return mx.zeros(full, dtype=U32)
-    width = 4 if result == "e" else 1
-    return launch(source(op), list(operands) + [words], (threads, 1), THREADS,
-                  [(total * width,)])[0].reshape(full)
+    return launch(source(op), list(operands) + [words], (threads, 1), THREADS, [full])[0]
 
 
 @lru_cache(maxsize=4096)

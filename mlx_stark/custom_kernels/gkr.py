@@ -224,8 +224,8 @@ def round_sums(tables: mx.array, lam) -> mx.array:
     pairs = _check_rows(tables, 2) // 2
     blocks = plan_blocks(pairs)
     args = params(pairs, blocks * THREADS)
-    parts = launch(round_sums_source(), [tables.reshape(-1), ext.constant(lam), args], (blocks * THREADS, 1), THREADS,
-                   [(blocks * SUMS,)])[0]
+    parts = launch(round_sums_source(), [tables, ext.constant(lam), args], (blocks * THREADS, 1),
+                   THREADS, [(blocks * SUMS,)])[0]
     return _total(parts, args)
 
 
@@ -239,9 +239,9 @@ def fold_round_sums(tables: mx.array, r, lam):
     pairs = n // 4
     blocks = plan_blocks(pairs)
     args = params(pairs, blocks * THREADS)
-    folded, parts = launch(fold_round_sums_source(), [tables.reshape(-1), ext.constant(r), ext.constant(lam), args], (blocks * THREADS, 1),
-                           THREADS, [(n // 2 * ROW,), (blocks * SUMS,)])
-    return folded.reshape(n // 2, 5, 4), _total(parts, args)
+    folded, parts = launch(fold_round_sums_source(), [tables, ext.constant(r), ext.constant(lam), args],
+                           (blocks * THREADS, 1), THREADS, [(n // 2, 5, 4), (blocks * SUMS,)])
+    return folded, _total(parts, args)
 
 
 def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
@@ -254,6 +254,5 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
     if rows * ROW >= 1 << 32:
         raise InvalidInputError(f"GKR tables of {rows} rows exceed 32-bit indices")
     args = kernel_args((rows, len(xi)), list(xi))
-    out = launch(layer_tables_source(), [lp.reshape(-1), lq.reshape(-1), args], (grid_x(rows), 1), THREADS,
-                 [(rows * ROW,)])[0]
-    return out.reshape(rows, 5, 4)
+    return launch(layer_tables_source(), [lp, lq, args], (grid_x(rows), 1), THREADS,
+                  [(rows, 5, 4)])[0]

@@ -156,8 +156,8 @@ def field_sum(a: mx.array, axis=None):
         return None
     log_lanes = lanes.bit_length() - 1
     params = _params(outputs, terms, inner, log_lanes)
-    return launch(field_sum_source(), [a.reshape(-1), params], (grid_x(outputs * lanes), 1),
-                  THREADS, [(outputs,)])[0].reshape(out_shape)
+    return launch(field_sum_source(), [a, params], (grid_x(outputs * lanes), 1), THREADS,
+                  [out_shape])[0]
 
 
 # ---------------------------------------------------------------- extension dot products
@@ -271,7 +271,7 @@ def ext_mul_sum(a: mx.array, b: mx.array, axis: int):
     if outputs == 0 or terms == 0:
         return mx.zeros(out_shape + (4,), dtype=U32)
     return launch(ext_mul_sum_source(), [a, b, params], (grid_x(outputs * lanes), 1), THREADS,
-                  [(outputs * 4,)])[0].reshape(out_shape + (4,))
+                  [out_shape + (4,)])[0]
 
 
 # ---------------------------------------------------------------- the logical table's fold

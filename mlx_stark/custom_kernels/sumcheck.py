@@ -360,11 +360,9 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
         return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), mx.zeros((2, 4), dtype=mx.uint32)
     blocks = plan_blocks(items)
     args = kernel_args((items, width, blocks * THREADS))
-    f_out, w_out, parts = launch(fold_product_round_source(),
-                                 [f.reshape(-1), w.reshape(-1), ext.constant(r), args],
-                                 (blocks * THREADS, 1), THREADS,
-                                 [(n // 2 * width * 4,), (n // 2 * width * 4,), (blocks * SUMS,)])
-    return f_out.reshape(shape), w_out.reshape(shape), _round_values(parts)
+    f_out, w_out, parts = launch(fold_product_round_source(), [f, w, ext.constant(r), args],
+                                 (blocks * THREADS, 1), THREADS, [shape, shape, (blocks * SUMS,)])
+    return f_out, w_out, _round_values(parts)
 
 
 def _fold(table: mx.array, r, base: bool) -> mx.array:
@@ -374,8 +372,8 @@ def _fold(table: mx.array, r, base: bool) -> mx.array:
     if items == 0:
         return mx.zeros(shape, dtype=mx.uint32)
     args = kernel_args((items, width))
-    out = launch(fold_source(base), [table.reshape(-1), ext.constant(r), args], (grid_x(items), 1), THREADS, [(items * 4,)])[0]
-    return out.reshape(shape)
+    return launch(fold_source(base), [table, ext.constant(r), args], (grid_x(items), 1), THREADS,
+                  [shape])[0]
 
 
 def fold_ext(table: mx.array, r) -> mx.array:
