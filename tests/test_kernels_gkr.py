@@ -34,10 +34,11 @@ from mlx_stark.verifier.gkr import verify_gkr
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 from .test_logup_gkr import balanced_leaves
 
-SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source)
+SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source,
+           kg.fraction_layer_source)
 OPERATIONS = ("logup_gkr.layer_tables", "logup_gkr.round_sums", "logup_gkr.fold_round_sums")
 KERNELS = {"logup_gkr.layer_tables": kg.layer_tables, "logup_gkr.round_sums": kg.round_sums,
-           "logup_gkr.fold_round_sums": kg.fold_round_sums}
+           "logup_gkr.fold_round_sums": kg.fold_round_sums, "logup_gkr.fraction_layer": kg.fraction_layer}
 LAM, R = EF(3, P - 1, 12345, 7), EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -116,7 +117,23 @@ def test_emulated_layer_tables(emulated, rows, kind):
     assert arrays_equal(got, ops_path(lambda: logup_gkr.layer_tables(lp, lq, xi)))
 
 
+@pytest.mark.parametrize("rows", [1, 2, 5, 4 * kg.THREADS + 3])
+@pytest.mark.parametrize("kind", ["random", "top"])
+def test_emulated_fraction_layer(emulated, rows, kind):
+    if kind == "random":
+        lp, lq = ext.random((2 * rows,), rows), ext.random((2 * rows,), rows + 1)
+    else:
+        lp = lq = _tables(2 * rows, "top")[:, 0]
+    p, q = kg.fraction_layer(lp, lq)
+    assert p.shape == q.shape == (rows, 4)
+    vp, vq = lp.reshape(rows, 2, 4), lq.reshape(rows, 2, 4)
+    want = ops_path(lambda: logup_gkr._add_fractions(vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1]))
+    assert arrays_equal(p, want[0]) and arrays_equal(q, want[1])
+
+
 def test_emulated_rejects_bad_shapes(emulated):
+    with pytest.raises(InvalidInputError):
+        kg.fraction_layer(ext.random((3,), 1), ext.random((3,), 2))
     with pytest.raises(InvalidInputError):
         kg.round_sums(_tables(6, "random"), LAM)
     with pytest.raises(InvalidInputError):
@@ -144,7 +161,8 @@ def test_emulated_gkr_proofs(emulated, monkeypatch, num_vars):
     p, q = balanced_leaves(num_vars, seed=num_vars)
     got = _gkr_proof(p, q)
     assert got == ops_path(lambda: _gkr_proof(p, q))
-    assert set(routed) == (set(OPERATIONS) if num_vars > 2 else set(OPERATIONS[:2]) if num_vars == 2 else set())
+    sumcheck = set(OPERATIONS) if num_vars > 2 else set(OPERATIONS[:2]) if num_vars == 2 else set()
+    assert set(routed) == sumcheck | {"logup_gkr.fraction_layer"}
     _, _, xi = verify_gkr(GkrProof.from_bytes(got[0]), Transcript(), num_vars)
     assert xi == got[1]
 
@@ -160,7 +178,7 @@ def test_emulated_golden_proofs_with_interactions(emulated_cuda, monkeypatch):
         if w.name in ("interactions-11", "mixture-3"):
             calls.clear()
             assert fingerprint(w) == GOLDEN[w.name], w.name
-            assert set(calls) == set(OPERATIONS), w.name
+            assert set(calls) == set(KERNELS), w.name
 
 
 # ---------------------------------------------------------------- on the GPU (CUDA or Metal)

@@ -82,6 +82,7 @@ _NATIVE = {
     "whir.query_weights": ("sumcheck", "query_weights"),
     "whir.powers_at": ("sumcheck", "powers_at"),
     "logup_gkr.layer_tables": ("gkr", "layer_tables"),
+    "logup_gkr.fraction_layer": ("gkr", "fraction_layer"),
     "logup_gkr.round_sums": ("gkr", "round_sums"),
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
@@ -212,7 +213,7 @@ def fixed_sources() -> list:
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
             + [linear.field_sum_source(), linear.ext_mul_sum_source(), linear.fold_table_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
-               gkr.layer_tables_source(), sumcheck.product_round_source(),
+               gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),

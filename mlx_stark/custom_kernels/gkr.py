@@ -9,6 +9,8 @@ the host for the transcript, and folds the tables at the sampled ``r``. With MLX
 several dispatches per sub-round, about ``G²/2`` sub-rounds for ``2^G`` leaves; here a
 sub-round is one or two launches:
 
+- :func:`fraction_layer`: the circuit's layer above a layer (the sums of the children's
+  fractions), one thread per node;
 - :func:`layer_tables`: the tables of a layer from its nodes and ``ξ``, one thread per row;
   ``E[y] = eq(ξ, y)`` is the product of one factor per bit of ``y`` (``j − 1`` products per
   row, one launch instead of MLX's doubling with a few dispatches per variable).
@@ -199,6 +201,26 @@ tables[o + 19u] = bb_from_mont(e.c3);
     return KernelSource("gkr_layer_tables", ("p", "q", "args"), ("tables",), _HEADER, body)
 
 
+@lru_cache(maxsize=1)
+def fraction_layer_source() -> KernelSource:
+    """``p, q`` ``(2N·4)`` canonical (a layer's nodes), ``args = [N]`` -> ``p_out, q_out``
+    ``(N·4)``: node ``i`` of the layer above, ``p[2i]·q[2i+1] + p[2i+1]·q[2i]`` and
+    ``q[2i]·q[2i+1]`` (the sum of the fractions ``p/q`` of its two children)."""
+    body = """\
+if (gid >= args[0]) return;
+const uint32_t i = gid * 8u;
+const ef p0 = EF_LOAD(p, i);
+const ef p1 = EF_LOAD(p, i + 4u);
+const ef q0 = EF_LOAD(q, i);
+const ef q1 = EF_LOAD(q, i + 4u);
+const ef q0m = ef_in(q0.c0, q0.c1, q0.c2, q0.c3);
+const ef q1m = ef_in(q1.c0, q1.c1, q1.c2, q1.c3);
+EF_STORE(p_out, gid * 4u, ef_add(ef_mul(p0, q1m), ef_mul(p1, q0m)));
+EF_STORE(q_out, gid * 4u, ef_mul(q0, q1m));
+"""
+    return KernelSource("gkr_fraction_layer", ("p", "q", "args"), ("p_out", "q_out"), _HEADER, body)
+
+
 # ---------------------------------------------------------------- host side
 def _check_rows(tables: mx.array, least: int) -> int:
     n = tables.shape[0]
@@ -256,3 +278,15 @@ def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:
     args = kernel_args((rows, len(xi)), list(xi))
     return launch(layer_tables_source(), [lp, lq, args], (grid_x(rows), 1), THREADS,
                   [(rows, 5, 4)])[0]
+
+
+def fraction_layer(lp: mx.array, lq: mx.array) -> tuple:
+    """The layer above ``lp, lq`` ``(2N, 4)`` uint32 canonical (``N ≥ 1``) in the fraction
+    circuit of :func:`mlx_stark.prover.logup_gkr.fraction_layers` (bit-equal): ``(p, q)``
+    ``(N, 4)`` each. One launch (four field-kernel launches otherwise). Lazy."""
+    rows = lp.shape[0] // 2
+    if rows == 0 or lp.shape != (2 * rows, 4) or lq.shape != lp.shape:
+        raise InvalidInputError(f"a fraction layer of {tuple(lp.shape)}, {tuple(lq.shape)}")
+    out = launch(fraction_layer_source(), [lp, lq, params(rows)], (grid_x(rows), 1), THREADS,
+                 [(rows, 4), (rows, 4)])
+    return out[0], out[1]

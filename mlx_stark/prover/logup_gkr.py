@@ -68,9 +68,13 @@ def _add_fractions(p0: mx.array, q0: mx.array, p1: mx.array, q1: mx.array):
 def fraction_layers(p: mx.array, q: mx.array) -> List[Tuple[mx.array, mx.array]]:
     """All layers ``j = 0..G`` of the circuit (§5.3): ``layers[j] = (p_j, q_j)``, each
     ``(2^j, 4)`` uint32; ``layers[G]`` are the leaves, ``layers[0]`` the root."""
+    kernel = custom_kernels.native("logup_gkr.fraction_layer")  # one launch per layer
     layers = [(p, q)]
     while layers[-1][0].shape[0] > 1:
         lp, lq = layers[-1]
+        if kernel is not None:
+            layers.append(kernel(lp, lq))
+            continue
         half = lp.shape[0] // 2
         vp, vq = lp.reshape(half, 2, 4), lq.reshape(half, 2, 4)
         layers.append(_add_fractions(vp[:, 0], vq[:, 0], vp[:, 1], vq[:, 1]))
