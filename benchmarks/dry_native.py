@@ -78,10 +78,19 @@ def _count(args) -> None:
         _NODES.update(re.findall(r'label ="([^"]+)", shape=rectangle', text.getvalue()))
 
 
+def _counted_eval(*args):
+    _count(args)
+    return _EVAL(*args)
+
+
+def _counted_async_eval(*args):
+    _count(args)
+    return _ASYNC(*args)
+
+
 def count_nodes() -> None:
     """Count the MLX nodes every evaluation runs, by primitive (``_NODES``)."""
-    mx.eval = lambda *args: (_count(args), _EVAL(*args))[1]
-    mx.async_eval = lambda *args: (_count(args), _ASYNC(*args))[1]
+    mx.eval, mx.async_eval = _counted_eval, _counted_async_eval
 
 
 def _spans(roots) -> dict:

@@ -209,26 +209,26 @@ def test_field_sum_declines(emulated):
     assert klin.field_sum(long, 0) is None
 
 
-def test_emulated_field_sum_proofs_match_golden(emulated_cuda, monkeypatch):
-    """Whole proofs with every field sum on the kernel (emulated CUDA) give the golden
-    fingerprints."""
-    from mlx_stark.field import bb as bb_module
-
+@pytest.mark.parametrize("op, module, kernel", [("bb.sum", bb, klin.field_sum),
+                                                 ("ext.mul_sum", ext, klin.ext_mul_sum)])
+def test_emulated_sum_proofs_match_golden(emulated_cuda, monkeypatch, op, module, kernel):
+    """Whole proofs with every field sum / extension dot product on its kernel (emulated CUDA)
+    give the golden fingerprints."""
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    sums = []
+    calls = []
 
-    def unfused(op, *args):
-        if op != "bb.sum":
+    def unfused(name, *args):
+        if name != op:
             return None
-        sums.append(args[0].shape)
-        return klin.field_sum(*args)
+        calls.append(args[0].shape)
+        return kernel(*args)
 
-    monkeypatch.setattr(bb_module, "unfused_native", unfused)
+    monkeypatch.setattr(module, "unfused_native", unfused)
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert len(sums) > 10
+    assert len(calls) > 10
 
 
 @needs_native
@@ -275,28 +275,6 @@ def test_ext_mul_sum_declines(emulated):
     assert klin.ext_mul_sum(bb.random((3, 5), 1), bb.random((3, 5), 2), 0) is None  # not (..., 4)
     empty = klin.ext_mul_sum(ext.random((0, 3), 5), ext.random((3,), 6), 1)
     assert empty.shape == (0, 4)
-
-
-def test_emulated_ext_mul_sum_proofs_match_golden(emulated_cuda, monkeypatch):
-    """Whole proofs with every extension dot product on the kernel (emulated CUDA) give the
-    golden fingerprints."""
-    from mlx_stark.field import ext as ext_module
-
-    from .golden import fingerprint, golden_workloads
-    from .test_golden_fingerprints import GOLDEN
-
-    calls = []
-
-    def unfused(op, *args):
-        if op != "ext.mul_sum":
-            return None
-        calls.append(args[0].shape)
-        return klin.ext_mul_sum(*args)
-
-    monkeypatch.setattr(ext_module, "unfused_native", unfused)
-    for w in golden_workloads():
-        assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert len(calls) > 10
 
 
 @needs_native

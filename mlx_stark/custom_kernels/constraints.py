@@ -55,7 +55,7 @@ decode and the input reads differ (and the kernel's name).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import blake3
 import mlx.core as mx
@@ -278,26 +278,29 @@ class FormsKernel:
         self.max_count = max([t.count for t in self.templates], default=1)
         self.source = generate(self.templates, self.num_forms, extension, digest, mle)
         self.prog = mx.array(prog)
-        self._weights = ((), None)  # (forms, array) of the last call
-        self._constants = ((), None)  # the same for the constant terms
+        self._last = ((), None)  # (forms, form_arrays(forms)) of the last call
 
-    def weights(self, forms: Sequence[Form]) -> mx.array:
-        """The weight rows of ``forms`` (module docstring); the last result is reused while the
-        same form objects come back (every round of a proof evaluates the same forms)."""
-        last, arr = self._weights
-        if arr is not None and len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
-            return arr
+    def form_arrays(self, forms: Sequence[Form]) -> tuple:
+        """``(weights, constants)`` of ``forms``: the weight rows (module docstring) and the
+        constant terms ``(F, 1, 4)`` (``None`` when all are zero). The last result is reused
+        while the same form objects come back (every round of a proof evaluates the same
+        forms)."""
+        last, arrays = self._last
+        if arrays is not None and len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
+            return arrays
         rows = [EF.lift(w).c for f in forms for _, w in f.terms]
         if not rows:
-            arr = mx.zeros((1,), dtype=U32)
+            weights = mx.zeros((1,), dtype=U32)
         else:
             w = np.array(rows, dtype=np.uint64).reshape(-1, 4)
             if self.extension:
                 w = np.concatenate([w, w[:, 1:] * W % P, np.zeros((w.shape[0], 1), dtype=np.uint64)],
                                    axis=1)
-            arr = mx.array(w.astype(np.uint32).reshape(-1))
-        self._weights = (tuple(forms), arr)
-        return arr
+            weights = mx.array(w.astype(np.uint32).reshape(-1))
+        consts = [form.const for form in forms]
+        constants = None if all(c.is_zero() for c in consts) else ext.from_host(consts)[:, None]
+        self._last = (tuple(forms), (weights, constants))
+        return weights, constants
 
     def consts(self, leaf) -> mx.array:
         """The runtime leaves' values (Montgomery form) from ``leaf``, kept per values."""
@@ -306,17 +309,6 @@ class FormsKernel:
     def parts(self, points: int) -> int:
         """Block rows of a launch over ``points`` points (module docstring)."""
         return plan_parts(points, min(MAX_PARTS, self.max_count))
-
-    def constants(self, forms: Sequence[Form]) -> Optional[mx.array]:
-        """The forms' constant terms ``(F, 1, 4)``, or ``None`` when all are zero; the last
-        result is reused while the same form objects come back (as :meth:`weights`)."""
-        last, arr = self._constants
-        if len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
-            return arr
-        consts = [form.const for form in forms]
-        arr = None if all(c.is_zero() for c in consts) else ext.from_host(consts)[:, None]
-        self._constants = (tuple(forms), arr)
-        return arr
 
     def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf,
              stacked: bool = False):
@@ -330,12 +322,12 @@ class FormsKernel:
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
-        out = launch(self.source, data + [self.prog, self.consts(leaf), self.weights(forms), params],
+        weights, constants = self.form_arrays(forms)
+        out = launch(self.source, data + [self.prog, self.consts(leaf), weights, params],
                      (grid, k), THREADS, [(k, f, points, 4)])[0]
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
-        consts = self.constants(forms)
-        if consts is not None:
-            sums = ext.add(sums, consts)
+        if constants is not None:
+            sums = ext.add(sums, constants)
         return sums if stacked else [sums[g, ...] for g in range(len(forms))]
 
     def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:

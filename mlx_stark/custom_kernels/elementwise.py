@@ -84,6 +84,33 @@ def _contiguous_strides(shape: Tuple[int, ...]) -> list:
     return strides[::-1]
 
 
+def operand_strides(shapes, out: tuple) -> list:
+    """Per operand of element shape ``shapes[k]`` (broadcast to ``out``, NumPy rules), its
+    element stride along each dimension of ``out``: 0 where it broadcasts."""
+    strides = []
+    for s in shapes:
+        padded = (1,) * (len(out) - len(s)) + tuple(s)
+        strides.append([0 if n == 1 else st for n, st in zip(padded, _contiguous_strides(padded))])
+    return strides
+
+
+def merged_dims(out: tuple, strides: list, drop: int = -1) -> Tuple[list, list]:
+    """``(dims, per-operand strides)`` over the dimensions of ``out`` but ``drop`` and those of
+    length 1 (they index nothing), adjacent ones merged where every operand steps through both
+    as one dimension."""
+    keep = [d for d, n in enumerate(out) if n != 1 and d != drop]
+    dims = [out[d] for d in keep]
+    cols = [[st[d] for d in keep] for st in strides]
+    d = len(dims) - 1
+    while d > 0:
+        if all(c[d - 1] == c[d] * dims[d] for c in cols):
+            dims[d - 1:d + 1] = [dims[d - 1] * dims[d]]
+            for c in cols:
+                c[d - 1:d + 1] = [c[d]]
+        d -= 1
+    return dims, cols
+
+
 def plan(shapes: Tuple[Tuple[int, ...], ...]) -> Optional[Tuple[tuple, int, tuple]]:
     """``(out_shape, total, params)`` for operands of element shapes ``shapes`` (NumPy
     broadcasting), with ``params`` the kernel's words before its loop stride; ``None`` where
@@ -96,20 +123,7 @@ def plan(shapes: Tuple[Tuple[int, ...], ...]) -> Optional[Tuple[tuple, int, tupl
     total = int(np.prod(out, dtype=np.int64))
     if total >= _LIMIT or any(int(np.prod(s, dtype=np.int64)) * 4 >= _LIMIT for s in shapes):
         return None
-    strides = []
-    for s in shapes:
-        padded = (1,) * (len(out) - len(s)) + tuple(s)
-        strides.append([0 if n == 1 else st for n, st in zip(padded, _contiguous_strides(padded))])
-    keep = [d for d, n in enumerate(out) if n != 1]  # length-1 dimensions index nothing
-    dims = [out[d] for d in keep]
-    cols = [[st[d] for d in keep] for st in strides]
-    d = len(dims) - 1
-    while d > 0:  # merge d-1 into d where every operand steps through both as one dimension
-        if all(c[d - 1] == c[d] * dims[d] for c in cols):
-            dims[d - 1:d + 1] = [dims[d - 1] * dims[d]]
-            for c in cols:
-                c[d - 1:d + 1] = [c[d]]
-        d -= 1
+    dims, cols = merged_dims(out, operand_strides(shapes, out))
     if len(dims) > MAX_DIMS:
         return None
     pad = [1] * (MAX_DIMS - len(dims))

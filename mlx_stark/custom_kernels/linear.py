@@ -35,6 +35,7 @@ from ..field import bb
 from ..field.bb import U32
 from . import KernelSource, launch
 from . import params as _params
+from .elementwise import merged_dims, operand_strides
 from .prelude import EXTENSION
 from .sizing import THREADS, grid_x, plan_parts
 
@@ -225,23 +226,10 @@ def _mul_sum_plan(sa: tuple, sb: tuple, axis: int):
     if not shape or not -len(shape) <= axis < len(shape):
         return None
     axis %= len(shape)
-    strides = []
-    for s in (sa, sb):
-        padded = (1,) * (len(shape) - len(s)) + tuple(s)
-        contiguous = [int(np.prod(padded[d + 1:], dtype=np.int64)) for d in range(len(padded))]
-        strides.append([0 if n == 1 else st for n, st in zip(padded, contiguous)])
+    strides = operand_strides((sa, sb), shape)
     terms = shape[axis]
     term_strides = [st[axis] for st in strides]
-    keep = [d for d in range(len(shape)) if d != axis and shape[d] != 1]
-    dims = [shape[d] for d in keep]
-    cols = [[st[d] for d in keep] for st in strides]
-    d = len(dims) - 1
-    while d > 0:  # merge d-1 into d where both operands step through them as one dimension
-        if all(c[d - 1] == c[d] * dims[d] for c in cols):
-            dims[d - 1:d + 1] = [dims[d - 1] * dims[d]]
-            for c in cols:
-                c[d - 1:d + 1] = [c[d]]
-        d -= 1
+    dims, cols = merged_dims(shape, strides, drop=axis)
     outputs = int(np.prod(dims, dtype=np.int64))
     lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
     if len(dims) > MUL_SUM_DIMS or terms > lanes * MAX_TERMS_PER_THREAD or outputs * lanes >= 1 << 31:

@@ -142,6 +142,12 @@ def _rows(rows: tuple) -> mx.array:
     return mx.array(np.array(rows, dtype=np.uint32).reshape(len(rows), 4))
 
 
+def accumulate(acc, value: mx.array) -> mx.array:
+    """``acc + value``, or ``value`` itself when ``acc`` is ``None`` (a sum's first term: no
+    zero table and no addition)."""
+    return value if acc is None else add(acc, value)
+
+
 def mul_sum(a: mx.array, b: mx.array, axis: int) -> mx.array:
     """``Σ`` along the leading axis ``axis`` of the products ``a·b`` (``(..., 4)`` arrays whose
     leading shapes broadcast): ``bb.sum(mul(a, b), axis)``. One launch and no product array

@@ -220,7 +220,7 @@ def interpolate_at_integers(values: mx.array, x) -> mx.array:
         suffix.append(ext.mul(suffix[-1], diffs[n - 1 - j]))
     suffix.reverse()  # suffix[i] = Π_{j>i} (x − j)
     weights = ext.mul(ext.mul(mx.stack(prefix), mx.stack(suffix)), ext.from_host(node_inverses(n)))
-    return bb.sum(ext.mul(values, weights), axis=0)
+    return ext.mul_sum(values, weights, 0)
 
 
 def _basis(n: int, x) -> mx.array:

@@ -102,8 +102,7 @@ def _weight_rows(lo: int, rows: int, width: int, pieces: list) -> mx.array:
         a1, k1 = max(a0 + 1, (lo + rows) >> nt), k0 + min(rows, 1 << nt)
         piece = ext.add(ext.mul(grid_a[a0:a1, None], t_eq[None, k0:k1, None]),
                         ext.mul(grid_b[a0:a1, None], t_rot[None, k0:k1, None]))
-        piece = piece.reshape(rows, width, 4)
-        out = piece if out is None else ext.add(out, piece)
+        out = ext.accumulate(out, piece.reshape(rows, width, 4))
     return ext.zeros((rows, width)) if out is None else out
 
 
@@ -241,8 +240,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 sel = mx.array(idx, dtype=mx.uint32)
                 ca, cb = arrays.take(coef_a, sel), arrays.take(coef_b, sel)
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
-                part = bb.sum(terms, axis=0)
-                s0_vals = part if s0_vals is None else ext.add(s0_vals, part)
+                s0_vals = ext.accumulate(s0_vals, bb.sum(terms, axis=0))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
             del transposed, blocks  # a matrix-sized copy, not needed after round 0
             for a in s0:

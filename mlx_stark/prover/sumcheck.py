@@ -44,7 +44,7 @@ def product_round_values(f: mx.array, w: mx.array) -> mx.array:
         t1, t2 = _pair_products(fv[a:a + step, 0], fv[a:a + step, 1], wv[a:a + step, 0],
                                 wv[a:a + step, 1])
         part = bb.sum(mx.stack([t1.reshape(-1, 4), t2.reshape(-1, 4)]), axis=1)
-        acc = part if acc is None else ext.add(acc, part)
+        acc = ext.accumulate(acc, part)
         if step < half:
             mx.async_eval(acc)  # frees the chunk's temporaries; no host wait
     return acc
@@ -75,6 +75,6 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
         part = product_round_values(fc, wc)
         fs.append(fc)
         ws.append(wc)
-        acc = part if acc is None else ext.add(acc, part)
+        acc = ext.accumulate(acc, part)
         mx.async_eval(fc, wc, acc)  # frees the chunk's temporaries; no host wait
     return mx.concatenate(fs), mx.concatenate(ws), acc

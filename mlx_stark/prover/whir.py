@@ -104,7 +104,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             combined, offset = None, 0
             for pcs, width in zip(pcs_datas, widths):
                 part = weighted_sum(pcs.matrix[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
-                combined = part[:, 0] if combined is None else ext.add(combined, part[:, 0])
+                combined = ext.accumulate(combined, part[:, 0])
                 offset += width
             coeffs = rs_messages(combined, params.l_skip)  # (2^m, 4): four base columns
         with span("prover.openings.whir.init"):

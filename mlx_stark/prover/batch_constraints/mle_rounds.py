@@ -121,20 +121,18 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     for lo in range(0, m, step):
         hi = min(lo + step, m)
         points = line_points(table[:, 2 * lo:2 * hi], colmap, degree)
-        part = _weighted_sum(tr.evaluator.evaluate(forms, points, base=False), weights[lo:hi],
-                             degree)
-        out = part if out is None else ext.add(out, part)
+        part = _weighted_sum(mx.stack(tr.evaluator.evaluate(forms, points, base=False)),
+                             weights[lo:hi], degree)
+        out = ext.accumulate(out, part)
         if step < m:
             mx.async_eval(out)  # frees the chunk's points and temporaries; no host wait
     return out
 
 
-def _weighted_sum(values, weights: mx.array, degree: int) -> mx.array:
-    """``Σ_y v[X, y]·weights[y]`` of the three forms' values (a list of three ``(d·M, 4)``, or
-    one ``(3, d·M, 4)`` array; points in ``(X, y)`` order), ``weights`` ``(M, 4)``:
-    ``(3, d, 4)`` uint32."""
-    values = (mx.stack(values) if isinstance(values, list) else values).reshape(
-        3, degree, weights.shape[0], 4)
+def _weighted_sum(values: mx.array, weights: mx.array, degree: int) -> mx.array:
+    """``Σ_y v[X, y]·weights[y]`` of the three forms' values ``(3, d·M, 4)`` (points in
+    ``(X, y)`` order), ``weights`` ``(M, 4)``: ``(3, d, 4)`` uint32."""
+    values = values.reshape(3, degree, weights.shape[0], 4)
     return ext.mul_sum(values, weights, 2)
 
 

@@ -41,11 +41,6 @@ def _contract(values: mx.array, weights: mx.array) -> mx.array:
     return ext.mul_sum(values, w, 0)
 
 
-def _accumulate(acc: Optional[mx.array], value: mx.array) -> mx.array:
-    """``acc + value``, or ``value`` for the first term (no zero table and no addition)."""
-    return value if acc is None else ext.add(acc, value)
-
-
 @dataclass
 class Round0:
     """Round-0 polynomials of one trace (coefficient arrays ``(len, 4)``) and its sum claims."""
@@ -120,9 +115,9 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
                 d_forms, block.reshape(wn, xc * n_dom), base=True)
             at_d = [_contract(v.reshape(xc, n_dom, 4), w) for v in at_d]
             if check_on_d:
-                a_on_d = _accumulate(a_on_d, at_d.pop(0))
+                a_on_d = ext.accumulate(a_on_d, at_d.pop(0))
             for k, on_d in enumerate(at_d):
-                b_on_d[k] = _accumulate(b_on_d[k], on_d)
+                b_on_d[k] = ext.accumulate(b_on_d[k], on_d)
         if extra:
             with span("prover.rap_constraints.round0.lde") as sp:
                 ext_vals = coset_lde(block, shifts)  # (Wn, Xc, E', N)
@@ -130,10 +125,10 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
             values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
             values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
             if zerocheck:
-                a_acc = _accumulate(a_acc, values.pop(0))
+                a_acc = ext.accumulate(a_acc, values.pop(0))
             if logup:
                 for k, v in enumerate(values):
-                    b_cosets[k] = _accumulate(b_cosets[k], v)
+                    b_cosets[k] = ext.accumulate(b_cosets[k], v)
         # bounds the graph and frees the chunk; no host wait
         mx.async_eval([a for a in [a_acc, a_on_d, *b_on_d, *b_cosets] if a is not None])
 
@@ -173,7 +168,7 @@ def _padded_sum(terms, length: int) -> mx.array:
     """``Σ w·poly`` over ``(poly (len, 4), w: EF)``, zero-padded to ``(length, 4)``."""
     acc = None
     for poly, w in terms:
-        acc = _accumulate(acc, _pad_to(ext.mul(poly, ext.constant(w)), length))
+        acc = ext.accumulate(acc, _pad_to(ext.mul(poly, ext.constant(w)), length))
     return acc
 
 
@@ -201,12 +196,12 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
         zq = ext.sub(mx.pad(q, [(n_dom, 0), (0, 0)]), mx.pad(q, [(0, n_dom), (0, 0)]))
         # eq_D(x, Z) = (1/N)·(1 + Σ_{j=1}^{N−1} x^{N−j}·Z^j)
         eq_d = [EF(inv_n)] + [xi0 ** (n_dom - j) * inv_n for j in range(1, n_dom)]
-        total = _accumulate(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
+        total = ext.accumulate(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
                                            dft(_pad_to(zq, size))))
     if bs:
         b = _padded_sum(bs, longest)
         eq_sharp = ext.from_host(host.eq_sharp_coeffs(l_skip, xi))
-        total = _accumulate(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
+        total = ext.accumulate(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
     flags = mx.stack([mx.array(False) if r.violated is None else r.violated for r in rounds0])
     coeffs, flags = read(idft(ext.zeros((size,)) if total is None else total), flags)
     coeffs = ext.host_values(coeffs)
