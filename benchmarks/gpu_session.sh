@@ -13,7 +13,8 @@
 #                                         # compiles kernels of its own (find_compiles.py); the
 #                                         # build / encode / wait split of fib and logup calls,
 #                                         # both checkouts (host_split.py); where keccakf's whole
-#                                         # call peaks (memory_probe.py)
+#                                         # call peaks (memory_probe.py); fib and logup under MLX's
+#                                         # CUDA-graph knobs, and fib again (the noise)
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -61,7 +62,7 @@ case "${1:-}" in
     done
     step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_precompile.py \
       tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py tests/test_kernels_linear.py \
-      tests/test_kernels_indexing.py tests/test_kernels_subset.py tests/test_custom_kernels.py \
+      tests/test_kernels_indexing.py tests/test_kernels_subset.py tests/test_kernels_gkr.py tests/test_custom_kernels.py \
       tests/test_golden_fingerprints.py tests/test_sync_budget.py
     step profile-fib 60 python3 benchmarks/profile_call.py fib --out "$res/profile-fib.txt"
     for w in keccakf fib; do
@@ -72,6 +73,13 @@ case "${1:-}" in
       before "before-host-split-$w" 60 python3 ../benchmarks/host_split.py $w --out "$res/before-host-split-$w.json"
     done
     step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
+    # MLX's own knobs for a host-bound proof: CUDA graphs off, and more ops per command graph
+    for knob in MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=400 MLX_MAX_OPS_PER_BUFFER=1000; do
+      for w in fib logup; do
+        step "knob-$knob-$w" 60 env "$knob" python3 benchmarks/whole_call.py $w --out "$res/knob-$knob-$w.json"
+      done
+    done
+    step "again-after-fib" 60 python3 benchmarks/whole_call.py fib --out "$res/again-after-fib.json"
     ;;
   *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
 esac
