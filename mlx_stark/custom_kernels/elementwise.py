@@ -18,6 +18,7 @@ from those. Every result is canonical and equal to the MLX-ops reference.
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache, partial
 from typing import Optional, Sequence, Tuple
 
@@ -120,8 +121,8 @@ def plan(shapes: Tuple[Tuple[int, ...], ...]) -> Optional[Tuple[tuple, int, tupl
         out = tuple(np.broadcast_shapes(*shapes))
     except ValueError:
         return None
-    total = int(np.prod(out, dtype=np.int64))
-    if total >= _LIMIT or any(int(np.prod(s, dtype=np.int64)) * 4 >= _LIMIT for s in shapes):
+    total = math.prod(out)
+    if total >= _LIMIT or any(math.prod(s) * 4 >= _LIMIT for s in shapes):
         return None
     dims, cols = merged_dims(out, operand_strides(shapes, out))
     if len(dims) > MAX_DIMS:

@@ -13,6 +13,7 @@ commitment's stacked matrix read straight from its matrices (see :func:`stack_so
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import mlx.core as mx
@@ -64,9 +65,9 @@ def take(x: mx.array, idx: mx.array, axis: int) -> mx.array:
     ``k``. One launch. Lazy."""
     shape = tuple(x.shape)
     n, k = shape[axis], idx.shape[0]
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    inner = math.prod(shape[axis + 1:])
     out_shape = shape[:axis] + (k,) + shape[axis + 1:]
-    total = int(np.prod(out_shape, dtype=np.int64))
+    total = math.prod(out_shape)
     if total == 0:
         return mx.zeros(out_shape, dtype=U32)
     if x.size >= 1 << 32 or total >= 1 << 32:
@@ -81,7 +82,7 @@ def scatter_rows(n: int, idx: mx.array, rows: mx.array) -> mx.array:
     """:func:`mlx_stark.arrays.scatter_rows` (equal): ``rows`` ``(k, ...)`` uint32, ``idx``
     ``(k,)`` uint32 distinct and below ``n`` (not checked) -> ``(n, ...)``, zero except the
     rows ``idx``. One launch. Lazy."""
-    inner = int(np.prod(rows.shape[1:], dtype=np.int64))
+    inner = math.prod(rows.shape[1:])
     words = rows.shape[0] * inner
     out_shape = (n,) + tuple(rows.shape[1:])
     if words == 0:

@@ -25,6 +25,7 @@ off: one launch instead of four MLX ops) gives each output a group of lanes with
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import mlx.core as mx
@@ -148,8 +149,8 @@ def field_sum(a: mx.array, axis=None):
         outer, terms, inner, out_shape = 1, a.size, 1, ()
     else:
         axis %= max(a.ndim, 1)
-        outer = int(np.prod(shape[:axis], dtype=np.int64))
-        terms, inner = shape[axis], int(np.prod(shape[axis + 1:], dtype=np.int64))
+        outer = math.prod(shape[:axis])
+        terms, inner = shape[axis], math.prod(shape[axis + 1:])
         out_shape = shape[:axis] + shape[axis + 1:]
     outputs = outer * inner
     lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
@@ -230,7 +231,7 @@ def _mul_sum_plan(sa: tuple, sb: tuple, axis: int):
     terms = shape[axis]
     term_strides = [st[axis] for st in strides]
     dims, cols = merged_dims(shape, strides, drop=axis)
-    outputs = int(np.prod(dims, dtype=np.int64))
+    outputs = math.prod(dims)
     lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
     if len(dims) > MUL_SUM_DIMS or terms > lanes * MAX_TERMS_PER_THREAD or outputs * lanes >= 1 << 31:
         return None

@@ -9,6 +9,7 @@ Vectors are little-endian: coordinate ``j`` pairs with bit ``j`` of a hypercube 
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import List
 
 import numpy as np
@@ -146,18 +147,23 @@ def eq_sharp_coeffs(l: int, xi) -> list:
     ``coeff_k = 2^{-l}·Π_{i<l} (1 − ξ_i + ξ_i·ω_l^{−(k·2^i mod 2^l)})``."""
     if len(xi) < l:
         raise ValueError(f"eq_sharp needs at least l = {l} coordinates, got {len(xi)}")
+    return list(_eq_sharp_coeffs(l, tuple(_lift(x) for x in xi[:l])))
+
+
+@lru_cache(maxsize=16)
+def _eq_sharp_coeffs(l: int, xi: tuple) -> tuple:
+    # factor i depends on k mod 2^(l−i) only: the products over i >= l−s for k < 2^s,
+    # doubled s = 1..l (2^(l+1) products, not l·2^l)
     n = 1 << l
     w_inv = pow(two_adic_generator(l), P - 2, P)
     inv_pows = [pow(w_inv, e, P) for e in range(n)]
-    scale = _inv_pow2(l)
-    out = []
-    for k in range(n):
-        acc = EF(scale)
-        for i in range(l):
-            x = _lift(xi[i])
-            acc = acc * (1 - x + x * inv_pows[(k << i) % n])
-        out.append(acc)
-    return out
+    table = [EF(_inv_pow2(l))]
+    for i in range(l - 1, -1, -1):
+        x = xi[i]
+        a = 1 - x
+        size = len(table)
+        table = [table[k % size] * (a + x * inv_pows[(k << i) % n]) for k in range(2 * size)]
+    return tuple(table)
 
 
 def lagrange_first(l: int, z) -> EF:
@@ -173,9 +179,15 @@ def lagrange_last(l: int, z) -> EF:
 def lagrange_basis(l: int, z) -> list:
     """``[L_i(z)]_{i<2^l}``, the Lagrange basis of ``D = ⟨ω_l⟩`` at ``z``
     (``L_i(z) = eqD_l(ω_l^i, z)``; exact also for ``z ∈ D``)."""
+    return list(_lagrange_basis(l, _lift(z)))
+
+
+@lru_cache(maxsize=16)
+def _lagrange_basis(l: int, z: EF) -> tuple:
+    # kept per point: a proof asks for the basis at r_0 once per trace
     w = two_adic_generator(l)
     points = np.array([pow(w, i, P) for i in range(1 << l)], dtype=np.uint64)
-    return [EF(*(int(c) for c in row)) for row in eq_d_points(l, points, z)]
+    return tuple(EF(*row) for row in eq_d_points(l, points, z).tolist())
 
 
 def quad(e0, e1, e2, x) -> EF:
