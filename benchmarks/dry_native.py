@@ -14,7 +14,6 @@ time too, so the seconds are not the GPU's; compare counts, and profiles of the 
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -31,7 +30,7 @@ import mlx_stark as ms
 from mlx_stark import custom_kernels, device, tracing, transcript
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whole_call import workload  # noqa: E402
+from whole_call import parser, prepared  # noqa: E402
 
 
 def _dry_build(src, dialect):
@@ -102,19 +101,14 @@ def _spans(roots) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
-    ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = parser(runs=3)
     ap.add_argument("--profile", default=None, help="write a cProfile of the runs here")
     ap.add_argument("--nodes", action="store_true",
                     help="count the MLX nodes one proof evaluates, by primitive (slows the runs)")
     args = ap.parse_args()
     dry()
     mx.set_default_device(mx.cpu)
-    airs, params, inputs = workload(args.workload, args.size)
-    pk, _ = ms.keygen(airs, params)
-    ms.prove(pk, inputs)  # first call: caches
+    pk, inputs = prepared(args.workload, args.size, warmups=1)
     if args.nodes:
         count_nodes()
     with tracing.timing() as roots:

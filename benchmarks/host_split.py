@@ -14,7 +14,6 @@ did not hide behind its own work.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -27,7 +26,7 @@ import mlx_stark as ms
 from mlx_stark import tracing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whole_call import workload  # noqa: E402
+from whole_call import parser, prepared  # noqa: E402
 
 _EVAL, _ASYNC = mx.eval, mx.async_eval
 _T = {"encode": 0.0, "wait": 0.0, "evals": 0, "async_evals": 0}
@@ -52,16 +51,10 @@ def _timed_async(*args, **kw):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
-    ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--runs", type=int, default=5)
+    ap = parser(runs=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    airs, params, inputs = workload(args.workload, args.size)
-    pk, _ = ms.keygen(airs, params)
-    for _ in range(2):
-        ms.prove(pk, inputs)
+    pk, inputs = prepared(args.workload, args.size)
     plain = []
     for _ in range(args.runs):
         t0 = time.perf_counter()

@@ -7,7 +7,6 @@ stdout). On the GPU a small proof is host-bound: this says which Python code bui
 """
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -17,20 +16,14 @@ from pathlib import Path
 import mlx_stark as ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whole_call import workload  # noqa: E402
+from whole_call import parser, prepared  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
-    ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = parser(runs=3)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    airs, params, inputs = workload(args.workload, args.size)
-    pk, _ = ms.keygen(airs, params)
-    for _ in range(2):
-        ms.prove(pk, inputs)
+    pk, inputs = prepared(args.workload, args.size)
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(args.runs):

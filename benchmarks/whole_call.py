@@ -53,11 +53,27 @@ def workload(name: str, size: int | None):
     return airs, system_params_small(4, 16, 4), inputs
 
 
-def main() -> None:
+def parser(runs: int) -> argparse.ArgumentParser:
+    """The arguments every measurement script takes: the workload, its size and the runs."""
     ap = argparse.ArgumentParser()
     ap.add_argument("workload", choices=["keccakf", "logup", "fib"])
     ap.add_argument("--size", type=int, default=None)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=runs)
+    return ap
+
+
+def prepared(name: str, size: int | None, warmups: int = 2):
+    """The workload's proving key and inputs after ``warmups`` proofs (caches filled, kernels
+    compiled): ``(pk, inputs)``."""
+    airs, params, inputs = workload(name, size)
+    pk, _ = ms.keygen(airs, params)
+    for _ in range(warmups):
+        ms.prove(pk, inputs)
+    return pk, inputs
+
+
+def main() -> None:
+    ap = parser(runs=5)
     ap.add_argument("--out", default=None)
     ap.add_argument("--memory-limit-gb", type=float, default=None,
                     help="mx.set_memory_limit for the process (MLX then waits for finished work "
