@@ -23,6 +23,9 @@ from .kernel_helpers import arrays_equal, check_twins, emulation, needs_native, 
 
 KERNELS = {"mle_rounds.round_message": kr.round_message, "mle_rounds.round_update": kr.round_update}
 X = EF(5, P - 3, 17, 2)
+# a table of three rounds' points; the tests use the last row
+POINTS = mle_rounds.RoundPoints([EF(7), EF(1, 2, 3, 4), X])
+TOP = mle_rounds.RoundPoints([EF(3), EF(P - 1, P - 1, P - 1, P - 1)])
 
 
 def _inputs(heads: int, degree: int, kind: str, seed: int) -> tuple:
@@ -45,25 +48,35 @@ emulated = emulation(kr)
 @pytest.mark.parametrize("kind", ["random", "top"])
 def test_emulated_equal_the_references(emulated, heads, degree, kind):
     vals, coefs, state, msg, r = _inputs(heads, degree, kind, heads * 10 + degree)
-    x = X if kind == "random" else EF(P - 1, P - 1, P - 1, P - 1)
-    got = kr.round_message(vals, coefs, state, x, degree)
+    pts = POINTS if kind == "random" else TOP
+    j = len(pts.x) - 1
+    got = kr.round_message(vals, coefs, state, pts.table(), j, degree)
     assert got.shape == (degree + 1, 4)
-    assert arrays_equal(got, ops_path(lambda: mle_rounds.round_message(vals, coefs, state, x, degree)))
-    new = kr.round_update(msg, r, state, x)
+    assert arrays_equal(got, ops_path(lambda: mle_rounds.round_message(vals, coefs, state, pts, j, degree)))
+    new = kr.round_update(msg, r, state, pts.table(), j)
     assert new.shape == (4, 4)
-    assert arrays_equal(new, ops_path(lambda: mle_rounds.round_update(msg, r, state, x)))
+    assert arrays_equal(new, ops_path(lambda: mle_rounds.round_update(msg, r, state, pts, j)))
+    # another row reads another point
+    other = kr.round_update(msg, r, state, pts.table(), 0)
+    assert arrays_equal(other, ops_path(lambda: mle_rounds.round_update(msg, r, state, pts, 0)))
+    assert not arrays_equal(other, new)
 
 
 def test_emulated_rejects_bad_shapes(emulated):
     vals, coefs, state, msg, r = _inputs(2, 3, "random", 1)
+    table = POINTS.table()
     with pytest.raises(InvalidInputError):
-        kr.round_message(vals, coefs[:1], state, X, 3)
+        kr.round_message(vals, coefs[:1], state, table, 0, 3)
     with pytest.raises(InvalidInputError):
-        kr.round_message(vals, coefs, state, X, 2)
+        kr.round_message(vals, coefs, state, table, 0, 2)
     with pytest.raises(InvalidInputError):
-        kr.round_update(msg, r[:2], state, X)
+        kr.round_message(vals, coefs, state, table, 3, 3)  # no such round
     with pytest.raises(InvalidInputError):
-        kr.round_update(bb.random((40, 4), 1), r, state, X)
+        kr.round_update(msg, r[:2], state, table, 0)
+    with pytest.raises(InvalidInputError):
+        kr.round_update(bb.random((40, 4), 1), r, state, table, 0)
+    with pytest.raises(InvalidInputError):
+        kr.round_update(msg, r, state, table[:, :4], 0)
 
 
 emulated_cuda = emulation(kr, dialects=("cuda",))
@@ -92,8 +105,8 @@ def test_device_equals_ops(reference):
         out = []
         for vals, coefs, state, msg, r in cases:
             d = vals.shape[2]
-            out += [mle_rounds.round_message(vals, coefs, state, X, d),
-                    mle_rounds.round_update(msg, r, state, X)]
+            out += [mle_rounds.round_message(vals, coefs, state, POINTS, 2, d),
+                    mle_rounds.round_update(msg, r, state, POINTS, 2)]
         mx.eval(out)
         return [a.tolist() for a in out]
 

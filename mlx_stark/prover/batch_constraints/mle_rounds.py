@@ -159,16 +159,33 @@ def _combine(vals: mx.array, coefs: mx.array, zc: mx.array, lu: mx.array) -> mx.
     return ext.add(ext.mul(s_zc, zc), ext.mul(s_lu, lu))
 
 
-def round_message(vals: mx.array, coefs: mx.array, state: mx.array, x_j: EF,
+class RoundPoints:
+    """The points ``x_j`` of the multilinear rounds (host EF, round ``j`` at index ``j − 1``)
+    and, for the round kernels, all of them as one device table made once per proof
+    (:func:`mlx_stark.custom_kernels.rounds.point_table`)."""
+
+    def __init__(self, xs: Sequence[EF]):
+        self.x = [EF.lift(x) for x in xs]
+        self._table = None
+
+    def table(self) -> mx.array:
+        if self._table is None:
+            from ...custom_kernels.rounds import point_table
+            self._table = point_table(self.x)
+        return self._table
+
+
+def round_message(vals: mx.array, coefs: mx.array, state: mx.array, points: RoundPoints, j: int,
                   degree: int) -> mx.array:
-    """Round ``j``'s message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``) from the
+    """Round ``j + 1``'s message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``) from the
     head traces' ``a, b, b'`` at ``X = 1..d`` (``vals`` ``(H, 3, d, 4)``, ``coefs`` ``(H, 3,
     4)`` as for :func:`_combine`) and the round state ``[claim, zc, lu, tail]`` ``(4, 4)``:
-    the round polynomial is ``eq(x_j, X)·s_head(X) + tail·X`` and sums to ``claim`` over
-    ``X ∈ {0, 1}``. One launch with native kernels (``custom_kernels.rounds``)."""
+    with ``x = points.x[j]`` the round polynomial is ``eq(x, X)·s_head(X) + tail·X`` and sums
+    to ``claim`` over ``X ∈ {0, 1}``. One launch with native kernels (``custom_kernels.rounds``)."""
     kernel = custom_kernels.native("mle_rounds.round_message")
     if kernel is not None:
-        return kernel(vals, coefs, state, x_j, degree)
+        return kernel(vals, coefs, state, points.table(), j, degree)
+    x_j = points.x[j]
     claim, zc, lu, tail = (state[k, ...] for k in range(4))
     s_head = _combine(vals, coefs, zc, lu)  # (d, 4) at X = 1..d
     s_head0 = ext.mul(ext.sub(ext.sub(claim, ext.mul(s_head[0, ...], ext.constant(x_j))), tail),
@@ -181,14 +198,15 @@ def round_message(vals: mx.array, coefs: mx.array, state: mx.array, x_j: EF,
                    ext.mul(tail[None], ext.from_host(list(range(1, degree + 2)))))
 
 
-def round_update(msg: mx.array, r: mx.array, state: mx.array, x_j: EF) -> mx.array:
-    """The state ``[claim, zc, lu, tail]`` ``(4, 4)`` after round ``j`` with challenge ``r``
-    ``(4,)``: ``s_j(r)`` (through ``(0, claim − msg[0])`` and ``msg`` ``(d+1, 4)`` at
-    ``1..d+1``), ``zc`` and ``lu`` times ``eq(x_j, r)``, ``tail·r`` (the next round's tail
-    before the traces that end there). One launch with native kernels."""
+def round_update(msg: mx.array, r: mx.array, state: mx.array, points: RoundPoints, j: int) -> mx.array:
+    """The state ``[claim, zc, lu, tail]`` ``(4, 4)`` after round ``j + 1`` with challenge ``r``
+    ``(4,)``: ``s(r)`` (through ``(0, claim − msg[0])`` and ``msg`` ``(d+1, 4)`` at
+    ``1..d+1``), ``zc`` and ``lu`` times ``eq(x, r)`` with ``x = points.x[j]``, ``tail·r`` (the
+    next round's tail before the traces that end there). One launch with native kernels."""
     kernel = custom_kernels.native("mle_rounds.round_update")
     if kernel is not None:
-        return kernel(msg, r, state, x_j)
+        return kernel(msg, r, state, points.table(), j)
+    x_j = points.x[j]
     claim = interpolate_at_integers(
         mx.concatenate([ext.sub(state[0, ...], msg[0, ...])[None], msg]), r)
     eq_j = ext.add(ext.mul(r, ext.constant(x_j)), ext.mul(ext.one_minus(r), ext.constant(1 - x_j)))
@@ -232,6 +250,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
     # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
     weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
+    points = RoundPoints(xi[l_skip:l_skip + n_max])  # x_j of round j at j − 1
 
     # per trace t: μ^(2T+t), μ^(2t), μ^(2t+1), the weights of its a_t, b_t, b'_t
     coefs = ext.from_host([mu_pows[k] for t in range(num_traces)
@@ -268,15 +287,14 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                         ws[t] = ext.add(w[:, 0], w[:, 1])
                     head_vals.append(_head_values(trs[t], forms[t], tabs[t], colmaps[t], degree,
                                                   ws[t]))
-            x_j = EF.lift(xi[l_skip + j - 1])
             # head_vals: (heads, 3, d, 4), a, b, b' at X = 1..d
             head_vals = mx.stack(head_vals) if len(head_vals) > 1 else head_vals[0][None]
-            msg = round_message(head_vals, coefs[:len(heads)], state, x_j, degree)
+            msg = round_message(head_vals, coefs[:len(heads)], state, points, j - 1, degree)
             dt.observe(msg)
             msgs.append(msg)
             r_j = dt.sample_ext()
             rs.append(r_j)
-            state = round_update(msg, r_j, state, x_j)
+            state = round_update(msg, r_j, state, points, j - 1)
             with span("prover.rap_constraints.mle_rounds.fold"):
                 for t in heads:
                     tabs[t] = _fold_rows(tabs[t], r_j)
