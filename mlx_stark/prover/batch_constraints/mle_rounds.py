@@ -34,6 +34,9 @@ from .traces import TraceData, lift
 _FOLD_TABLE_ELEMS = 1 << 22
 # Table elements (uint32) that _fold_rows' ops path folds at once.
 _FOLD_ROWS_ELEMS = 1 << 20
+# Folded tables (uint32 elements, all heads) from which a round's end evaluates them: below it
+# the next sync comes before the memory matters.
+_BOUND_ELEMS = 1 << 22
 # Points (uint32 elements) that _head_values' ops path builds at once: the DAG evaluation's
 # temporaries are several times its points.
 _HEAD_POINT_ELEMS = 1 << 22
@@ -300,8 +303,10 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                     tabs[t] = _fold_rows(tabs[t], r_j)
                     if trs[t].nt == j:
                         final[t] = tabs[t]
-                # bounds the graph and frees the old tables; no host wait
-                mx.async_eval([tabs[t] for t in heads])
+                # bounds the graph and frees the old tables while they are large (each
+                # evaluation is a submission of its own); no host wait
+                if sum(tabs[t].size for t in heads) >= _BOUND_ELEMS:
+                    mx.async_eval([tabs[t] for t in heads])
         flat = mx.concatenate([f.reshape(-1, 4) for f in final])
         # the column openings, observed in §6.7 order (a zero row after the values stands for
         # the rotation of a trace without one)

@@ -129,8 +129,8 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
             if logup:
                 for k, v in enumerate(values):
                     b_cosets[k] = ext.accumulate(b_cosets[k], v)
-        # bounds the graph and frees the chunk; no host wait
-        mx.async_eval([a for a in [a_acc, a_on_d, *b_on_d, *b_cosets] if a is not None])
+        if x_len > step:  # several chunks: bounds the graph and frees the chunk; no host wait
+            mx.async_eval([a for a in [a_acc, a_on_d, *b_on_d, *b_cosets] if a is not None])
 
     quotient = numer = denom = None
     sums = ext.zeros((2,))
