@@ -82,7 +82,7 @@ def read(*arrays: mx.array) -> list:
     _bump("syncs")
     if (len(arrays) > 1 and len({a.dtype for a in arrays}) == 1
             and sum(a.size for a in arrays) <= _GATHER_READ_ELEMS):
-        flat = mx.concatenate([a.reshape(-1) for a in arrays])
+        flat = mx.concatenate([a if a.ndim == 1 else a.reshape(-1) for a in arrays])
         mx.eval(flat)
         values, out, at = np.array(flat), [], 0
         for a in arrays:

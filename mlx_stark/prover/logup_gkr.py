@@ -176,7 +176,8 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
             dt.observe(folded[:4])
             claims.append(arrays.take(folded, _INTERLEAVE))  # p0, p1, q0, q1
             xi = [dt.sample_ext()] + rho
-        return None, [root, mx.stack(claims), arrays.stack(polys, (3, 4)), mx.stack(xi)]
+        return None, [root, arrays.stack(claims, (4, 4)), arrays.stack(polys, (3, 4)),
+                      arrays.stack(xi, (4,))]
 
     _, (root, claims, polys, xi) = device_segment(transcript, layers_rounds)
     p_root, q_root = ext.host_values(root)
