@@ -105,7 +105,7 @@ def main(log_rows: int, width: int, log_rows_per_query: int, l_skip: int, pow_bi
     compare(f"dft 2^{log_rows} x {width}", lambda: dft(codewords), rows * width, "elem")
     if device.native_kernels_active():  # kernels alone, without MerkleTree's host copies
         native_only(f"merkle layers 2^{log_rows} x {width} k={log_rows_per_query}",
-                    lambda: kp2.merkle_layers(codewords, log_rows_per_query))
+                    lambda: kp2.merkle_blocks(codewords, log_rows_per_query))
     del codewords
     stacked = bb.random((rows // 2, width), 2)
     mx.eval(stacked)

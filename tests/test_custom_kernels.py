@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from mlx_stark import custom_kernels
+from mlx_stark.custom_kernels import indexing as kindexing
 from mlx_stark.custom_kernels import ntt as kntt
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sizing
@@ -100,7 +101,7 @@ def test_pass_plan():
 
 
 # ---------------------------------------------------------------- CPU emulation of the sources
-emulated = emulation(kp2, kntt)
+emulated = emulation(kp2, kntt, kindexing)
 
 
 def test_emulated_poseidon2(emulated):
@@ -116,12 +117,19 @@ def test_emulated_poseidon2(emulated):
     assert arrays_equal(kp2.compress(left, right), compress(left, right))
 
 
-@pytest.mark.parametrize("log_n, k, w", [(11, 1, 3), (5, 0, 2), (3, 3, 9), (0, 0, 4)])
-def test_emulated_merkle_layers(emulated, log_n, k, w):
+@pytest.mark.parametrize("log_n, k, w", [(11, 1, 3), (12, 0, 2), (5, 0, 2), (3, 3, 9), (0, 0, 4)])
+def test_emulated_merkle_blocks_and_openings(emulated, log_n, k, w):
     m = bb.random((1 << log_n, w), log_n)
     ref = MerkleTree.commit(m, k)
-    got = kp2.merkle_layers(m, k)
-    assert len(got) == len(ref.layers) and all(arrays_equal(a, b) for a, b in zip(got, ref.layers))
+    tree = MerkleTree(m, k, kp2.merkle_blocks(m, k))
+    assert len(tree.layers) == len(ref.layers) and all(arrays_equal(a, b) for a, b in zip(tree.layers, ref.layers))
+    assert arrays_equal(tree.root_array, ref.root_array) and tree.depth == ref.depth
+    if tree.depth:  # levels from up to three arrays (2^10 and 2^12 groups: 9 levels per launch)
+        qs = 1 << (log_n - k)
+        idx = mx.array([0, qs - 1, qs // 3, 1, qs - 1], dtype=mx.uint32)
+        rows, paths = kindexing.merkle_open(m, tree.blocks, k, idx)
+        rows_ref, paths_ref = ref.open_device(idx)
+        assert arrays_equal(rows, rows_ref) and arrays_equal(paths, paths_ref)
 
 
 def test_emulated_pow(emulated, monkeypatch):

@@ -91,13 +91,15 @@ def test_emulated_scatter_equals_ops(emulated, n, idx, tail):
 
 
 def test_emulated_proofs_match_golden(emulated, monkeypatch):
-    """Whole proofs with every gather, scatter and stacked matrix of the prover on the kernels."""
+    """Whole proofs with every gather, scatter, stacked matrix and Merkle opening of the prover
+    on the kernels (the trees from the ops path: one array per level)."""
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
     ops = {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
            "stacked_pcs.stacked_matrix": kidx.stack_matrix,
-           "stacked_pcs.stacked_rs_messages": kntt.stacked_rs_messages}
+           "stacked_pcs.stacked_rs_messages": kntt.stacked_rs_messages,
+           "merkle.MerkleTree.open_device": kidx.merkle_open}
     calls = route(monkeypatch, ops)
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name

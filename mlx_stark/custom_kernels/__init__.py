@@ -57,7 +57,8 @@ _NATIVE = {
     "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
     "merkle.hash_rows": ("poseidon2", "hash_rows"),
     "merkle.compress": ("poseidon2", "compress"),
-    "merkle.MerkleTree.commit": ("poseidon2", "merkle_layers"),
+    "merkle.MerkleTree.commit": ("poseidon2", "merkle_blocks"),
+    "merkle.MerkleTree.open_device": ("indexing", "merkle_open"),
     "transcript.Transcript.observe_array": ("poseidon2", "absorb"),
     "transcript.DeviceTranscript": ("poseidon2", "duplex"),
     "transcript.DeviceTranscript.grind": ("poseidon2", "pow_first_search"),
@@ -218,7 +219,8 @@ def fixed_sources() -> list:
                sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),
                rounds.round_update_source(),
-               indexing.take_source(), indexing.scatter_source(), indexing.stack_source()])
+               indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
+            + [indexing.merkle_open_source(b) for b in range(1, 5)])
 
 
 def compiles_ahead() -> bool:

@@ -95,6 +95,72 @@ def scatter_rows(n: int, idx: mx.array, rows: mx.array) -> mx.array:
 
 
 @lru_cache(maxsize=None)
+def merkle_open_source(blocks: int) -> KernelSource:
+    """Openings of a Merkle tree (:meth:`mlx_stark.hash.merkle.MerkleTree.open_device`) in one
+    launch: ``idx`` ``(q,)`` leaf-group indices, ``matrix`` ``(N, w)`` flat, the arrays
+    ``b0 .. b{blocks−1}`` holding the tree's levels below the root (consecutive levels each),
+    ``params = [q, group, w, qs, depth, stride, (block, offset) per level]`` -> ``rows``
+    ``(q·group·w,)``, ``rows[i, t] = matrix[idx[i] + t·qs]``, and ``paths`` ``(q·depth·8,)``,
+    ``paths[i, d]`` = node ``offset_d + ((idx[i] >> d) ^ 1)`` of level ``d``'s array. Threads
+    loop over the words of both outputs (``stride``: the launch's threads)."""
+    pick = "".join(f"blk == {b}u ? b{b}[node] : " for b in range(blocks - 1)) + f"b{blocks - 1}[node]"
+    body = f"""\
+const uint32_t q = params[0], group = params[1], w = params[2], qs = params[3], depth = params[4];
+const uint64_t row_words = (uint64_t)q * group * w;
+const uint64_t total = row_words + (uint64_t)q * depth * 8u;
+for (uint64_t e = gid; e < total; e += params[5]) {{
+  if (e < row_words) {{
+    const uint64_t r = e / w;
+    const uint32_t query = (uint32_t)(r / group);
+    const uint64_t row = (uint64_t)idx[query] + (r - (uint64_t)query * group) * qs;
+    rows[e] = matrix[row * w + (e - r * w)];
+  }} else {{
+    const uint32_t f = (uint32_t)(e - row_words);
+    const uint32_t s = f >> 3u;
+    const uint32_t query = s / depth;
+    const uint32_t d = s - query * depth;
+    const uint32_t blk = params[6u + 2u * d];
+    const uint32_t node = (((idx[query] >> d) ^ 1u) + params[7u + 2u * d]) * 8u + (f & 7u);
+    paths[f] = {pick};
+  }}
+}}
+"""
+    names = ("idx", "matrix") + tuple(f"b{b}" for b in range(blocks)) + ("params",)
+    return KernelSource(f"merkle_open_b{blocks}", names, ("rows", "paths"), "", body)
+
+
+def merkle_open(matrix: mx.array, blocks: list, log_rows_per_query: int, idx: mx.array) -> tuple:
+    """:meth:`mlx_stark.hash.merkle.MerkleTree.open_device` (equal) for a tree of depth ``>= 1``
+    over ``matrix`` ``(N, w)`` with ``w >= 1``, its level ``blocks`` (``[(array, count), ...]``
+    from the group digests to the root) and ``idx`` ``(q,)`` uint32 below ``N / 2^k``, ``q >= 1``
+    (not checked): rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)``. One launch, no copy of the
+    tree's levels. Lazy."""
+    n, w = matrix.shape
+    q, group = idx.shape[0], 1 << log_rows_per_query
+    depth = sum(count for _, count in blocks) - 1
+    table, inputs, level = [], [], 0
+    for array, count in blocks:
+        if level == depth:
+            break
+        size = array.shape[0] if count == 1 else array.shape[0] * (1 << (count - 1)) // ((1 << count) - 1)
+        offset = 0
+        for _ in range(min(count, depth - level)):
+            table += [len(inputs), offset]
+            offset, size = offset + size, size // 2
+            level += 1
+        inputs.append(array)
+    total = q * group * w + q * depth * 8
+    if total >= 1 << 32:
+        raise InvalidInputError(f"opening {q} queries of {tuple(matrix.shape)} exceeds 32-bit indices")
+    nb = plan_blocks(total)
+    rows, paths = launch(merkle_open_source(len(inputs)),
+                         [idx, matrix] + inputs
+                         + [_params(q, group, w, n >> log_rows_per_query, depth, nb * THREADS, *table)],
+                         (nb * THREADS, 1), THREADS, [(q, group, w), (q, depth, 8)])
+    return rows, paths
+
+
+@lru_cache(maxsize=None)
 def stack_source() -> KernelSource:
     """The stacked matrix ``Q`` ``(2^m, W)`` of a commitment straight from its matrices
     (:func:`mlx_stark.prover.stacked_pcs.stacked_matrix`): ``x`` (every matrix's row-major words,

@@ -497,37 +497,36 @@ def compress_layer(level: mx.array, stride: int) -> mx.array:
                   [(n, DIGEST)])[0]
 
 
-def tree_levels(level: mx.array, levels: int) -> list:
+def tree_levels(level: mx.array, levels: int) -> mx.array:
     """The next ``levels`` binary-tree levels above ``level`` (``(m, 8)``, ``m`` a multiple of
-    ``2^levels``), as a list of ``(m/2, 8)``, ..., ``(m/2^levels, 8)`` arrays."""
+    ``2^levels``), one after the other in one ``(m − m/2^levels, 8)`` array: ``(m/2, 8)``,
+    ..., ``(m/2^levels, 8)``."""
     m = level.shape[0]
     if not 1 <= levels <= TREE_LEVELS or m % (1 << levels):
         raise ValueError(f"cannot take {levels} tree levels above {m} nodes")
-    out = launch(tree_levels_source(), [level, _params(m, levels)], (m // 2, 1), 1 << (levels - 1),
-                 [(m - (m >> levels), DIGEST)])[0]
-    layers, offset = [], 0
-    for lev in range(1, levels + 1):
-        layers.append(out[offset:offset + (m >> lev)])
-        offset += m >> lev
-    return layers
+    return launch(tree_levels_source(), [level, _params(m, levels)], (m // 2, 1), 1 << (levels - 1),
+                  [(m - (m >> levels), DIGEST)])[0]
 
 
-def merkle_layers(matrix: mx.array, log_rows_per_query: int) -> list:
-    """All layers of :class:`mlx_stark.hash.merkle.MerkleTree` over ``matrix`` (``(N, w)``
-    uint32 canonical, ``N`` a power of two ``>= 2^k``): ``[group digests (N/2^k, 8), ..., root
-    (1, 8)]``, evaluated. Leaf group ``y`` holds rows ``y + t·N/2^k``; its ``k`` levels are
-    strided layers, the tree above them :data:`TREE_LEVELS` levels per launch; one evaluation
-    at the end, no host wait in between."""
+def merkle_blocks(matrix: mx.array, log_rows_per_query: int) -> list:
+    """The levels of :class:`mlx_stark.hash.merkle.MerkleTree` over ``matrix`` (``(N, w)``
+    uint32 canonical, ``N`` a power of two ``>= 2^k``) as stored: ``[(array, count), ...]``,
+    ``count`` consecutive levels in each array, from the group digests ``(N/2^k, 8)`` to the
+    root. Leaf group ``y`` holds rows ``y + t·N/2^k``; its ``k`` levels are strided layers, the
+    tree above them :data:`TREE_LEVELS` levels per launch (one array each); lazy, no host wait."""
     n, w = matrix.shape
     level = hash_rows(matrix) if w else mx.zeros((n, DIGEST), dtype=U32)
     qs = n >> log_rows_per_query
     for _ in range(log_rows_per_query):
         level = compress_layer(level, qs)
-    layers = [level]
-    while layers[-1].shape[0] > 1:
-        m = layers[-1].shape[0]
-        layers += tree_levels(layers[-1], min(TREE_LEVELS, m.bit_length() - 1))
-    return layers
+    blocks, m = [(level, 1)], qs
+    while m > 1:
+        levels = min(TREE_LEVELS, m.bit_length() - 1)
+        out = tree_levels(level, levels)
+        blocks.append((out, levels))
+        m >>= levels
+        level = out[out.shape[0] - m:]  # the block's last level feeds the next launch
+    return blocks
 
 
 def find_pow_witness(state, absorb_idx: int, bits: int) -> int:

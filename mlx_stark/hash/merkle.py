@@ -223,19 +223,37 @@ class MerkleTree:
     With ``N = 2^L`` rows and ``2^k`` rows per query, leaf group ``y < qs = N / 2^k`` holds rows
     ``y + t * qs`` (``t = 0..2^k-1``); its digest is ``tree_compress`` of their row hashes, and a
     binary tree over the ``qs`` group digests gives the root. All layers are kept (``layers[0]``
-    the group digests, ``layers[-1]`` the root) for opening many queries.
+    the group digests, ``layers[-1]`` the root) for opening many queries, as stored in
+    ``blocks``: ``[(array, count), ...]``, ``count`` consecutive levels in each array (with
+    native kernels one array per launch of up to nine levels, else one per level).
     """
 
-    def __init__(self, matrix: mx.array, log_rows_per_query: int, layers: list, root=None):
+    def __init__(self, matrix: mx.array, log_rows_per_query: int, blocks: list, root=None):
         self.matrix = matrix
         self.log_rows_per_query = log_rows_per_query
-        self.layers = layers
+        self.blocks = blocks
+        self._layers = None
         self._root = root
+
+    @property
+    def layers(self) -> list:
+        """Every level, ``(qs, 8)`` down to the root ``(1, 8)``: views of :attr:`blocks`."""
+        if self._layers is None:
+            layers = []
+            for array, count in self.blocks:
+                at = 0
+                size = array.shape[0] if count == 1 else array.shape[0] * (1 << (count - 1)) // ((1 << count) - 1)
+                for _ in range(count):
+                    layers.append(array if count == 1 else array[at:at + size])
+                    at, size = at + size, size // 2
+            self._layers = layers
+        return self._layers
 
     @property
     def root_array(self) -> mx.array:
         """The root digest ``(8,)`` uint32 on the device (no read-back)."""
-        return self.layers[-1][0, ...]
+        array = self.blocks[-1][0]
+        return array[array.shape[0] - 1, ...]  # a slice: a bare integer index is an MLX gather
 
     @property
     def root(self) -> tuple:
@@ -251,7 +269,7 @@ class MerkleTree:
     @property
     def depth(self) -> int:
         """Length of an opening path: ``log_height - log_rows_per_query``."""
-        return len(self.layers) - 1
+        return sum(count for _, count in self.blocks) - 1
 
     @property
     def width(self) -> int:
@@ -277,14 +295,16 @@ class MerkleTree:
         if n == 0 or n & (n - 1) or n < (1 << k):
             raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
         kernel = custom_kernels.native("merkle.MerkleTree.commit")
-        layers = kernel(matrix, k) if kernel is not None else cls._layers(matrix, k)
+        blocks = kernel(matrix, k) if kernel is not None else [(a, 1) for a in cls._layers(matrix, k)]
+        tree = cls(matrix, k, blocks)
         if not check_values:
-            return cls(matrix, k, layers)
+            return tree
         high = mx.max(matrix) if n * w else mx.array(0, dtype=U32)
-        high, root = read(high, layers[-1])
+        high, root = read(high, tree.root_array)
         if high >= P:
             raise InvalidInputError("matrix entries must be canonical field elements (< p)")
-        return cls(matrix, k, layers, tuple(int(v) for v in root[0]))
+        tree._root = tuple(int(v) for v in root)
+        return tree
 
     @staticmethod
     def _layers(matrix: mx.array, k: int) -> list:
@@ -313,7 +333,7 @@ class MerkleTree:
         return layers
 
     def _check_index(self, index) -> int:
-        qs = self.layers[0].shape[0]
+        qs = self.matrix.shape[0] >> self.log_rows_per_query
         i = int(index)
         if not 0 <= i < qs:
             raise InvalidInputError(f"query index {i} out of range [0, {qs})")
@@ -339,11 +359,14 @@ class MerkleTree:
         the number of leaf groups: a transcript's ``sample_bits``): rows ``(q, 2^k, w)`` and
         paths ``(q, depth, 8)`` uint32 device arrays, gathered with no read-back."""
         q = idx.shape[0]
-        qs = self.layers[0].shape[0]
+        depth = self.depth
+        kernel = custom_kernels.native("merkle.MerkleTree.open_device")
+        if kernel is not None and q and depth and self.width:
+            return kernel(self.matrix, self.blocks, self.log_rows_per_query, idx)
+        qs = self.matrix.shape[0] >> self.log_rows_per_query
         group = 1 << self.log_rows_per_query
         row_idx = idx[:, None] + mx.array(qs * np.arange(group, dtype=np.uint32))[None, :]
         rows = arrays.take(self.matrix, row_idx.reshape(-1)).reshape(q, group, self.width)
-        depth = self.depth
         if depth == 0:
             return rows, mx.zeros((q, 0, DIGEST), dtype=U32)
         # every level's sibling in one gather from the levels below the root, one after another
