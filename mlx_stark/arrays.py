@@ -50,16 +50,3 @@ def transpose(x: mx.array) -> mx.array:
     if x.dtype != mx.uint32:
         raise InvalidInputError(f"transpose expects uint32, got {x.dtype}")
     return mx.contiguous(mx.swapaxes(x, -1, -2))
-
-
-def stack(items: list, shape: tuple) -> mx.array:
-    """``mx.stack(items)`` of arrays of ``shape`` (uint32), or an empty ``(0, *shape)`` array
-    when there are none (a stage with no rounds still returns one array to read back).
-    Built as one concatenation along the first axis and one reshape: ``mx.stack`` adds an
-    expand-dims node per item (a graph node costs host time to build and to encode)."""
-    shape = tuple(shape)
-    if not items:
-        return mx.zeros((0,) + shape, dtype=mx.uint32)
-    if len(items) == 1 or not shape:
-        return mx.stack(items)
-    return mx.concatenate(items).reshape((len(items),) + shape)

@@ -17,6 +17,7 @@ timed span makes at its end are the measurement's own and are not counted.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,21 +77,43 @@ def count_launch() -> None:
 _GATHER_READ_ELEMS = 1 << 20
 
 
-def read(*arrays: mx.array) -> list:
-    """Bring ``arrays`` to the host as NumPy arrays with one device synchronisation: the
-    prover's single choke point for device→host reads (counted as ``syncs``)."""
+class Rows:
+    """Device arrays of one ``shape`` (uint32) that :func:`read` brings back as one
+    ``(len, *shape)`` NumPy array: a stage's per-round values, read without stacking them on
+    the device first (a copy launch per item, which the read's own gathering repeats)."""
+
+    def __init__(self, items, shape: tuple):
+        self.items, self.shape = list(items), tuple(shape)
+
+
+def read(*arrays) -> list:
+    """Bring ``arrays`` (MLX arrays or :class:`Rows`) to the host as NumPy arrays with one
+    device synchronisation: the prover's single choke point for device→host reads (counted as
+    ``syncs``). Small arrays of one dtype come back as one gathered array (one conversion)."""
     _bump("syncs")
-    if (len(arrays) > 1 and len({a.dtype for a in arrays}) == 1
-            and sum(a.size for a in arrays) <= _GATHER_READ_ELEMS):
-        flat = mx.concatenate([a if a.ndim == 1 else a.reshape(-1) for a in arrays])
+    leaves = [x for a in arrays for x in (a.items if isinstance(a, Rows) else (a,))]
+    values = None
+    if (len(leaves) > 1 and len({x.dtype for x in leaves}) == 1
+            and sum(x.size for x in leaves) <= _GATHER_READ_ELEMS):
+        flat = mx.concatenate([x if x.ndim == 1 else x.reshape(-1) for x in leaves])
         mx.eval(flat)
-        values, out, at = np.array(flat), [], 0
-        for a in arrays:
-            out.append(values[at:at + a.size].reshape(a.shape))
+        values = np.array(flat)
+    elif leaves:
+        mx.eval(*leaves)
+    out, at = [], 0
+    for a in arrays:
+        if isinstance(a, Rows):
+            n, size = len(a.items), math.prod(a.shape)
+            if values is not None:
+                out.append(values[at:at + n * size].reshape((n,) + a.shape))
+            else:
+                out.append(np.stack([np.array(x) for x in a.items]) if n
+                           else np.zeros((0,) + a.shape, dtype=np.uint32))
+            at += n * size
+        else:
+            out.append(values[at:at + a.size].reshape(a.shape) if values is not None else np.array(a))
             at += a.size
-        return out
-    mx.eval(*arrays)
-    return [np.array(a) for a in arrays]
+    return out
 
 
 def wait(*arrays: mx.array) -> None:

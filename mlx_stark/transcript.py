@@ -15,7 +15,7 @@ from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
 from .hash.poseidon2 import NO_HIT, WIDTH, find_pow_witness, permute_host
-from .tracing import read
+from .tracing import Rows, read
 
 RATE = 8
 
@@ -294,8 +294,7 @@ class DeviceTranscript:
             t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx
             return out
         self._flush(permute_last=False)
-        nonces = mx.concatenate(self._nonces) if self._nonces else mx.zeros((0,), dtype=U32)
-        state, nonces, *out = read(self._state, nonces, *arrays)
+        state, nonces, *out = read(self._state, Rows(self._nonces, (1,)), *arrays)
         if (nonces == NO_HIT).any():
             raise PowBatchMiss()
         t = self._host

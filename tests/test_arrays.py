@@ -23,15 +23,3 @@ def test_bad_inputs():
     with pytest.raises(InvalidInputError):
         arrays.transpose(mx.zeros((2, 2), dtype=mx.int32))
 
-
-@pytest.mark.parametrize("shape, count", [((4,), 5), ((3, 4), 7), ((2, 3, 4), 1), ((), 3)])
-def test_stack_equals_mx_stack(shape, count):
-    items = [mx.array(np.arange(k * 100, k * 100 + int(np.prod(shape)), dtype=np.uint32).reshape(shape))
-             for k in range(count)]
-    got = arrays.stack(items, shape)
-    assert got.shape == (count,) + shape
-    assert np.array_equal(np.array(got), np.array(mx.stack(items)))
-
-
-def test_stack_of_nothing_is_empty():
-    assert arrays.stack([], (3, 4)).shape == (0, 3, 4)

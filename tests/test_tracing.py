@@ -50,3 +50,17 @@ def test_chrome_trace_has_one_event_per_span():
     events = tracing.to_chrome_trace(_run())["traceEvents"]
     assert len(events) == 1 + 3 * 2 + 1
     assert all(e["ph"] == "X" and e["dur"] >= 0 for e in events)
+
+
+def test_read_brings_rows_back_stacked():
+    """Arrays and Rows in one read, gathered (small, one dtype) or one by one (mixed dtypes),
+    come back in their shapes; an empty Rows as an empty array."""
+    import numpy as np
+    items = [mx.array(np.arange(6 * k, 6 * k + 6, dtype=np.uint32).reshape(2, 3)) for k in range(4)]
+    single = mx.array(np.array([7, 8], dtype=np.uint32))
+    want = np.arange(24, dtype=np.uint32).reshape(4, 2, 3)
+    for extra in ([], [mx.array([1.5])]):  # the second: two dtypes, no gathering
+        got = tracing.read(tracing.Rows(items, (2, 3)), single, tracing.Rows([], (5,)), *extra)
+        assert np.array_equal(got[0], want) and got[0].shape == (4, 2, 3)
+        assert got[1].tolist() == [7, 8]
+        assert got[2].shape == (0, 5)

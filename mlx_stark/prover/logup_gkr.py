@@ -30,6 +30,7 @@ from ..field.bb import U32
 from ..field.host import EF
 from ..poly import eq_table, fold_lowest
 from ..proof.constraints import GkrLayerClaims
+from ..tracing import Rows
 from ..transcript import Transcript, device_segment
 
 
@@ -176,8 +177,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
             dt.observe(folded[:4])
             claims.append(arrays.take(folded, _INTERLEAVE))  # p0, p1, q0, q1
             xi = [dt.sample_ext()] + rho
-        return None, [root, arrays.stack(claims, (4, 4)), arrays.stack(polys, (3, 4)),
-                      arrays.stack(xi, (4,))]
+        return None, [root, Rows(claims, (4, 4)), Rows(polys, (3, 4)), Rows(xi, (4,))]
 
     _, (root, claims, polys, xi) = device_segment(transcript, layers_rounds)
     p_root, q_root = ext.host_values(root)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from .. import arrays, custom_kernels
+from .. import custom_kernels
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, two_adic_generator
@@ -21,7 +21,7 @@ from ..params import SystemParams
 from ..poly import (dft, eq_table_squares, eval_univariate, ext_powers, fold_lowest, mobeq_table, mobius,
                     zeta)
 from ..proof.pcs import WhirProof
-from ..tracing import span
+from ..tracing import Rows, span
 from ..transcript import Transcript, device_segment
 from .stacked_pcs import rs_messages
 from .stacked_reduction import weighted_sum
@@ -162,9 +162,9 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             prev_tree = tree
         opened = [a for pair in out["init"] + out["rounds"] for a in pair]
         return (len(out["init"]), len(out["rounds"])), [
-            mu_witness, arrays.stack(out["sumcheck"], (2, 4)), arrays.stack(out["folding"], (1,)),
-            arrays.stack(out["roots"], (8,)), arrays.stack(out["ood"], (4,)),
-            arrays.stack(out["query"], (1,)), out["final"], *opened]
+            mu_witness, Rows(out["sumcheck"], (2, 4)), Rows(out["folding"], (1,)),
+            Rows(out["roots"], (8,)), Rows(out["ood"], (4,)), Rows(out["query"], (1,)),
+            out["final"], *opened]
 
     with span("prover.openings.whir"):
         (n_init, n_rounds), (mu_witness, sums, folding, roots, ood, query, final, *opened) = \

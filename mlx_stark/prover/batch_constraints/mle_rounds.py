@@ -25,7 +25,7 @@ from ...field import ext
 from ...field.bb import U32
 from ...field.host import EF, horner
 from ...poly import eq_table, fold_lowest, fold_skip, host, interpolate_at_integers
-from ...tracing import span, wait
+from ...tracing import Rows, span, wait
 from ...transcript import Transcript, device_segment
 from .traces import TraceData, lift
 
@@ -311,7 +311,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         # the column openings, observed in §6.7 order (a zero row after the values stands for
         # the rotation of a trace without one)
         dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), _opening_rows(trs, tables)))
-        return None, [flat, arrays.stack(msgs, (degree + 1, 4)), arrays.stack(rs, (4,))]
+        return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
     _, (flat, msgs, rs) = device_segment(transcript, rounds)
     round_polys = [ext.host_values(m) for m in msgs]

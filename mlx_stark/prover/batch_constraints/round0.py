@@ -27,7 +27,7 @@ from ...field import ext
 from ...field.bb import GENERATOR, P, U32
 from ...field.host import EF
 from ...poly import coset_lde, dft, eq_table, host, idft, interpolate_cosets
-from ...tracing import read, span
+from ...tracing import Rows, read, span
 from .traces import TraceData, lift
 
 # Largest block of extended column values (uint32 elements) that round 0 holds at once;
@@ -154,7 +154,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
 
 def read_round0_sums(rounds0: List[Round0]) -> None:
     """Fill in every trace's host ``sum_p, sum_q`` from its device ``sums``: one read."""
-    sums = ext.host_values(read(arrays.stack([r0.sums for r0 in rounds0], (2, 4)))[0])
+    sums = ext.host_values(read(Rows([r0.sums for r0 in rounds0], (2, 4)))[0])
     for t, r0 in enumerate(rounds0):
         r0.sum_p, r0.sum_q = sums[2 * t], sums[2 * t + 1]
 
