@@ -38,7 +38,7 @@ def _record_proof(monkeypatch, w) -> tuple:
 
     def commit(matrix, k):
         asked.add(hash_rows_source(matrix.shape[1]))
-        return MerkleTree._layers(matrix, k)
+        return MerkleTree._blocks(matrix, k)
 
     def blocks(leaves, forms, cols, base):
         asked.add(kernel_for(leaves, forms, base).source)

@@ -295,7 +295,7 @@ class MerkleTree:
         if n == 0 or n & (n - 1) or n < (1 << k):
             raise InvalidInputError(f"matrix height must be a power of two >= 2^{k}, got {n}")
         kernel = custom_kernels.native("merkle.MerkleTree.commit")
-        blocks = kernel(matrix, k) if kernel is not None else [(a, 1) for a in cls._layers(matrix, k)]
+        blocks = kernel(matrix, k) if kernel is not None else cls._blocks(matrix, k)
         tree = cls(matrix, k, blocks)
         if not check_values:
             return tree
@@ -307,8 +307,9 @@ class MerkleTree:
         return tree
 
     @staticmethod
-    def _layers(matrix: mx.array, k: int) -> list:
-        """The MLX-ops tree: every layer, ``layers[0]`` the group digests (see the class)."""
+    def _blocks(matrix: mx.array, k: int) -> list:
+        """The MLX-ops tree: every layer in an array of its own, ``[(layer, 1), ...]`` from the
+        group digests to the root (see the class)."""
         n = matrix.shape[0]
         hashes = []
         for lo in range(0, n, _COMMIT_SLAB_ROWS):
@@ -330,7 +331,7 @@ class MerkleTree:
             nxt = compress(layer[0::2], layer[1::2])
             wait(nxt)
             layers.append(nxt)
-        return layers
+        return [(layer, 1) for layer in layers]
 
     def _check_index(self, index) -> int:
         qs = self.matrix.shape[0] >> self.log_rows_per_query
