@@ -15,6 +15,8 @@
 #                                         # both checkouts (host_split.py); where keccakf's whole
 #                                         # call peaks (memory_probe.py); fib and logup under MLX's
 #                                         # CUDA-graph knobs, and fib again (the noise)
+#   bash benchmarks/gpu_session.sh lean   # the same with less device time: whole calls, knobs,
+#                                         # fib's split, the compile check, the changed kernels' tests
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -81,5 +83,23 @@ case "${1:-}" in
     done
     step "again-after-fib" 60 python3 benchmarks/whole_call.py fib --out "$res/again-after-fib.json"
     ;;
-  *) echo "usage: gpu_session.sh cold|warm" >&2; exit 2 ;;
+  lean)  # warm with less device time: the whole calls, the knobs, fib's split, the GPU tests
+    use_cache /tmp/msc-keccakf
+    for w in keccakf logup fib; do
+      step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+      before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
+    done
+    for knob in MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=1000; do
+      for w in fib logup; do
+        step "knob-$knob-$w" 60 env "$knob" python3 benchmarks/whole_call.py $w --out "$res/knob-$knob-$w.json"
+      done
+    done
+    step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
+    before before-host-split-fib 60 python3 ../benchmarks/host_split.py fib --out "$res/before-host-split-fib.json"
+    step find-compiles-fib 90 python3 benchmarks/find_compiles.py fib
+    step gpu-tests 200 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_kernels_rounds.py \
+      tests/test_kernels_linear.py tests/test_kernels_indexing.py tests/test_kernels_gkr.py tests/test_custom_kernels.py \
+      tests/test_golden_fingerprints.py tests/test_sync_budget.py
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean" >&2; exit 2 ;;
 esac
