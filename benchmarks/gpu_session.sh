@@ -34,6 +34,16 @@ step() {  # name, limit, command... (in this checkout)
   local t0; t0=$(date +%s.%N)
   timeout "$limit" "$@" > "$res/$name.log" 2>&1
   echo "$name rc=$? $(python3 -c "import time; print(round(time.time() - $t0, 1))") s" | tee -a "$out/steps.txt"
+  summary "$name"
+}
+summary() {  # a whole call's figures into steps.txt at once (results.tgz is packed at the end)
+  [ -f "$res/$1.json" ] && python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+keys = ('call_median_s', 'call_min_s', 'call_max_s', 'plain_call_median_s', 'syncs', 'launches', 'peak_mb', 'proof_sha256')
+print('  ' + ', '.join(f'{k}={d[k]}' for k in keys if k in d))
+" "$res/$1.json" >> "$out/steps.txt" 2>/dev/null
+  return 0
 }
 before() {  # name, limit, command... (in .before/)
   (cd .before && PYTHONPATH=/tmp/site:$PWD step "$@")
