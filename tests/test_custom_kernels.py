@@ -127,7 +127,7 @@ def test_emulated_merkle_blocks_and_openings(emulated, log_n, k, w):
     if tree.depth:  # levels from up to three arrays (2^10 and 2^12 groups: 9 levels per launch)
         qs = 1 << (log_n - k)
         idx = mx.array([0, qs - 1, qs // 3, 1, qs - 1], dtype=mx.uint32)
-        rows, paths = kindexing.merkle_open(m, tree.blocks, k, idx)
+        rows, paths = kindexing.merkle_open(m, [a for a, _ in tree.blocks], tree.levels[:-1], k, idx)
         rows_ref, paths_ref = ref.open_device(idx)
         assert arrays_equal(rows, rows_ref) and arrays_equal(paths, paths_ref)
 

@@ -129,32 +129,23 @@ for (uint64_t e = gid; e < total; e += params[5]) {{
     return KernelSource(f"merkle_open_b{blocks}", names, ("rows", "paths"), "", body)
 
 
-def merkle_open(matrix: mx.array, blocks: list, log_rows_per_query: int, idx: mx.array) -> tuple:
-    """:meth:`mlx_stark.hash.merkle.MerkleTree.open_device` (equal) for a tree of depth ``>= 1``
-    over ``matrix`` ``(N, w)`` with ``w >= 1``, its level ``blocks`` (``[(array, count), ...]``
-    from the group digests to the root) and ``idx`` ``(q,)`` uint32 below ``N / 2^k``, ``q >= 1``
-    (not checked): rows ``(q, 2^k, w)`` and paths ``(q, depth, 8)``. One launch, no copy of the
-    tree's levels. Lazy."""
+def merkle_open(matrix: mx.array, arrays: list, levels: list, log_rows_per_query: int,
+                idx: mx.array) -> tuple:
+    """:meth:`mlx_stark.hash.merkle.MerkleTree.open_device` (equal) over ``matrix`` ``(N, w)``
+    with ``w >= 1``: ``arrays`` the tree's level arrays (:attr:`~mlx_stark.hash.merkle.MerkleTree.blocks`),
+    ``levels`` ``(array, first node, nodes)`` of every level below the root (at least one),
+    ``idx`` ``(q,)`` uint32 below ``N / 2^k``, ``q >= 1`` (not checked): rows ``(q, 2^k, w)``
+    and paths ``(q, depth, 8)``. One launch, no copy of the tree's levels. Lazy."""
     n, w = matrix.shape
-    q, group = idx.shape[0], 1 << log_rows_per_query
-    depth = sum(count for _, count in blocks) - 1
-    table, inputs, level = [], [], 0
-    for array, count in blocks:
-        if level == depth:
-            break
-        size = array.shape[0] if count == 1 else array.shape[0] * (1 << (count - 1)) // ((1 << count) - 1)
-        offset = 0
-        for _ in range(min(count, depth - level)):
-            table += [len(inputs), offset]
-            offset, size = offset + size, size // 2
-            level += 1
-        inputs.append(array)
+    q, group, depth = idx.shape[0], 1 << log_rows_per_query, len(levels)
+    used = max(b for b, _, _ in levels) + 1
     total = q * group * w + q * depth * 8
     if total >= 1 << 32:
         raise InvalidInputError(f"opening {q} queries of {tuple(matrix.shape)} exceeds 32-bit indices")
     nb = plan_blocks(total)
-    rows, paths = launch(merkle_open_source(len(inputs)),
-                         [idx, matrix] + inputs
+    table = [v for b, at, _ in levels for v in (b, at)]
+    rows, paths = launch(merkle_open_source(used),
+                         [idx, matrix] + arrays[:used]
                          + [_params(q, group, w, n >> log_rows_per_query, depth, nb * THREADS, *table)],
                          (nb * THREADS, 1), THREADS, [(q, group, w), (q, depth, 8)])
     return rows, paths

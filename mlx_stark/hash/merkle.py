@@ -232,6 +232,13 @@ class MerkleTree:
         self.matrix = matrix
         self.log_rows_per_query = log_rows_per_query
         self.blocks = blocks
+        # every level's (block, first node, nodes), from the group digests to the root
+        self.levels = []
+        for b, (array, count) in enumerate(blocks):
+            at, size = 0, array.shape[0] * (1 << (count - 1)) // ((1 << count) - 1)
+            for _ in range(count):
+                self.levels.append((b, at, size))
+                at, size = at + size, size // 2
         self._layers = None
         self._root = root
 
@@ -239,14 +246,8 @@ class MerkleTree:
     def layers(self) -> list:
         """Every level, ``(qs, 8)`` down to the root ``(1, 8)``: views of :attr:`blocks`."""
         if self._layers is None:
-            layers = []
-            for array, count in self.blocks:
-                at = 0
-                size = array.shape[0] if count == 1 else array.shape[0] * (1 << (count - 1)) // ((1 << count) - 1)
-                for _ in range(count):
-                    layers.append(array if count == 1 else array[at:at + size])
-                    at, size = at + size, size // 2
-            self._layers = layers
+            self._layers = [self.blocks[b][0] if self.blocks[b][1] == 1 else self.blocks[b][0][at:at + size]
+                            for b, at, size in self.levels]
         return self._layers
 
     @property
@@ -363,7 +364,8 @@ class MerkleTree:
         depth = self.depth
         kernel = custom_kernels.native("merkle.MerkleTree.open_device")
         if kernel is not None and q and depth and self.width:
-            return kernel(self.matrix, self.blocks, self.log_rows_per_query, idx)
+            return kernel(self.matrix, [a for a, _ in self.blocks], self.levels[:-1],
+                          self.log_rows_per_query, idx)
         qs = self.matrix.shape[0] >> self.log_rows_per_query
         group = 1 << self.log_rows_per_query
         row_idx = idx[:, None] + mx.array(qs * np.arange(group, dtype=np.uint32))[None, :]

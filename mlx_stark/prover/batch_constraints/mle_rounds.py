@@ -21,6 +21,7 @@ import mlx.core as mx
 
 from ... import arrays, custom_kernels
 from ...air.forms import Form
+from ...custom_kernels.rounds import point_table
 from ...field import ext
 from ...field.bb import U32
 from ...field.host import EF, horner
@@ -173,7 +174,6 @@ class RoundPoints:
 
     def table(self) -> mx.array:
         if self._table is None:
-            from ...custom_kernels.rounds import point_table
             self._table = point_table(self.x)
         return self._table
 
