@@ -48,6 +48,20 @@ print('  ' + ', '.join(f'{k}={d[k]}' for k in keys if k in d))
 before() {  # name, limit, command... (in .before/)
   (cd .before && PYTHONPATH=/tmp/site:$PWD step "$@")
 }
+whole_calls() {  # warm whole calls of the three workloads, this checkout then .before/
+  for w in keccakf logup fib; do
+    step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+    before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
+  done
+}
+knobs() {  # VAR=value...: fib and logup whole calls under each of MLX's settings (a host-bound
+           # proof: CUDA graphs off, more ops per command graph)
+  for knob in "$@"; do
+    for w in fib logup; do
+      step "knob-$knob-$w" 60 env "$knob" python3 benchmarks/whole_call.py $w --out "$res/knob-$knob-$w.json"
+    done
+  done
+}
 pack() { tar -czf "$out/results.tgz" -C "$res" . ; }
 trap pack EXIT
 
@@ -68,10 +82,7 @@ case "${1:-}" in
     ;;
   warm)
     use_cache /tmp/msc-keccakf
-    for w in keccakf logup fib; do
-      step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
-      before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
-    done
+    whole_calls
     step gpu-tests 240 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_precompile.py \
       tests/test_cubin.py tests/test_kernels_sumcheck.py tests/test_kernels_rounds.py tests/test_kernels_linear.py \
       tests/test_kernels_indexing.py tests/test_kernels_subset.py tests/test_kernels_gkr.py tests/test_custom_kernels.py \
@@ -85,25 +96,13 @@ case "${1:-}" in
       before "before-host-split-$w" 60 python3 ../benchmarks/host_split.py $w --out "$res/before-host-split-$w.json"
     done
     step memory-keccakf 90 python3 benchmarks/memory_probe.py keccakf
-    # MLX's own knobs for a host-bound proof: CUDA graphs off, and more ops per command graph
-    for knob in MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=400 MLX_MAX_OPS_PER_BUFFER=1000; do
-      for w in fib logup; do
-        step "knob-$knob-$w" 60 env "$knob" python3 benchmarks/whole_call.py $w --out "$res/knob-$knob-$w.json"
-      done
-    done
+    knobs MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=400 MLX_MAX_OPS_PER_BUFFER=1000
     step "again-after-fib" 60 python3 benchmarks/whole_call.py fib --out "$res/again-after-fib.json"
     ;;
   lean)  # warm with less device time: the whole calls, the knobs, fib's split, the GPU tests
     use_cache /tmp/msc-keccakf
-    for w in keccakf logup fib; do
-      step "after-$w" 150 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
-      before "before-$w" 150 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
-    done
-    for knob in MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=1000; do
-      for w in fib logup; do
-        step "knob-$knob-$w" 60 env "$knob" python3 benchmarks/whole_call.py $w --out "$res/knob-$knob-$w.json"
-      done
-    done
+    whole_calls
+    knobs MLX_USE_CUDA_GRAPHS=0 MLX_MAX_OPS_PER_BUFFER=1000
     step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
     before before-host-split-fib 60 python3 ../benchmarks/host_split.py fib --out "$res/before-host-split-fib.json"
     step find-compiles-fib 90 python3 benchmarks/find_compiles.py fib

@@ -270,7 +270,7 @@ class MerkleTree:
     @property
     def depth(self) -> int:
         """Length of an opening path: ``log_height - log_rows_per_query``."""
-        return sum(count for _, count in self.blocks) - 1
+        return len(self.levels) - 1
 
     @property
     def width(self) -> int:
