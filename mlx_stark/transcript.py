@@ -221,21 +221,49 @@ class DeviceTranscript:
         else:  # one queued array goes in as it is (no copy)
             values = self._pending[0] if len(self._pending) == 1 else mx.concatenate(self._pending)
         self._state = self._duplex(self._state, values, self._absorb_idx, permute_last)
+        self._pending, self._queued = [], 0
+        self._absorbed(n, permute_last)
+
+    def _absorbed(self, n: int, permute_last: bool) -> None:
+        """The rate positions after the sponge absorbed ``n`` values (and permuted last)."""
         total = self._absorb_idx + n
         if total >= RATE:
             self._sample_idx = RATE
         self._absorb_idx = total % RATE
         if permute_last:
             self._absorb_idx, self._sample_idx = 0, RATE
-        self._pending, self._queued = [], 0
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the sponge is a device array (native kernels), so that :meth:`absorb_with`
+        can run."""
+        return self._duplex is not None
+
+    def absorb_with(self, n: int, kernel) -> tuple:
+        """Absorb ``n`` values that a caller's kernel makes and absorbs itself (its own copy of
+        the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`), so that the
+        samples after them come from its sponge: as ``observe`` of the values, then the
+        ``_ready`` of a sample. ``kernel(sponge, absorb_idx, permute_last)`` returns ``(new
+        sponge (24,), *rest)``; returns ``rest``. Needs :attr:`on_device`."""
+        if self._duplex is None:
+            raise RuntimeError("absorb_with needs a device sponge (native kernels)")
+        self._flush(permute_last=False)  # values observed before, in order
+        permute_last = self._permutes_before_sample(n)
+        self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
+        self._absorbed(n, permute_last)
+        return tuple(rest)
 
     # ------------------------------------------------------------ sample
     def _ready(self) -> None:
-        """Absorb the queued values and permute when the host sponge's next sample would:
-        anything absorbed since the last permutation, or the outputs used up."""
-        total = self._absorb_idx + self._queued
+        """Absorb the queued values and permute when the host sponge's next sample would."""
+        self._flush(permute_last=self._permutes_before_sample(self._queued))
+
+    def _permutes_before_sample(self, n: int) -> bool:
+        """Whether the host sponge permutes before its next sample after absorbing ``n`` more
+        values: anything absorbed since the last permutation, or the outputs used up."""
+        total = self._absorb_idx + n
         sample_idx = RATE if total >= RATE else self._sample_idx
-        self._flush(permute_last=total % RATE != 0 or sample_idx == 0)
+        return total % RATE != 0 or sample_idx == 0
 
     def sample(self, count: int = 1) -> mx.array:
         """``count`` samples ``(count,)`` uint32, in the order the host sponge returns them."""

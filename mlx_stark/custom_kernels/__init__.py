@@ -89,8 +89,7 @@ _NATIVE = {
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
     "mle_rounds.fold_table": ("linear", "fold_table"),
-    "mle_rounds.round_message": ("rounds", "round_message"),
-    "mle_rounds.round_update": ("rounds", "round_update"),
+    "mle_rounds.round_step": ("rounds", "round_step"),
 }
 
 OPERATIONS = tuple(_NATIVE)
@@ -217,8 +216,7 @@ def fixed_sources() -> list:
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
-               sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_message_source(),
-               rounds.round_update_source(),
+               sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_step_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
             + [indexing.merkle_open_source(b) for b in range(1, 5)])
 

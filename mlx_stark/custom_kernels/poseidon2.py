@@ -426,39 +426,51 @@ out[tid] = bb_from_mont(x);
     return KernelSource("p2_absorb", ("blocks", "params"), ("out",), _SBOX + "\n", body)
 
 
-@lru_cache(maxsize=4)
-def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
-    """The duplex sponge of a device-resident transcript: ``state`` (16, canonical) absorbs
-    ``values`` (n) from rate position ``a`` on, permuting after every filled rate block, and
-    once more at the end when ``last`` is set (a sample after a partial block, or with the
-    outputs used up); ``params = [n, a, last]`` -> ``out`` (24, canonical): the state, then its
-    rate part reversed (``out[16 + k] = state[7 − k]``: the transcript's samples, which read the
-    rate downwards, are then slices). ``state`` may be such a 24-word array (its first 16
-    words are read). Value ``i`` goes
-    to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``. One block of ``WIDTH`` threads with the
-    lane-parallel permutation of :func:`absorb_source`; ``n``, ``a`` and ``last`` are the same
-    for every thread, so every thread takes part in every shuffle."""
+def duplex_code(value: str, n: str, a: str, last: str, state: str, out: str,
+                constants=DEFAULT_CONSTANTS) -> tuple:
+    """The duplex sponge of a device-resident transcript as code for one block of ``WIDTH``
+    threads (every thread runs all of it: the chain's shuffles and the setup's barrier):
+    ``(header, shared, code)``: the helper functions, the shared declarations (at the top of
+    a body) and the statements.
+    ``state`` (16 canonical words, or the first 16 of a 24-word state) absorbs ``n`` values
+    (``value``: a C expression of ``i``, value ``i`` canonical) from rate position ``a`` on,
+    permuting after every filled rate block and once more at the end when ``last`` is
+    nonzero; ``out`` (24 words) gets the state, then its rate part reversed (``out[16 + k] =
+    state[7 − k]``: the transcript's samples, which read the rate downwards, are then slices).
+    Value ``i`` goes to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``; ``n``, ``a`` and
+    ``last`` must be the same for every thread. Lane ``tid`` ends holding its word of the new
+    state in ``x`` (Montgomery form)."""
     table, first_partial, partials = _lane_layers(constants)
     perm = _lane_permutation(len(table), first_partial, partials)
-    body = f"""\
-SHARED uint32_t rcs[{len(table) * WIDTH}];
-const uint32_t n = params[0], a = params[1], total = params[0] + params[1];
+    shared = f"SHARED uint32_t rcs[{len(table) * WIDTH}];\n"
+    code = f"""\
 {_LANE_SETUP.format(constants=_lane_constants(table))}
-uint32_t x = bb_to_mont(state[tid]);
-for (uint32_t c = 0u; c * 8u < total; ++c) {{
+const uint32_t dx_n = {n}, dx_a = {a}, dx_total = dx_n + dx_a;
+uint32_t x = bb_to_mont({state}[tid]);
+for (uint32_t c = 0u; c * 8u < dx_total; ++c) {{
 const uint32_t pos = c * 8u + tid;
-if (tid < 8u && pos >= a && pos < total) x = bb_to_mont(values[pos - a]);
-if ((c + 1u) * 8u <= total) {{
+if (tid < 8u && pos >= dx_a && pos < dx_total) {{ const uint32_t i = pos - dx_a; x = bb_to_mont({value}); }}
+if ((c + 1u) * 8u <= dx_total) {{
 {perm}
 }}
 }}
-if (params[2] != 0u) {{
+if ({last} != 0u) {{
 {perm}
 }}
-out[tid] = bb_from_mont(x);
-if (tid < 8u) out[23u - tid] = bb_from_mont(x);
+{out}[tid] = bb_from_mont(x);
+if (tid < 8u) {out}[23u - tid] = bb_from_mont(x);
 """
-    return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), _SBOX + "\n", body)
+    return _SBOX + "\n", shared, code
+
+
+@lru_cache(maxsize=4)
+def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
+    """:func:`duplex_code` as a kernel: ``state`` (16 or 24) absorbs ``values`` (n);
+    ``params = [n, a, last]`` -> ``out`` (24, canonical). One block of ``WIDTH`` threads with
+    the lane-parallel permutation of :func:`absorb_source`."""
+    header, shared, code = duplex_code("values[i]", "params[0]", "params[1]", "params[2]",
+                                       "state", "out", constants)
+    return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), header, shared + code)
 
 
 # ---------------------------------------------------------------- host wrappers

@@ -1,26 +1,27 @@
-"""Round-finish kernels of the multilinear rounds (constraints.md §6.6): the small
-extension-field arithmetic between a round's head values and the next round, one launch each
-instead of ~35 small launches per round.
+"""The multilinear round's finish as one kernel (constraints.md §6.6): the small
+extension-field arithmetic between a round's head values and the next round, with the
+transcript's absorb of the message and the challenge it samples, one launch per round instead
+of ~35 small launches (and three kernels before this one).
 
 The round's running state is ``(4, 4)`` uint32 canonical: ``[claim, zc, lu, tail]`` (the
 claim the round polynomial sums to, the zerocheck and LogUp eq factors, the tail traces'
-constant). Per round:
+constant). :func:`round_step`, per round:
 
-- :func:`round_message`: from the head traces' ``a, b, b'`` at ``X = 1..d`` and their μ
-  coefficients, the round message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``);
-- :func:`round_update`: after ``r_j`` is sampled, the next state: the claim ``s_j(r_j)``
-  (interpolated through ``(0, claim − msg[0])`` and the message), ``zc, lu`` times
-  ``eq(x_j, r_j)``, ``tail·r_j``.
+- from the head traces' ``a, b, b'`` at ``X = 1..d`` and their μ coefficients, the round
+  message ``(d+1, 4)`` (the round polynomial at ``X = 1..d+1``);
+- the device transcript absorbs the message and samples ``r_j``
+  (:func:`mlx_stark.custom_kernels.poseidon2.duplex_code`);
+- the next state: the claim ``s_j(r_j)`` (interpolated through ``(0, claim − msg[0])`` and the
+  message), ``zc, lu`` times ``eq(x_j, r_j)``, ``tail·r_j``.
 
-Both read round ``j``'s ``x_j`` (and ``1/(1 − x_j)``) from row ``j`` of one per-proof
+It reads round ``j``'s ``x_j`` (and ``1/(1 − x_j)``) from row ``j`` of one per-proof
 ``(n, 8)`` table of every round's point (:func:`point_table`: one host→device copy per proof
-instead of one parameter array per kernel per round); their other parameters depend on the
-degree and the head count only and are kept across proofs.
+instead of one parameter array per kernel per round); its other parameters depend on the
+degree, the head count and the transcript's rate position only and are kept across proofs.
 
-One thread each; values in Montgomery form inside, canonical in memory. Bit-equal to the MLX-ops
-references (:func:`mlx_stark.prover.batch_constraints.mle_rounds.round_message`,
-:func:`~mlx_stark.prover.batch_constraints.mle_rounds.round_update`): exact field arithmetic in
-another order.
+Values in Montgomery form inside, canonical in memory. Bit-equal to the MLX-ops reference
+(:func:`mlx_stark.prover.batch_constraints.mle_rounds.round_step`: the message, the host
+sponge, the update): exact field arithmetic in another order.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from ..field.host import batch_inv
 from . import KernelSource, launch
 from . import params as _params
 from .prelude import EXTENSION, literal, mont
+from .poseidon2 import WIDTH, duplex_code
 from .sumcheck import MAX_NODES, interpolation_code
 
 _MONT_ONE = literal(mont(1))
@@ -50,16 +52,9 @@ def _store(array: str, offset: str, value: str) -> str:
     return "".join(f"{array}[{offset} + {k}u] = bb_from_mont({value}.c{k});\n" for k in range(4))
 
 
-@lru_cache(maxsize=None)
-def round_message_source() -> KernelSource:
-    """``vals`` ``(H·3·d·4)``, ``coefs`` ``(H·3·4)``, ``state`` ``(16)``, ``points``
-    ``(n·8)`` (:func:`point_table`), ``params = [j, H, d, w_0 .. w_d]`` (``w_i``: the Lagrange
-    weights of the nodes ``0..d`` at ``d + 1``), all canonical -> ``out`` ``((d+1)·4)``."""
-    body = f"""\
-if (gid != 0u) return;
-const uint32_t row = params[0] * 8u;
+# round step parameters: [j, H, d, n, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]
+_MESSAGE = f"""\
 const uint32_t heads = params[1];
-const uint32_t d = params[2];
 const ef x = {_load("points", "row")};
 const ef inv = {_load("points", "row + 4u")};
 const ef claim = {_load("state", "0u")};
@@ -82,43 +77,65 @@ for (uint32_t k = 0u; k < d; ++k) {{
 // s_head(0) from the claim: claim = s(0) + s(1), s(X) = eq(x, X)·s_head(X) + tail·X
 sh[0] = ef_mul(ef_sub(ef_sub(claim, ef_mul(sh[1], x)), tail), inv);
 ef ext = ef_make(0u, 0u, 0u, 0u);
-for (uint32_t i = 0u; i <= d; ++i) ext = ef_add(ext, ef_mul_b(sh[i], bb_to_mont(params[3u + i])));
+for (uint32_t i = 0u; i <= d; ++i) ext = ef_add(ext, ef_mul_b(sh[i], bb_to_mont(params[6u + i])));
 sh[d + 1u] = ext;
 const ef slope = ef_sub(ef_add(x, x), one);
 for (uint32_t k = 1u; k <= d + 1u; ++k) {{
   const uint32_t km = bb_to_mont(k);
   const ef factor = ef_add(ef_sub(one, x), ef_mul_b(slope, km));
   const ef m = ef_add(ef_mul(factor, sh[k]), ef_mul_b(tail, km));
-{_store("out", "(k - 1u) * 4u", "m")}}}
+{_store("msg", "(k - 1u) * 4u", "m")}{_store("absorbed", "(k - 1u) * 4u", "m")}}}
 """
-    return KernelSource("rounds_message", ("vals", "coefs", "state", "points", "params"), ("out",),
-                        EXTENSION, body)
 
-
-@lru_cache(maxsize=None)
-def round_update_source() -> KernelSource:
-    """``msg`` ``((d+1)·4)``, ``challenge`` ``(4)``, ``state`` ``(16)``, ``points`` ``(n·8)``
-    (:func:`point_table`), ``params = [j, d, inv_0 .. inv_{d+1}]`` (the node inverses of
-    ``d + 2`` nodes), all canonical -> ``out`` ``(16)``: the next state."""
-    interp = interpolation_code("d + 2u", "nodes[i]", "r", "params[2u + i]", "claim")
-    body = f"""\
-if (gid != 0u) return;
-const uint32_t d = params[1];
-const ef x = {_load("points", "params[0] * 8u")};
-const ef r = {_load("challenge", "0u")};
+_UPDATE = f"""\
+const ef x = {_load("points", "row")};
+const ef r = {_load("drawn", "0u")};
 const ef one = ef_make({_MONT_ONE}, 0u, 0u, 0u);
 ef nodes[{MAX_NODES}];
-nodes[0] = ef_sub({_load("state", "0u")}, {_load("msg", "0u")});
-for (uint32_t i = 0u; i <= d; ++i) nodes[i + 1u] = {_load("msg", "i * 4u")};
+nodes[0] = ef_sub({_load("state", "0u")}, {_load("absorbed", "0u")});
+for (uint32_t i = 0u; i <= d; ++i) nodes[i + 1u] = {_load("absorbed", "i * 4u")};
 ef claim;
-{interp}const ef eq = ef_add(ef_mul(r, x), ef_mul(ef_sub(one, r), ef_sub(one, x)));
+{interpolation_code("d + 2u", "nodes[i]", "r", "params[7u + d + i]", "claim")}\
+const ef eq = ef_add(ef_mul(r, x), ef_mul(ef_sub(one, r), ef_sub(one, x)));
 const ef zc = ef_mul({_load("state", "4u")}, eq);
 const ef lu = ef_mul({_load("state", "8u")}, eq);
 const ef tail = ef_mul({_load("state", "12u")}, r);
-EF_STORE(out, 0u, claim);
-{_store("out", "4u", "zc")}{_store("out", "8u", "lu")}{_store("out", "12u", "tail")}"""
-    return KernelSource("rounds_update", ("msg", "challenge", "state", "points", "params"), ("out",),
-                        EXTENSION, body)
+EF_STORE(next, 0u, claim);
+{_store("next", "4u", "zc")}{_store("next", "8u", "lu")}{_store("next", "12u", "tail")}"""
+
+
+@lru_cache(maxsize=None)
+def round_step_source() -> KernelSource:
+    """One multilinear round with its transcript step: ``vals`` ``(H·3·d·4)``, ``coefs``
+    ``(H·3·4)``, ``state`` ``(16)`` (the round state), ``points`` ``(n·8)``
+    (:func:`point_table`), ``transcript`` ``(16 or 24)`` (the device transcript's sponge),
+    ``params = [j, H, d, n, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]`` (``w_i``: the Lagrange
+    weights of the nodes ``0..d`` at ``d + 1``; ``inv_i``: the node inverses of ``d + 2``
+    nodes; ``n = 4(d + 1)``, ``a``, ``last``: the absorb of
+    :func:`~mlx_stark.custom_kernels.poseidon2.duplex_code`), all canonical -> ``msg``
+    ``((d+1)·4)`` the round message, ``sponge`` ``(24)`` the transcript after absorbing it,
+    ``next`` ``(16)`` the round state after the challenge ``r_j`` (the sponge's first four
+    samples, ``sponge[16..19]``). One block of 16 threads: thread 0 computes the message,
+    all of them absorb it (the lane-parallel permutation), thread 0 updates the state."""
+    header, shared, duplex = duplex_code("absorbed[i]", "params[3]", "params[4]", "params[5]",
+                                 "transcript", "sponge")
+    body = f"""\
+{shared}SHARED uint32_t absorbed[{MAX_NODES * 4}];
+SHARED uint32_t drawn[4];
+const uint32_t row = params[0] * 8u;
+const uint32_t d = params[2];
+if (tid == 0u) {{
+{_MESSAGE}}}
+BARRIER();
+{{
+{duplex}if (tid >= 4u && tid < 8u) drawn[7u - tid] = bb_from_mont(x);
+}}
+BARRIER();
+if (tid == 0u) {{
+{_UPDATE}}}
+"""
+    return KernelSource("rounds_step", ("vals", "coefs", "state", "points", "transcript", "params"),
+                        ("msg", "sponge", "next"), EXTENSION + header, body)
 
 
 def _check(degree: int) -> None:
@@ -138,38 +155,29 @@ def _check_point(points: mx.array, j: int) -> None:
         raise InvalidInputError(f"round {j} of a point table of shape {tuple(points.shape)}")
 
 
-def round_message(vals: mx.array, coefs: mx.array, state: mx.array, points: mx.array, j: int,
-                  degree: int) -> mx.array:
-    """:func:`mlx_stark.prover.batch_constraints.mle_rounds.round_message` (bit-equal):
-    ``vals`` ``(H, 3, d, 4)``, ``coefs`` ``(H, 3, 4)``, ``state`` ``(4, 4)`` uint32 canonical,
-    ``points`` the :func:`point_table` and ``j`` this round's row -> ``(d+1, 4)``. One launch
-    of one thread. Lazy."""
+def round_step(vals: mx.array, coefs: mx.array, state: mx.array, points: mx.array, j: int,
+               degree: int, transcript: mx.array, absorb_idx: int, permute_last: bool) -> tuple:
+    """:func:`mlx_stark.prover.batch_constraints.mle_rounds.round_step` on a device
+    transcript's sponge (bit-equal to the round message, the host sponge's absorb and samples,
+    and the state update): ``vals`` ``(H, 3, d, 4)``, ``coefs`` ``(H, 3, 4)``, ``state``
+    ``(4, 4)`` uint32 canonical, ``points`` the :func:`point_table`, ``j`` this round's row,
+    ``transcript`` the sponge ``(16,)`` or ``(24,)`` absorbing from rate position
+    ``absorb_idx`` (a final permutation if ``permute_last``) -> ``(sponge (24,), msg (d+1, 4),
+    next state (4, 4))``. One launch of 16 threads. Lazy."""
     heads = vals.shape[0]
     _check(degree)
     _check_point(points, j)
     if vals.shape != (heads, 3, degree, 4) or coefs.shape != (heads, 3, 4) or state.shape != (4, 4):
-        raise InvalidInputError(f"round message of {tuple(vals.shape)}, {tuple(coefs.shape)}, "
+        raise InvalidInputError(f"round step of {tuple(vals.shape)}, {tuple(coefs.shape)}, "
                                 f"{tuple(state.shape)}")
-    return launch(round_message_source(), [vals.reshape(-1), coefs.reshape(-1),
-                                           state.reshape(-1), points,
-                                           _params(j, heads, degree, *_extrapolation(degree))],
-                  (1, 1), 1, [(degree + 1, 4)])[0]
-
-
-def round_update(msg: mx.array, r: mx.array, state: mx.array, points: mx.array, j: int) -> mx.array:
-    """:func:`mlx_stark.prover.batch_constraints.mle_rounds.round_update` (bit-equal): ``msg``
-    ``(d+1, 4)``, ``r`` ``(4,)``, ``state`` ``(4, 4)`` uint32 canonical, ``points`` the
-    :func:`point_table` and ``j`` this round's row -> ``(4, 4)``. One launch of one thread.
-    Lazy."""
-    degree = msg.shape[0] - 1
-    _check(degree)
-    _check_point(points, j)
-    if msg.shape != (degree + 1, 4) or r.shape != (4,) or state.shape != (4, 4):
-        raise InvalidInputError(f"round update of {tuple(msg.shape)}, {tuple(r.shape)}, "
-                                f"{tuple(state.shape)}")
-    return launch(round_update_source(), [msg.reshape(-1), r, state.reshape(-1), points,
-                                          _params(j, degree, *_inverses(degree + 2))],
-                  (1, 1), 1, [(4, 4)])[0]
+    n = 4 * (degree + 1)
+    msg, sponge, nxt = launch(
+        round_step_source(),
+        [vals.reshape(-1), coefs.reshape(-1), state.reshape(-1), points, transcript,
+         _params(j, heads, degree, n, absorb_idx, int(permute_last), *_extrapolation(degree),
+                 *_inverses(degree + 2))],
+        (WIDTH, 1), WIDTH, [(degree + 1, 4), (WIDTH + 8,), (4, 4)])
+    return sponge, msg, nxt
 
 
 @lru_cache(maxsize=None)

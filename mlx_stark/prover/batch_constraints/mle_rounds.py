@@ -184,10 +184,7 @@ def round_message(vals: mx.array, coefs: mx.array, state: mx.array, points: Roun
     head traces' ``a, b, b'`` at ``X = 1..d`` (``vals`` ``(H, 3, d, 4)``, ``coefs`` ``(H, 3,
     4)`` as for :func:`_combine`) and the round state ``[claim, zc, lu, tail]`` ``(4, 4)``:
     with ``x = points.x[j]`` the round polynomial is ``eq(x, X)·s_head(X) + tail·X`` and sums
-    to ``claim`` over ``X ∈ {0, 1}``. One launch with native kernels (``custom_kernels.rounds``)."""
-    kernel = custom_kernels.native("mle_rounds.round_message")
-    if kernel is not None:
-        return kernel(vals, coefs, state, points.table(), j, degree)
+    to ``claim`` over ``X ∈ {0, 1}``."""
     x_j = points.x[j]
     claim, zc, lu, tail = (state[k, ...] for k in range(4))
     s_head = _combine(vals, coefs, zc, lu)  # (d, 4) at X = 1..d
@@ -205,16 +202,31 @@ def round_update(msg: mx.array, r: mx.array, state: mx.array, points: RoundPoint
     """The state ``[claim, zc, lu, tail]`` ``(4, 4)`` after round ``j + 1`` with challenge ``r``
     ``(4,)``: ``s(r)`` (through ``(0, claim − msg[0])`` and ``msg`` ``(d+1, 4)`` at
     ``1..d+1``), ``zc`` and ``lu`` times ``eq(x, r)`` with ``x = points.x[j]``, ``tail·r`` (the
-    next round's tail before the traces that end there). One launch with native kernels."""
-    kernel = custom_kernels.native("mle_rounds.round_update")
-    if kernel is not None:
-        return kernel(msg, r, state, points.table(), j)
+    next round's tail before the traces that end there)."""
     x_j = points.x[j]
     claim = interpolate_at_integers(
         mx.concatenate([ext.sub(state[0, ...], msg[0, ...])[None], msg]), r)
     eq_j = ext.add(ext.mul(r, ext.constant(x_j)), ext.mul(ext.one_minus(r), ext.constant(1 - x_j)))
     return mx.stack([claim, ext.mul(state[1, ...], eq_j), ext.mul(state[2, ...], eq_j),
                      ext.mul(state[3, ...], r)])
+
+
+def round_step(dt, vals: mx.array, coefs: mx.array, state: mx.array, points: RoundPoints, j: int,
+               degree: int) -> tuple:
+    """Round ``j + 1`` on the device transcript ``dt``: its message (:func:`round_message`),
+    observed, the challenge ``r_j`` sampled after it, and the next state
+    (:func:`round_update`): ``(msg (d+1, 4), r_j (4,), state (4, 4))``. One launch with native
+    kernels (:func:`mlx_stark.custom_kernels.rounds.round_step`, absorbing in its own copy of
+    the transcript's duplex)."""
+    kernel = custom_kernels.native("mle_rounds.round_step")
+    if kernel is not None and dt.on_device:
+        msg, state = dt.absorb_with(4 * (degree + 1), lambda sponge, a, last: kernel(
+            vals, coefs, state, points.table(), j, degree, sponge, a, last))
+        return msg, dt.sample_ext(), state
+    msg = round_message(vals, coefs, state, points, j, degree)
+    dt.observe(msg)
+    r = dt.sample_ext()
+    return msg, r, round_update(msg, r, state, points, j)
 
 
 def _opening_rows(trs: Sequence[TraceData], tables: Sequence[mx.array]) -> List[int]:
@@ -292,12 +304,10 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                                                   ws[t]))
             # head_vals: (heads, 3, d, 4), a, b, b' at X = 1..d
             head_vals = mx.stack(head_vals) if len(head_vals) > 1 else head_vals[0][None]
-            msg = round_message(head_vals, coefs[:len(heads)], state, points, j - 1, degree)
-            dt.observe(msg)
+            msg, r_j, state = round_step(dt, head_vals, coefs[:len(heads)], state, points, j - 1,
+                                         degree)
             msgs.append(msg)
-            r_j = dt.sample_ext()
             rs.append(r_j)
-            state = round_update(msg, r_j, state, points, j - 1)
             with span("prover.rap_constraints.mle_rounds.fold"):
                 for t in heads:
                     tabs[t] = _fold_rows(tabs[t], r_j)
