@@ -181,7 +181,8 @@ class DeviceTranscript:
     absorbs the queued values when a sample needs them (one read-back each time): the same
     bits either way.
 
-    Proof-of-work searches run one batch of ``2^(bits + 4)`` nonces with no read-back; a batch
+    Proof-of-work searches run one batch of ``2^(bits + 4)`` nonces with no read-back, and the
+    sponge absorbs the smallest witness in the launch that reduces the batch's minima; a batch
     without a witness surfaces at :meth:`sync` as :class:`PowBatchMiss` (see
     :func:`device_segment`), and ``exhaustive=True`` searches the host way instead.
     """
@@ -244,7 +245,7 @@ class DeviceTranscript:
         the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`), so that the
         samples after them come from its sponge: as ``observe`` of the values, then the
         ``_ready`` of a sample. ``kernel(sponge, absorb_idx, permute_last)`` returns ``(new
-        sponge (24,), *rest)``; returns ``rest``. Needs :attr:`on_device`."""
+        sponge (24 words or more), *rest)``; returns ``rest``. Needs :attr:`on_device`."""
         if self._duplex is None:
             raise RuntimeError("absorb_with needs a device sponge (native kernels)")
         self._flush(permute_last=False)  # values observed before, in order
@@ -300,13 +301,13 @@ class DeviceTranscript:
             self._host_flush()
             return mx.array([self._t.grind(bits)], dtype=U32)
         self._flush(permute_last=False)
-        if self._pow is not None:
-            nonce = self._pow(self._state, self._absorb_idx, bits)
+        if self._pow is not None:  # the search and the witness's absorb, no read-back
+            (nonce,) = self.absorb_with(1, lambda sponge, a, last: self._pow(sponge, a, bits, last))
             self._nonces.append(nonce)
         else:  # exhaustive: the host's search over the state read back
             state = read(self._state)[0].tolist()[:WIDTH]
             nonce = mx.array([find_pow_witness(state, self._absorb_idx, bits)], dtype=U32)
-        self.observe(nonce)
+            self.observe(nonce)
         self.sample(1)  # check_witness's sample; zero in its low bits by construction
         return nonce
 

@@ -133,22 +133,48 @@ def test_emulated_merkle_blocks_and_openings(emulated, log_n, k, w):
 
 
 def test_emulated_pow(emulated, monkeypatch):
-    # several batches before a hit: the first 2^bits clamped to [256, 512]
+    # several batches before a hit: the first 2^bits clamped to [256, 512], one block looping
+    # over a batch's candidates
     monkeypatch.setattr(kp2, "POW_MARGIN_BITS", 0)
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 512)
+    monkeypatch.setattr(kp2, "POW_BLOCKS", 1)
     state = list(range(16))
     for absorb, bits in ((0, 0), (7, 6), (3, 11)):
         assert kp2.find_pow_witness(state, absorb, bits) == find_pow_witness(state, absorb, bits)
-    # one launch over an offset range whose length is not a multiple of the block
-    start, count, bits = 1000, 700, 4
-    best = kp2.launch(kp2.pow_source(), [kp2._params(*state), kp2._params(start, count, (1 << bits) - 1, 5)],
-                      (768, 1), kp2.THREADS, [(3,)])[0]
+    # one launch over an offset range longer than its grid (512 threads: two candidates for
+    # some), not a multiple of the block
+    start, count, bits, stride = 1000, 700, 4, 512
+    best = kp2.launch(kp2.pow_source(), [kp2._params(*state), kp2._params(start, count, (1 << bits) - 1, 5, stride)],
+                      (stride, 1), kp2.THREADS, [(2,)])[0]
     hits = [w for w in range(start, start + count)
             if permute_host(state[:5] + [w] + state[6:])[7] % (1 << bits) == 0]
-    expect = [min((w for w in hits if start + 256 * b <= w < start + 256 * (b + 1)), default=0xFFFFFFFF)
-              for b in range(3)]
+    expect = [min((w for w in hits if ((w - start) % stride) // 256 == b), default=0xFFFFFFFF)
+              for b in range(2)]
     assert np.array(best).tolist() == expect
+
+
+@pytest.mark.parametrize("absorb", [0, 7])
+def test_emulated_grind_absorbs_the_smallest_witness(emulated, monkeypatch, absorb):
+    """The device transcript's search: the smallest witness of the batch over every block's
+    minimum, absorbed into the sponge as the host transcript observes it."""
+    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
+    monkeypatch.setattr(kp2, "POW_BLOCKS", 2)
+    state = bb.random((16,), absorb).tolist()
+    bits = 3  # a batch of 2^7 nonces: two blocks of 256 threads, some out of range
+    witness = find_pow_witness(state, absorb, bits)
+    for last in (False, True):
+        sponge, got = kp2.grind(mx.array(state, dtype=mx.uint32), absorb, bits, last)
+        host = state[:absorb] + [witness] + state[absorb + 1:]
+        if absorb + 1 == 8:  # a filled rate block
+            host = permute_host(host)
+        if last:
+            host = permute_host(host)
+        assert np.array(got).tolist() == [witness]
+        assert np.array(sponge).tolist() == host + host[7::-1] + [witness], last
+        # the duplex reads the first 16 words of a grind's 25
+        again = kp2.duplex(sponge, mx.array([1, 2], dtype=mx.uint32), 0, True)
+        assert np.array(again).tolist()[:16] == permute_host([1, 2] + host[2:])
 
 
 def test_emulated_ntt(emulated, monkeypatch):

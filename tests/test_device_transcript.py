@@ -93,7 +93,7 @@ def _check_script(exhaustive=False):
 
 
 def test_device_transcript_emulated_kernels(emulated, monkeypatch):
-    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.pow_first_search})
+    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.grind})
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)  # emulated threads are OS threads: small batches
     _check_script()
     _check_script(exhaustive=True)
@@ -104,7 +104,7 @@ def test_device_transcript_host_path():
 
 
 def test_search_batch_miss_reruns_the_segment(emulated, monkeypatch):
-    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.pow_first_search})
+    route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.grind})
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 1)  # one nonce per batch: 12 bits almost surely miss
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 1)
     host = Transcript()
@@ -148,7 +148,7 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 4096)
     calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, "transcript.DeviceTranscript": kp2.duplex,
-                                "transcript.DeviceTranscript.grind": kp2.pow_first_search})
+                                "transcript.DeviceTranscript.grind": kp2.grind})
     for w in golden_workloads():
         calls.clear()
         assert fingerprint(w) == GOLDEN[w.name], w.name

@@ -61,7 +61,7 @@ _NATIVE = {
     "merkle.MerkleTree.open_device": ("indexing", "merkle_open"),
     "transcript.Transcript.observe_array": ("poseidon2", "absorb"),
     "transcript.DeviceTranscript": ("poseidon2", "duplex"),
-    "transcript.DeviceTranscript.grind": ("poseidon2", "pow_first_search"),
+    "transcript.DeviceTranscript.grind": ("poseidon2", "grind"),
     "ntt.transform": ("ntt", "transform"),
     "ntt.coset_lde": ("ntt", "coset_lde"),
     "mle.zeta": ("ntt", "zeta"),
@@ -205,7 +205,7 @@ def fixed_sources() -> list:
              poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
              poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
-             poseidon2.duplex_source()]
+             poseidon2.duplex_source(), poseidon2.pow_absorb_source()]
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
             + [ntt.rs_messages_source(l, stacked) for l in range(0, 5) for stacked in (False, True)]
             + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]

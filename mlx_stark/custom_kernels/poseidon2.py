@@ -35,6 +35,9 @@ POW_MAX_BATCH = 1 << 22
 # first batch 2^(bits + POW_MARGIN_BITS): it holds no witness with probability e^-16, so a
 # search almost always costs one launch and one read-back
 POW_MARGIN_BITS = 4
+# blocks of one search launch: a larger batch loops over its candidates, so that the minimum
+# over the blocks is one short pass (in the absorbing duplex, :func:`pow_absorb_source`)
+POW_BLOCKS = 1024
 
 
 # ---------------------------------------------------------------- generated permutation
@@ -260,23 +263,29 @@ for (uint32_t lev = 1; lev < levels; ++lev) {{
 
 @lru_cache(maxsize=1)
 def pow_source() -> KernelSource:
-    """Proof-of-work candidates ``start + gid`` for ``gid < count``: ``out[block]`` is the
-    smallest nonce of the block whose ``P(state with lane a = nonce)[7]`` has its ``mask`` bits
-    zero, or ``0xFFFFFFFF``. ``state``: 16 canonical values (a device array, so the search can
-    follow device-side absorbs with no read-back); ``params = [start, count, mask, a]``;
-    blocks of 256 threads (a shared-memory minimum, every thread at every barrier)."""
-    lanes = "\n".join(f"s[{i}] = absorb == {i}u ? nonce_mont : bb_to_mont(state[{i}]);"
-                       for i in range(WIDTH))
+    """Proof-of-work candidates ``start + k`` for ``k < count``, thread ``gid`` taking ``k =
+    gid, gid + stride, ...``: ``out[block]`` is the smallest nonce of the block's candidates
+    whose ``P(state with lane a = nonce)[7]`` has its ``mask`` bits zero, or ``0xFFFFFFFF``.
+    ``state``: 16 canonical values (a device array, so the search can follow device-side
+    absorbs with no read-back); ``params = [start, count, mask, a, stride]`` (``stride``: the
+    grid's threads, so that a batch of any size has at most :data:`POW_BLOCKS` minima); blocks
+    of 256 threads (a shared-memory minimum, every thread at every barrier)."""
+    lanes = "\n".join(f"  s[{i}] = absorb == {i}u ? nonce_mont : base[{i}];" for i in range(WIDTH))
     body = f"""\
 SHARED uint32_t best[{THREADS}];
-const uint32_t nonce = params[0] + gid;
 const uint32_t absorb = params[3];
-const uint32_t nonce_mont = bb_to_mont(nonce);
-uint32_t s[16];
+uint32_t base[16];
+for (uint32_t i = 0u; i < 16u; ++i) base[i] = bb_to_mont(state[i]);
+uint32_t found = {NO_HIT}u;
+for (uint32_t k = gid; k < params[1] && found == {NO_HIT}u; k += params[4]) {{
+  const uint32_t nonce = params[0] + k;
+  const uint32_t nonce_mont = bb_to_mont(nonce);
+  uint32_t s[16];
 {lanes}
-p2_permute(s);
-const bool hit = gid < params[1] && (bb_from_mont(s[7]) & params[2]) == 0u;
-best[tid] = hit ? nonce : {NO_HIT}u;
+  p2_permute(s);
+  if ((bb_from_mont(s[7]) & params[2]) == 0u) found = nonce;  // a thread's candidates rise
+}}
+best[tid] = found;
 for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
   BARRIER();
   if (tid < gap) best[tid] = min(best[tid], best[tid + gap]);
@@ -473,6 +482,24 @@ def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), header, shared + code)
 
 
+@lru_cache(maxsize=4)
+def pow_absorb_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
+    """A device transcript's grind after its search: the smallest of ``best`` (B block minima
+    of :func:`pow_source`) is the witness; the sponge absorbs it as :func:`duplex_source` does
+    one value. ``params = [B, a, last]`` -> ``out`` (25): the duplex's 24 words, then the
+    witness (``0xFFFFFFFF`` if the batch held none). One block of ``WIDTH`` threads: each lane
+    takes the minimum of every 16th entry, a butterfly the minimum of the lanes'."""
+    header, shared, code = duplex_code("witness", "1u", "params[1]", "params[2]", "state", "out",
+                                       constants)
+    body = f"""\
+{shared}uint32_t witness = {NO_HIT}u;
+for (uint32_t i = tid; i < params[0]; i += {WIDTH}u) witness = min(witness, best[i]);
+for (uint32_t m = 1u; m < {WIDTH}u; m <<= 1) witness = min(witness, SHFL_XOR(witness, m));
+{code}if (tid == 0u) out[{WIDTH + RATE}u] = witness;
+"""
+    return KernelSource("p2_pow_absorb", ("state", "best", "params"), ("out",), header, body)
+
+
 # ---------------------------------------------------------------- host wrappers
 
 def permute(states: mx.array, constants=DEFAULT_CONSTANTS) -> mx.array:
@@ -550,7 +577,7 @@ def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     start, batch = 0, pow_first_batch(bits)
     while start < P:
         count = min(batch, P - start)
-        found = int(read(pow_batch(state, absorb_idx, bits, start, count))[0][0])
+        found = int(read(pow_batch(state, absorb_idx, bits, start, count))[0].min())
         if found != NO_HIT:
             return found
         start += count
@@ -565,13 +592,14 @@ def pow_first_batch(bits: int) -> int:
 
 
 def pow_batch(state: mx.array, absorb_idx: int, bits: int, start: int, count: int) -> mx.array:
-    """The smallest valid nonce in ``[start, start + count)`` as a ``(1,)`` uint32 device array,
-    ``0xFFFFFFFF`` if there is none: ``state`` ``(16,)`` canonical on the device. One launch
-    and a minimum over its blocks; lazy (no read-back)."""
-    grid = grid_x(count)
-    best = launch(pow_source(), [state, _params(start, count, (1 << bits) - 1, absorb_idx)],
-                  (grid, 1), THREADS, [(grid // THREADS,)])[0]
-    return mx.min(best, keepdims=True)
+    """The smallest valid nonce of each block of the search of ``[start, start + count)``:
+    ``(B,)`` uint32 on the device (``B ≤`` :data:`POW_BLOCKS`; ``0xFFFFFFFF`` where a block
+    holds none), ``state`` ``(16,)`` canonical on the device (or a duplex's 24 words). One
+    launch; lazy (no read-back)."""
+    blocks = min(grid_x(count) // THREADS, POW_BLOCKS)
+    return launch(pow_source(), [state, _params(start, count, (1 << bits) - 1, absorb_idx,
+                                                blocks * THREADS)],
+                  (blocks * THREADS, 1), THREADS, [(blocks,)])[0]
 
 
 def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: bool) -> mx.array:
@@ -588,10 +616,18 @@ def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: boo
                   (WIDTH, 1), WIDTH, [(WIDTH + 8,)])[0]
 
 
-def pow_first_search(state: mx.array, absorb_idx: int, bits: int) -> mx.array:
-    """One search batch from nonce 0 (:func:`pow_first_batch` nonces) on a device state: the
-    device transcript's grind. ``(1,)`` uint32, ``NO_HIT`` if the batch holds no witness."""
-    return pow_batch(state, absorb_idx, bits, 0, pow_first_batch(bits))
+def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> tuple:
+    """A device transcript's proof-of-work search and the witness's absorb: one search batch
+    from nonce 0 (:func:`pow_first_batch` nonces) on the sponge (``(16,)`` or a duplex's
+    ``(24,)``) with the witness at rate position ``absorb_idx``, then the sponge absorbing the
+    smallest (a final permutation if ``permute_last``) -> ``(sponge (25,), witness (1,))``:
+    the duplex's 24 words and the witness, ``NO_HIT`` if the batch holds none. Two launches;
+    lazy."""
+    best = pow_batch(sponge, absorb_idx, bits, 0, pow_first_batch(bits))
+    out = launch(pow_absorb_source(), [sponge, best, _params(best.shape[0], absorb_idx,
+                                                             int(permute_last))],
+                 (WIDTH, 1), WIDTH, [(WIDTH + RATE + 1,)])[0]
+    return out, out[WIDTH + RATE:]
 
 
 def absorb(state, blocks: mx.array) -> list:
