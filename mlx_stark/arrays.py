@@ -11,8 +11,10 @@ from .errors import InvalidInputError
 Indices = Union[mx.array, Sequence[int]]
 
 
-def _indices(idx: Indices) -> mx.array:
-    return idx.astype(mx.uint32) if isinstance(idx, mx.array) else mx.array(list(idx), dtype=mx.uint32)
+def indices(idx: Indices) -> mx.array:
+    """``idx`` as a ``(k,)`` uint32 device array; host integers are kept per values
+    (:func:`mlx_stark.custom_kernels.params`: a proof's index lists follow its fixed layout)."""
+    return idx.astype(mx.uint32) if isinstance(idx, mx.array) else custom_kernels.params(*idx)
 
 
 def take(x: mx.array, idx: Indices, axis: int = 0) -> mx.array:
@@ -20,7 +22,7 @@ def take(x: mx.array, idx: Indices, axis: int = 0) -> mx.array:
     ``x.shape[axis]`` (a device array or host integers) -> ``x`` with ``axis`` of length ``k``.
     The stages index through here: on CUDA, MLX's gather is a run-time compile of ~20 s on a
     machine's first proof, the native kernel well under one."""
-    idx = _indices(idx)
+    idx = indices(idx)
     axis = axis % x.ndim
     kernel = custom_kernels.native("arrays.take")
     if kernel is not None:
@@ -32,7 +34,7 @@ def scatter_rows(n: int, idx: Indices, rows: mx.array) -> mx.array:
     """An ``(n, ...)`` uint32 array of zeros with row ``idx[i]`` set to ``rows[i]``: ``rows``
     ``(k, ...)`` uint32, ``idx`` ``(k,)`` distinct indices below ``n``. (Native on the GPU, as
     :func:`take`.)"""
-    idx = _indices(idx)
+    idx = indices(idx)
     kernel = custom_kernels.native("arrays.scatter_rows")
     if kernel is not None:
         return kernel(n, idx, rows)

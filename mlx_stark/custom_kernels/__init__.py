@@ -168,9 +168,10 @@ def _build(src: KernelSource, dialect: str):
 
 
 def params(*values: int) -> mx.array:
-    """Host integers as the ``(len,)`` uint32 parameter array a kernel reads its sizes from.
-    Kept per values (arrays are immutable): a proof asks for the same few hundred again and
-    again, and making one costs more host time than its launch (~20 µs)."""
+    """Host integers (each below 2^32) as a ``(len,)`` uint32 device array: the parameter
+    arrays kernels read their sizes from, and the index lists of a proof's fixed layout. Kept
+    per values (arrays are immutable): a proof asks for the same few hundred again and again,
+    and making one costs more host time than its launch (~20 µs on CUDA)."""
     return _params(tuple(values))
 
 

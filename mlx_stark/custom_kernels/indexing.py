@@ -17,7 +17,6 @@ import math
 from functools import lru_cache
 
 import mlx.core as mx
-import numpy as np
 
 from ..errors import InvalidInputError
 from ..field.bb import U32
@@ -214,7 +213,7 @@ def stack_inputs(layout, matrices) -> tuple:
     if (width << m) >= 1 << 32 or x_off >= 1 << 32:
         raise InvalidInputError(f"stacked matrix 2^{m} x {width} exceeds 32-bit indices")
     x = xs[0] if len(xs) == 1 else mx.concatenate(xs)
-    return x, mx.array(np.array(segs, dtype=np.uint32).reshape(-1))
+    return x, _params(*(v for seg in segs for v in seg))
 
 
 def stack_matrix(layout, matrices, transposed: bool = False) -> mx.array:

@@ -9,6 +9,8 @@ Constants (pcs.md §1): ``p = 2^31 - 2^27 + 1``, two-adicity 27, generator 31.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import mlx.core as mx
 import numpy as np
 
@@ -159,10 +161,12 @@ def random(shape, seed: int) -> mx.array:
     return mx.array(rng.integers(0, P, size=shape, dtype=np.uint32))
 
 
+@lru_cache(maxsize=64)
 def powers(x: int, n: int) -> mx.array:
     """``[1, x, x^2, ..., x^{n-1}]`` (uint32, shape ``(n,)``) for a base-field int ``x``.
 
-    Built by doubling: log2(n) whole-array multiplications, no per-element loop.
+    Built by doubling: log2(n) whole-array multiplications, no per-element loop; kept per
+    ``(x, n)`` (a domain's powers, asked again by every proof).
     """
     out = mx.array([1], dtype=U32)
     step = x % P

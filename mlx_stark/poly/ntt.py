@@ -119,9 +119,13 @@ def dft(x: mx.array, axis: int = 0) -> mx.array:
 
 def idft(x: mx.array, axis: int = 0) -> mx.array:
     """Inverse of :func:`dft` along ``axis`` (values at ``ω_b^i`` -> coefficients)."""
-    n = x.shape[axis]
-    n_inv = pow(n, P - 2, P)
-    return bb.mont_mul(_transform(x, axis, inverse=True), mx.array((n_inv << 32) % P, dtype=U32))
+    return bb.mont_mul(_transform(x, axis, inverse=True), _inverse_size(x.shape[axis]))
+
+
+@lru_cache(maxsize=64)
+def _inverse_size(n: int) -> mx.array:
+    """``1/n`` in Montgomery form (a ``bb.mont_mul`` factor), kept per size."""
+    return mx.array((pow(n, P - 2, P) << 32) % P, dtype=U32)
 
 
 def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
@@ -233,6 +237,21 @@ def _vandermonde_inverse(nodes: Sequence[int]) -> list:
     return [row[e:] for row in a]
 
 
+@lru_cache(maxsize=16)
+def _coset_weights(shifts: tuple, n: int) -> mx.array:
+    """``W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}`` ``(E, E, N)`` uint32 of
+    :func:`interpolate_cosets`, kept per cosets."""
+    vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
+    weights = []
+    for m in range(len(shifts)):
+        row = []
+        for i, s in enumerate(shifts):
+            si = pow(s, P - 2, P)
+            row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
+        weights.append(row)
+    return mx.array(weights, dtype=U32)
+
+
 def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
     """Coefficients of the polynomial of degree ``< E·N`` with the given values on the cosets
     ``shifts[i]·D`` (``|D| = N``, shifts with distinct ``shift^N``).
@@ -242,15 +261,7 @@ def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
     ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``."""
     e, n = values.shape[0], values.shape[1]
     u = idft(values, axis=1)
-    vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
-    weights = []  # W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}
-    for m in range(e):
-        row = []
-        for i, s in enumerate(shifts):
-            si = pow(s, P - 2, P)
-            row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
-        weights.append(row)
-    w = mx.array(weights, dtype=U32).reshape((e, e, n) + (1,) * (values.ndim - 2))
+    w = _coset_weights(tuple(shifts), n).reshape((e, e, n) + (1,) * (values.ndim - 2))
     terms = (w.astype(U64) * u[None].astype(U64)) % P
     coeffs = (mx.sum(terms, axis=1) % P).astype(U32)
     return coeffs.reshape((e * n,) + values.shape[2:])

@@ -154,7 +154,7 @@ def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
     hs = sorted(table)
     vals = mx.array(np.stack([table[h] for h in hs]).astype(np.uint32))  # (H, npts, 3, 4)
     e, a, bt = vals[:, :, 0], vals[:, :, 1], vals[:, :, 2]
-    hidx = mx.array([hs.index(h) for h in heights], dtype=mx.uint32)
+    hidx = arrays.indices([hs.index(h) for h in heights])
     s = len(heights)
     lam_even = ext_powers(lam * lam, s)  # λ^{2i}
     lam_odd = ext.mul(lam_even, ext.constant(lam))
@@ -226,8 +226,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 width = transposed[c].shape[0]
                 # window a of stacked column col = row block a of Q^T viewed as (W·2^{n−ñ}, 2^{ñ+l})
                 blocks = transposed[c].reshape(width << (n - nt), 1 << (nt + l))
-                rows = mx.array([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt)) for i in idx],
-                                dtype=mx.uint32)
+                rows = arrays.indices([slices[i][1] * (1 << (n - nt)) + (slices[i][2] >> (l + nt))
+                                       for i in idx])
                 weights = mx.concatenate(_rot_tables(r, nt), axis=1)
                 # a few windows at a time: a copy of all of them is the matrix's size
                 step = max(1, _CHUNK_ELEMS >> (nt + l))
@@ -237,7 +237,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 coeffs = idft(on_d, axis=1)
                 on_coset = dft(bb.mul(coeffs, coset), axis=1)
                 vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
-                sel = mx.array(idx, dtype=mx.uint32)
+                sel = arrays.indices(idx)
                 ca, cb = arrays.take(coef_a, sel), arrays.take(coef_b, sel)
                 terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
                 s0_vals = ext.accumulate(s0_vals, bb.sum(terms, axis=0))
@@ -260,9 +260,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 for (cc, nt), idx in groups.items():
                     if cc != c:
                         continue
-                    cells = mx.array([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx],
-                                     dtype=mx.uint32)
-                    sel = mx.array(idx, dtype=mx.uint32)
+                    cells = arrays.indices([(slices[i][2] >> (l + nt)) * width + slices[i][1] for i in idx])
+                    sel = arrays.indices(idx)
                     grid_a = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(alpha, sel)[:, 0])
                     grid_b = arrays.scatter_rows((1 << (n - nt)) * width, cells, arrays.take(beta, sel)[:, 0])
                     pieces.append((nt, grid_a.reshape(1 << (n - nt), width, 4),

@@ -262,7 +262,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     num_traces, n_max = len(trs), trs[0].nt
     e_zc = host.eq_d(l_skip, xi[0], r0)
     e_lu = horner(host.eq_sharp_coeffs(l_skip, xi), r0)
-    colmaps = [mx.array(tr.needed, dtype=U32) for tr in trs]
+    colmaps = [arrays.indices(tr.needed) for tr in trs]
     # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
     weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
     points = RoundPoints(xi[l_skip:l_skip + n_max])  # x_j of round j at j − 1

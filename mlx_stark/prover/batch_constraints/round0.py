@@ -20,11 +20,11 @@ from typing import List, Optional, Tuple
 
 import mlx.core as mx
 
-from ... import arrays
+from ... import arrays, custom_kernels
 from ...air.check import first_violation
 from ...errors import ConstraintNotSatisfied, ProverError
 from ...field import ext
-from ...field.bb import GENERATOR, P, U32
+from ...field.bb import GENERATOR, P
 from ...field.host import EF
 from ...poly import coset_lde, dft, eq_table, host, idft, interpolate_cosets
 from ...tracing import Rows, read, span
@@ -137,7 +137,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     violated = mx.any(a_on_d != 0) if check_on_d else None
     if zerocheck:
         # A_t vanishes on D: divide by Z^N − 1, the constant s^N − 1 on the coset s·D
-        inv = mx.array([pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts], dtype=U32)
+        inv = custom_kernels.params(*(pow(pow(s, n_dom, P) - 1, P - 2, P) for s in shifts))
         q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
         quotient = interpolate_cosets(q_vals, shifts)
         violated = mx.any(quotient[extra * n_dom - extra:] != 0)
