@@ -104,13 +104,16 @@ struct EmuBarrier {
 };
 static EmuBarrier emu_bar;
 static void emu_barrier() { emu_bar.wait(); }
-// a warp shuffle among the block's threads: publish, barrier, read, barrier
+// a shuffle among a group of 16 threads (the kernels' shuffle width; a block of more threads
+// may shuffle in some groups only): publish, the group's barrier, read, the group's barrier
 static uint32_t emu_lanes[1024];
+static EmuBarrier emu_groups[64];
 static uint32_t emu_shfl(uint32_t v, uint32_t src, uint32_t self) {
+  EmuBarrier& group = emu_groups[self / 16u];
   emu_lanes[self] = v;
-  emu_barrier();
-  const uint32_t r = emu_lanes[src];
-  emu_barrier();
+  group.wait();
+  const uint32_t r = emu_lanes[(self & ~15u) | (src & 15u)];
+  group.wait();
   return r;
 }
 static uint32_t emu_brev(uint32_t x) {
@@ -124,6 +127,7 @@ typedef void (*EmuStep)(const uint32_t**, uint32_t**, uint32_t, uint32_t, uint32
 static void emu_launch(EmuStep step, const uint32_t** in, uint32_t** out, uint32_t gx, uint32_t gy, uint32_t tx) {
   const uint32_t blocks = (gx + tx - 1) / tx;
   emu_bar.n = tx;
+  for (uint32_t g = 0; g * 16u < tx; ++g) emu_groups[g].n = std::min(16u, tx - g * 16u);
   std::vector<std::thread> ts;
   for (uint32_t t = 0; t < tx; ++t) ts.emplace_back([=] {
     for (uint32_t by = 0; by < gy; ++by)

@@ -155,13 +155,17 @@ def test_emulated_pow(emulated, monkeypatch):
 
 
 @pytest.mark.parametrize("absorb", [0, 7])
-def test_emulated_grind_absorbs_the_smallest_witness(emulated, monkeypatch, absorb):
-    """The device transcript's search: the smallest witness of the batch over every block's
-    minimum, absorbed into the sponge as the host transcript observes it."""
-    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
+@pytest.mark.parametrize("one_block", [True, False])
+def test_emulated_grind_absorbs_the_smallest_witness(emulated, monkeypatch, absorb, one_block):
+    """The device transcript's search: the smallest witness of the batch (searched in the
+    absorbing block, or over every search block's minimum), absorbed into the sponge as the
+    host transcript observes it."""
+    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 600)  # more nonces than threads: some loop
     monkeypatch.setattr(kp2, "POW_BLOCKS", 2)
+    if not one_block:
+        monkeypatch.setattr(kp2, "POW_ONE_BLOCK", 0)
     state = bb.random((16,), absorb).tolist()
-    bits = 3  # a batch of 2^7 nonces: two blocks of 256 threads, some out of range
+    bits = 7
     witness = find_pow_witness(state, absorb, bits)
     for last in (False, True):
         sponge, got = kp2.grind(mx.array(state, dtype=mx.uint32), absorb, bits, last)

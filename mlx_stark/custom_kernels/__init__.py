@@ -206,7 +206,8 @@ def fixed_sources() -> list:
              poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
              poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
-             poseidon2.duplex_source(), poseidon2.pow_absorb_source()]
+             poseidon2.duplex_source(), poseidon2.grind_source(True),
+             poseidon2.grind_source(False)]
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]
             + [ntt.rs_messages_source(l, stacked) for l in range(0, 5) for stacked in (False, True)]
             + [ntt.subset_source(r, inv) for r in range(1, ntt.MAX_LOG_SUBSET + 1) for inv in (False, True)]

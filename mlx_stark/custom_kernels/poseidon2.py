@@ -30,14 +30,17 @@ from .sizing import THREADS, grid_x
 RATE = 8
 DIGEST = 8
 TREE_LEVELS = 9  # tree levels per launch: a block of 2^8 threads reduces 2^9 nodes to one
-POW_MIN_BATCH = 1 << 16
+POW_MIN_BATCH = 1 << 8
 POW_MAX_BATCH = 1 << 22
 # first batch 2^(bits + POW_MARGIN_BITS): it holds no witness with probability e^-16, so a
 # search almost always costs one launch and one read-back
 POW_MARGIN_BITS = 4
 # blocks of one search launch: a larger batch loops over its candidates, so that the minimum
-# over the blocks is one short pass (in the absorbing duplex, :func:`pow_absorb_source`)
+# over the blocks is one short pass (in the absorbing block, :func:`grind_source`)
 POW_BLOCKS = 1024
+# a device grind's batch up to this many nonces runs in the absorbing block itself (four per
+# thread at most): one launch
+POW_ONE_BLOCK = 4 * THREADS
 
 
 # ---------------------------------------------------------------- generated permutation
@@ -324,10 +327,10 @@ def _lane_layers(constants) -> tuple:
 
 def _lane_constants(table: list) -> str:
     """Fills lane ``tid``'s column of ``rcs`` (``rcs[L·16 + tid] = table[L][tid]``, read only
-    by lane ``tid``, so no barrier) and sets ``diag`` to ``V[tid]`` in Montgomery form, except
-    in lane 0 (zero: see :func:`_lane_internal`)."""
+    by lane ``tid``, so no barrier) and sets ``diag`` (declared before) to ``V[tid]`` in
+    Montgomery form, except in lane 0 (zero: see :func:`_lane_internal`)."""
     lines = [f"for (uint32_t i = tid; i < {len(table) * WIDTH}u; i += {WIDTH}u) rcs[i] = 0u;",
-             "uint32_t diag;", "switch (tid) {"]
+             "switch (tid) {"]
     for i in range(WIDTH):
         stores = " ".join(f"rcs[{row * WIDTH + i}u] = {literal(values[i])};"
                           for row, values in enumerate(table) if values[i])
@@ -386,11 +389,10 @@ def _lane_internal() -> list:
 
 # Before the chain: lane tid's constants (read by lane tid only; the barrier only marks the
 # shared table as written), its columns and its block's lane (r + 1) mod 4.
-_LANE_SETUP = """\
-{constants}
-BARRIER();
+_LANE_COLUMNS = """\
 const uint32_t col1 = (tid + 1u) & 3u, col2 = (tid + 2u) & 3u, col3 = (tid + 3u) & 3u;
 const uint32_t right = (tid & 12u) | col1;"""
+_LANE_SETUP = "uint32_t diag;\n{constants}\nBARRIER();\n" + _LANE_COLUMNS
 
 
 def _lane_permutation(layers: int, first_partial: int, partials: int) -> str:
@@ -435,25 +437,31 @@ out[tid] = bb_from_mont(x);
     return KernelSource("p2_absorb", ("blocks", "params"), ("out",), _SBOX + "\n", body)
 
 
-def duplex_code(value: str, n: str, a: str, last: str, state: str, out: str,
+def duplex_code(value: str, n: str, a: str, last: str, state: str, out: str, then: str = "",
                 constants=DEFAULT_CONSTANTS) -> tuple:
-    """The duplex sponge of a device-resident transcript as code for one block of ``WIDTH``
-    threads (every thread runs all of it: the chain's shuffles and the setup's barrier):
-    ``(header, shared, code)``: the helper functions, the shared declarations (at the top of
-    a body) and the statements.
-    ``state`` (16 canonical words, or the first 16 of a 24-word state) absorbs ``n`` values
+    """The duplex sponge of a device-resident transcript as code run by threads ``0..15`` of a
+    block of 16 or more (every thread of the block reaches its barrier; only the first 16 run
+    the chain and its shuffles): ``(header, shared, code)``, the helper functions, the shared
+    declarations (at the top of a body) and the statements.
+    ``state`` (16 canonical words, or the first 16 of a longer state) absorbs ``n`` values
     (``value``: a C expression of ``i``, value ``i`` canonical) from rate position ``a`` on,
     permuting after every filled rate block and once more at the end when ``last`` is
     nonzero; ``out`` (24 words) gets the state, then its rate part reversed (``out[16 + k] =
     state[7 − k]``: the transcript's samples, which read the rate downwards, are then slices).
     Value ``i`` goes to lane ``(a + i) mod 8`` of chunk ``(a + i) / 8``; ``n``, ``a`` and
-    ``last`` must be the same for every thread. Lane ``tid`` ends holding its word of the new
-    state in ``x`` (Montgomery form)."""
+    ``last`` must be the same for every thread. ``then``: statements of the 16 lanes after the
+    absorb, lane ``tid`` holding its word of the new state in ``x`` (Montgomery form)."""
     table, first_partial, partials = _lane_layers(constants)
     perm = _lane_permutation(len(table), first_partial, partials)
     shared = f"SHARED uint32_t rcs[{len(table) * WIDTH}];\n"
     code = f"""\
-{_LANE_SETUP.format(constants=_lane_constants(table))}
+uint32_t diag = 0u;
+if (tid < {WIDTH}u) {{
+{_lane_constants(table)}
+}}
+BARRIER();
+if (tid < {WIDTH}u) {{
+{_LANE_COLUMNS}
 const uint32_t dx_n = {n}, dx_a = {a}, dx_total = dx_n + dx_a;
 uint32_t x = bb_to_mont({state}[tid]);
 for (uint32_t c = 0u; c * 8u < dx_total; ++c) {{
@@ -468,6 +476,7 @@ if ({last} != 0u) {{
 }}
 {out}[tid] = bb_from_mont(x);
 if (tid < 8u) {out}[23u - tid] = bb_from_mont(x);
+{then}}}
 """
     return _SBOX + "\n", shared, code
 
@@ -478,26 +487,50 @@ def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     ``params = [n, a, last]`` -> ``out`` (24, canonical). One block of ``WIDTH`` threads with
     the lane-parallel permutation of :func:`absorb_source`."""
     header, shared, code = duplex_code("values[i]", "params[0]", "params[1]", "params[2]",
-                                       "state", "out", constants)
+                                       "state", "out", constants=constants)
     return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), header, shared + code)
 
 
 @lru_cache(maxsize=4)
-def pow_absorb_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
-    """A device transcript's grind after its search: the smallest of ``best`` (B block minima
-    of :func:`pow_source`) is the witness; the sponge absorbs it as :func:`duplex_source` does
-    one value. ``params = [B, a, last]`` -> ``out`` (25): the duplex's 24 words, then the
-    witness (``0xFFFFFFFF`` if the batch held none). One block of ``WIDTH`` threads: each lane
-    takes the minimum of every 16th entry, a butterfly the minimum of the lanes'."""
+def grind_source(search: bool, constants=DEFAULT_CONSTANTS) -> KernelSource:
+    """A device transcript's grind in one block of ``THREADS`` threads: the witness, then the
+    sponge absorbing it as :func:`duplex_source` does one value. ``search``: the block tries
+    the nonces ``k = tid, tid + THREADS, … < count`` itself, ``params = [count, a, last,
+    mask]`` (a nonce is a witness when ``P(state with lane a = nonce)[7]`` has its ``mask``
+    bits zero; ``best`` is not read); else the witness is the smallest of ``best``, the ``B``
+    block minima of :func:`pow_source`, ``params = [B, a, last]``. -> ``out`` (25): the
+    duplex's 24 words, then the witness (``0xFFFFFFFF`` if there is none)."""
     header, shared, code = duplex_code("witness", "1u", "params[1]", "params[2]", "state", "out",
-                                       constants)
-    body = f"""\
-{shared}uint32_t witness = {NO_HIT}u;
-for (uint32_t i = tid; i < params[0]; i += {WIDTH}u) witness = min(witness, best[i]);
-for (uint32_t m = 1u; m < {WIDTH}u; m <<= 1) witness = min(witness, SHFL_XOR(witness, m));
-{code}if (tid == 0u) out[{WIDTH + RATE}u] = witness;
+                                       then=f"if (tid == 0u) out[{WIDTH + RATE}u] = witness;\n",
+                                       constants=constants)
+    if search:
+        header = permutation_header(constants)  # its S-box is the duplex's
+        lanes = "\n".join(f"  s[{i}] = params[1] == {i}u ? bb_to_mont(nonce) : base[{i}];"
+                           for i in range(WIDTH))
+        find = f"""\
+uint32_t base[16];
+for (uint32_t i = 0u; i < 16u; ++i) base[i] = bb_to_mont(state[i]);
+for (uint32_t nonce = tid; nonce < params[0] && low[tid] == {NO_HIT}u; nonce += {THREADS}u) {{
+  uint32_t s[16];
+{lanes}
+  p2_permute(s);
+  if ((bb_from_mont(s[7]) & params[3]) == 0u) low[tid] = nonce;  // a thread's nonces rise
+}}
 """
-    return KernelSource("p2_pow_absorb", ("state", "best", "params"), ("out",), header, body)
+    else:
+        find = f"for (uint32_t i = tid; i < params[0]; i += {THREADS}u) low[tid] = min(low[tid], best[i]);\n"
+    body = f"""\
+{shared}SHARED uint32_t low[{THREADS}];
+low[tid] = {NO_HIT}u;
+{find}for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
+  BARRIER();
+  if (tid < gap) low[tid] = min(low[tid], low[tid + gap]);
+}}
+BARRIER();
+const uint32_t witness = low[0];
+{code}"""
+    return KernelSource("p2_grind_search" if search else "p2_grind", ("state", "best", "params"),
+                        ("out",), header, body)
 
 
 # ---------------------------------------------------------------- host wrappers
@@ -571,7 +604,7 @@ def merkle_blocks(matrix: mx.array, log_rows_per_query: int) -> list:
 def find_pow_witness(state, absorb_idx: int, bits: int) -> int:
     """:func:`mlx_stark.hash.poseidon2.find_pow_witness` (validated arguments): the smallest
     nonce, searched in increasing batches of one launch and one read-back each (the first
-    2^(bits + 4) within [2^16, 2^22], then doubling to 2^22); the smallest valid nonce of the
+    2^(bits + 4) within [2^8, 2^22], then doubling to 2^22); the smallest valid nonce of the
     first batch that has one is the witness, whatever the batch sizes."""
     state = _params(*(int(v) for v in state))
     start, batch = 0, pow_first_batch(bits)
@@ -618,15 +651,20 @@ def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: boo
 
 def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> tuple:
     """A device transcript's proof-of-work search and the witness's absorb: one search batch
-    from nonce 0 (:func:`pow_first_batch` nonces) on the sponge (``(16,)`` or a duplex's
-    ``(24,)``) with the witness at rate position ``absorb_idx``, then the sponge absorbing the
-    smallest (a final permutation if ``permute_last``) -> ``(sponge (25,), witness (1,))``:
-    the duplex's 24 words and the witness, ``NO_HIT`` if the batch holds none. Two launches;
-    lazy."""
-    best = pow_batch(sponge, absorb_idx, bits, 0, pow_first_batch(bits))
-    out = launch(pow_absorb_source(), [sponge, best, _params(best.shape[0], absorb_idx,
-                                                             int(permute_last))],
-                 (WIDTH, 1), WIDTH, [(WIDTH + RATE + 1,)])[0]
+    from nonce 0 (:func:`pow_first_batch` nonces) on the sponge (``(16,)`` or a longer state)
+    with the witness at rate position ``absorb_idx``, then the sponge absorbing the smallest
+    (a final permutation if ``permute_last``) -> ``(sponge (25,), witness (1,))``: the duplex's
+    24 words and the witness, ``NO_HIT`` if the batch holds none. One launch for a batch of
+    up to :data:`POW_ONE_BLOCK` nonces (the search in the absorbing block), else two; lazy."""
+    batch = pow_first_batch(bits)
+    if batch <= POW_ONE_BLOCK:
+        inputs = [sponge, sponge, _params(batch, absorb_idx, int(permute_last), (1 << bits) - 1)]
+        src = grind_source(True)
+    else:
+        best = pow_batch(sponge, absorb_idx, bits, 0, batch)
+        inputs = [sponge, best, _params(best.shape[0], absorb_idx, int(permute_last))]
+        src = grind_source(False)
+    out = launch(src, inputs, (THREADS, 1), THREADS, [(WIDTH + RATE + 1,)])[0]
     return out, out[WIDTH + RATE:]
 
 

@@ -117,8 +117,9 @@ def round_step_source() -> KernelSource:
     ``next`` ``(16)`` the round state after the challenge ``r_j`` (the sponge's first four
     samples, ``sponge[16..19]``). One block of 16 threads: thread 0 computes the message,
     all of them absorb it (the lane-parallel permutation), thread 0 updates the state."""
-    header, shared, duplex = duplex_code("absorbed[i]", "params[3]", "params[4]", "params[5]",
-                                 "transcript", "sponge")
+    header, shared, duplex = duplex_code(
+        "absorbed[i]", "params[3]", "params[4]", "params[5]", "transcript", "sponge",
+        then="if (tid >= 4u && tid < 8u) drawn[7u - tid] = bb_from_mont(x);\n")
     body = f"""\
 {shared}SHARED uint32_t absorbed[{MAX_NODES * 4}];
 SHARED uint32_t drawn[4];
@@ -127,10 +128,7 @@ const uint32_t d = params[2];
 if (tid == 0u) {{
 {_MESSAGE}}}
 BARRIER();
-{{
-{duplex}if (tid >= 4u && tid < 8u) drawn[7u - tid] = bb_from_mont(x);
-}}
-BARRIER();
+{duplex}BARRIER();
 if (tid == 0u) {{
 {_UPDATE}}}
 """
