@@ -16,6 +16,7 @@ Variables are little-endian (row ``k + N·x`` is the point ``(ω^k, bits(x))``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import List, Optional, Tuple
 
 import mlx.core as mx
@@ -152,6 +153,12 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     return Round0(quotient, numer, denom, sums, violated)
 
 
+@lru_cache(maxsize=1)
+def _unchecked() -> mx.array:
+    """The flag of a trace whose round 0 checks nothing (kept: a host->device copy each time)."""
+    return mx.array(False)
+
+
 def read_round0_sums(rounds0: List[Round0]) -> None:
     """Fill in every trace's host ``sum_p, sum_q`` from its device ``sums``: one read."""
     sums = ext.host_values(read(Rows([r0.sums for r0 in rounds0], (2, 4)))[0])
@@ -202,7 +209,7 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
         b = _padded_sum(bs, longest)
         eq_sharp = ext.from_host(host.eq_sharp_coeffs(l_skip, xi))
         total = ext.accumulate(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
-    flags = mx.stack([mx.array(False) if r.violated is None else r.violated for r in rounds0])
+    flags = mx.stack([_unchecked() if r.violated is None else r.violated for r in rounds0])
     coeffs, flags = read(idft(ext.zeros((size,)) if total is None else total), flags)
     coeffs = ext.host_values(coeffs)
     violated = [t for t, f in enumerate(flags.tolist()) if f]
