@@ -26,7 +26,7 @@ from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P, two_adic_generator
 from mlx_stark.field.host import EF
-from mlx_stark.poly import eq_table, eq_table_squares, ext_powers, fold_lowest, host, product_table
+from mlx_stark.poly import eq_suffix_tables, eq_table, eq_table_squares, ext_powers, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
@@ -35,13 +35,13 @@ from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, rou
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
            lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source,
-           ks.product_table_source, ks.powers_source, ks.powers_at_source)
+           ks.product_table_source, ks.eq_suffix_source, ks.powers_source, ks.powers_at_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
            "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
            "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
            "mle.eq_table_squares": ks.eq_table_squares, "mle.ext_powers": ks.ext_powers,
-           "whir.powers_at": ks.powers_at}
+           "whir.powers_at": ks.powers_at, "mle.eq_suffix_tables": ks.eq_suffix_tables}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -164,6 +164,21 @@ def test_emulated_product_and_eq_tables(emulated, d):
     # the stages' entry points with device points, as a device transcript gives them
     routed_pts = [ext.constant(p) for p in pts]
     assert arrays_equal(got_eq, ops_path(lambda: eq_table(routed_pts)))
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 11])
+def test_emulated_eq_suffix_tables(emulated, d):
+    """Every suffix's eq table from one launch: each equals the eq table of the suffix and the
+    previous table's pairs summed (the ops path)."""
+    pts = ext.to_host(ext.random((d,), d + 50)) if d < 11 else [TOP] * d
+    got = ks.eq_suffix_tables(ext.from_host(pts))
+    assert [t.shape for t in got] == [(1 << (d - k), 4) for k in range(d + 1)]
+    want = ops_path(lambda: eq_suffix_tables(pts))
+    assert all(arrays_equal(a, b) for a, b in zip(got, want)) and len(want) == d + 1
+    assert all(arrays_equal(a, ops_path(lambda: eq_table(pts[k:]))) for k, a in enumerate(got))
+    assert ext.to_host(got[-1]) == [EF(1)]
+    with pytest.raises(InvalidInputError):
+        ks.eq_suffix_tables(ext.from_host(pts).reshape(-1))
 
 
 @pytest.mark.parametrize("d", [1, 2, 7, 17])
@@ -306,6 +321,7 @@ def test_device_equals_ops(reference):
         plain = [fold_lowest(f, R) for f, _ in tables] + [fold_lowest(t, R, base=True) for t in bases]
         weights = [whir._query_weights(*q) for q in queries]
         weights += [whir._powers_at(two_adic_generator(20), q[0], 20) for q in queries]
+        weights += eq_suffix_tables([R, TOP, EF(7, 1, 2, 3)])
         mx.eval(plain, weights)
         return (rounds, [(np.array(a), np.array(b), np.array(s).tolist()) for a, b, s in folds],
                 [np.array(a) for a in plain + weights], _pcs_proofs(inst))

@@ -73,6 +73,7 @@ _NATIVE = {
     "mle.product_table": ("sumcheck", "product_table"),
     "mle.eq_table": ("sumcheck", "eq_table"),
     "mle.eq_table_squares": ("sumcheck", "eq_table_squares"),
+    "mle.eq_suffix_tables": ("sumcheck", "eq_suffix_tables"),
     "mle.ext_powers": ("sumcheck", "ext_powers"),
     "stacked_pcs.stacked_matrix": ("indexing", "stack_matrix"),
     "stacked_pcs.rs_messages": ("ntt", "rs_messages"),
@@ -218,7 +219,7 @@ def fixed_sources() -> list:
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
-               sumcheck.product_table_source(), sumcheck.powers_source(), rounds.round_step_source(),
+               sumcheck.product_table_source(), sumcheck.eq_suffix_source(), sumcheck.powers_source(), rounds.round_step_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
             + [indexing.merkle_open_source(b) for b in range(1, 5)])
 

@@ -285,6 +285,35 @@ EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_f
 
 
 @lru_cache(maxsize=None)
+def eq_suffix_source() -> KernelSource:
+    """``points`` ``(d·4)`` canonical, ``args = [2^(d+1) − 1, d]`` -> ``out`` (``(2^(d+1) −
+    1)·4``): the eq tables of every suffix of the points one after the other, ``eq(p[k..d),
+    ·)`` (``2^(d−k)`` rows) at row offset ``2^(d+1) − 2^(d−k+1)`` for ``k = 0..d``; thread
+    ``i`` writes one row, ``Π_{j ≥ k} (bit_{j−k}(y) ? p_j : 1 − p_j)`` (Montgomery-form
+    products, canonical out)."""
+    body = f"""\
+const uint32_t size = args[0];
+if (gid >= size) return;
+const uint32_t d = args[1];
+uint32_t k = 0u, start = 0u;
+while (gid >= start + (1u << (d - k))) {{
+  start += 1u << (d - k);
+  ++k;
+}}
+const uint32_t y = gid - start;
+ef acc = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+for (uint32_t j = k; j < d; ++j) {{
+  ef f = EF_LOAD(points, j * 4u);
+  if (((y >> (j - k)) & 1u) == 0u) f = ef_sub_be(1u, f);
+  acc = ef_mul(acc, ef_in(f.c0, f.c1, f.c2, f.c3));
+}}
+EF_STORE(out, gid * 4u, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_from_mont(acc.c2),
+                                 bb_from_mont(acc.c3)));
+"""
+    return KernelSource("sumcheck_eq_suffixes", ("points", "args"), ("out",), _HEADER, body)
+
+
+@lru_cache(maxsize=None)
 def powers_source() -> KernelSource:
     """``x`` ``(4)`` canonical, ``args = [n]`` -> ``out`` ``(n·4)``: thread ``i`` writes ``x^i``
     (square and multiply over the bits of ``i``, Montgomery form inside, canonical out)."""
@@ -467,6 +496,25 @@ def eq_table(points: mx.array) -> mx.array:
     if points.shape != (d, 4) or d == 0:
         raise InvalidInputError(f"points must be (d, 4) with d >= 1, got {tuple(points.shape)}")
     return _table(points, d, 1)
+
+
+def eq_suffix_tables(points: mx.array) -> list:
+    """:func:`mlx_stark.poly.mle.eq_suffix_tables` (bit-equal): ``points`` ``(d, 4)`` uint32
+    canonical, ``d ≥ 1`` -> ``d + 1`` tables, ``(2^(d−k), 4)`` for ``k = 0..d``: views of one
+    launch's output. Lazy."""
+    d = points.shape[0]
+    if points.shape != (d, 4) or d == 0:
+        raise InvalidInputError(f"points must be (d, 4) with d >= 1, got {tuple(points.shape)}")
+    if (8 << d) >= 1 << 32:
+        raise InvalidInputError(f"eq tables of {d} points exceed 32-bit indices")
+    size = (2 << d) - 1
+    out = launch(eq_suffix_source(), [points.reshape(-1), kernel_args((size, d))],
+                 (grid_x(size), 1), THREADS, [(size, 4)])[0]
+    tables, start = [], 0
+    for k in range(d + 1):
+        tables.append(out[start:start + (1 << (d - k))])
+        start += 1 << (d - k)
+    return tables
 
 
 def eq_table_squares(z: mx.array, d: int) -> mx.array:

@@ -112,6 +112,22 @@ def eq_table(point) -> mx.array:
     return product_table([(ext.one_minus(p), p) for p in point])
 
 
+def eq_suffix_tables(point) -> list:
+    """The eq tables of every suffix of ``point`` (length ``d``; host values or ``(4,)``
+    device arrays): ``[eq_table(point[k:]) for k = 0..d]``, ``(2^(d−k), 4)`` uint32 each, the
+    last ``[1]``. Each is the previous one's pairs summed (``eq(p, 0) + eq(p, 1) = 1``: the
+    weights of a sumcheck over the suffix after its first variable is bound). With native
+    kernels: one launch (``mle.eq_suffix_tables``), the tables views of its output."""
+    kernel = custom_kernels.native("mle.eq_suffix_tables") if len(point) else None
+    if kernel is not None:
+        return kernel(_stack_values(point))
+    tables = [eq_table(point)]
+    for _ in range(len(point)):
+        pairs = tables[-1].reshape(-1, 2, 4)
+        tables.append(ext.add(pairs[:, 0], pairs[:, 1]))
+    return tables
+
+
 def _stack_values(values) -> mx.array:
     """Host values and ``(4,)`` device arrays as one ``(n, 4)`` array (one host array when
     none is on the device)."""

@@ -25,7 +25,7 @@ from ...custom_kernels.rounds import point_table
 from ...field import ext
 from ...field.bb import U32
 from ...field.host import EF, horner
-from ...poly import eq_table, fold_lowest, fold_skip, host, interpolate_at_integers
+from ...poly import eq_suffix_tables, fold_lowest, fold_skip, host, interpolate_at_integers
 from ...tracing import Rows, span, wait
 from ...transcript import Transcript, device_segment
 from .traces import TraceData, lift
@@ -263,8 +263,8 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     e_zc = host.eq_d(l_skip, xi[0], r0)
     e_lu = horner(host.eq_sharp_coeffs(l_skip, xi), r0)
     colmaps = [arrays.indices(tr.needed) for tr in trs]
-    # eq(ξ[l+j..l+ñ), ·) of round j: round j+1's table sums pairs (eq(ξ, 0) + eq(ξ, 1) = 1)
-    weights = [eq_table(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
+    # eq(ξ[l+j..l+ñ), ·) of round j at j − 1: the tables of the suffixes (one launch per trace)
+    weights = [eq_suffix_tables(xi[l_skip + 1:l_skip + tr.nt]) for tr in trs]
     points = RoundPoints(xi[l_skip:l_skip + n_max])  # x_j of round j at j − 1
 
     # per trace t: μ^(2T+t), μ^(2t), μ^(2t+1), the weights of its a_t, b_t, b'_t
@@ -276,7 +276,6 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         for t, tr in enumerate(trs):
             if tr.nt == 0:
                 final[t] = tabs[t]
-        ws = list(weights)
         state = ext.from_host([claim, e_zc, e_lu, EF.zero()])  # claim, zc, lu, tail
         msgs, rs = [], []
         for j in range(1, n_max + 1):
@@ -297,11 +296,8 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
             with span("prover.rap_constraints.mle_rounds.evaluate"):
                 head_vals = []
                 for t in heads:
-                    if j > 1:
-                        w = ws[t].reshape(-1, 2, 4)
-                        ws[t] = ext.add(w[:, 0], w[:, 1])
                     head_vals.append(_head_values(trs[t], forms[t], tabs[t], colmaps[t], degree,
-                                                  ws[t]))
+                                                  weights[t][j - 1]))
             # head_vals: (heads, 3, d, 4), a, b, b' at X = 1..d
             head_vals = mx.stack(head_vals) if len(head_vals) > 1 else head_vals[0][None]
             msg, r_j, state = round_step(dt, head_vals, coefs[:len(heads)], state, points, j - 1,
