@@ -34,13 +34,13 @@ from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 
 SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
-           lambda: ks.fold_source(True), ks.query_weights_source, ks.interpolate_source,
+           lambda: ks.fold_source(True), ks.update_weights_source, ks.interpolate_source,
            ks.product_table_source, ks.eq_suffix_source, ks.powers_source, ks.powers_at_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
            "sumcheck.product_round_values": ks.product_round, "sumcheck.fold_product_round": ks.fold_product_round,
-           "whir.query_weights": ks.query_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
+           "whir.update_weights": ks.update_weights, "mle.interpolate_at_integers": ks.interpolate_at_integers,
            "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
-           "mle.eq_table_squares": ks.eq_table_squares, "mle.ext_powers": ks.ext_powers,
+           "mle.ext_powers": ks.ext_powers,
            "whir.powers_at": ks.powers_at, "mle.eq_suffix_tables": ks.eq_suffix_tables}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
@@ -125,19 +125,20 @@ def test_emulated_several_items_per_thread(emulated, monkeypatch):
     assert arrays_equal(f2, rf) and arrays_equal(w2, rw) and arrays_equal(sums, rsums)
 
 
-@pytest.mark.parametrize("queries, d", [(1, 0), (1, 1), (3, 4), (10, 9), (7, 11)])
-def test_emulated_query_weights(emulated, queries, d):
+@pytest.mark.parametrize("queries, d", [(0, 2), (1, 0), (1, 1), (3, 4), (10, 9), (7, 11)])
+def test_emulated_update_weights(emulated, queries, d):
+    """WHIR's weight update in one launch equals the ops reference (the out-of-domain eq
+    table at the squares, the query tables with the powers of γ), at random and all-(p − 1)
+    values."""
     points = [(P - 1 - 977 * q * q) % P for q in range(queries)]
-    points[0] = P - 1
+    if queries:
+        points[0] = P - 1
     points = mx.array(points, dtype=mx.uint32)
-    coeffs = ext.random((queries,), queries + d)
-    got = ks.query_weights(points, coeffs, d)
-    assert got.shape == (1 << d, 4) and got.dtype == mx.uint32
-    assert arrays_equal(got, ops_path(lambda: whir._query_weights(points, coeffs, d)))
-    top = mx.full((queries, 4), P - 1, dtype=mx.uint32)
-    assert arrays_equal(ks.query_weights(points, top, d), ops_path(lambda: whir._query_weights(points, top, d)))
-    assert arrays_equal(ks.query_weights(mx.zeros((0,), dtype=mx.uint32), ext.zeros((0,)), d),
-                        ext.zeros((1 << d,)))
+    for w, z0, gamma in ((ext.random((1 << d,), queries + d), ext.constant(R), ext.random((), d)),
+                         (mx.full((1 << d, 4), P - 1, dtype=mx.uint32), ext.constant(TOP), ext.constant(TOP))):
+        got = ks.update_weights(w, z0, gamma, points)
+        assert got.shape == (1 << d, 4) and got.dtype == mx.uint32
+        assert arrays_equal(got, ops_path(lambda: whir._update_weights(w, z0, gamma, points)))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9, ks.MAX_NODES])
@@ -181,15 +182,12 @@ def test_emulated_eq_suffix_tables(emulated, d):
         ks.eq_suffix_tables(ext.from_host(pts).reshape(-1))
 
 
-@pytest.mark.parametrize("d", [1, 2, 7, 17])
-def test_emulated_eq_table_squares(emulated, d):
+def test_eq_table_squares():
     for z in (R, TOP, EF(0), EF(1)):
-        got = ks.eq_table_squares(ext.constant(z), d)
         squares = [z]
-        for _ in range(d - 1):
+        for _ in range(2):
             squares.append(squares[-1] * squares[-1])
-        assert got.shape == (1 << d, 4) and arrays_equal(got, ops_path(lambda: eq_table(squares)))
-        assert arrays_equal(got, ops_path(lambda: eq_table_squares(ext.constant(z), d)))
+        assert arrays_equal(eq_table_squares(ext.constant(z), 3), eq_table(squares))
 
 
 @pytest.mark.parametrize("bits", [0, 1, 5, 17, 31])
@@ -229,14 +227,14 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     f, w = _table(16, (3,), "random"), _table(16, (3,), "random", 1)
     got = product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)
     five_seven = mx.array([5, 7], dtype=mx.uint32)
-    weights = whir._query_weights(five_seven, ext.random((2,), 1), 3)
+    weights = whir._update_weights(ext.random((8,), 3), ext.constant(R), ext.constant(TOP), five_seven)
     at = whir._powers_at(31, five_seven, 3)
     values = ext.random((4,), 2)
     at_r = interpolate_at_integers(values, ext.constant(R))
     tables = eq_table([R, ext.constant(TOP), EF(5)]), product_table([(R, TOP), (EF(2), EF(9))])
     pows = ext_powers(R, 9)
     assert set(routed) == {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
-                           "whir.query_weights", "mle.interpolate_at_integers", "mle.eq_table",
+                           "whir.update_weights", "mle.interpolate_at_integers", "mle.eq_table",
                            "mle.product_table", "mle.ext_powers", "whir.powers_at"}
     assert arrays_equal(at, ops_path(lambda: whir._powers_at(31, five_seven, 3)))
     assert arrays_equal(pows, ops_path(lambda: ext_powers(R, 9)))
@@ -247,7 +245,8 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     ref = ops_path(lambda: (product_round_values(f, w), fold_product_round(f, w, R), fold_lowest(f, R)))
     assert arrays_equal(got[0], ref[0]) and all(arrays_equal(x, y) for x, y in zip(got[1], ref[1]))
     assert arrays_equal(got[2], ref[2])
-    assert arrays_equal(weights, ops_path(lambda: whir._query_weights(five_seven, ext.random((2,), 1), 3)))
+    assert arrays_equal(weights, ops_path(lambda: whir._update_weights(ext.random((8,), 3), ext.constant(R),
+                                                                      ext.constant(TOP), five_seven)))
 
 
 def test_emulated_rejects_bad_shapes(emulated):
@@ -263,7 +262,9 @@ def test_emulated_rejects_bad_shapes(emulated):
     with pytest.raises(InvalidInputError):
         ks.fold_ext(bb.random((8, 3), 1), R)
     with pytest.raises(InvalidInputError):
-        ks.query_weights(mx.array([1, 2], dtype=mx.uint32), ext.random((3,), 1), 2)
+        ks.update_weights(ext.random((6,), 1), ext.constant(R), ext.constant(R), mx.array([1, 2], dtype=mx.uint32))
+    with pytest.raises(InvalidInputError):
+        ks.update_weights(ext.random((8,), 1), ext.constant(R), ext.random((2,), 1), mx.array([1, 2], dtype=mx.uint32))
 
 
 def _pcs_proofs(inst):
@@ -281,7 +282,7 @@ def test_emulated_pcs_proofs(emulated, monkeypatch):
     got = _pcs_proofs(inst)
     assert got == ops_path(lambda: _pcs_proofs(inst))
     assert {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext",
-            "whir.query_weights", "whir.powers_at"} <= set(routed)
+            "whir.update_weights", "whir.powers_at"} <= set(routed)
 
 
 def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
@@ -296,7 +297,7 @@ def test_emulated_golden_proofs(emulated_cuda, monkeypatch):
         assert fingerprint(w) == GOLDEN[w.name], w.name
         expected = {"sumcheck.product_round_values", "sumcheck.fold_product_round", "mle.fold_lowest:ext"}
         if w.params.num_whir_rounds > 1:  # query and out-of-domain weights update the next round's
-            expected |= {"whir.query_weights", "mle.eq_table_squares", "whir.powers_at"}
+            expected |= {"whir.update_weights", "whir.powers_at"}
         assert expected <= set(calls), w.name
 
 
@@ -319,7 +320,8 @@ def test_device_equals_ops(reference):
         rounds = [np.array(product_round_values(f, w)).tolist() for f, w in tables]
         folds = [fold_product_round(f, w, R) for f, w in tables if f.shape[0] >= 4]
         plain = [fold_lowest(f, R) for f, _ in tables] + [fold_lowest(t, R, base=True) for t in bases]
-        weights = [whir._query_weights(*q) for q in queries]
+        weights = [whir._update_weights(ext.random((1 << d,), d), ext.constant(R), ext.constant(TOP), pts)
+                   for pts, _, d in queries]
         weights += [whir._powers_at(two_adic_generator(20), q[0], 20) for q in queries]
         weights += eq_suffix_tables([R, TOP, EF(7, 1, 2, 3)])
         mx.eval(plain, weights)

@@ -72,7 +72,6 @@ _NATIVE = {
     "mle.interpolate_at_integers": ("sumcheck", "interpolate_at_integers"),
     "mle.product_table": ("sumcheck", "product_table"),
     "mle.eq_table": ("sumcheck", "eq_table"),
-    "mle.eq_table_squares": ("sumcheck", "eq_table_squares"),
     "mle.eq_suffix_tables": ("sumcheck", "eq_suffix_tables"),
     "mle.ext_powers": ("sumcheck", "ext_powers"),
     "stacked_pcs.stacked_matrix": ("indexing", "stack_matrix"),
@@ -81,7 +80,7 @@ _NATIVE = {
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
     "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
-    "whir.query_weights": ("sumcheck", "query_weights"),
+    "whir.update_weights": ("sumcheck", "update_weights"),
     "whir.powers_at": ("sumcheck", "powers_at"),
     "logup_gkr.layer_tables": ("gkr", "layer_tables"),
     "logup_gkr.fraction_layer": ("gkr", "fraction_layer"),
@@ -218,7 +217,7 @@ def fixed_sources() -> list:
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
-               sumcheck.query_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
+               sumcheck.update_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.eq_suffix_source(), sumcheck.powers_source(), rounds.round_step_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
             + [indexing.merkle_open_source(b) for b in range(1, 5)])

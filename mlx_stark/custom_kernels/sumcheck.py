@@ -17,19 +17,18 @@ and uint64 ``% p`` per round; here a round is one launch:
 - :func:`fold_product_round`: item ``(y, b)`` of the folded tables folds the old rows
   ``4y .. 4y + 3`` of column ``b`` of both tables, writes the new rows ``2y, 2y + 1`` and adds
   their terms, so that every round after the first reads the tables once;
-- :func:`query_weights`: ``Σ_q c_q·E(z_q)[b]`` with
+- :func:`update_weights`: WHIR's weight update ``w + γ·E(z_0) + Σ_q γ^(q+2)·E(z_q)`` with
   ``E(z)[b] = Π_i (bit_i(b) ? z^(2^i) : 1 − z^(2^i))``, one thread per ``b`` looping over the
-  queries and squaring each ``z_q`` as it goes; :func:`powers_at`: the query points
+  queries and squaring each point as it goes; :func:`powers_at`: the query points
   ``z_q = g^idx_q`` themselves, a thread per query.
 
 Values are canonical in memory; ``ef_mul`` is the Montgomery product (``a·b·2^-32``): the
 product terms of canonical tables are ``term·2^-32``, added with field additions, and a block's
 sums are multiplied by ``2^32`` once (``bb_to_mont``). Folds multiply the canonical difference
-by ``r`` in Montgomery form (canonical result). The query weights multiply Montgomery-form
-factors (Montgomery-form ``E``) and accumulate ``E·c`` in 64 bits with one ``bb_redc`` per
-coefficient. Every result is bit-equal to the MLX-ops references
+by ``r`` in Montgomery form (canonical result). The weight update works in Montgomery form
+throughout. Every result is bit-equal to the MLX-ops references
 (:func:`mlx_stark.prover.sumcheck.product_round_values`,
-:func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._query_weights`,
+:func:`mlx_stark.poly.fold_lowest`, :func:`mlx_stark.prover.whir._update_weights`,
 :func:`mlx_stark.prover.whir._powers_at`).
 """
 from __future__ import annotations
@@ -44,6 +43,7 @@ from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P
 from . import KernelSource, launch
+from . import params as _params
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -165,32 +165,42 @@ const ef r = ef_in(r_in[0], r_in[1], r_in[2], r_in[3]);
 
 
 @lru_cache(maxsize=1)
-def query_weights_source() -> KernelSource:
-    """``points`` ``(Q)`` canonical ``z_q``, ``coeffs`` ``(Q·4)`` canonical, ``args = [2^d, d,
-    Q]`` -> ``out`` ``(2^d·4)``: thread ``b`` writes ``Σ_q c_q·E(z_q)[b]``, the squares
-    ``z_q^(2^i)`` made as it goes (Montgomery form)."""
+def update_weights_source() -> KernelSource:
+    """``w`` ``(2^d·4)``, ``z`` ``(4)`` (the out-of-domain point ``z_0``), ``gamma`` ``(4)``,
+    ``points`` ``(Q)`` (base-field ``z_q``), all canonical, ``args = [2^d, d, Q]`` -> ``out``
+    ``(2^d·4)``: thread ``b`` writes ``w[b] + γ·E(z_0)[b] + Σ_q γ^(q+2)·E(z_q)[b]``, the
+    squares of every point and the powers of ``γ`` made as it goes (Montgomery form)."""
     body = f"""\
 const uint32_t size = args[0];
 if (gid >= size) return;
 const uint32_t vars = args[1];
 const uint32_t queries = args[2];
-acc4 a = acc_zero();
-for (uint32_t q = 0; q < queries; ++q) {{
-  uint32_t e = {_MONT_ONE};
-  uint32_t z = bb_to_mont(points[q]);
-  for (uint32_t i = 0; i < vars; ++i) {{
-    e = bb_mont(e, ((gid >> i) & 1u) ? z : bb_sub({_MONT_ONE}, z));
-    z = bb_mont(z, z);
-  }}
-  const uint32_t c = q * 4u;
-  a = acc_b(a, e, coeffs[c], coeffs[c + 1u], coeffs[c + 2u], coeffs[c + 3u]);
+const ef one = ef_make({_MONT_ONE}, 0u, 0u, 0u);
+const ef g = ef_in(gamma[0], gamma[1], gamma[2], gamma[3]);
+ef sq = ef_in(z[0], z[1], z[2], z[3]);
+ef e = one;
+for (uint32_t i = 0u; i < vars; ++i) {{
+  e = ef_mul(e, ((gid >> i) & 1u) ? sq : ef_sub(one, sq));
+  sq = ef_mul(sq, sq);
 }}
-out[gid * 4u] = bb_redc(a.c0);
-out[gid * 4u + 1u] = bb_redc(a.c1);
-out[gid * 4u + 2u] = bb_redc(a.c2);
-out[gid * 4u + 3u] = bb_redc(a.c3);
+const uint32_t o = gid * 4u;
+ef acc = ef_add(ef_in(w[o], w[o + 1u], w[o + 2u], w[o + 3u]), ef_mul(g, e));
+ef c = ef_mul(g, g);
+for (uint32_t q = 0u; q < queries; ++q) {{
+  uint32_t eq = {_MONT_ONE};
+  uint32_t x = bb_to_mont(points[q]);
+  for (uint32_t i = 0u; i < vars; ++i) {{
+    eq = bb_mont(eq, ((gid >> i) & 1u) ? x : bb_sub({_MONT_ONE}, x));
+    x = bb_mont(x, x);
+  }}
+  acc = ef_add(acc, ef_mul_b(c, eq));
+  c = ef_mul(c, g);
+}}
+EF_STORE(out, o, ef_make(bb_from_mont(acc.c0), bb_from_mont(acc.c1), bb_from_mont(acc.c2),
+                         bb_from_mont(acc.c3)));
 """
-    return KernelSource("sumcheck_query_weights", ("points", "coeffs", "args"), ("out",), _HEADER, body)
+    return KernelSource("sumcheck_update_weights", ("w", "z", "gamma", "points", "args"), ("out",),
+                        _HEADER, body)
 
 
 @lru_cache(maxsize=1)
@@ -255,9 +265,8 @@ ef acc;
 @lru_cache(maxsize=None)
 def product_table_source() -> KernelSource:
     """``factors`` ``(d·8)`` canonical (``a0_j``, ``a1_j`` per factor; with ``args[2] = 1``
-    ``(d·4)``, the points ``p_j`` of an eq table: ``a0_j = 1 − p_j``, ``a1_j = p_j``; with
-    ``args[2] = 2`` ``(4)``, one point ``z`` whose squares ``p_j = z^(2^j)`` are the eq table's
-    points), ``args = [2^d, d, mode]`` -> ``out`` ``(2^d·4)``: thread ``i`` writes
+    ``(d·4)``, the points ``p_j`` of an eq table: ``a0_j = 1 − p_j``, ``a1_j = p_j``),
+    ``args = [2^d, d, eq]`` -> ``out`` ``(2^d·4)``: thread ``i`` writes
     ``Π_j (bit_j(i) ? a1_j : a0_j)`` (Montgomery-form products, canonical out)."""
     body = f"""\
 const uint32_t size = args[0];
@@ -265,16 +274,9 @@ if (gid >= size) return;
 const uint32_t d = args[1];
 const uint32_t eq = args[2];
 ef acc = ef_make({_MONT_ONE}, 0u, 0u, 0u);
-ef sq = ef_in(factors[0], factors[1], factors[2], factors[3]);
 for (uint32_t j = 0u; j < d; ++j) {{
   const uint32_t bit = (gid >> j) & 1u;
-  ef f;
-  if (eq == 2u) {{
-    f = ef_make(bb_from_mont(sq.c0), bb_from_mont(sq.c1), bb_from_mont(sq.c2), bb_from_mont(sq.c3));
-    sq = ef_mul(sq, sq);
-  }} else {{
-    f = eq ? EF_LOAD(factors, j * 4u) : EF_LOAD(factors, (j * 2u + bit) * 4u);
-  }}
+  ef f = eq ? EF_LOAD(factors, j * 4u) : EF_LOAD(factors, (j * 2u + bit) * 4u);
   if (eq && !bit) f = ef_sub_be(1u, f);
   acc = ef_mul(acc, ef_in(f.c0, f.c1, f.c2, f.c3));
 }}
@@ -419,23 +421,22 @@ def fold_base(table: mx.array, r) -> mx.array:
     return _fold(table, r, True)
 
 
-def query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
-    """:func:`mlx_stark.prover.whir._query_weights` (bit-equal): ``points`` ``(Q,)`` uint32
-    base-field ``z_q`` (canonical, on the device), ``coeffs`` ``(Q, 4)`` uint32 canonical ->
-    ``(2^d, 4)`` uint32 ``Σ_q coeffs[q]·E(z_q)``. One launch, one thread per output row (the
-    squares ``z_q^(2^i)`` made in the kernel). Lazy."""
-    q = points.shape[0]
-    if points.shape != (q,) or coeffs.shape != (q, 4):
-        raise InvalidInputError(f"coefficients {tuple(coeffs.shape)} do not match points "
-                                f"{tuple(points.shape)}")
-    if d < 0 or (4 << d) >= 1 << 32:
-        raise InvalidInputError(f"query weights over {d} variables exceed 32-bit indices")
-    if q == 0:
-        return mx.zeros((1 << d, 4), dtype=mx.uint32)
-    args = kernel_args((1 << d, d, q))
-    out = launch(query_weights_source(), [points, coeffs.reshape(-1), args],
-                 (grid_x(1 << d), 1), THREADS, [((1 << d) * 4,)])[0]
-    return out.reshape(1 << d, 4)
+def update_weights(w: mx.array, z0: mx.array, gamma: mx.array, points: mx.array) -> mx.array:
+    """:func:`mlx_stark.prover.whir._update_weights` (bit-equal): ``w`` ``(2^d, 4)``, ``z0``,
+    ``gamma`` ``(4,)`` uint32 canonical, ``points`` ``(Q,)`` uint32 base-field ``z_q`` (all on
+    the device) -> ``(2^d, 4)`` uint32 ``w + γ·E(z_0) + Σ_q γ^(q+2)·E(z_q)``. One launch, one
+    thread per row. Lazy."""
+    rows, q = w.shape[0], points.shape[0]
+    if w.shape != (rows, 4) or rows & (rows - 1) or z0.shape != (4,) or gamma.shape != (4,) \
+            or points.shape != (q,):
+        raise InvalidInputError(f"a weight update of {tuple(w.shape)} weights, {tuple(z0.shape)}, "
+                                f"{tuple(gamma.shape)}, {tuple(points.shape)} points")
+    if (4 * rows) >= 1 << 32:
+        raise InvalidInputError(f"weights of {rows} rows exceed 32-bit indices")
+    d = rows.bit_length() - 1
+    return launch(update_weights_source(), [w, z0, gamma, points if q else _params(0),
+                                            kernel_args((rows, d, q))],
+                  (grid_x(rows), 1), THREADS, [(rows, 4)])[0]
 
 
 def powers_at(g: int, idx: mx.array, bits: int) -> mx.array:
@@ -515,15 +516,6 @@ def eq_suffix_tables(points: mx.array) -> list:
         tables.append(out[start:start + (1 << (d - k))])
         start += 1 << (d - k)
     return tables
-
-
-def eq_table_squares(z: mx.array, d: int) -> mx.array:
-    """:func:`mlx_stark.poly.mle.eq_table_squares` (bit-equal): ``z`` ``(4,)`` uint32 canonical,
-    ``d ≥ 1`` -> ``(2^d, 4)``, the eq table at ``z, z^2, …, z^(2^(d−1))`` (the squares made in
-    the kernel). One launch. Lazy."""
-    if z.shape != (4,) or d < 1:
-        raise InvalidInputError(f"eq table of the squares of a {tuple(z.shape)} array, d = {d}")
-    return _table(z, d, 2)
 
 
 def ext_powers(x: mx.array, n: int) -> mx.array:

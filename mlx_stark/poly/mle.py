@@ -190,11 +190,8 @@ def mle_eval(table: mx.array, point, base: bool = False) -> mx.array:
 
 def eq_table_squares(z: mx.array, d: int) -> mx.array:
     """:func:`eq_table` at ``z, z^2, z^4, …, z^(2^(d−1))`` for a ``(4,)`` device array ``z``
-    (WHIR's out-of-domain weights): ``(2^d, 4)`` uint32. With native kernels: one launch
-    (``mle.eq_table_squares``), not ``d`` squarings and a table."""
-    kernel = custom_kernels.native("mle.eq_table_squares") if d else None
-    if kernel is not None:
-        return kernel(z, d)
+    (WHIR's out-of-domain weights, the ops reference of its weight update): ``(2^d, 4)``
+    uint32."""
     points, x = [], z
     for _ in range(d):
         points.append(x)

@@ -36,12 +36,7 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
 
     ``points``: ``(Q,)`` uint32 base-field ``z_q`` on the device; ``coeffs``: ``(Q, 4)`` uint32.
     Returns ``(2^d, 4)``. The tables are base-field (the points are), built by doubling for a
-    chunk of queries at once and contracted with the coefficients by :func:`weighted_sum`. The
-    native kernel (:func:`mlx_stark.custom_kernels.sumcheck.query_weights`, one launch) runs instead where the device has
-    one."""
-    kernel = custom_kernels.native("whir.query_weights")
-    if kernel is not None:
-        return kernel(points, coeffs, d)
+    chunk of queries at once and contracted with the coefficients by :func:`weighted_sum`."""
     chunk = max(1, _QUERY_TABLE_ELEMS >> d)
     out = ext.zeros((1 << d,))
     for lo in range(0, points.shape[0], chunk):
@@ -55,6 +50,22 @@ def _query_weights(points: mx.array, coeffs: mx.array, d: int) -> mx.array:
         if points.shape[0] > chunk:
             mx.async_eval(out)  # free this chunk's tables before building the next ones
     return out
+
+
+def _update_weights(w: mx.array, z0: mx.array, gamma: mx.array, points: mx.array) -> mx.array:
+    """WHIR's weights for the next round (pcs.md §8.2): ``w + γ·eq(z_0^(2^i), ·) + Σ_q
+    γ^(q+2)·E(z_q)``, the out-of-domain point's eq table at its squares and the query points'
+    (:func:`_query_weights`). ``w`` ``(2^d, 4)``, ``z0``, ``gamma`` ``(4,)``, ``points``
+    ``(Q,)`` uint32 on the device -> ``(2^d, 4)``. The native kernel
+    (:func:`mlx_stark.custom_kernels.sumcheck.update_weights`, one launch) runs instead where
+    the device has one."""
+    kernel = custom_kernels.native("whir.update_weights")
+    if kernel is not None:
+        return kernel(w, z0, gamma, points)
+    d = w.shape[0].bit_length() - 1
+    gamma_pows = ext_powers(gamma, points.shape[0] + 2)
+    return ext.add(w, ext.add(ext.mul(eq_table_squares(z0, d), gamma),
+                              _query_weights(points, gamma_pows[2:], d)))
 
 
 def _powers_at(g: int, idx: mx.array, bits: int) -> mx.array:
@@ -155,10 +166,8 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             gamma = dt.sample_ext()
             if i < num_rounds - 1:
                 points = _powers_at(two_adic_generator(log_size - k), idxs, log_size - k)
-                gamma_pows = ext_powers(gamma, queries[i] + 2)
-                with span("prover.openings.whir.weights"):  # eq at z0^(2^i), i < d
-                    w = ext.add(w, ext.add(ext.mul(eq_table_squares(z0, d), gamma),
-                                           _query_weights(points, gamma_pows[2:], d)))
+                with span("prover.openings.whir.weights"):
+                    w = _update_weights(w, z0, gamma, points)
             prev_tree = tree
         opened = [a for pair in out["init"] + out["rounds"] for a in pair]
         return (len(out["init"]), len(out["rounds"])), [
