@@ -20,6 +20,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import gkr as kg
+from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import ext
@@ -28,17 +29,21 @@ from mlx_stark.field.host import EF
 from mlx_stark.proof.constraints import GkrProof
 from mlx_stark.prover import logup_gkr
 from mlx_stark.prover.logup_gkr import prove_fractional_sumcheck
-from mlx_stark.transcript import Transcript
+from mlx_stark.transcript import DeviceTranscript, Transcript
 from mlx_stark.verifier.gkr import verify_gkr
 
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 from .test_logup_gkr import balanced_leaves
 
 SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source,
-           kg.fraction_layer_source)
+           kg.fraction_layer_source, lambda: kg.absorbing_sources()[0], lambda: kg.absorbing_sources()[1])
 OPERATIONS = ("logup_gkr.layer_tables", "logup_gkr.round_sums", "logup_gkr.fold_round_sums")
 KERNELS = {"logup_gkr.layer_tables": kg.layer_tables, "logup_gkr.round_sums": kg.round_sums,
            "logup_gkr.fold_round_sums": kg.fold_round_sums, "logup_gkr.fraction_layer": kg.fraction_layer}
+# the sub-rounds with their transcript step, on a device transcript
+STEP_KERNELS = {"logup_gkr.round_sums_step": kg.round_sums_step,
+                "logup_gkr.fold_round_sums_step": kg.fold_round_sums_step,
+                "transcript.DeviceTranscript": kp2.duplex}
 LAM, R = EF(3, P - 1, 12345, 7), EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -165,6 +170,33 @@ def test_emulated_gkr_proofs(emulated, monkeypatch, num_vars):
     assert set(routed) == sumcheck | {"logup_gkr.fraction_layer"}
     _, _, xi = verify_gkr(GkrProof.from_bytes(got[0]), Transcript(), num_vars)
     assert xi == got[1]
+
+
+emulated_steps = emulation(kg, kp2, dialects=("cuda",))
+
+
+def _steps(tables: mx.array, before: int) -> list:
+    """A layer's first sub-round and a later one (at a challenge the first sampled) on a device
+    transcript over a host transcript that absorbed ``before`` values, synced back: every
+    value and the transcript's next sample."""
+    t = Transcript()
+    t.observe_many(list(range(before)))
+    dt = DeviceTranscript(t)
+    sums, r = logup_gkr.round_sums_step(dt, tables, LAM)
+    folded, sums2, r2 = logup_gkr.fold_round_sums_step(dt, tables, r, LAM)
+    return [a.tolist() for a in dt.sync(sums, r, folded, sums2, r2)] + [t.sample()]
+
+
+@pytest.mark.parametrize("rows", [4, 512, 1 << 11])
+@pytest.mark.parametrize("before", [0, 5])
+def test_emulated_steps_equal_the_host_transcript(emulated_steps, monkeypatch, rows, before):
+    """The sub-rounds with their absorb (one launch for tables of one block, the sums'
+    launches and a duplex for more) equal the ops path on the host sponge."""
+    tables = _tables(rows, "random", before)
+    want = _steps(tables, before)  # the CPU: ops, host sponge
+    calls = route(monkeypatch, STEP_KERNELS)
+    assert _steps(tables, before) == want
+    assert set(calls) == set(STEP_KERNELS)
 
 
 def test_emulated_golden_proofs_with_interactions(emulated_cuda, monkeypatch):

@@ -86,6 +86,8 @@ _NATIVE = {
     "logup_gkr.fraction_layer": ("gkr", "fraction_layer"),
     "logup_gkr.round_sums": ("gkr", "round_sums"),
     "logup_gkr.fold_round_sums": ("gkr", "fold_round_sums"),
+    "logup_gkr.round_sums_step": ("gkr", "round_sums_step"),
+    "logup_gkr.fold_round_sums_step": ("gkr", "fold_round_sums_step"),
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
     "mle_rounds.fold_table": ("linear", "fold_table"),
@@ -215,6 +217,7 @@ def fixed_sources() -> list:
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
             + [linear.field_sum_source(), linear.ext_mul_sum_source(), linear.fold_table_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
+               *gkr.absorbing_sources(),
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.update_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),

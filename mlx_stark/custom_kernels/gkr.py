@@ -37,6 +37,7 @@ from ..errors import InvalidInputError
 from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch, params
+from .poseidon2 import duplex, launch_absorbing, with_absorb
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -264,6 +265,52 @@ def fold_round_sums(tables: mx.array, r, lam):
     folded, parts = launch(fold_round_sums_source(), [tables, ext.constant(r), ext.constant(lam), args],
                            (blocks * THREADS, 1), THREADS, [(n // 2, 5, 4), (blocks * SUMS,)])
     return folded, _total(parts, args)
+
+
+# the sums a one-block launch leaves in ``red`` (before the ``2^96`` finish), as absorbed values
+_ABSORBED = f"bb_mont(red[i * {THREADS}u], {_R3})"
+
+
+def absorbing_sources() -> list:
+    """The one-block sub-round kernels with their absorb (what :func:`round_sums_step` and
+    :func:`fold_round_sums_step` launch), for compiling ahead."""
+    return [with_absorb(round_sums_source(), _ABSORBED, SUMS),
+            with_absorb(fold_round_sums_source(), _ABSORBED, SUMS)]
+
+
+def round_sums_step(tables: mx.array, lam, sponge: mx.array, absorb_idx: int,
+                    permute_last: bool) -> tuple:
+    """:func:`round_sums` absorbed into a device transcript's sponge (``(16,)`` or more words,
+    from rate position ``absorb_idx``, a final permutation if ``permute_last``): ``(sponge
+    (24,), sums (3, 4))``. One launch when the pairs fit one block (the absorb in it), else the
+    sums' launches and a duplex. Lazy."""
+    pairs = _check_rows(tables, 2) // 2
+    if plan_blocks(pairs) > 1:
+        sums = round_sums(tables, lam)
+        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), sums
+    args = params(pairs, THREADS)
+    parts, out = launch_absorbing(round_sums_source(), _ABSORBED, SUMS,
+                                  [tables, ext.constant(lam), args], [(SUMS,)], sponge,
+                                  absorb_idx, permute_last)
+    return out, parts.reshape(3, 4)
+
+
+def fold_round_sums_step(tables: mx.array, r, lam, sponge: mx.array, absorb_idx: int,
+                         permute_last: bool) -> tuple:
+    """:func:`fold_round_sums` with the sums absorbed as in :func:`round_sums_step`:
+    ``(sponge (24,), folded (2N, 5, 4), sums (3, 4))``. One launch when the pairs fit one
+    block. Lazy."""
+    n = _check_rows(tables, 4)
+    pairs = n // 4
+    if plan_blocks(pairs) > 1:
+        folded, sums = fold_round_sums(tables, r, lam)
+        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), folded, sums
+    args = params(pairs, THREADS)
+    folded, parts, out = launch_absorbing(fold_round_sums_source(), _ABSORBED, SUMS,
+                                          [tables, ext.constant(r), ext.constant(lam), args],
+                                          [(n // 2, 5, 4), (SUMS,)], sponge, absorb_idx,
+                                          permute_last)
+    return out, folded, parts.reshape(3, 4)
 
 
 def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:

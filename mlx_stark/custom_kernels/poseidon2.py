@@ -481,6 +481,30 @@ if (tid < 8u) {out}[23u - tid] = bb_from_mont(x);
     return _SBOX + "\n", shared, code
 
 
+@lru_cache(maxsize=32)
+def with_absorb(src: KernelSource, value: str, n: int) -> KernelSource:
+    """``src``, a kernel of one block whose every thread runs its whole body, followed by a
+    device transcript's absorb of ``n`` values it made (``value``: a C expression of ``i``
+    valid at the body's end, value ``i`` canonical): inputs ``sponge`` (16 or more words) and
+    ``absorb = [a, last]`` after ``src``'s, output ``sponge_out`` (24) after its
+    (:func:`duplex_code`). The absorb runs after a barrier, in a scope of its own."""
+    header, shared, code = duplex_code(value, f"{n}u", "absorb[0]", "absorb[1]", "sponge",
+                                       "sponge_out")
+    return KernelSource(src.name + "_absorb", src.input_names + ("sponge", "absorb"),
+                        src.output_names + ("sponge_out",), src.header + header,
+                        shared + src.body + "BARRIER();\n{\n" + code + "}\n")
+
+
+def launch_absorbing(src: KernelSource, value: str, n: int, inputs: list, output_shapes: list,
+                     sponge: mx.array, absorb_idx: int, permute_last: bool) -> list:
+    """Launch :func:`with_absorb` of ``src`` as one block of ``THREADS`` threads: ``src``'s
+    ``inputs`` and ``output_shapes``, then the sponge's -> ``src``'s outputs and the new
+    sponge ``(24,)`` last."""
+    return launch(with_absorb(src, value, n),
+                  inputs + [sponge, _params(absorb_idx, int(permute_last))], (THREADS, 1), THREADS,
+                  output_shapes + [(WIDTH + RATE,)])
+
+
 @lru_cache(maxsize=4)
 def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     """:func:`duplex_code` as a kernel: ``state`` (16 or 24) absorbs ``values`` (n);

@@ -134,6 +134,32 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
     return folded, _ops_round_sums(folded, lam)
 
 
+def round_sums_step(dt, tables: mx.array, lam) -> Tuple[mx.array, mx.array]:
+    """A layer's first sub-round on the device transcript ``dt``: :func:`round_sums` observed,
+    then the challenge sampled: ``(sums (3, 4), r (4,))``. With native kernels the sums'
+    launch absorbs them itself (one launch for a layer of one block)."""
+    kernel = custom_kernels.native("logup_gkr.round_sums_step")
+    if kernel is not None and dt.on_device:
+        (sums,) = dt.absorb_with(12, lambda sponge, a, last: kernel(tables, lam, sponge, a, last))
+    else:
+        sums = round_sums(tables, lam)
+        dt.observe(sums)
+    return sums, dt.sample_ext()
+
+
+def fold_round_sums_step(dt, tables: mx.array, r, lam) -> Tuple[mx.array, mx.array, mx.array]:
+    """A later sub-round: :func:`fold_round_sums` at the last challenge ``r``, the sums
+    observed and the next challenge sampled: ``(folded, sums (3, 4), r' (4,))``. With native
+    kernels the fold's launch absorbs the sums itself (one launch for tables of one block)."""
+    kernel = custom_kernels.native("logup_gkr.fold_round_sums_step")
+    if kernel is not None and dt.on_device:
+        folded, sums = dt.absorb_with(12, lambda sponge, a, last: kernel(tables, r, lam, sponge, a, last))
+    else:
+        folded, sums = fold_round_sums(tables, r, lam)
+        dt.observe(sums)
+    return folded, sums, dt.sample_ext()
+
+
 # rows (a, b, c, d) -> (a, c, b, d): a layer's claims between the table order (p0, p1, q0, q1)
 # and the observed order (p0, q0, p1, q1), either way
 _INTERLEAVE = (0, 2, 1, 3)
@@ -162,15 +188,13 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
         for j in range(2, num_vars + 1):
             lam = dt.sample_ext()
             tables = layer_tables(*layers[j], xi)
-            sums = round_sums(tables, lam)
+            sums, r = round_sums_step(dt, tables, lam)  # g(1), g(2), g(3) observed
             rho = []
             for k in range(j - 1):
-                dt.observe(sums)  # g(1), g(2), g(3)
                 polys.append(sums)
-                r = dt.sample_ext()
                 rho.append(r)
                 if k < j - 2:
-                    tables, sums = fold_round_sums(tables, r, lam)
+                    tables, sums, r = fold_round_sums_step(dt, tables, r, lam)
                 else:
                     tables = fold_lowest(tables, r)
             folded = tables.reshape(5, 4)  # p0, q0, p1, q1, eq
