@@ -240,16 +240,18 @@ class DeviceTranscript:
         can run."""
         return self._duplex is not None
 
-    def absorb_with(self, n: int, kernel) -> tuple:
+    def absorb_with(self, n: int, kernel, then_search: bool = False) -> tuple:
         """Absorb ``n`` values that a caller's kernel makes and absorbs itself (its own copy of
-        the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`), so that the
-        samples after them come from its sponge: as ``observe`` of the values, then the
-        ``_ready`` of a sample. ``kernel(sponge, absorb_idx, permute_last)`` returns ``(new
-        sponge (24 words or more), *rest)``; returns ``rest``. Needs :attr:`on_device`."""
+        the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`): as ``observe``
+        of the values followed by a sample (the ``_ready`` of a sample: the samples then come
+        from its sponge) or, ``then_search``, by a proof-of-work search (no permutation after
+        them, as :meth:`grind` absorbs before its search). ``kernel(sponge, absorb_idx,
+        permute_last)`` returns ``(new sponge (24 words or more), *rest)``; returns ``rest``.
+        Needs :attr:`on_device`."""
         if self._duplex is None:
             raise RuntimeError("absorb_with needs a device sponge (native kernels)")
         self._flush(permute_last=False)  # values observed before, in order
-        permute_last = self._permutes_before_sample(n)
+        permute_last = not then_search and self._permutes_before_sample(n)
         self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
         self._absorbed(n, permute_last)
         return tuple(rest)

@@ -139,6 +139,7 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     from .test_golden_fingerprints import GOLDEN
     from .test_kernels_gkr import KERNELS as GKR_KERNELS
     from .test_kernels_gkr import STEP_KERNELS as GKR_STEPS
+    from .test_kernels_sumcheck import STEP_KERNELS as SUMCHECK_STEPS
     from .test_kernels_sumcheck import KERNELS
 
     launch = emulated_launch("cuda", emulator_dir)
@@ -148,7 +149,7 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     # and the segment reruns with host searches, which the fingerprints check too)
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 256)
     monkeypatch.setattr(kp2, "POW_MAX_BATCH", 4096)
-    calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, **GKR_STEPS, "transcript.DeviceTranscript": kp2.duplex,
+    calls = route(monkeypatch, {**KERNELS, **GKR_KERNELS, **GKR_STEPS, **SUMCHECK_STEPS, "transcript.DeviceTranscript": kp2.duplex,
                                 "transcript.DeviceTranscript.grind": kp2.grind})
     for w in golden_workloads():
         calls.clear()

@@ -21,6 +21,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import sizing
+from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sumcheck as ks
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
@@ -29,11 +30,14 @@ from mlx_stark.field.host import EF
 from mlx_stark.poly import eq_suffix_tables, eq_table, eq_table_squares, ext_powers, fold_lowest, host, product_table
 from mlx_stark.poly.mle import interpolate_at_integers
 from mlx_stark.prover import whir
+from mlx_stark.prover import sumcheck
 from mlx_stark.prover.sumcheck import fold_product_round, product_round_values
+from mlx_stark.transcript import DeviceTranscript, Transcript
 
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 
-SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.fold_source(False),
+SOURCES = (ks.product_round_source, ks.fold_product_round_source, lambda: ks.absorbing_sources()[0],
+           lambda: ks.absorbing_sources()[1], lambda: ks.fold_source(False),
            lambda: ks.fold_source(True), ks.update_weights_source, ks.interpolate_source,
            ks.product_table_source, ks.eq_suffix_source, ks.powers_source, ks.powers_at_source)
 KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_base,
@@ -42,6 +46,10 @@ KERNELS = {"mle.fold_lowest:ext": ks.fold_ext, "mle.fold_lowest:base": ks.fold_b
            "mle.product_table": ks.product_table, "mle.eq_table": ks.eq_table,
            "mle.ext_powers": ks.ext_powers,
            "whir.powers_at": ks.powers_at, "mle.eq_suffix_tables": ks.eq_suffix_tables}
+# the rounds with their transcript step, on a device transcript
+STEP_KERNELS = {"sumcheck.product_round_step": ks.product_round_step,
+                "sumcheck.fold_product_round_step": ks.fold_product_round_step,
+                "transcript.DeviceTranscript": kp2.duplex}
 R = EF(P - 2, 5, 0, 99)
 TOP = EF(P - 1, P - 1, P - 1, P - 1)
 
@@ -247,6 +255,42 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
     assert arrays_equal(got[2], ref[2])
     assert arrays_equal(weights, ops_path(lambda: whir._update_weights(ext.random((8,), 3), ext.constant(R),
                                                                       ext.constant(TOP), five_seven)))
+
+
+emulated_steps = emulation(ks, kp2, dialects=("cuda",))
+
+
+def _steps(f: mx.array, w: mx.array, before: int, then_search: bool) -> list:
+    """A first round and a folded one, each observed and followed by a sample (or a search,
+    then a sample), on a device transcript over a host transcript that absorbed ``before``
+    values, synced back: every value and the transcript's next sample."""
+    t = Transcript()
+    t.observe_many(list(range(before)))
+    dt = DeviceTranscript(t)
+    out = [sumcheck.product_round_step(dt, f, w, then_search)]
+    if then_search:
+        out.append(dt.grind(2))
+    out.append(dt.sample_ext())
+    out += sumcheck.fold_product_round_step(dt, f, w, out[-1], then_search)
+    if then_search:
+        out.append(dt.grind(2))
+    out.append(dt.sample_ext())
+    return [a.tolist() for a in dt.sync(*out)] + [t.sample()]
+
+
+@pytest.mark.parametrize("rows, batch", [(4, ()), (64, (3,)), (1 << 11, ())])
+@pytest.mark.parametrize("before, then_search", [(0, False), (5, False), (3, True)])
+def test_emulated_steps_equal_the_host_transcript(emulated_steps, monkeypatch, rows, batch, before,
+                                                  then_search):
+    """The rounds with their absorb (one launch for tables of one block, the sums' launches
+    and a duplex for more), before a sample or a search, equal the ops path on the host
+    sponge."""
+    monkeypatch.setattr(kp2, "POW_MIN_BATCH", 64)  # emulated threads are OS threads
+    f, w = _table(rows, batch, "random", before), _table(rows, batch, "random", before + 1)
+    want = _steps(f, w, before, then_search)  # the CPU: ops, host sponge
+    calls = route(monkeypatch, {**STEP_KERNELS, "transcript.DeviceTranscript.grind": kp2.grind})
+    assert _steps(f, w, before, then_search) == want
+    assert set(STEP_KERNELS) <= set(calls)
 
 
 def test_emulated_rejects_bad_shapes(emulated):

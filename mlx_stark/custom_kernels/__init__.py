@@ -80,6 +80,8 @@ _NATIVE = {
     "stacked_reduction.weighted_sum": ("linear", "weighted_sum"),
     "sumcheck.product_round_values": ("sumcheck", "product_round"),
     "sumcheck.fold_product_round": ("sumcheck", "fold_product_round"),
+    "sumcheck.product_round_step": ("sumcheck", "product_round_step"),
+    "sumcheck.fold_product_round_step": ("sumcheck", "fold_product_round_step"),
     "whir.update_weights": ("sumcheck", "update_weights"),
     "whir.powers_at": ("sumcheck", "powers_at"),
     "logup_gkr.layer_tables": ("gkr", "layer_tables"),
@@ -217,7 +219,7 @@ def fixed_sources() -> list:
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
             + [linear.field_sum_source(), linear.ext_mul_sum_source(), linear.fold_table_source()]
             + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
-               *gkr.absorbing_sources(),
+               *gkr.absorbing_sources(), *sumcheck.absorbing_sources(),
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.update_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),

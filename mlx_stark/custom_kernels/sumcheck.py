@@ -44,6 +44,7 @@ from ..field import bb, ext
 from ..field.bb import P
 from . import KernelSource, launch
 from . import params as _params
+from .poseidon2 import duplex, launch_absorbing, with_absorb
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -394,6 +395,52 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     f_out, w_out, parts = launch(fold_product_round_source(), [f, w, ext.constant(r), args],
                                  (blocks * THREADS, 1), THREADS, [shape, shape, (blocks * SUMS,)])
     return f_out, w_out, _round_values(parts)
+
+
+# the sums a one-block launch leaves in ``red`` (before the ``2^32`` finish), as absorbed values
+_ABSORBED = f"bb_to_mont(red[i * {THREADS}u])"
+
+
+def absorbing_sources() -> list:
+    """The one-block round kernels with their absorb (what :func:`product_round_step` and
+    :func:`fold_product_round_step` launch), for compiling ahead."""
+    return [with_absorb(product_round_source(), _ABSORBED, SUMS),
+            with_absorb(fold_product_round_source(), _ABSORBED, SUMS)]
+
+
+def product_round_step(f: mx.array, w: mx.array, sponge: mx.array, absorb_idx: int,
+                       permute_last: bool) -> tuple:
+    """:func:`product_round` absorbed into a device transcript's sponge (``(16,)`` or more
+    words, from rate position ``absorb_idx``, a final permutation if ``permute_last``):
+    ``(sponge (24,), sums (2, 4))``. One launch when the items fit one block (the absorb in
+    it), else the sums' launches and a duplex. Lazy."""
+    n, width = _pair_dims(f, w, 2)
+    items = n // 2 * width
+    if items == 0 or plan_blocks(items) > 1:
+        sums = product_round(f, w)
+        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), sums
+    args = kernel_args((items, width, THREADS))
+    parts, out = launch_absorbing(product_round_source(), _ABSORBED, SUMS,
+                                  [f.reshape(-1), w.reshape(-1), args], [(SUMS,)], sponge,
+                                  absorb_idx, permute_last)
+    return out, parts.reshape(2, 4)
+
+
+def fold_product_round_step(f: mx.array, w: mx.array, r, sponge: mx.array, absorb_idx: int,
+                            permute_last: bool) -> tuple:
+    """:func:`fold_product_round` with the sums absorbed as in :func:`product_round_step`:
+    ``(sponge (24,), f', w', sums (2, 4))``. One launch when the items fit one block. Lazy."""
+    n, width = _pair_dims(f, w, 4)
+    items = n // 4 * width
+    if items == 0 or plan_blocks(items) > 1:
+        f2, w2, sums = fold_product_round(f, w, r)
+        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), f2, w2, sums
+    shape = (n // 2,) + tuple(f.shape[1:])
+    args = kernel_args((items, width, THREADS))
+    f2, w2, parts, out = launch_absorbing(fold_product_round_source(), _ABSORBED, SUMS,
+                                          [f, w, ext.constant(r), args], [shape, shape, (SUMS,)],
+                                          sponge, absorb_idx, permute_last)
+    return out, f2, w2, parts.reshape(2, 4)
 
 
 def _fold(table: mx.array, r, base: bool) -> mx.array:

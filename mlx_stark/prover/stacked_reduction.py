@@ -35,7 +35,7 @@ from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
 from .stacked_pcs import stacked_matrix
-from .sumcheck import fold_product_round, product_round_values
+from .sumcheck import fold_product_round_step, product_round_step
 
 # Largest uint64 temporary (elements) of one chunk of :func:`weighted_sum`; elements (uint32)
 # of the windows round 0 copies at once and of one chunk of :func:`weight_table`.
@@ -275,15 +275,14 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         # transcript; the messages, the challenges and the openings come back in one read
         def rounds_1_to_n(dt):
             g, v = f, w
-            sums = product_round_values(g, v) if n else None
+            sums = product_round_step(dt, g, v) if n else None  # s(1) then s(2), c0..c3 each
             messages, us = [], []
             for j in range(n):
-                dt.observe(sums)  # s(1) then s(2), c0..c3 each
                 u = dt.sample_ext()
                 messages.append(sums)
                 us.append(u)
                 if j + 1 < n:
-                    g, v, sums = fold_product_round(g, v, u)
+                    g, v, sums = fold_product_round_step(dt, g, v, u)  # the next sums observed
                 else:
                     g = fold_lowest(g, u)  # the weights are not needed after the last round
             # the stacking openings q̂_k(u_0, u_1..u_n), commit-major

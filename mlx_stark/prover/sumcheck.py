@@ -14,6 +14,8 @@ from ..device import fused
 from ..field import bb, ext
 from ..poly import fold_lowest
 
+# Values a round observes: s(1), s(2), four coefficients each.
+SUMS = 8
 # Table elements (uint32) that the ops path of one product round handles at once.
 _CHUNK_ELEMS = 1 << 21
 
@@ -78,3 +80,31 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
         acc = ext.accumulate(acc, part)
         mx.async_eval(fc, wc, acc)  # frees the chunk's temporaries; no host wait
     return mx.concatenate(fs), mx.concatenate(ws), acc
+
+
+def product_round_step(dt, f: mx.array, w: mx.array, then_search: bool = False) -> mx.array:
+    """:func:`product_round_values` observed on the device transcript ``dt``, followed by a
+    sample or (``then_search``) a proof-of-work search (see
+    :meth:`~mlx_stark.transcript.DeviceTranscript.absorb_with`): the sums ``(2, 4)``. With
+    native kernels the sums' launch absorbs them itself (one launch for tables of one block)."""
+    kernel = custom_kernels.native("sumcheck.product_round_step")
+    if kernel is not None and dt.on_device:
+        (sums,) = dt.absorb_with(SUMS, lambda sponge, a, last: kernel(f, w, sponge, a, last),
+                                 then_search)
+        return sums
+    sums = product_round_values(f, w)
+    dt.observe(sums)
+    return sums
+
+
+def fold_product_round_step(dt, f: mx.array, w: mx.array, r, then_search: bool = False) -> tuple:
+    """:func:`fold_product_round` with the next round's sums observed as in
+    :func:`product_round_step`: ``(f', w', sums (2, 4))``. One launch for tables of one block
+    with native kernels."""
+    kernel = custom_kernels.native("sumcheck.fold_product_round_step")
+    if kernel is not None and dt.on_device:
+        return dt.absorb_with(SUMS, lambda sponge, a, last: kernel(f, w, r, sponge, a, last),
+                              then_search)
+    f, w, sums = fold_product_round(f, w, r)
+    dt.observe(sums)
+    return f, w, sums

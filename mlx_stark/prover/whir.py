@@ -25,7 +25,7 @@ from ..tracing import Rows, span
 from ..transcript import Transcript, device_segment
 from .stacked_pcs import rs_messages
 from .stacked_reduction import weighted_sum
-from .sumcheck import fold_product_round, product_round_values
+from .sumcheck import fold_product_round_step, product_round_step
 
 # Queries whose base-field eq tables are built at once in the weight update (memory bound).
 _QUERY_TABLE_ELEMS = 1 << 22
@@ -127,14 +127,15 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
             with span("prover.openings.whir.sumcheck"):
-                sums = product_round_values(f, w)
+                # s(1) then s(2), c0..c3 each, observed before the folding proof of work
+                search = whir.folding_pow_bits > 0
+                sums = product_round_step(dt, f, w, search)
                 for j in range(k):
-                    dt.observe(sums)  # s(1) then s(2), c0..c3 each
                     out["folding"].append(dt.grind(whir.folding_pow_bits))
                     alpha = dt.sample_ext()
                     out["sumcheck"].append(sums)
-                    if j + 1 < k:  # the next round's sums in the same pass
-                        f, w, sums = fold_product_round(f, w, alpha)
+                    if j + 1 < k:  # the next round's sums in the same pass, observed
+                        f, w, sums = fold_product_round_step(dt, f, w, alpha, search)
                     else:
                         f, w = fold_lowest(f, alpha), fold_lowest(w, alpha)
             d = m - k * (i + 1)
