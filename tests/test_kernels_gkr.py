@@ -20,6 +20,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import gkr as kg
+from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
@@ -35,7 +36,7 @@ from mlx_stark.verifier.gkr import verify_gkr
 from .kernel_helpers import arrays_equal, emulation, needs_native, ops_path, route
 from .test_logup_gkr import balanced_leaves
 
-SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.sum_parts_source, kg.layer_tables_source,
+SOURCES = (kg.round_sums_source, kg.fold_round_sums_source, kg.layer_tables_source,
            kg.fraction_layer_source, lambda: kg.absorbing_sources()[0], lambda: kg.absorbing_sources()[1])
 OPERATIONS = ("logup_gkr.layer_tables", "logup_gkr.round_sums", "logup_gkr.fold_round_sums")
 KERNELS = {"logup_gkr.layer_tables": kg.layer_tables, "logup_gkr.round_sums": kg.round_sums,
@@ -66,8 +67,9 @@ def test_sources():
 
 
 # ---------------------------------------------------------------- emulation
-emulated = emulation(kg)
-emulated_cuda = emulation(kg, dialects=("cuda",))
+# the sub-rounds' partial sums are added (and absorbed) by linear's and poseidon2's launches
+emulated = emulation(kg, klin, kp2)
+emulated_cuda = emulation(kg, klin, kp2, dialects=("cuda",))
 
 
 # rows of the tables: one pair, partial blocks, exactly one block, two blocks
@@ -172,7 +174,7 @@ def test_emulated_gkr_proofs(emulated, monkeypatch, num_vars):
     assert xi == got[1]
 
 
-emulated_steps = emulation(kg, kp2, dialects=("cuda",))
+emulated_steps = emulation(kg, klin, kp2, dialects=("cuda",))
 
 
 def _steps(tables: mx.array, before: int) -> list:

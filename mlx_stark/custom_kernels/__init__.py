@@ -218,7 +218,7 @@ def fixed_sources() -> list:
             + [ntt.coset_lde_source(n) for n in (1, 2, 4, 8, 16, 32)]
             + [linear.weighted_sum_source(c) for c in (1, 4, 8)]
             + [linear.field_sum_source(), linear.ext_mul_sum_source(), linear.fold_table_source()]
-            + [gkr.round_sums_source(), gkr.fold_round_sums_source(), gkr.sum_parts_source(),
+            + [gkr.round_sums_source(), gkr.fold_round_sums_source(), *linear.absorbing_sources(),
                *gkr.absorbing_sources(), *sumcheck.absorbing_sources(),
                gkr.layer_tables_source(), gkr.fraction_layer_source(), sumcheck.product_round_source(),
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),

@@ -16,7 +16,8 @@ sub-round is one or two launches:
   row, one launch instead of MLX's doubling with a few dispatches per variable).
 - :func:`round_sums`: every thread adds the terms of the pairs ``y ≡ gid`` (mod the launch's
   threads); the block adds its threads' sums in shared memory and writes one partial sum
-  (``parts (B, 12)``). When ``B > 1`` a one-block launch (:func:`sum_parts_source`) adds them.
+  (``parts (B, 12)``). When ``B > 1`` a one-block launch
+  (:func:`mlx_stark.custom_kernels.linear.parts_sum_source`) adds them.
 - :func:`fold_round_sums`: thread ``y`` folds the old rows ``4y .. 4y + 3`` at ``r`` into the
   new rows ``2y, 2y + 1``, writes them and adds their terms, so a sub-round after the first
   reads the tables once.
@@ -37,7 +38,8 @@ from ..errors import InvalidInputError
 from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch, params
-from .poseidon2 import duplex, launch_absorbing, with_absorb
+from .linear import launch_summed
+from .poseidon2 import with_absorb
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -155,22 +157,6 @@ for (uint32_t y = gid; y < pairs; y += stride) {{
 
 
 @lru_cache(maxsize=1)
-def sum_parts_source() -> KernelSource:
-    """One block: ``parts`` ``(B, 12)`` canonical and the ``args`` of the launch that wrote
-    them (``args[1] = B·THREADS``) -> ``sums`` ``(12,)``."""
-    body = f"""\
-SHARED uint32_t red[{SUMS * THREADS}];
-const uint32_t count = args[1] / {THREADS}u;
-for (uint32_t c = 0; c < {SUMS}u; ++c) {{
-  uint32_t acc = 0u;
-  for (uint32_t b = tid; b < count; b += {THREADS}u) acc = bb_add(acc, parts[b * {SUMS}u + c]);
-  red[c * {THREADS}u + tid] = acc;
-}}
-{block_sum(SUMS, THREADS, "sums")}"""
-    return KernelSource("gkr_sum_parts", ("parts", "args"), ("sums",), _HEADER, body)
-
-
-@lru_cache(maxsize=1)
 def layer_tables_source() -> KernelSource:
     """``p, q`` ``(2N·4)`` canonical (a layer's nodes), ``args = [N, d, ξ_0, …, ξ_{d−1}]``
     (4 words each, Montgomery form) -> ``tables`` ``(N·20)``: row ``y`` is ``p[2y], q[2y],
@@ -232,11 +218,19 @@ def _check_rows(tables: mx.array, least: int) -> int:
     return n
 
 
-def _total(parts: mx.array, args: mx.array) -> mx.array:
-    """The sums ``(3, 4)`` from the blocks' partial sums ``(B·12,)``."""
-    if parts.shape[0] > SUMS:
-        parts = launch(sum_parts_source(), [parts, args], (THREADS, 1), THREADS, [(SUMS,)])[0]
-    return parts.reshape(3, 4)
+# the sums a one-block launch leaves in ``red`` (before the ``2^96`` finish), as absorbed values
+_ABSORBED = f"bb_mont(red[i * {THREADS}u], {_R3})"
+
+
+def _sub_round(src: KernelSource, inputs: list, pairs: int, shapes: list, absorb=None) -> tuple:
+    """Launch the sub-round kernel ``src`` over ``pairs`` pairs (its ``inputs`` before
+    ``args``): its outputs of ``shapes``, then the sums ``(3, 4)``, then with ``absorb`` the
+    sponge (:func:`mlx_stark.custom_kernels.linear.launch_summed`)."""
+    blocks = plan_blocks(pairs)
+    out = list(launch_summed(src, inputs + [params(pairs, blocks * THREADS)], blocks, shapes,
+                             SUMS, _ABSORBED, absorb))
+    out[len(shapes)] = out[len(shapes)].reshape(3, 4)
+    return tuple(out)
 
 
 def round_sums(tables: mx.array, lam) -> mx.array:
@@ -245,11 +239,7 @@ def round_sums(tables: mx.array, lam) -> mx.array:
     ``(3, 4)`` uint32.
     One launch (two when the pairs need several blocks). Lazy."""
     pairs = _check_rows(tables, 2) // 2
-    blocks = plan_blocks(pairs)
-    args = params(pairs, blocks * THREADS)
-    parts = launch(round_sums_source(), [tables, ext.constant(lam), args], (blocks * THREADS, 1),
-                   THREADS, [(blocks * SUMS,)])[0]
-    return _total(parts, args)
+    return _sub_round(round_sums_source(), [tables, ext.constant(lam)], pairs, [])[0]
 
 
 def fold_round_sums(tables: mx.array, r, lam):
@@ -259,16 +249,8 @@ def fold_round_sums(tables: mx.array, r, lam):
     the tables folded at ``r`` and the next sub-round's ``g(1), g(2), g(3)``. One pass over the
     tables (plus a one-block launch when several blocks). Lazy."""
     n = _check_rows(tables, 4)
-    pairs = n // 4
-    blocks = plan_blocks(pairs)
-    args = params(pairs, blocks * THREADS)
-    folded, parts = launch(fold_round_sums_source(), [tables, ext.constant(r), ext.constant(lam), args],
-                           (blocks * THREADS, 1), THREADS, [(n // 2, 5, 4), (blocks * SUMS,)])
-    return folded, _total(parts, args)
-
-
-# the sums a one-block launch leaves in ``red`` (before the ``2^96`` finish), as absorbed values
-_ABSORBED = f"bb_mont(red[i * {THREADS}u], {_R3})"
+    return _sub_round(fold_round_sums_source(), [tables, ext.constant(r), ext.constant(lam)],
+                      n // 4, [(n // 2, 5, 4)])
 
 
 def absorbing_sources() -> list:
@@ -282,35 +264,23 @@ def round_sums_step(tables: mx.array, lam, sponge: mx.array, absorb_idx: int,
                     permute_last: bool) -> tuple:
     """:func:`round_sums` absorbed into a device transcript's sponge (``(16,)`` or more words,
     from rate position ``absorb_idx``, a final permutation if ``permute_last``): ``(sponge
-    (24,), sums (3, 4))``. One launch when the pairs fit one block (the absorb in it), else the
-    sums' launches and a duplex. Lazy."""
+    (24,), sums (3, 4))``. One launch when the pairs fit one block (the absorb in it), else two
+    (the blocks' sums, then one block adding and absorbing them). Lazy."""
     pairs = _check_rows(tables, 2) // 2
-    if plan_blocks(pairs) > 1:
-        sums = round_sums(tables, lam)
-        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), sums
-    args = params(pairs, THREADS)
-    parts, out = launch_absorbing(round_sums_source(), _ABSORBED, SUMS,
-                                  [tables, ext.constant(lam), args], [(SUMS,)], sponge,
-                                  absorb_idx, permute_last)
-    return out, parts.reshape(3, 4)
+    sums, out = _sub_round(round_sums_source(), [tables, ext.constant(lam)], pairs, [],
+                           (sponge, absorb_idx, permute_last))
+    return out, sums
 
 
 def fold_round_sums_step(tables: mx.array, r, lam, sponge: mx.array, absorb_idx: int,
                          permute_last: bool) -> tuple:
     """:func:`fold_round_sums` with the sums absorbed as in :func:`round_sums_step`:
-    ``(sponge (24,), folded (2N, 5, 4), sums (3, 4))``. One launch when the pairs fit one
-    block. Lazy."""
+    ``(sponge (24,), folded (2N, 5, 4), sums (3, 4))``. Lazy."""
     n = _check_rows(tables, 4)
-    pairs = n // 4
-    if plan_blocks(pairs) > 1:
-        folded, sums = fold_round_sums(tables, r, lam)
-        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), folded, sums
-    args = params(pairs, THREADS)
-    folded, parts, out = launch_absorbing(fold_round_sums_source(), _ABSORBED, SUMS,
-                                          [tables, ext.constant(r), ext.constant(lam), args],
-                                          [(n // 2, 5, 4), (SUMS,)], sponge, absorb_idx,
-                                          permute_last)
-    return out, folded, parts.reshape(3, 4)
+    folded, sums, out = _sub_round(fold_round_sums_source(),
+                                   [tables, ext.constant(r), ext.constant(lam)], n // 4,
+                                   [(n // 2, 5, 4)], (sponge, absorb_idx, permute_last))
+    return out, folded, sums
 
 
 def layer_tables(lp: mx.array, lq: mx.array, xi) -> mx.array:

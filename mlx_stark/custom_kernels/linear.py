@@ -37,7 +37,8 @@ from ..field.bb import U32
 from . import KernelSource, launch
 from . import params as _params
 from .elementwise import merged_dims, operand_strides
-from .prelude import EXTENSION
+from .poseidon2 import launch_absorbing, with_absorb
+from .prelude import EXTENSION, block_sum
 from .sizing import THREADS, grid_x, plan_parts
 
 MIN_PART_TERMS = 16  # values of x per part at least, so that a part outweighs its partial sum
@@ -135,6 +136,65 @@ for (uint32_t gap = lanes >> 1; gap > 0u; gap >>= 1) {{
 if (lane == 0u && o < outputs) out[o] = red[tid];
 """
     return KernelSource("field_sum", ("x", "params"), ("out",), "", body)
+
+
+@lru_cache(maxsize=None)
+def parts_sum_source(n: int) -> KernelSource:
+    """One block: ``parts`` ``(B·n)`` canonical (the per-block partial sums of a launch),
+    ``params = [B]`` -> ``sums`` ``(n)``: the column sums over F, left in ``red[c·THREADS]``
+    at the end (what :func:`mlx_stark.custom_kernels.poseidon2.with_absorb` absorbs)."""
+    body = f"""\
+SHARED uint32_t red[{n * THREADS}];
+const uint32_t count = params[0];
+for (uint32_t c = 0; c < {n}u; ++c) {{
+  uint32_t acc = 0u;
+  for (uint32_t b = tid; b < count; b += {THREADS}u) acc = bb_add(acc, parts[b * {n}u + c]);
+  red[c * {THREADS}u + tid] = acc;
+}}
+{block_sum(n, THREADS, "sums")}"""
+    return KernelSource(f"parts_sum_{n}", ("parts", "params"), ("sums",), "", body)
+
+
+# the sums a :func:`parts_sum_source` launch leaves in ``red``, as absorbed values
+PARTS_SUMMED = f"red[i * {THREADS}u]"
+
+
+def launch_summed(src: KernelSource, inputs: list, blocks: int, shapes: list, n: int,
+                  summed: str, absorb=None) -> tuple:
+    """Launch ``src``, a kernel whose blocks (of ``THREADS`` threads, ``blocks`` of them) each
+    write ``n`` partial sums as its last output (``parts``, after the outputs of ``shapes``):
+    its other outputs, then the sums ``(n,)``, then with ``absorb = (sponge, absorb_idx,
+    permute_last)`` a device transcript's sponge after absorbing them. ``summed``: the sums a
+    one-block launch leaves in shared memory at its end, as
+    :func:`mlx_stark.custom_kernels.poseidon2.with_absorb` values. One block absorbing: one
+    launch; else the blocks' sums and (for several blocks, or to absorb) one block adding
+    (and absorbing) them. Lazy."""
+    if absorb is not None and blocks == 1:
+        return tuple(launch_absorbing(src, summed, n, inputs, shapes + [(n,)], *absorb))
+    *outs, parts = launch(src, inputs, (blocks * THREADS, 1), THREADS, shapes + [(blocks, n)])
+    if absorb is not None:
+        return (*outs, *sum_parts_absorbed(parts, n, *absorb))
+    if blocks > 1:
+        parts = launch(parts_sum_source(n), [parts, _params(blocks)], (THREADS, 1), THREADS,
+                       [(n,)])[0]
+    return (*outs, parts.reshape(n))
+
+
+def absorbing_sources() -> list:
+    """:func:`parts_sum_source` for the sumchecks' sums (8: product rounds, 12: GKR
+    sub-rounds), plain and absorbing (:func:`sum_parts_absorbed`), for compiling ahead."""
+    return [src for n in (8, 12)
+            for src in (parts_sum_source(n), with_absorb(parts_sum_source(n), PARTS_SUMMED, n))]
+
+
+def sum_parts_absorbed(parts: mx.array, n: int, sponge: mx.array, absorb_idx: int,
+                       permute_last: bool) -> tuple:
+    """The column sums of ``parts`` ``(B, n)`` (``B ≥ 1``) absorbed into a device transcript's
+    sponge as :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing` does: ``(sums (n,),
+    sponge (24,))``. One launch. Lazy."""
+    return tuple(launch_absorbing(parts_sum_source(n), PARTS_SUMMED, n,
+                                  [parts.reshape(-1), _params(parts.shape[0])], [(n,)], sponge,
+                                  absorb_idx, permute_last))
 
 
 def field_sum(a: mx.array, axis=None):

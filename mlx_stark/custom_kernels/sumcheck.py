@@ -40,11 +40,12 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..field import bb, ext
+from ..field import ext
 from ..field.bb import P
 from . import KernelSource, launch
 from . import params as _params
-from .poseidon2 import duplex, launch_absorbing, with_absorb
+from .linear import launch_summed
+from .poseidon2 import duplex, with_absorb
 from .prelude import EXTENSION, block_sum, kernel_args, literal, mont
 from .sizing import THREADS, grid_x, plan_blocks
 
@@ -357,27 +358,35 @@ def _pair_dims(f: mx.array, w: mx.array, least: int) -> tuple:
     return _table_dims(f, least)
 
 
-def _round_values(parts: mx.array) -> mx.array:
-    """``[s(1), s(2)]`` ``(2, 4)`` from the blocks' partial sums ``(K·8,)``, on the device: the
-    one block's sums as they are, else their field sum (one launch)."""
-    if parts.shape[0] == SUMS:
-        return parts.reshape(2, 4)
-    return bb.sum(parts.reshape(-1, SUMS), axis=0).reshape(2, 4)
+# the sums a one-block launch leaves in ``red`` (before the ``2^32`` finish), as absorbed values
+_ABSORBED = f"bb_to_mont(red[i * {THREADS}u])"
+
+
+def _round(src: KernelSource, inputs: list, items: int, width: int, shapes: list,
+           absorb=None) -> tuple:
+    """Launch the round kernel ``src`` over ``items`` items of ``width`` columns (its
+    ``inputs`` before ``args``): its outputs of ``shapes``, then ``[s(1), s(2)]`` ``(2, 4)``,
+    then with ``absorb`` the sponge (:func:`mlx_stark.custom_kernels.linear.launch_summed`)."""
+    if items == 0:  # no columns
+        sums = mx.zeros((2, 4), dtype=mx.uint32)
+        outs = [mx.zeros(shape, dtype=mx.uint32) for shape in shapes]
+        if absorb is None:
+            return (*outs, sums)
+        return (*outs, sums, duplex(absorb[0], sums.reshape(-1), *absorb[1:]))
+    blocks = plan_blocks(items)
+    out = list(launch_summed(src, inputs + [kernel_args((items, width, blocks * THREADS))], blocks,
+                             shapes, SUMS, _ABSORBED, absorb))
+    out[len(shapes)] = out[len(shapes)].reshape(2, 4)
+    return tuple(out)
 
 
 def product_round(f: mx.array, w: mx.array) -> tuple:
     """:func:`mlx_stark.prover.sumcheck.product_round_values` (bit-equal): ``f, w``
-    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``[s(1), s(2)]`` ``(2, 4)``. One launch and
-    a sum of the ``K`` partial sums; lazy."""
+    ``(2^d, ..., 4)`` uint32 canonical, ``d ≥ 1`` -> ``[s(1), s(2)]`` ``(2, 4)``. One launch
+    (two when the items need several blocks); lazy."""
     n, width = _pair_dims(f, w, 2)
-    items = n // 2 * width
-    if items == 0:
-        return mx.zeros((2, 4), dtype=mx.uint32)
-    blocks = plan_blocks(items)
-    args = kernel_args((items, width, blocks * THREADS))
-    parts = launch(product_round_source(), [f.reshape(-1), w.reshape(-1), args], (blocks * THREADS, 1),
-                   THREADS, [(blocks * SUMS,)])[0]
-    return _round_values(parts)
+    return _round(product_round_source(), [f.reshape(-1), w.reshape(-1)], n // 2 * width, width,
+                  [])[0]
 
 
 def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
@@ -387,18 +396,8 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     round's sums ``(2, 4)`` over them. One pass over the tables; lazy."""
     n, width = _pair_dims(f, w, 4)
     shape = (n // 2,) + tuple(f.shape[1:])
-    items = n // 4 * width
-    if items == 0:
-        return mx.zeros(shape, dtype=mx.uint32), mx.zeros(shape, dtype=mx.uint32), mx.zeros((2, 4), dtype=mx.uint32)
-    blocks = plan_blocks(items)
-    args = kernel_args((items, width, blocks * THREADS))
-    f_out, w_out, parts = launch(fold_product_round_source(), [f, w, ext.constant(r), args],
-                                 (blocks * THREADS, 1), THREADS, [shape, shape, (blocks * SUMS,)])
-    return f_out, w_out, _round_values(parts)
-
-
-# the sums a one-block launch leaves in ``red`` (before the ``2^32`` finish), as absorbed values
-_ABSORBED = f"bb_to_mont(red[i * {THREADS}u])"
+    return _round(fold_product_round_source(), [f, w, ext.constant(r)], n // 4 * width, width,
+                  [shape, shape])
 
 
 def absorbing_sources() -> list:
@@ -413,34 +412,23 @@ def product_round_step(f: mx.array, w: mx.array, sponge: mx.array, absorb_idx: i
     """:func:`product_round` absorbed into a device transcript's sponge (``(16,)`` or more
     words, from rate position ``absorb_idx``, a final permutation if ``permute_last``):
     ``(sponge (24,), sums (2, 4))``. One launch when the items fit one block (the absorb in
-    it), else the sums' launches and a duplex. Lazy."""
+    it), else two (the blocks' sums, then one block adding and absorbing them). Lazy."""
     n, width = _pair_dims(f, w, 2)
-    items = n // 2 * width
-    if items == 0 or plan_blocks(items) > 1:
-        sums = product_round(f, w)
-        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), sums
-    args = kernel_args((items, width, THREADS))
-    parts, out = launch_absorbing(product_round_source(), _ABSORBED, SUMS,
-                                  [f.reshape(-1), w.reshape(-1), args], [(SUMS,)], sponge,
-                                  absorb_idx, permute_last)
-    return out, parts.reshape(2, 4)
+    sums, out = _round(product_round_source(), [f.reshape(-1), w.reshape(-1)], n // 2 * width,
+                       width, [], (sponge, absorb_idx, permute_last))
+    return out, sums
 
 
 def fold_product_round_step(f: mx.array, w: mx.array, r, sponge: mx.array, absorb_idx: int,
                             permute_last: bool) -> tuple:
     """:func:`fold_product_round` with the sums absorbed as in :func:`product_round_step`:
-    ``(sponge (24,), f', w', sums (2, 4))``. One launch when the items fit one block. Lazy."""
+    ``(sponge (24,), f', w', sums (2, 4))``. Lazy."""
     n, width = _pair_dims(f, w, 4)
-    items = n // 4 * width
-    if items == 0 or plan_blocks(items) > 1:
-        f2, w2, sums = fold_product_round(f, w, r)
-        return duplex(sponge, sums.reshape(-1), absorb_idx, permute_last), f2, w2, sums
     shape = (n // 2,) + tuple(f.shape[1:])
-    args = kernel_args((items, width, THREADS))
-    f2, w2, parts, out = launch_absorbing(fold_product_round_source(), _ABSORBED, SUMS,
-                                          [f, w, ext.constant(r), args], [shape, shape, (SUMS,)],
-                                          sponge, absorb_idx, permute_last)
-    return out, f2, w2, parts.reshape(2, 4)
+    f2, w2, sums, out = _round(fold_product_round_source(), [f, w, ext.constant(r)],
+                               n // 4 * width, width, [shape, shape],
+                               (sponge, absorb_idx, permute_last))
+    return out, f2, w2, sums
 
 
 def _fold(table: mx.array, r, base: bool) -> mx.array:
