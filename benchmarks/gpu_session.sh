@@ -106,9 +106,9 @@ case "${1:-}" in
     step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
     before before-host-split-fib 60 python3 ../benchmarks/host_split.py fib --out "$res/before-host-split-fib.json"
     step find-compiles-fib 90 python3 benchmarks/find_compiles.py fib
-    step gpu-tests 200 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_kernels_rounds.py \
-      tests/test_kernels_linear.py tests/test_kernels_indexing.py tests/test_kernels_gkr.py tests/test_custom_kernels.py \
-      tests/test_golden_fingerprints.py tests/test_sync_budget.py
+    step gpu-tests 200 python3 -m pytest -q -x -k "gpu or device or precompile or bare" tests/test_golden_fingerprints.py \
+      tests/test_kernels_rounds.py tests/test_kernels_gkr.py tests/test_kernels_sumcheck.py tests/test_kernels_linear.py \
+      tests/test_kernels_indexing.py tests/test_custom_kernels.py tests/test_sync_budget.py
     ;;
   *) echo "usage: gpu_session.sh cold|warm|lean" >&2; exit 2 ;;
 esac
