@@ -181,8 +181,10 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     def layers_rounds(dt):
         root = mx.concatenate([layers[0][0], layers[0][1]])  # P0, Q0
         dt.observe(root[1, ...])
-        claims = [mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)])]
-        dt.observe(arrays.take(claims[0], _INTERLEAVE))  # p0, q0, p1, q1
+        # every layer's claims in the observed order p0, q0, p1, q1 (reordered on the host)
+        claims = [arrays.take(mx.concatenate([layers[1][0].reshape(2, 4), layers[1][1].reshape(2, 4)]),
+                              _INTERLEAVE)]
+        dt.observe(claims[0])
         xi = [dt.sample_ext()]
         polys = []
         for j in range(2, num_vars + 1):
@@ -199,7 +201,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
                     tables = fold_lowest(tables, r)
             folded = tables.reshape(5, 4)  # p0, q0, p1, q1, eq
             dt.observe(folded[:4])
-            claims.append(arrays.take(folded, _INTERLEAVE))  # p0, p1, q0, q1
+            claims.append(folded[:4])
             xi = [dt.sample_ext()] + rho
         return None, [root, Rows(claims, (4, 4)), Rows(polys, (3, 4)), Rows(xi, (4,))]
 
@@ -208,7 +210,7 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
     if not p_root.is_zero():
         raise UnbalancedInteractions("interactions do not balance: the LogUp root numerator "
                                      "is not zero")
-    claims = [GkrLayerClaims(*ext.host_values(c)) for c in claims]
+    claims = [GkrLayerClaims(*ext.host_values(c[list(_INTERLEAVE)])) for c in claims]  # p0, p1, q0, q1
     rounds = [tuple(ext.host_values(g)) for g in polys]
     polys = [rounds[(j - 1) * (j - 2) // 2:j * (j - 1) // 2] for j in range(2, num_vars + 1)]
     xi = ext.host_values(xi)

@@ -151,15 +151,13 @@ def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
 
     ``table[h]``: ``(npts, 3, 4)`` uint64, ``(e_h, a_h, b_h)`` per point; ``heights``/``rots``
     per slice."""
-    hs = sorted(table)
-    vals = mx.array(np.stack([table[h] for h in hs]).astype(np.uint32))  # (H, npts, 3, 4)
-    e, a, bt = vals[:, :, 0], vals[:, :, 1], vals[:, :, 2]
-    hidx = arrays.indices([hs.index(h) for h in heights])
+    # (S, npts, 3, 4): each slice's height's rows, picked on the host (one copy up)
+    vals = mx.array(np.stack([table[h] for h in heights]).astype(np.uint32))
+    e_s, a_s, b_s = vals[:, :, 0], vals[:, :, 1], vals[:, :, 2]
     s = len(heights)
     lam_even = ext_powers(lam * lam, s)  # λ^{2i}
     lam_odd = ext.mul(lam_even, ext.constant(lam))
     lam_odd = mx.where(mx.array(rots)[:, None], lam_odd, mx.zeros_like(lam_odd))[:, None]
-    e_s, a_s, b_s = (arrays.take(t, hidx) for t in (e, a, bt))
     coef_a = ext.add(ext.mul(lam_even[:, None], e_s), ext.mul(lam_odd, a_s))
     coef_b = ext.mul(lam_odd, b_s)
     return coef_a, coef_b
