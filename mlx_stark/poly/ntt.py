@@ -23,11 +23,12 @@ from functools import lru_cache
 from typing import Sequence
 
 import mlx.core as mx
+import numpy as np
 
 from .. import custom_kernels
 from ..device import fused
 from ..errors import InvalidInputError
-from ..field import bb
+from ..field import bb, ext
 from ..field.bb import MONTY_MU, U32, U64, P
 from ..tracing import wait
 
@@ -239,8 +240,8 @@ def _vandermonde_inverse(nodes: Sequence[int]) -> list:
 
 @lru_cache(maxsize=16)
 def _coset_weights(shifts: tuple, n: int) -> mx.array:
-    """``W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}`` ``(E, E, N)`` uint32 of
-    :func:`interpolate_cosets`, kept per cosets."""
+    """``W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}`` of :func:`interpolate_cosets` as extension
+    elements ``(E, E, N, 4)`` uint32 (base-field values), kept per cosets."""
     vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
     weights = []
     for m in range(len(shifts)):
@@ -249,7 +250,8 @@ def _coset_weights(shifts: tuple, n: int) -> mx.array:
             si = pow(s, P - 2, P)
             row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
         weights.append(row)
-    return mx.array(weights, dtype=U32)
+    base = np.array(weights, dtype=np.uint32)[..., None]
+    return mx.array(np.concatenate([base, np.zeros(base.shape[:-1] + (3,), dtype=np.uint32)], axis=-1))
 
 
 def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
@@ -258,10 +260,10 @@ def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
 
     ``values``: ``(E, N, ..., 4)`` uint32, ``values[i, k]`` at ``shifts[i]·ω^k``. Returns
     ``(E·N, ..., 4)``. With ``c_{r+mN}`` the coefficients, the iDFT of coset ``i`` is
-    ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``."""
+    ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``,
+    applied as one extension dot product over ``i`` (:func:`mlx_stark.field.ext.mul_sum`)."""
     e, n = values.shape[0], values.shape[1]
     u = idft(values, axis=1)
-    w = _coset_weights(tuple(shifts), n).reshape((e, e, n) + (1,) * (values.ndim - 2))
-    terms = (w.astype(U64) * u[None].astype(U64)) % P
-    coeffs = (mx.sum(terms, axis=1) % P).astype(U32)
+    w = _coset_weights(tuple(shifts), n).reshape((e, e, n) + (1,) * (values.ndim - 3) + (4,))
+    coeffs = ext.mul_sum(w, u[None], 1)
     return coeffs.reshape((e * n,) + values.shape[2:])
