@@ -17,6 +17,7 @@
 #                                         # CUDA-graph knobs, and fib again (the noise)
 #   bash benchmarks/gpu_session.sh lean   # the same with less device time: whole calls, knobs,
 #                                         # fib's split, the compile check, the changed kernels' tests
+#   bash benchmarks/gpu_session.sh brief  # whole calls, CUDA graphs off, the golden proofs
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -110,5 +111,11 @@ case "${1:-}" in
       tests/test_kernels_rounds.py tests/test_kernels_gkr.py tests/test_kernels_sumcheck.py tests/test_kernels_linear.py \
       tests/test_kernels_indexing.py tests/test_custom_kernels.py tests/test_sync_budget.py
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean" >&2; exit 2 ;;
+  brief)  # the least device time: the whole calls, fib under CUDA graphs off, the golden proofs
+    use_cache /tmp/msc-keccakf
+    whole_calls
+    knobs MLX_USE_CUDA_GRAPHS=0
+    step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief" >&2; exit 2 ;;
 esac
