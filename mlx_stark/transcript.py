@@ -256,6 +256,18 @@ class DeviceTranscript:
         self._absorbed(n, permute_last)
         return tuple(rest)
 
+    def observe_made(self, n: int, kernel, reference, then_search: bool = False) -> tuple:
+        """Results of a computation whose last one (``n`` values) is observed, followed by a
+        sample or (``then_search``) a search as for :meth:`absorb_with`: with a native
+        ``kernel`` (``kernel(sponge, absorb_idx, permute_last) -> (sponge, *results)``, or
+        ``None``) and a device sponge, the kernel absorbs them itself; otherwise
+        ``reference()`` computes the results and the last one is observed."""
+        if kernel is not None and self.on_device:
+            return self.absorb_with(n, kernel, then_search)
+        results = reference()
+        self.observe(results[-1])
+        return results
+
     # ------------------------------------------------------------ sample
     def _ready(self) -> None:
         """Absorb the queued values and permute when the host sponge's next sample would."""

@@ -521,8 +521,8 @@ def grind_source(search: bool, constants=DEFAULT_CONSTANTS) -> KernelSource:
     sponge absorbing it as :func:`duplex_source` does one value. ``search``: the block tries
     the nonces ``k = tid, tid + THREADS, … < count`` itself, ``params = [count, a, last,
     mask]`` (a nonce is a witness when ``P(state with lane a = nonce)[7]`` has its ``mask``
-    bits zero; ``best`` is not read); else the witness is the smallest of ``best``, the ``B``
-    block minima of :func:`pow_source`, ``params = [B, a, last]``. -> ``out`` (25): the
+    bits zero); else the witness is the smallest of the input ``best``, the ``B`` block minima
+    of :func:`pow_source`, ``params = [B, a, last]``. -> ``out`` (25): the
     duplex's 24 words, then the witness (``0xFFFFFFFF`` if there is none)."""
     header, shared, code = duplex_code("witness", "1u", "params[1]", "params[2]", "state", "out",
                                        then=f"if (tid == 0u) out[{WIDTH + RATE}u] = witness;\n",
@@ -553,8 +553,8 @@ low[tid] = {NO_HIT}u;
 BARRIER();
 const uint32_t witness = low[0];
 {code}"""
-    return KernelSource("p2_grind_search" if search else "p2_grind", ("state", "best", "params"),
-                        ("out",), header, body)
+    inputs = ("state", "params") if search else ("state", "best", "params")
+    return KernelSource("p2_grind_search" if search else "p2_grind", inputs, ("out",), header, body)
 
 
 # ---------------------------------------------------------------- host wrappers
@@ -682,7 +682,7 @@ def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> t
     up to :data:`POW_ONE_BLOCK` nonces (the search in the absorbing block), else two; lazy."""
     batch = pow_first_batch(bits)
     if batch <= POW_ONE_BLOCK:
-        inputs = [sponge, sponge, _params(batch, absorb_idx, int(permute_last), (1 << bits) - 1)]
+        inputs = [sponge, _params(batch, absorb_idx, int(permute_last), (1 << bits) - 1)]
         src = grind_source(True)
     else:
         best = pow_batch(sponge, absorb_idx, bits, 0, batch)

@@ -52,7 +52,7 @@ def _store(array: str, offset: str, value: str) -> str:
     return "".join(f"{array}[{offset} + {k}u] = bb_from_mont({value}.c{k});\n" for k in range(4))
 
 
-# round step parameters: [j, H, d, n, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]
+# round step parameters: [j, H, d, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]
 _MESSAGE = f"""\
 const uint32_t heads = params[1];
 const ef x = {_load("points", "row")};
@@ -77,7 +77,7 @@ for (uint32_t k = 0u; k < d; ++k) {{
 // s_head(0) from the claim: claim = s(0) + s(1), s(X) = eq(x, X)·s_head(X) + tail·X
 sh[0] = ef_mul(ef_sub(ef_sub(claim, ef_mul(sh[1], x)), tail), inv);
 ef ext = ef_make(0u, 0u, 0u, 0u);
-for (uint32_t i = 0u; i <= d; ++i) ext = ef_add(ext, ef_mul_b(sh[i], bb_to_mont(params[6u + i])));
+for (uint32_t i = 0u; i <= d; ++i) ext = ef_add(ext, ef_mul_b(sh[i], bb_to_mont(params[5u + i])));
 sh[d + 1u] = ext;
 const ef slope = ef_sub(ef_add(x, x), one);
 for (uint32_t k = 1u; k <= d + 1u; ++k) {{
@@ -95,7 +95,7 @@ ef nodes[{MAX_NODES}];
 nodes[0] = ef_sub({_load("state", "0u")}, {_load("absorbed", "0u")});
 for (uint32_t i = 0u; i <= d; ++i) nodes[i + 1u] = {_load("absorbed", "i * 4u")};
 ef claim;
-{interpolation_code("d + 2u", "nodes[i]", "r", "params[7u + d + i]", "claim")}\
+{interpolation_code("d + 2u", "nodes[i]", "r", "params[6u + d + i]", "claim")}\
 const ef eq = ef_add(ef_mul(r, x), ef_mul(ef_sub(one, r), ef_sub(one, x)));
 const ef zc = ef_mul({_load("state", "4u")}, eq);
 const ef lu = ef_mul({_load("state", "8u")}, eq);
@@ -109,16 +109,16 @@ def round_step_source() -> KernelSource:
     """One multilinear round with its transcript step: ``vals`` ``(H·3·d·4)``, ``coefs``
     ``(H·3·4)``, ``state`` ``(16)`` (the round state), ``points`` ``(n·8)``
     (:func:`point_table`), ``transcript`` ``(16 or 24)`` (the device transcript's sponge),
-    ``params = [j, H, d, n, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]`` (``w_i``: the Lagrange
+    ``params = [j, H, d, a, last, w_0 .. w_d, inv_0 .. inv_{d+1}]`` (``w_i``: the Lagrange
     weights of the nodes ``0..d`` at ``d + 1``; ``inv_i``: the node inverses of ``d + 2``
-    nodes; ``n = 4(d + 1)``, ``a``, ``last``: the absorb of
+    nodes; ``a``, ``last``: the absorb of the message's ``4(d + 1)`` values,
     :func:`~mlx_stark.custom_kernels.poseidon2.duplex_code`), all canonical -> ``msg``
     ``((d+1)·4)`` the round message, ``sponge`` ``(24)`` the transcript after absorbing it,
     ``next`` ``(16)`` the round state after the challenge ``r_j`` (the sponge's first four
     samples, ``sponge[16..19]``). One block of 16 threads: thread 0 computes the message,
     all of them absorb it (the lane-parallel permutation), thread 0 updates the state."""
     header, shared, duplex = duplex_code(
-        "absorbed[i]", "params[3]", "params[4]", "params[5]", "transcript", "sponge",
+        "absorbed[i]", "4u * (d + 1u)", "params[3]", "params[4]", "transcript", "sponge",
         then="if (tid >= 4u && tid < 8u) drawn[7u - tid] = bb_from_mont(x);\n")
     body = f"""\
 {shared}SHARED uint32_t absorbed[{MAX_NODES * 4}];
@@ -168,11 +168,10 @@ def round_step(vals: mx.array, coefs: mx.array, state: mx.array, points: mx.arra
     if vals.shape != (heads, 3, degree, 4) or coefs.shape != (heads, 3, 4) or state.shape != (4, 4):
         raise InvalidInputError(f"round step of {tuple(vals.shape)}, {tuple(coefs.shape)}, "
                                 f"{tuple(state.shape)}")
-    n = 4 * (degree + 1)
     msg, sponge, nxt = launch(
         round_step_source(),
         [vals.reshape(-1), coefs.reshape(-1), state.reshape(-1), points, transcript,
-         _params(j, heads, degree, n, absorb_idx, int(permute_last), *_extrapolation(degree),
+         _params(j, heads, degree, absorb_idx, int(permute_last), *_extrapolation(degree),
                  *_inverses(degree + 2))],
         (WIDTH, 1), WIDTH, [(degree + 1, 4), (WIDTH + 8,), (4, 4)])
     return sponge, msg, nxt

@@ -134,16 +134,18 @@ def fold_round_sums(tables: mx.array, r: EF, lam: EF) -> Tuple[mx.array, mx.arra
     return folded, _ops_round_sums(folded, lam)
 
 
+# values a sub-round observes: g(1), g(2), g(3), four coefficients each
+_SUMS = 12
+
+
 def round_sums_step(dt, tables: mx.array, lam) -> Tuple[mx.array, mx.array]:
     """A layer's first sub-round on the device transcript ``dt``: :func:`round_sums` observed,
     then the challenge sampled: ``(sums (3, 4), r (4,))``. With native kernels the sums'
     launch absorbs them itself (one launch for a layer of one block)."""
     kernel = custom_kernels.native("logup_gkr.round_sums_step")
-    if kernel is not None and dt.on_device:
-        (sums,) = dt.absorb_with(12, lambda sponge, a, last: kernel(tables, lam, sponge, a, last))
-    else:
-        sums = round_sums(tables, lam)
-        dt.observe(sums)
+    (sums,) = dt.observe_made(
+        _SUMS, kernel and (lambda sponge, a, last: kernel(tables, lam, sponge, a, last)),
+        lambda: (round_sums(tables, lam),))
     return sums, dt.sample_ext()
 
 
@@ -152,11 +154,9 @@ def fold_round_sums_step(dt, tables: mx.array, r, lam) -> Tuple[mx.array, mx.arr
     observed and the next challenge sampled: ``(folded, sums (3, 4), r' (4,))``. With native
     kernels the fold's launch absorbs the sums itself (one launch for tables of one block)."""
     kernel = custom_kernels.native("logup_gkr.fold_round_sums_step")
-    if kernel is not None and dt.on_device:
-        folded, sums = dt.absorb_with(12, lambda sponge, a, last: kernel(tables, r, lam, sponge, a, last))
-    else:
-        folded, sums = fold_round_sums(tables, r, lam)
-        dt.observe(sums)
+    folded, sums = dt.observe_made(
+        _SUMS, kernel and (lambda sponge, a, last: kernel(tables, r, lam, sponge, a, last)),
+        lambda: fold_round_sums(tables, r, lam))
     return folded, sums, dt.sample_ext()
 
 

@@ -14,7 +14,7 @@ from ..device import fused
 from ..field import bb, ext
 from ..poly import fold_lowest
 
-# Values a round observes: s(1), s(2), four coefficients each.
+# values a round observes: s(1), s(2), four coefficients each
 SUMS = 8
 # Table elements (uint32) that the ops path of one product round handles at once.
 _CHUNK_ELEMS = 1 << 21
@@ -88,12 +88,9 @@ def product_round_step(dt, f: mx.array, w: mx.array, then_search: bool = False) 
     :meth:`~mlx_stark.transcript.DeviceTranscript.absorb_with`): the sums ``(2, 4)``. With
     native kernels the sums' launch absorbs them itself (one launch for tables of one block)."""
     kernel = custom_kernels.native("sumcheck.product_round_step")
-    if kernel is not None and dt.on_device:
-        (sums,) = dt.absorb_with(SUMS, lambda sponge, a, last: kernel(f, w, sponge, a, last),
-                                 then_search)
-        return sums
-    sums = product_round_values(f, w)
-    dt.observe(sums)
+    (sums,) = dt.observe_made(
+        SUMS, kernel and (lambda sponge, a, last: kernel(f, w, sponge, a, last)),
+        lambda: (product_round_values(f, w),), then_search)
     return sums
 
 
@@ -102,9 +99,6 @@ def fold_product_round_step(dt, f: mx.array, w: mx.array, r, then_search: bool =
     :func:`product_round_step`: ``(f', w', sums (2, 4))``. One launch for tables of one block
     with native kernels."""
     kernel = custom_kernels.native("sumcheck.fold_product_round_step")
-    if kernel is not None and dt.on_device:
-        return dt.absorb_with(SUMS, lambda sponge, a, last: kernel(f, w, r, sponge, a, last),
-                              then_search)
-    f, w, sums = fold_product_round(f, w, r)
-    dt.observe(sums)
-    return f, w, sums
+    return dt.observe_made(
+        SUMS, kernel and (lambda sponge, a, last: kernel(f, w, r, sponge, a, last)),
+        lambda: fold_product_round(f, w, r), then_search)
