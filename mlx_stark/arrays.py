@@ -43,6 +43,16 @@ def scatter_rows(n: int, idx: Indices, rows: mx.array) -> mx.array:
     return out
 
 
+def concat_flat(xs: Sequence[mx.array]) -> mx.array:
+    """The words of ``xs`` (uint32 arrays of any shapes) one after another: ``(Σ size,)``
+    uint32. (Native on the GPU: a launch per up to 32 arrays, where MLX's concatenate is a copy
+    launch per array.)"""
+    kernel = custom_kernels.native("arrays.concat_flat")
+    if kernel is not None:
+        return kernel(list(xs))
+    return mx.concatenate([x.reshape(-1) for x in xs]) if xs else mx.zeros((0,), dtype=mx.uint32)
+
+
 def transpose(x: mx.array) -> mx.array:
     """``x`` with its last two axes swapped, contiguous: ``(..., R, C)`` uint32 ->
     ``(..., C, R)`` uint32. (MLX's own copy: faster than a tiled shared-memory kernel on the

@@ -1,11 +1,13 @@
 """Gather and scatter kernels (mlx_stark.custom_kernels.indexing): the native paths of
-:func:`mlx_stark.arrays.take` and :func:`mlx_stark.arrays.scatter_rows`.
+:func:`mlx_stark.arrays.take`, :func:`mlx_stark.arrays.scatter_rows` and
+:func:`mlx_stark.arrays.concat_flat`.
 
 - emulation (needs g++): the rendered CUDA and Metal sources, run as C++ on the CPU, equal
   ``mx.take`` along every axis (first, middle, last; repeated and unordered indices; one row;
   empty results), the MLX-ops scatter and the MLX-ops stacked matrix (one matrix, several of
   them below and above ``2^l`` rows, zero-width ones, zero padding), and the RS messages read
-  from the matrices equal those of the stacked matrix; whole proofs through them give the
+  from the matrices equal those of the stacked matrix; the concatenation equals NumPy's (one
+  launch, an empty array among them, chained launches past 32 arrays); whole proofs through them give the
   golden fingerprints;
 - device: on a GPU with native kernels, both equal their ops path on the CPU.
 """
@@ -36,6 +38,7 @@ TAKES = [  # (shape, axis, indices)
 
 def test_sources():
     for src in (kidx.take_source(), kidx.scatter_source(), kidx.stack_source(),
+                *(kidx.concat_source(1 << k) for k in range(1, 6)),
                 *(kntt.rs_messages_source(l, True) for l in range(5))):
         check_twins(src)
         assert "SHARED" not in src.body
@@ -52,6 +55,27 @@ def test_emulated_take_equals_mx_take(emulated, case):
     want = np.take(np.array(x), np.array(idx, dtype=np.int64), axis=axis)
     assert got.shape == want.shape and got.dtype == mx.uint32
     np.testing.assert_array_equal(np.array(got), want)
+
+
+CONCATS = [  # shapes of the arrays concatenated
+    [(3,), (2, 4)],
+    [(5,)],
+    [(1,), (0,), (7, 3), (1,)],  # an empty one among them
+    [(4,)] * 32,  # one full launch
+    [(i % 5 + 1,) for i in range(33)],  # a second launch with the first's output
+    [(2, i % 3 + 1) for i in range(70)],  # three chained launches
+    [(300, 41), (1,)],  # more words than one block's threads
+]
+
+
+@pytest.mark.parametrize("shapes", CONCATS)
+def test_emulated_concat_flat_equals_concatenate(emulated, shapes):
+    xs = [bb.random(shape, 11 * i + len(shapes)) for i, shape in enumerate(shapes)]
+    got = kidx.concat_flat(xs)
+    want = np.concatenate([np.array(x).reshape(-1) for x in xs])
+    assert got.shape == want.shape and got.dtype == mx.uint32
+    np.testing.assert_array_equal(np.array(got), want)
+    assert kidx.concat_flat([]).shape == (0,)
 
 
 STACKS = [  # (l_skip, log stacked height, [(width, log height), ...])
@@ -99,7 +123,7 @@ def test_emulated_proofs_match_golden(emulated, monkeypatch):
     ops = {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
            "stacked_pcs.stacked_matrix": kidx.stack_matrix,
            "stacked_pcs.stacked_rs_messages": kntt.stacked_rs_messages,
-           "merkle.MerkleTree.open_device": kidx.merkle_open}
+           "merkle.MerkleTree.open_device": kidx.merkle_open, "arrays.concat_flat": kidx.concat_flat}
     calls = route(monkeypatch, ops)
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
@@ -123,3 +147,6 @@ def test_device_equals_ops(reference):
     np.testing.assert_array_equal(got, reference(lambda: np.array(stacked_pcs.stacked_matrix(layout, mats))))
     got = np.array(stacked_pcs.encode(layout, mats, 1))
     np.testing.assert_array_equal(got, reference(lambda: np.array(stacked_pcs.encode(layout, mats, 1))))
+    xs = [bb.random((i % 7, 3), i) for i in range(45)]
+    got = np.array(arrays.concat_flat(xs))
+    np.testing.assert_array_equal(got, reference(lambda: np.array(arrays.concat_flat(xs))))

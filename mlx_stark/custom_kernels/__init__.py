@@ -53,6 +53,7 @@ _NATIVE = {
     "ext.mul_base": ("elementwise", "ext_mul_base"),
     "arrays.take": ("indexing", "take"),
     "arrays.scatter_rows": ("indexing", "scatter_rows"),
+    "arrays.concat_flat": ("indexing", "concat_flat"),
     "poseidon2.permute": ("poseidon2", "permute"),
     "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
     "merkle.hash_rows": ("poseidon2", "hash_rows"),

@@ -58,6 +58,42 @@ out[(uint64_t)idx[i] * inner + (gid - i * inner)] = rows[gid];
     return KernelSource("scatter_rows", ("rows", "idx", "params"), ("out",), "", body)
 
 
+# Inputs of one concatenating launch (sources for 2, 4, …, CONCAT_ARITY inputs; more chain).
+CONCAT_ARITY = 32
+
+
+@lru_cache(maxsize=None)
+def concat_source(k: int) -> KernelSource:
+    """``a0`` … ``a{k-1}`` (flat), ``params = [n_0, …, n_{k-1}, stride]`` uint32 -> ``out``
+    ``(Σ n_i,)``: the inputs one after another; ``stride``: the launch's threads."""
+    lines = ["uint64_t at = 0;"]
+    for i in range(k):
+        lines += [f"for (uint64_t e = gid; e < params[{i}]; e += params[{k}]) out[at + e] = a{i}[e];",
+                  f"at += params[{i}];"]
+    return KernelSource(f"concat_{k}", tuple(f"a{i}" for i in range(k)) + ("params",), ("out",),
+                        "", "\n".join(lines) + "\n")
+
+
+def concat_flat(arrays: list) -> mx.array:
+    """:func:`mlx_stark.arrays.concat_flat` (equal): uint32 arrays of any shapes -> ``(Σ size,)``
+    uint32, their words one after another. One launch per :data:`CONCAT_ARITY` inputs (MLX's
+    concatenate is a copy launch per input). Lazy."""
+    out, rest = None, list(arrays)
+    while rest:
+        group = ([out] if out is not None else []) + rest[:CONCAT_ARITY - (out is not None)]
+        rest = rest[len(group) - (out is not None):]
+        sizes = [x.size for x in group]
+        total = sum(sizes)
+        if total >= 1 << 32:
+            raise InvalidInputError(f"concatenating {total} words exceeds 32-bit indices")
+        k = 1 << max(1, (len(group) - 1).bit_length())  # a power of two: few sources
+        blocks = plan_blocks(total)
+        inputs = [x.reshape(-1) for x in group] + [group[0].reshape(-1)] * (k - len(group))
+        out = launch(concat_source(k), inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
+                     (blocks * THREADS, 1), THREADS, [(total,)])[0]
+    return out if out is not None else mx.zeros((0,), dtype=U32)
+
+
 def take(x: mx.array, idx: mx.array, axis: int) -> mx.array:
     """:func:`mlx_stark.arrays.take` (equal): ``x`` uint32 of any shape, ``idx`` ``(k,)`` uint32
     with every entry below ``x.shape[axis]`` (not checked) -> ``x`` with ``axis`` replaced by
