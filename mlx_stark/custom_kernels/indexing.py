@@ -88,7 +88,7 @@ def concat_flat(arrays: list) -> mx.array:
             raise InvalidInputError(f"concatenating {total} words exceeds 32-bit indices")
         k = 1 << max(1, (len(group) - 1).bit_length())  # a power of two: few sources
         blocks = plan_blocks(total)
-        inputs = [x.reshape(-1) for x in group] + [group[0].reshape(-1)] * (k - len(group))
+        inputs = group + [group[0]] * (k - len(group))  # any shapes: the kernel reads words
         out = launch(concat_source(k), inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
                      (blocks * THREADS, 1), THREADS, [(total,)])[0]
     return out if out is not None else mx.zeros((0,), dtype=U32)
