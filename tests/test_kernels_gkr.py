@@ -20,6 +20,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import gkr as kg
+from mlx_stark.custom_kernels import indexing as kidx
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sizing
@@ -68,8 +69,8 @@ def test_sources():
 
 # ---------------------------------------------------------------- emulation
 # the sub-rounds' partial sums are added (and absorbed) by linear's and poseidon2's launches
-emulated = emulation(kg, klin, kp2)
-emulated_cuda = emulation(kg, klin, kp2, dialects=("cuda",))
+emulated = emulation(kg, klin, kp2, kidx)
+emulated_cuda = emulation(kg, klin, kp2, kidx, dialects=("cuda",))
 
 
 # rows of the tables: one pair, partial blocks, exactly one block, two blocks
@@ -174,7 +175,7 @@ def test_emulated_gkr_proofs(emulated, monkeypatch, num_vars):
     assert xi == got[1]
 
 
-emulated_steps = emulation(kg, klin, kp2, dialects=("cuda",))
+emulated_steps = emulation(kg, klin, kp2, kidx, dialects=("cuda",))
 
 
 def _steps(tables: mx.array, before: int) -> list:

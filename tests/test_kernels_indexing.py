@@ -7,7 +7,8 @@
   empty results), the MLX-ops scatter and the MLX-ops stacked matrix (one matrix, several of
   them below and above ``2^l`` rows, zero-width ones, zero padding), and the RS messages read
   from the matrices equal those of the stacked matrix; the concatenation equals NumPy's (one
-  launch, an empty array among them, chained launches past 32 arrays); whole proofs through them give the
+  launch, an empty array among them, chained launches past 32 arrays; with the arrays after
+  the first turned to Montgomery form); whole proofs through them give the
   golden fingerprints;
 - device: on a GPU with native kernels, both equal their ops path on the CPU.
 """
@@ -38,7 +39,7 @@ TAKES = [  # (shape, axis, indices)
 
 def test_sources():
     for src in (kidx.take_source(), kidx.scatter_source(), kidx.stack_source(),
-                *(kidx.concat_source(1 << k) for k in range(1, 6)),
+                *(kidx.concat_source(1 << k, m) for k in range(1, 6) for m in (False, True)),
                 *(kntt.rs_messages_source(l, True) for l in range(5))):
         check_twins(src)
         assert "SHARED" not in src.body
@@ -76,6 +77,10 @@ def test_emulated_concat_flat_equals_concatenate(emulated, shapes):
     assert got.shape == want.shape and got.dtype == mx.uint32
     np.testing.assert_array_equal(np.array(got), want)
     assert kidx.concat_flat([]).shape == (0,)
+    # mont_tail: the arrays after the first in Montgomery form (a kernel's args)
+    got = kidx.concat_flat(xs, mont_tail=True)
+    want[xs[0].size:] = np.array(bb.to_mont(mx.array(want[xs[0].size:])))
+    np.testing.assert_array_equal(np.array(got), want)
 
 
 STACKS = [  # (l_skip, log stacked height, [(width, log height), ...])

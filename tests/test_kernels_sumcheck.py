@@ -21,6 +21,7 @@ import pytest
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import render
 from mlx_stark.custom_kernels import sizing
+from mlx_stark.custom_kernels import indexing as kidx
 from mlx_stark.custom_kernels import linear as klin
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.custom_kernels import sumcheck as ks
@@ -75,8 +76,8 @@ def test_sources():
 
 # ---------------------------------------------------------------- emulation
 # the rounds' partial sums are added (and absorbed) by linear's and poseidon2's launches
-emulated = emulation(ks, klin, kp2)
-emulated_cuda = emulation(ks, klin, kp2, dialects=("cuda",))
+emulated = emulation(ks, klin, kp2, kidx)
+emulated_cuda = emulation(ks, klin, kp2, kidx, dialects=("cuda",))
 
 
 # rows x trailing batch axes: one pair, partial blocks, several blocks (2^11 x 3 items)
@@ -259,7 +260,7 @@ def test_emulated_through_the_stages(emulated, monkeypatch):
                                                                       ext.constant(TOP), five_seven)))
 
 
-emulated_steps = emulation(ks, klin, kp2, dialects=("cuda",))
+emulated_steps = emulation(ks, klin, kp2, kidx, dialects=("cuda",))
 
 
 def _steps(f: mx.array, w: mx.array, before: int, then_search: bool) -> list:

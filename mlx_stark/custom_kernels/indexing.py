@@ -63,21 +63,25 @@ CONCAT_ARITY = 32
 
 
 @lru_cache(maxsize=None)
-def concat_source(k: int) -> KernelSource:
+def concat_source(k: int, mont_tail: bool = False) -> KernelSource:
     """``a0`` … ``a{k-1}`` (flat), ``params = [n_0, …, n_{k-1}, stride]`` uint32 -> ``out``
-    ``(Σ n_i,)``: the inputs one after another; ``stride``: the launch's threads."""
+    ``(Σ n_i,)``: the inputs one after another (``mont_tail``: every input after the first
+    turned from canonical to Montgomery form); ``stride``: the launch's threads."""
     lines = ["uint64_t at = 0;"]
     for i in range(k):
-        lines += [f"for (uint64_t e = gid; e < params[{i}]; e += params[{k}]) out[at + e] = a{i}[e];",
+        word = f"bb_to_mont(a{i}[e])" if mont_tail and i else f"a{i}[e]"
+        lines += [f"for (uint64_t e = gid; e < params[{i}]; e += params[{k}]) out[at + e] = {word};",
                   f"at += params[{i}];"]
-    return KernelSource(f"concat_{k}", tuple(f"a{i}" for i in range(k)) + ("params",), ("out",),
+    name = "concat_mont" if mont_tail else "concat"
+    return KernelSource(f"{name}_{k}", tuple(f"a{i}" for i in range(k)) + ("params",), ("out",),
                         "", "\n".join(lines) + "\n")
 
 
-def concat_flat(arrays: list) -> mx.array:
+def concat_flat(arrays: list, mont_tail: bool = False) -> mx.array:
     """:func:`mlx_stark.arrays.concat_flat` (equal): uint32 arrays of any shapes -> ``(Σ size,)``
-    uint32, their words one after another. One launch per :data:`CONCAT_ARITY` inputs (MLX's
-    concatenate is a copy launch per input). Lazy."""
+    uint32, their words one after another; ``mont_tail``: the words of every array after the
+    first (canonical) in Montgomery form (a kernel's ``args``: counts, then device values). One
+    launch per :data:`CONCAT_ARITY` inputs (MLX's concatenate is a copy launch per input). Lazy."""
     out, rest = None, list(arrays)
     while rest:
         group = ([out] if out is not None else []) + rest[:CONCAT_ARITY - (out is not None)]
@@ -89,7 +93,8 @@ def concat_flat(arrays: list) -> mx.array:
         k = 1 << max(1, (len(group) - 1).bit_length())  # a power of two: few sources
         blocks = plan_blocks(total)
         inputs = group + [group[0]] * (k - len(group))  # any shapes: the kernel reads words
-        out = launch(concat_source(k), inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
+        out = launch(concat_source(k, mont_tail),
+                     inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
                      (blocks * THREADS, 1), THREADS, [(total,)])[0]
     return out if out is not None else mx.zeros((0,), dtype=U32)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-from ..field import bb
 from ..field.bb import P
 from ..field.host import EF, W
 
@@ -151,9 +150,9 @@ def kernel_args(counts, values=()) -> mx.array:
     if not any(isinstance(v, mx.array) for v in values):
         return params(*counts, *(mont(c) for v in values for c in EF.lift(v).c))
     from ..field import ext
-    words = [ext.constant(v) for v in values]  # (4,) canonical each, on the device
-    words = words[0] if len(words) == 1 else mx.concatenate(words)
-    return mx.concatenate([params(*counts), bb.to_mont(words)])  # one conversion for all
+    from .indexing import concat_flat
+    # one launch: the counts, then each value ((4,) canonical on the device) in Montgomery form
+    return concat_flat([params(*counts)] + [ext.constant(v) for v in values], mont_tail=True)
 
 
 def block_sum(sums: int, threads: int, out: str, finish: str = "{}") -> str:
