@@ -240,33 +240,57 @@ class DeviceTranscript:
         can run."""
         return self._duplex is not None
 
-    def absorb_with(self, n: int, kernel, then_search: bool = False) -> tuple:
+    def absorb_with(self, n: int, kernel, grind_bits: int = 0) -> tuple:
         """Absorb ``n`` values that a caller's kernel makes and absorbs itself (its own copy of
         the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`): as ``observe``
         of the values followed by a sample (the ``_ready`` of a sample: the samples then come
-        from its sponge) or, ``then_search``, by a proof-of-work search (no permutation after
-        them, as :meth:`grind` absorbs before its search). ``kernel(sponge, absorb_idx,
-        permute_last)`` returns ``(new sponge (24 words or more), *rest)``; returns ``rest``.
-        Needs :attr:`on_device`."""
+        from its sponge) or, with ``grind_bits``, by :meth:`grind` (no permutation after the
+        values, as :meth:`grind` absorbs before its search). ``kernel(sponge, absorb_idx,
+        permute_last[, grind])`` returns ``(new sponge (24 words or more), *rest)``; returns
+        ``rest``, and with ``grind_bits`` the witness ``(1,)`` after it. Where the search fits
+        the kernel's block it runs there: ``grind = (count, a, last, mask)`` of
+        :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing`, the sponge's word 24 the
+        witness. Needs :attr:`on_device`."""
         if self._duplex is None:
             raise RuntimeError("absorb_with needs a device sponge (native kernels)")
         self._flush(permute_last=False)  # values observed before, in order
-        permute_last = not then_search and self._permutes_before_sample(n)
-        self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
-        self._absorbed(n, permute_last)
-        return tuple(rest)
+        if not grind_bits:
+            permute_last = self._permutes_before_sample(n)
+            self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
+            self._absorbed(n, permute_last)
+            return tuple(rest)
+        _check_bits(grind_bits)
+        search = None
+        if self._pow is not None:
+            from .custom_kernels.poseidon2 import one_block_search
+            search = one_block_search(grind_bits)
+        if search is None:  # the search in launches of its own
+            self._state, *rest = kernel(self._state, self._absorb_idx, False)
+            self._absorbed(n, False)
+            return (*rest, self.grind(grind_bits))
+        absorb_idx = self._absorb_idx
+        self._absorbed(n, False)  # the witness's rate position and final permutation follow
+        last = self._permutes_before_sample(1)
+        count, mask = search
+        self._state, *rest = kernel(self._state, absorb_idx, False,
+                                    (count, self._absorb_idx, last, mask))
+        self._absorbed(1, last)
+        nonce = self._state[WIDTH + RATE:]
+        self._nonces.append(nonce)
+        self.sample(1)  # check_witness's sample, as in grind
+        return (*rest, nonce)
 
-    def observe_made(self, n: int, kernel, reference, then_search: bool = False) -> tuple:
+    def observe_made(self, n: int, kernel, reference, grind_bits: int = 0) -> tuple:
         """Results of a computation whose last one (``n`` values) is observed, followed by a
-        sample or (``then_search``) a search as for :meth:`absorb_with`: with a native
-        ``kernel`` (``kernel(sponge, absorb_idx, permute_last) -> (sponge, *results)``, or
-        ``None``) and a device sponge, the kernel absorbs them itself; otherwise
-        ``reference()`` computes the results and the last one is observed."""
+        sample or (``grind_bits``) :meth:`grind` as for :meth:`absorb_with` (the witness
+        after the results): with a native ``kernel`` (as for :meth:`absorb_with`, or ``None``)
+        and a device sponge, the kernel absorbs them itself; otherwise ``reference()``
+        computes the results and the last one is observed."""
         if kernel is not None and self.on_device:
-            return self.absorb_with(n, kernel, then_search)
+            return self.absorb_with(n, kernel, grind_bits)
         results = reference()
         self.observe(results[-1])
-        return results
+        return (*results, self.grind(grind_bits)) if grind_bits else results
 
     # ------------------------------------------------------------ sample
     def _ready(self) -> None:

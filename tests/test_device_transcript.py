@@ -132,6 +132,7 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     sumchecks) run the emulated CUDA duplex and search kernels, with the sumcheck and GKR
     kernels they feed, give the golden fingerprints."""
     from mlx_stark.custom_kernels import gkr as kg
+    from mlx_stark.custom_kernels import indexing as kidx
     from mlx_stark.custom_kernels import linear as klin
     from mlx_stark.custom_kernels import sumcheck as ks
 
@@ -144,7 +145,7 @@ def test_emulated_golden_proofs_on_device_transcripts(emulator_dir, monkeypatch)
     from .test_kernels_sumcheck import KERNELS
 
     launch = emulated_launch("cuda", emulator_dir)
-    for module in (kp2, ks, kg, klin):
+    for module in (kp2, ks, kg, klin, kidx):
         monkeypatch.setattr(module, "launch", launch)
     # emulated threads are OS threads: small batches (a search of more bits misses its batch
     # and the segment reruns with host searches, which the fingerprints check too)

@@ -226,7 +226,8 @@ def fixed_sources() -> list:
                sumcheck.update_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.eq_suffix_source(), sumcheck.powers_source(), rounds.round_step_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
-            + [indexing.merkle_open_source(b) for b in range(1, 5)])
+            + [indexing.merkle_open_source(b) for b in range(1, 5)]
+            + [indexing.concat_source(1 << k, mont) for k in range(1, 6) for mont in (False, True)])
 
 
 def compiles_ahead() -> bool:

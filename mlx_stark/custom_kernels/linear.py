@@ -164,7 +164,8 @@ def launch_summed(src: KernelSource, inputs: list, blocks: int, shapes: list, n:
     """Launch ``src``, a kernel whose blocks (of ``THREADS`` threads, ``blocks`` of them) each
     write ``n`` partial sums as its last output (``parts``, after the outputs of ``shapes``):
     its other outputs, then the sums ``(n,)``, then with ``absorb = (sponge, absorb_idx,
-    permute_last)`` a device transcript's sponge after absorbing them. ``summed``: the sums a
+    permute_last[, grind])`` a device transcript's sponge after absorbing them (and searching:
+    :func:`~mlx_stark.custom_kernels.poseidon2.launch_absorbing`). ``summed``: the sums a
     one-block launch leaves in shared memory at its end, as
     :func:`mlx_stark.custom_kernels.poseidon2.with_absorb` values. One block absorbing: one
     launch; else the blocks' sums and (for several blocks, or to absorb) one block adding
@@ -182,19 +183,21 @@ def launch_summed(src: KernelSource, inputs: list, blocks: int, shapes: list, n:
 
 def absorbing_sources() -> list:
     """:func:`parts_sum_source` for the sumchecks' sums (8: product rounds, 12: GKR
-    sub-rounds), plain and absorbing (:func:`sum_parts_absorbed`), for compiling ahead."""
+    sub-rounds), plain and absorbing (:func:`sum_parts_absorbed`; the product rounds' also
+    with the folding grind), for compiling ahead."""
     return [src for n in (8, 12)
-            for src in (parts_sum_source(n), with_absorb(parts_sum_source(n), PARTS_SUMMED, n))]
+            for src in (parts_sum_source(n), with_absorb(parts_sum_source(n), PARTS_SUMMED, n))
+            ] + [with_absorb(parts_sum_source(8), PARTS_SUMMED, 8, True)]
 
 
 def sum_parts_absorbed(parts: mx.array, n: int, sponge: mx.array, absorb_idx: int,
-                       permute_last: bool) -> tuple:
+                       permute_last: bool, grind=None) -> tuple:
     """The column sums of ``parts`` ``(B, n)`` (``B ≥ 1``) absorbed into a device transcript's
-    sponge as :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing` does: ``(sums (n,),
-    sponge (24,))``. One launch. Lazy."""
+    sponge (and ``grind``) as :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing`
+    does: ``(sums (n,), sponge)``. One launch. Lazy."""
     return tuple(launch_absorbing(parts_sum_source(n), PARTS_SUMMED, n,
                                   [parts.reshape(-1), _params(parts.shape[0])], [(n,)], sponge,
-                                  absorb_idx, permute_last))
+                                  absorb_idx, permute_last, grind))
 
 
 def field_sum(a: mx.array, axis=None):

@@ -482,27 +482,48 @@ if (tid < 8u) {out}[23u - tid] = bb_from_mont(x);
 
 
 @lru_cache(maxsize=32)
-def with_absorb(src: KernelSource, value: str, n: int) -> KernelSource:
+def with_absorb(src: KernelSource, value: str, n: int, grind: bool = False) -> KernelSource:
     """``src``, a kernel of one block whose every thread runs its whole body, followed by a
     device transcript's absorb of ``n`` values it made (``value``: a C expression of ``i``
     valid at the body's end, value ``i`` canonical): inputs ``sponge`` (16 or more words) and
     ``absorb = [a, last]`` after ``src``'s, output ``sponge_out`` (24) after its
-    (:func:`duplex_code`). The absorb runs after a barrier, in a scope of its own."""
-    header, shared, code = duplex_code(value, f"{n}u", "absorb[0]", "absorb[1]", "sponge",
-                                       "sponge_out")
-    return KernelSource(src.name + "_absorb", src.input_names + ("sponge", "absorb"),
-                        src.output_names + ("sponge_out",), src.header + header,
-                        shared + src.body + "BARRIER();\n{\n" + code + "}\n")
+    (:func:`duplex_code`). The absorb runs after a barrier, in a scope of its own.
+
+    ``grind``: the absorb (no final permutation) is followed, in the same block of
+    :data:`THREADS` threads, by a proof-of-work search and the witness's absorb as
+    :func:`grind_source` with ``search`` runs them: ``absorb = [a, count, a', last', mask]``
+    (``a'``, ``last'``: the witness's rate position and final permutation) and ``sponge_out``
+    (25) ends with the witness."""
+    header, shared, code = duplex_code(value, f"{n}u", "absorb[0]", "0u" if grind else "absorb[1]",
+                                       "sponge", "mid" if grind else "sponge_out")
+    body = shared + src.body + "BARRIER();\n{\n" + code + "}\n"
+    if grind:  # the absorbed state in shared memory, then the search and the witness's absorb
+        _, _, absorb_witness = duplex_code(
+            "witness", "1u", "absorb[2]", "absorb[3]", "mid", "sponge_out",
+            then=f"if (tid == 0u) sponge_out[{WIDTH + RATE}u] = witness;\n")
+        header = permutation_header()  # its S-box is the duplex's
+        body = (f"SHARED uint32_t mid[{WIDTH + RATE}];\nSHARED uint32_t low[{THREADS}];\n" + body
+                + "BARRIER();\n" + _search_code("mid", "absorb[1]", "absorb[2]", "absorb[4]")
+                + "{\n" + absorb_witness + "}\n")
+    return KernelSource(src.name + ("_grind" if grind else "_absorb"),
+                        src.input_names + ("sponge", "absorb"), src.output_names + ("sponge_out",),
+                        src.header + header, body)
 
 
 def launch_absorbing(src: KernelSource, value: str, n: int, inputs: list, output_shapes: list,
-                     sponge: mx.array, absorb_idx: int, permute_last: bool) -> list:
+                     sponge: mx.array, absorb_idx: int, permute_last: bool, grind=None) -> list:
     """Launch :func:`with_absorb` of ``src`` as one block of ``THREADS`` threads: ``src``'s
     ``inputs`` and ``output_shapes``, then the sponge's -> ``src``'s outputs and the new
-    sponge ``(24,)`` last."""
-    return launch(with_absorb(src, value, n),
-                  inputs + [sponge, _params(absorb_idx, int(permute_last))], (THREADS, 1), THREADS,
-                  output_shapes + [(WIDTH + RATE,)])
+    sponge ``(24,)`` last; with ``grind = (count, a', last', mask)`` (a search of ``count ≤``
+    :data:`POW_ONE_BLOCK` nonces after the absorb, without its final permutation) the sponge
+    ``(25,)``, the witness last."""
+    if grind is None:
+        words, size = (absorb_idx, int(permute_last)), WIDTH + RATE
+    else:
+        count, a, last, mask = grind
+        words, size = (absorb_idx, count, a, int(last), mask), WIDTH + RATE + 1
+    return launch(with_absorb(src, value, n, grind is not None), inputs + [sponge, _params(*words)],
+                  (THREADS, 1), THREADS, output_shapes + [(size,)])
 
 
 @lru_cache(maxsize=4)
@@ -513,6 +534,39 @@ def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     header, shared, code = duplex_code("values[i]", "params[0]", "params[1]", "params[2]",
                                        "state", "out", constants=constants)
     return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), header, shared + code)
+
+
+def _search_code(state: str, count: str, a: str, mask: str) -> str:
+    """A block of :data:`THREADS` threads trying the nonces ``k = tid, tid + THREADS, … <
+    count`` on ``state`` (16 canonical words; a nonce is a witness when ``P(state with lane a =
+    nonce)[7]`` has its ``mask`` bits zero) and taking the smallest: statements leaving it in
+    ``witness`` (``NO_HIT`` if none), every thread (needs :func:`permutation_header`)."""
+    lanes = "\n".join(f"  s[{i}] = {a} == {i}u ? bb_to_mont(nonce) : base[{i}];"
+                       for i in range(WIDTH))
+    return f"""\
+{{
+uint32_t base[16];
+for (uint32_t i = 0u; i < 16u; ++i) base[i] = bb_to_mont({state}[i]);
+low[tid] = {NO_HIT}u;
+for (uint32_t nonce = tid; nonce < {count} && low[tid] == {NO_HIT}u; nonce += {THREADS}u) {{
+  uint32_t s[16];
+{lanes}
+  p2_permute(s);
+  if ((bb_from_mont(s[7]) & {mask}) == 0u) low[tid] = nonce;  // a thread's nonces rise
+}}
+{_LOW_MIN}}}
+const uint32_t witness = low[0];
+"""
+
+
+# the block's smallest ``low[tid]`` into ``low[0]``, visible to every thread
+_LOW_MIN = f"""\
+for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
+  BARRIER();
+  if (tid < gap) low[tid] = min(low[tid], low[tid + gap]);
+}}
+BARRIER();
+"""
 
 
 @lru_cache(maxsize=4)
@@ -529,30 +583,14 @@ def grind_source(search: bool, constants=DEFAULT_CONSTANTS) -> KernelSource:
                                        constants=constants)
     if search:
         header = permutation_header(constants)  # its S-box is the duplex's
-        lanes = "\n".join(f"  s[{i}] = params[1] == {i}u ? bb_to_mont(nonce) : base[{i}];"
-                           for i in range(WIDTH))
-        find = f"""\
-uint32_t base[16];
-for (uint32_t i = 0u; i < 16u; ++i) base[i] = bb_to_mont(state[i]);
-for (uint32_t nonce = tid; nonce < params[0] && low[tid] == {NO_HIT}u; nonce += {THREADS}u) {{
-  uint32_t s[16];
-{lanes}
-  p2_permute(s);
-  if ((bb_from_mont(s[7]) & params[3]) == 0u) low[tid] = nonce;  // a thread's nonces rise
-}}
-"""
+        find = _search_code("state", "params[0]", "params[1]", "params[3]")
     else:
-        find = f"for (uint32_t i = tid; i < params[0]; i += {THREADS}u) low[tid] = min(low[tid], best[i]);\n"
-    body = f"""\
-{shared}SHARED uint32_t low[{THREADS}];
+        find = f"""\
 low[tid] = {NO_HIT}u;
-{find}for (uint32_t gap = {THREADS // 2}u; gap > 0u; gap >>= 1) {{
-  BARRIER();
-  if (tid < gap) low[tid] = min(low[tid], low[tid + gap]);
-}}
-BARRIER();
-const uint32_t witness = low[0];
-{code}"""
+for (uint32_t i = tid; i < params[0]; i += {THREADS}u) low[tid] = min(low[tid], best[i]);
+{_LOW_MIN}const uint32_t witness = low[0];
+"""
+    body = f"{shared}SHARED uint32_t low[{THREADS}];\n{find}{code}"
     inputs = ("state", "params") if search else ("state", "best", "params")
     return KernelSource("p2_grind_search" if search else "p2_grind", inputs, ("out",), header, body)
 
@@ -659,11 +697,18 @@ def pow_batch(state: mx.array, absorb_idx: int, bits: int, start: int, count: in
                   (blocks * THREADS, 1), THREADS, [(blocks,)])[0]
 
 
-def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: bool) -> mx.array:
+def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: bool,
+           grind=None) -> mx.array:
     """:func:`duplex_source` on the device: ``state`` ``(16,)`` (or the ``(24,)`` of a previous
     call) and ``values`` ``(n,)`` uint32 canonical -> ``(24,)``: the state after absorbing
     ``values`` from rate position ``absorb_idx`` (and a final permutation if ``permute_last``),
-    then its rate part reversed. One launch; lazy."""
+    then its rate part reversed. One launch; lazy. With ``grind`` as for
+    :func:`launch_absorbing`: the search after it, ``(25,)`` (two launches)."""
+    if grind is not None:
+        count, a, last, mask = grind
+        out = duplex(state, values, absorb_idx, False)
+        return launch(grind_source(True), [out, _params(count, a, int(last), mask)], (THREADS, 1),
+                      THREADS, [(WIDTH + RATE + 1,)])[0]
     if values.shape[0] == 0:
         values = _params(0)  # an input needs a buffer (a kept zero word); n = 0 reads none
         n = 0
@@ -673,6 +718,14 @@ def duplex(state: mx.array, values: mx.array, absorb_idx: int, permute_last: boo
                   (WIDTH, 1), WIDTH, [(WIDTH + 8,)])[0]
 
 
+def one_block_search(bits: int):
+    """``(count, mask)`` of a device transcript's first search batch for ``bits`` where one
+    block of :data:`THREADS` threads runs it (up to :data:`POW_ONE_BLOCK` nonces), else
+    ``None``."""
+    batch = pow_first_batch(bits)
+    return (batch, (1 << bits) - 1) if batch <= POW_ONE_BLOCK else None
+
+
 def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> tuple:
     """A device transcript's proof-of-work search and the witness's absorb: one search batch
     from nonce 0 (:func:`pow_first_batch` nonces) on the sponge (``(16,)`` or a longer state)
@@ -680,12 +733,13 @@ def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> t
     (a final permutation if ``permute_last``) -> ``(sponge (25,), witness (1,))``: the duplex's
     24 words and the witness, ``NO_HIT`` if the batch holds none. One launch for a batch of
     up to :data:`POW_ONE_BLOCK` nonces (the search in the absorbing block), else two; lazy."""
-    batch = pow_first_batch(bits)
-    if batch <= POW_ONE_BLOCK:
-        inputs = [sponge, _params(batch, absorb_idx, int(permute_last), (1 << bits) - 1)]
+    search = one_block_search(bits)
+    if search is not None:
+        count, mask = search
+        inputs = [sponge, _params(count, absorb_idx, int(permute_last), mask)]
         src = grind_source(True)
     else:
-        best = pow_batch(sponge, absorb_idx, bits, 0, batch)
+        best = pow_batch(sponge, absorb_idx, bits, 0, pow_first_batch(bits))
         inputs = [sponge, best, _params(best.shape[0], absorb_idx, int(permute_last))]
         src = grind_source(False)
     out = launch(src, inputs, (THREADS, 1), THREADS, [(WIDTH + RATE + 1,)])[0]

@@ -401,33 +401,35 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
 
 
 def absorbing_sources() -> list:
-    """The one-block round kernels with their absorb (what :func:`product_round_step` and
-    :func:`fold_product_round_step` launch), for compiling ahead."""
-    return [with_absorb(product_round_source(), _ABSORBED, SUMS),
-            with_absorb(fold_product_round_source(), _ABSORBED, SUMS)]
+    """The one-block round kernels with their absorb, and with the folding grind after it (what
+    :func:`product_round_step` and :func:`fold_product_round_step` launch), for compiling ahead."""
+    return [with_absorb(src, _ABSORBED, SUMS, grind)
+            for src in (product_round_source(), fold_product_round_source()) for grind in (False, True)]
 
 
 def product_round_step(f: mx.array, w: mx.array, sponge: mx.array, absorb_idx: int,
-                       permute_last: bool) -> tuple:
+                       permute_last: bool, grind=None) -> tuple:
     """:func:`product_round` absorbed into a device transcript's sponge (``(16,)`` or more
     words, from rate position ``absorb_idx``, a final permutation if ``permute_last``):
     ``(sponge (24,), sums (2, 4))``. One launch when the items fit one block (the absorb in
-    it), else two (the blocks' sums, then one block adding and absorbing them). Lazy."""
+    it), else two (the blocks' sums, then one block adding and absorbing them). With ``grind``
+    (:func:`~mlx_stark.custom_kernels.poseidon2.launch_absorbing`) the proof-of-work search
+    after the absorb in the absorbing block: the sponge ``(25,)``, the witness last. Lazy."""
     n, width = _pair_dims(f, w, 2)
     sums, out = _round(product_round_source(), [f.reshape(-1), w.reshape(-1)], n // 2 * width,
-                       width, [], (sponge, absorb_idx, permute_last))
+                       width, [], (sponge, absorb_idx, permute_last, grind))
     return out, sums
 
 
 def fold_product_round_step(f: mx.array, w: mx.array, r, sponge: mx.array, absorb_idx: int,
-                            permute_last: bool) -> tuple:
-    """:func:`fold_product_round` with the sums absorbed as in :func:`product_round_step`:
-    ``(sponge (24,), f', w', sums (2, 4))``. Lazy."""
+                            permute_last: bool, grind=None) -> tuple:
+    """:func:`fold_product_round` with the sums absorbed (and ``grind``) as in
+    :func:`product_round_step`: ``(sponge, f', w', sums (2, 4))``. Lazy."""
     n, width = _pair_dims(f, w, 4)
     shape = (n // 2,) + tuple(f.shape[1:])
     f2, w2, sums, out = _round(fold_product_round_source(), [f, w, ext.constant(r)],
                                n // 4 * width, width, [shape, shape],
-                               (sponge, absorb_idx, permute_last))
+                               (sponge, absorb_idx, permute_last, grind))
     return out, f2, w2, sums
 
 

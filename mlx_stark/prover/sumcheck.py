@@ -6,6 +6,7 @@ them; the MLX-ops code here is their reference.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import mlx.core as mx
 
@@ -82,23 +83,30 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     return mx.concatenate(fs), mx.concatenate(ws), acc
 
 
-def product_round_step(dt, f: mx.array, w: mx.array, then_search: bool = False) -> mx.array:
+def product_round_step(dt, f: mx.array, w: mx.array, grind_bits: Optional[int] = None):
     """:func:`product_round_values` observed on the device transcript ``dt``, followed by a
-    sample or (``then_search``) a proof-of-work search (see
-    :meth:`~mlx_stark.transcript.DeviceTranscript.absorb_with`): the sums ``(2, 4)``. With
-    native kernels the sums' launch absorbs them itself (one launch for tables of one block)."""
+    sample, or, with ``grind_bits`` (WHIR's folding proof of work, which may be 0 bits), by
+    ``dt.grind(grind_bits)`` (see :meth:`~mlx_stark.transcript.DeviceTranscript.absorb_with`):
+    the sums ``(2, 4)``, or ``(sums, witness (1,))``. With native kernels the sums' launch
+    absorbs them itself (and runs the search where it fits its block): one launch for tables
+    of one block."""
     kernel = custom_kernels.native("sumcheck.product_round_step")
-    (sums,) = dt.observe_made(
-        SUMS, kernel and (lambda sponge, a, last: kernel(f, w, sponge, a, last)),
-        lambda: (product_round_values(f, w),), then_search)
-    return sums
+    out = dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, *absorb)),
+                          lambda: (product_round_values(f, w),), grind_bits or 0)
+    return _with_witness(dt, out, grind_bits) if grind_bits is not None else out[0]
 
 
-def fold_product_round_step(dt, f: mx.array, w: mx.array, r, then_search: bool = False) -> tuple:
-    """:func:`fold_product_round` with the next round's sums observed as in
-    :func:`product_round_step`: ``(f', w', sums (2, 4))``. One launch for tables of one block
-    with native kernels."""
+def fold_product_round_step(dt, f: mx.array, w: mx.array, r, grind_bits: Optional[int] = None) -> tuple:
+    """:func:`fold_product_round` with the next round's sums observed (and ``grind_bits``) as
+    in :func:`product_round_step`: ``(f', w', sums (2, 4)[, witness (1,)])``. One launch for
+    tables of one block with native kernels."""
     kernel = custom_kernels.native("sumcheck.fold_product_round_step")
-    return dt.observe_made(
-        SUMS, kernel and (lambda sponge, a, last: kernel(f, w, r, sponge, a, last)),
-        lambda: fold_product_round(f, w, r), then_search)
+    out = dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, r, *absorb)),
+                          lambda: fold_product_round(f, w, r), grind_bits or 0)
+    return _with_witness(dt, out, grind_bits) if grind_bits is not None else out
+
+
+def _with_witness(dt, out: tuple, grind_bits: int) -> tuple:
+    """``out`` of a step with ``grind_bits``, its witness last (a 0-bit grind's, which
+    observes nothing, added)."""
+    return out if grind_bits else (*out, dt.grind(0))

@@ -127,15 +127,16 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
         for i in range(num_rounds):
             log_size = m + params.log_blowup - i  # L_i
             with span("prover.openings.whir.sumcheck"):
-                # s(1) then s(2), c0..c3 each, observed before the folding proof of work
-                search = whir.folding_pow_bits > 0
-                sums = product_round_step(dt, f, w, search)
+                # s(1) then s(2), c0..c3 each, observed, then the folding proof of work (in the
+                # same launch where it fits)
+                bits = whir.folding_pow_bits
+                sums, witness = product_round_step(dt, f, w, bits)
                 for j in range(k):
-                    out["folding"].append(dt.grind(whir.folding_pow_bits))
+                    out["folding"].append(witness)
                     alpha = dt.sample_ext()
                     out["sumcheck"].append(sums)
                     if j + 1 < k:  # the next round's sums in the same pass, observed
-                        f, w, sums = fold_product_round_step(dt, f, w, alpha, search)
+                        f, w, sums, witness = fold_product_round_step(dt, f, w, alpha, bits)
                     else:
                         f, w = fold_lowest(f, alpha), fold_lowest(w, alpha)
             d = m - k * (i + 1)
