@@ -251,6 +251,24 @@ def test_ext_mul_sum_source():
     check_twins(klin.ext_mul_sum_source())
 
 
+# (lhs, rhs, axis, also): a multilinear round's parts of the head values with the eq weights
+# (the parts axis first), a part axis after the term axis, one where the rhs has it
+MUL_SUM_ALSO_CASES = [((4, 3, 2, 8), (8,), 2 + 1, 0), ((5, 3, 1, 1), (1,), 3, 0),
+                      ((6, 2, 3), (1, 3), 0, 2), ((3, 4, 5), (3, 4, 5), 2, 0)]
+
+
+@pytest.mark.parametrize("sa, sb, axis, also", MUL_SUM_ALSO_CASES)
+def test_emulated_ext_mul_sum_two_axes(emulated, sa, sb, axis, also):
+    """The sum along a second axis (the parts of a generated kernel) equals the ops path's
+    two field sums."""
+    a, b = ext.random(sa, len(sa) + axis), ext.random(sb, 5 + also)
+    got = klin.ext_mul_sum(a, b, axis, also)
+    want = ops_path(lambda: ext.mul_sum(a, b, axis, also))
+    ref = ops_path(lambda: bb.sum(bb.sum(ext.mul(a, b), axis=max(axis, also)), axis=min(axis, also)))
+    assert got is not None and got.shape == want.shape == ref.shape, (sa, sb, axis, also)
+    assert np.array_equal(np.array(got), np.array(want)) and np.array_equal(np.array(want), np.array(ref))
+
+
 @pytest.mark.parametrize("sa, sb, axis", MUL_SUM_CASES)
 def test_emulated_ext_mul_sum(emulated, sa, sb, axis):
     seed = len(sa) * 7 + axis
@@ -285,6 +303,10 @@ def test_device_ext_mul_sum_equals_ops(reference):
         got = np.array(ext.mul_sum(a, b, axis))  # the kernel where fusion is off
         np.testing.assert_array_equal(got, reference(lambda: np.array(ext.mul_sum(a, b, axis))),
                                       str((a.shape, b.shape, axis)))
+    for sa, sb, axis, also in MUL_SUM_ALSO_CASES + [((64, 3, 3, 1 << 10), (1 << 10,), 3, 0)]:
+        a, b = ext.random(sa, 5), ext.random(sb, 6)
+        got = np.array(ext.mul_sum(a, b, axis, also))
+        np.testing.assert_array_equal(got, reference(lambda: np.array(ext.mul_sum(a, b, axis, also))))
 
 
 # ---------------------------------------------------------------- the logical table's fold

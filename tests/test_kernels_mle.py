@@ -112,8 +112,9 @@ emulated_cuda = emulation(kc, dialects=("cuda",))
 
 def _compare(tr, m: int, degree: int, seed: int, monkeypatch) -> None:
     forms, table, colmap, weights = _case(tr, m, seed)
-    got = kc.evaluate_mle(tr.leaves, forms, table, colmap, degree)
-    assert got.shape == (len(forms), degree * m, 4)
+    parts = kc.evaluate_mle(tr.leaves, forms, table, colmap, degree)
+    assert parts.shape[1:] == (len(forms), degree * m, 4)
+    got = bb.sum(parts, axis=0)  # the launch's parts added
     assert _eq([got[g] for g in range(len(forms))], _ops_points(tr, forms, table, degree)), (m, degree)
     ref = mle_rounds._head_values(tr, forms, table, colmap, degree, weights)  # ops (CPU registry)
     with monkeypatch.context() as mp:

@@ -35,8 +35,9 @@ Layouts: ``cols`` ``(Q, Wn, X)`` (base) or ``(Q, Wn, X, 4)`` (extension) uint32 
 ``P = Q·X`` points ``(q, x)``, one row per needed column in each block ``q``, so that the
 threads of a warp read consecutive points; ``prog`` the instance tables; ``consts`` the runtime
 leaves (Montgomery form); ``weights`` one row per slot, ``[w0..w3]`` (base) or
-``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical; ``params = [P, K, X, Wn]``; output
-``(K, F, P, 4)``: the partial sums per part and form. Every stage passes ``Q = 1`` (the plain
+``[w0..w3, W·w1, W·w2, W·w3, 0]`` (extension) canonical, then each form's constant term (4
+words, canonical); ``params = [P, K, X, Wn]``; output ``(K, F, P, 4)``: the partial sums per
+part and form, part 0's with the constant term. Every stage passes ``Q = 1`` (the plain
 ``(Wn, P)``); blocks let a caller evaluate data laid out ``(blocks, Wn, X)`` without a
 transpose. (Round 0 keeps its ``(Wn, X·cosets·N)`` layout: building ``(N, Wn, X)`` from the
 trace rows with one MLX transpose failed to launch on CUDA at the keccakf-1024 shape.)
@@ -64,7 +65,7 @@ import numpy as np
 from ..air.dag import NodeKind, SymbolicConstraintsDag
 from ..air.forms import Form, Leaves, slot_node
 from ..field import bb, ext
-from ..field.bb import P, U32
+from ..field.bb import P
 from ..field.host import EF, W
 from . import KernelSource, launch
 from . import params as _params
@@ -243,9 +244,13 @@ def generate(templates: Sequence[Template], num_forms: int, extension: bool, dag
     body += [f"acc4 s{f} = acc_zero();" for f in range(num_forms)]
     for tpl in templates:
         body += _template_code(tpl, extension, mle)
+    # the forms' constant terms (canonical, after the weight rows), added by part 0
+    consts = sum(t.count for t in templates) * (8 if extension else 4)
+    body.append("const bool first = bid_y == 0u;")
     for f in range(num_forms):
         body.append(f"const uint64_t o{f} = (((uint64_t)bid_y * {num_forms}u + {f}u) * np + gid) * 4u;")
-        body += [f"out[o{f} + {c}u] = bb_redc(s{f}.c{c});" for c in range(4)]
+        body += [f"out[o{f} + {c}u] = bb_add(bb_redc(s{f}.c{c}), first ? weights[{consts + 4 * f + c}u] : 0u);"
+                 for c in range(4)]
     src = "\n".join(body) + "\n"
     header = EXTENSION + (_MLE_HEADER if mle else "")
     digest = blake3.blake3((dag_digest + "\0" + header + "\0" + src).encode()).hexdigest()[:16]
@@ -280,27 +285,20 @@ class FormsKernel:
         self.prog = mx.array(prog)
         self._last = ((), None)  # (forms, form_arrays(forms)) of the last call
 
-    def form_arrays(self, forms: Sequence[Form]) -> tuple:
-        """``(weights, constants)`` of ``forms``: the weight rows (module docstring) and the
-        constant terms ``(F, 1, 4)`` (``None`` when all are zero). The last result is reused
-        while the same form objects come back (every round of a proof evaluates the same
-        forms)."""
-        last, arrays = self._last
-        if arrays is not None and len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
-            return arrays
-        rows = [EF.lift(w).c for f in forms for _, w in f.terms]
-        if not rows:
-            weights = mx.zeros((1,), dtype=U32)
-        else:
-            w = np.array(rows, dtype=np.uint64).reshape(-1, 4)
-            if self.extension:
-                w = np.concatenate([w, w[:, 1:] * W % P, np.zeros((w.shape[0], 1), dtype=np.uint64)],
-                                   axis=1)
-            weights = mx.array(w.astype(np.uint32).reshape(-1))
-        consts = [form.const for form in forms]
-        constants = None if all(c.is_zero() for c in consts) else ext.from_host(consts)[:, None]
-        self._last = (tuple(forms), (weights, constants))
-        return weights, constants
+    def form_arrays(self, forms: Sequence[Form]) -> mx.array:
+        """The ``weights`` of ``forms``: the weight rows (module docstring), then the forms'
+        constant terms (4 canonical words each). The last result is reused while the same form
+        objects come back (every round of a proof evaluates the same forms)."""
+        last, weights = self._last
+        if weights is not None and len(last) == len(forms) and all(a is b for a, b in zip(last, forms)):
+            return weights
+        w = np.array([EF.lift(w).c for f in forms for _, w in f.terms], dtype=np.uint64).reshape(-1, 4)
+        if self.extension:
+            w = np.concatenate([w, w[:, 1:] * W % P, np.zeros((w.shape[0], 1), dtype=np.uint64)], axis=1)
+        consts = np.array([EF.lift(form.const).c for form in forms], dtype=np.uint64)
+        weights = mx.array(np.concatenate([w.reshape(-1), consts.reshape(-1)]).astype(np.uint32))
+        self._last = (tuple(forms), weights)
+        return weights
 
     def consts(self, leaf) -> mx.array:
         """The runtime leaves' values (Montgomery form) from ``leaf``, kept per values."""
@@ -311,24 +309,23 @@ class FormsKernel:
         return plan_parts(points, min(MAX_PARTS, self.max_count))
 
     def _run(self, forms: Sequence[Form], data: list, points: int, params: list, leaf,
-             stacked: bool = False):
+             parts: bool = False):
         """Launch over ``points`` points with the input arrays ``data`` and ``params`` after
-        ``[points, K]``: one ``(points, 4)`` array per form, or (``stacked``) all of them as
-        one ``(F, points, 4)`` array."""
+        ``[points, K]``: one ``(points, 4)`` array per form, or (``parts``) the launch's
+        ``(K, F, points, 4)`` partial sums as they are."""
         if not forms:
-            return ext.zeros((0, points)) if stacked else []
+            return ext.zeros((1, 0, points)) if parts else []
         if points == 0:
-            return ext.zeros((len(forms), 0)) if stacked else [ext.zeros((0,)) for _ in forms]
+            return ext.zeros((1, len(forms), 0)) if parts else [ext.zeros((0,)) for _ in forms]
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
-        weights, constants = self.form_arrays(forms)
-        out = launch(self.source, data + [self.prog, self.consts(leaf), weights, params],
+        out = launch(self.source, data + [self.prog, self.consts(leaf), self.form_arrays(forms), params],
                      (grid, k), THREADS, [(k, f, points, 4)])[0]
+        if parts:
+            return out
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
-        if constants is not None:
-            sums = ext.add(sums, constants)
-        return sums if stacked else [sums[g, ...] for g in range(len(forms))]
+        return [sums[g, ...] for g in range(len(forms))]
 
     def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
         """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
@@ -341,7 +338,8 @@ class FormsKernel:
               leaf) -> mx.array:
         """Every form at the points ``(X, y)``, ``X = 1..degree``, of the folded table ``table``
         ``(W_tot, 2M, 4)`` whose input rows are the table columns ``colmap`` ``(Wn,)`` uint32
-        (module docstring): ``(F, degree·M, 4)``, a row per form, points in ``(X, y)`` order."""
+        (module docstring): the partial sums ``(K, F, degree·M, 4)`` of the launch's ``K`` parts
+        (their sum: a row per form, points in ``(X, y)`` order)."""
         if not self.mle:
             raise ValueError("only a multilinear-rounds kernel reads a folded table")
         w_tot, rows = table.shape[:2]
@@ -351,7 +349,7 @@ class FormsKernel:
         line = []
         for x in range(1, degree + 1):
             line += [(1 - x) % P * R2 % P, x * R2 % P]
-        return self._run(forms, [table, colmap], degree * m, [m] + line, leaf, stacked=True)
+        return self._run(forms, [table, colmap], degree * m, [m] + line, leaf, parts=True)
 
 
 class _DagKernels:
@@ -407,8 +405,9 @@ def evaluate_mle(leaves: Leaves, forms: Sequence[Form], table: mx.array,
                  colmap: mx.array, degree: int) -> mx.array:
     """A multilinear round's evaluations with a generated kernel reading the folded table
     directly: ``table`` ``(W_tot, 2M, 4)`` uint32 (column-major), ``colmap`` ``(Wn,)`` uint32
-    (input row -> table column) -> ``(F, degree·M, 4)`` uint32, a row per form: the forms at
-    ``X = 1..degree`` on the lowest variable, points in ``(X, y)`` order. Bit-equal to
-    :func:`evaluate_forms` of the points ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
+    (input row -> table column) -> ``(K, F, degree·M, 4)`` uint32, the ``K`` parts of a row per
+    form: the forms at ``X = 1..degree`` on the lowest variable, points in ``(X, y)`` order.
+    Their sum over the parts is bit-equal to :func:`evaluate_forms` of the points
+    ``T[c, 2y] + X·(T[c, 2y+1] − T[c, 2y])``."""
     return kernel_for(leaves, forms, False, mle=True).lines(forms, table, colmap, degree,
                                                             leaves.leaf)

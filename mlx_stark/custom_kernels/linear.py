@@ -232,10 +232,11 @@ MUL_SUM_DIMS = 4  # output dimensions of a mul_sum launch (after merging)
 @lru_cache(maxsize=None)
 def ext_mul_sum_source() -> KernelSource:
     """``lhs``, ``rhs`` extension elements (flat words, canonical), ``params = [O, T, log2 t,
-    dims, n_0..n_3, (stride_0..stride_3 per operand), term stride per operand]`` -> ``out``
-    ``(O·4)``: ``Σ_k lhs[o, k]·rhs[o, k]`` over EF, output ``o`` decomposed over the ``dims``
-    dimensions ``n_d`` (element strides per operand, 0 where it broadcasts), term ``k`` at the
-    operand's term stride. ``t`` lanes per output, as :func:`field_sum_source`."""
+    dims, n_0..n_3, (stride_0..stride_3 per operand), term stride per operand, Q, part stride
+    per operand]`` -> ``out`` ``(O·4)``: ``Σ_q Σ_k lhs[o, q, k]·rhs[o, q, k]`` over EF, output
+    ``o`` decomposed over the ``dims`` dimensions ``n_d`` (element strides per operand, 0 where
+    it broadcasts), term ``k`` at the operand's term stride, part ``q < Q`` at its part stride
+    (``Q = 1``: one axis summed). ``t`` lanes per output, as :func:`field_sum_source`."""
     base = 4 + MUL_SUM_DIMS
     body = f"""\
 const uint32_t outputs = params[0];
@@ -254,9 +255,14 @@ if (o < outputs) {{
     ob += i * params[{base + MUL_SUM_DIMS}u + d];
   }}
   const uint32_t ta = params[{base + 2 * MUL_SUM_DIMS}], tb = params[{base + 2 * MUL_SUM_DIMS + 1}];
-  for (uint32_t k = lane; k < terms; k += lanes) {{
-    const ef y = EF_LOAD(rhs, 4u * (ob + k * tb));
-    acc = ef_add(acc, ef_mul(EF_LOAD(lhs, 4u * (oa + k * ta)), ef_in(y.c0, y.c1, y.c2, y.c3)));
+  const uint32_t parts = params[{base + 2 * MUL_SUM_DIMS + 2}];
+  for (uint32_t p = 0u; p < parts; ++p) {{
+    const uint32_t pa = oa + p * params[{base + 2 * MUL_SUM_DIMS + 3}];
+    const uint32_t pb = ob + p * params[{base + 2 * MUL_SUM_DIMS + 4}];
+    for (uint32_t k = lane; k < terms; k += lanes) {{
+      const ef y = EF_LOAD(rhs, 4u * (pb + k * tb));
+      acc = ef_add(acc, ef_mul(EF_LOAD(lhs, 4u * (pa + k * ta)), ef_in(y.c0, y.c1, y.c2, y.c3)));
+    }}
   }}
 }}
 SHARED uint32_t red[{4 * THREADS}];
@@ -280,43 +286,51 @@ if (lane == 0u && o < outputs) {{
 
 
 @lru_cache(maxsize=1024)
-def _mul_sum_plan(sa: tuple, sb: tuple, axis: int):
+def _mul_sum_plan(sa: tuple, sb: tuple, axis: int, also):
     """``(out_shape, outputs, terms, lanes, params)`` of :func:`ext_mul_sum` for leading
     shapes ``sa``, ``sb``, or ``None`` where the kernel cannot serve them."""
     try:
         shape = tuple(np.broadcast_shapes(sa, sb))
     except ValueError:
         return None
-    if not shape or not -len(shape) <= axis < len(shape):
+    n = len(shape)
+    if not shape or not -n <= axis < n or (also is not None and not -n <= also < n):
         return None
-    axis %= len(shape)
+    axis %= n
+    also = axis if also is None else also % n
     strides = operand_strides((sa, sb), shape)
-    terms = shape[axis]
+    terms, parts = shape[axis], shape[also] if also != axis else 1
     term_strides = [st[axis] for st in strides]
-    dims, cols = merged_dims(shape, strides, drop=axis)
+    part_strides = [st[also] if also != axis else 0 for st in strides]
+    # the part axis as a length-1 one: merged_dims leaves it out
+    dims, cols = merged_dims(tuple(1 if d == also else x for d, x in enumerate(shape)), strides,
+                             drop=axis)
     outputs = math.prod(dims)
     lanes = min(THREADS, 1 << max(0, terms - 1).bit_length())
-    if len(dims) > MUL_SUM_DIMS or terms > lanes * MAX_TERMS_PER_THREAD or outputs * lanes >= 1 << 31:
+    if len(dims) > MUL_SUM_DIMS or parts * terms > lanes * MAX_TERMS_PER_THREAD \
+            or outputs * lanes >= 1 << 31:
         return None
     pad = [1] * (MUL_SUM_DIMS - len(dims))
     words = [outputs, terms, lanes.bit_length() - 1, len(dims)] + dims + pad
     for c in cols:
         words += c + [0] * len(pad)
-    words += term_strides
-    return shape[:axis] + shape[axis + 1:], outputs, terms, lanes, _params(*words)
+    words += term_strides + [parts] + part_strides
+    out_shape = tuple(x for d, x in enumerate(shape) if d not in (axis, also))
+    return out_shape, outputs, terms, lanes, _params(*words)
 
 
-def ext_mul_sum(a: mx.array, b: mx.array, axis: int):
+def ext_mul_sum(a: mx.array, b: mx.array, axis: int, also=None):
     """:func:`mlx_stark.field.ext.mul_sum` (bit-equal): ``a``, ``b`` ``(..., 4)`` uint32
-    canonical extension elements whose leading shapes broadcast, ``axis`` a leading axis ->
-    ``Σ`` along it of the products ``(..., 4)``, or ``None`` (declined: the product and the
-    field sum run) for other dtypes, more than four output dimensions after merging, or sums
-    longer than ``THREADS·MAX_TERMS_PER_THREAD`` terms. One launch, no product array. Lazy."""
+    canonical extension elements whose leading shapes broadcast, ``axis`` (and ``also``, when
+    given) a leading axis -> ``Σ`` along it (them) of the products ``(..., 4)``, or ``None``
+    (declined: the product and the field sums run) for other dtypes, more than four output
+    dimensions after merging, or sums longer than ``THREADS·MAX_TERMS_PER_THREAD`` terms. One
+    launch, no product array. Lazy."""
     for x in (a, b):
         if not isinstance(x, mx.array) or x.dtype != U32 or x.ndim < 2 or x.shape[-1] != 4 \
                 or x.size >= 1 << 31:
             return None
-    planned = _mul_sum_plan(tuple(a.shape[:-1]), tuple(b.shape[:-1]), axis)
+    planned = _mul_sum_plan(tuple(a.shape[:-1]), tuple(b.shape[:-1]), axis, also)
     if planned is None:
         return None
     out_shape, outputs, terms, lanes, params = planned

@@ -7,6 +7,7 @@ leading shape. Base-field operands are ``(...)`` uint32 arrays (see field/bb.py)
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Optional
 
 import mlx.core as mx
 import numpy as np
@@ -148,12 +149,20 @@ def accumulate(acc, value: mx.array) -> mx.array:
     return value if acc is None else add(acc, value)
 
 
-def mul_sum(a: mx.array, b: mx.array, axis: int) -> mx.array:
-    """``Σ`` along the leading axis ``axis`` of the products ``a·b`` (``(..., 4)`` arrays whose
-    leading shapes broadcast): ``bb.sum(mul(a, b), axis)``. One launch and no product array
-    where fusion is off (:func:`mlx_stark.device.unfused_native`)."""
-    out = unfused_native("ext.mul_sum", a, b, axis)
-    return bb.sum(mul(a, b), axis=axis % (max(a.ndim, b.ndim) - 1)) if out is None else out
+def mul_sum(a: mx.array, b: mx.array, axis: int, also: Optional[int] = None) -> mx.array:
+    """``Σ`` along the leading axis ``axis`` (and the leading axis ``also``) of the products
+    ``a·b`` (``(..., 4)`` arrays whose leading shapes broadcast): ``bb.sum(mul(a, b), axis)``.
+    One launch and no product array where fusion is off
+    (:func:`mlx_stark.device.unfused_native`)."""
+    out = unfused_native("ext.mul_sum", a, b, axis, also)
+    if out is not None:
+        return out
+    n = max(a.ndim, b.ndim) - 1
+    axes = tuple(sorted({axis % n} | ({also % n} if also is not None else set())))
+    out = mul(a, b)
+    for ax in reversed(axes):
+        out = bb.sum(out, axis=ax)
+    return out
 
 
 def to_host(a: mx.array) -> list:

@@ -117,8 +117,10 @@ def _head_values(tr: TraceData, forms: List[Form], table: mx.array, colmap: mx.a
     reads the table's lines directly; otherwise the points are built and evaluated for a few
     ``y`` at a time (their sums added up, exact in F)."""
     kernel = custom_kernels.native("mle_rounds.head_values")
-    if kernel is not None:
-        return _weighted_sum(kernel(tr.leaves, forms, table, colmap, degree), weights, degree)
+    if kernel is not None:  # the kernel's parts (K, 3, d·M, 4) summed with the weighting
+        parts = kernel(tr.leaves, forms, table, colmap, degree)
+        return ext.mul_sum(parts.reshape(parts.shape[0], 3, degree, weights.shape[0], 4),
+                           weights, 3, also=0)
     m = table.shape[1] // 2
     step = max(1, _HEAD_POINT_ELEMS // (colmap.shape[0] * degree * 4))
     out = None
