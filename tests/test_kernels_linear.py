@@ -24,6 +24,7 @@ from mlx_stark.custom_kernels import sizing
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import bb, ext
 from mlx_stark.field.bb import P
+from mlx_stark.field.host import EF
 from mlx_stark.poly import fold_skip, host
 from mlx_stark.prover import stacked_reduction
 from mlx_stark.prover.stacked_reduction import weighted_sum
@@ -307,6 +308,45 @@ def test_device_ext_mul_sum_equals_ops(reference):
         a, b = ext.random(sa, 5), ext.random(sb, 6)
         got = np.array(ext.mul_sum(a, b, axis, also))
         np.testing.assert_array_equal(got, reference(lambda: np.array(ext.mul_sum(a, b, axis, also))))
+
+
+# ---------------------------------------------------------------- shifted polynomial sums
+# (lengths, offsets, length): s_0's quotient sum (Z^N·Q − Q), its LogUp sums, a chained launch
+RAGGED_CASES = [([5, 5], [4, 0], 16), ([3, 8, 1, 8], [0, 0, 0, 0], 8), ([2] * 21, list(range(21)), 32),
+                ([1], [0], 1), ([4, 0], [2, 0], 6)]
+
+
+@pytest.mark.parametrize("lens, offs, length", RAGGED_CASES)
+def test_emulated_ragged_sum(emulated, monkeypatch, lens, offs, length):
+    from mlx_stark.custom_kernels import indexing as kidx
+    from mlx_stark.prover.batch_constraints import round0
+
+    monkeypatch.setattr(kidx, "launch", klin.launch)  # device weights gather in one launch
+    polys = [ext.random((n,), 3 * i + n) for i, n in enumerate(lens)]
+    for weights in ([EF(i + 1, P - i, 7, i * i) for i in range(len(lens))],
+                    [ext.random((), 50 + i) for i in range(len(lens))]):  # host, device values
+        terms = list(zip(polys, weights, offs))
+        got = klin.ragged_sum(terms, length)
+        want = ops_path(lambda: round0.shifted_sum(terms, length))
+        assert got.shape == want.shape == (length, 4)
+        np.testing.assert_array_equal(np.array(got), np.array(want))
+    with pytest.raises(InvalidInputError):
+        klin.ragged_sum([(polys[0], EF(1), length)], length)
+
+
+def test_ragged_sum_sources():
+    for k in (2, 4, 8, 16):
+        check_twins(klin.ragged_sum_source(k))
+
+
+def test_emulated_ragged_sum_proofs_match_golden(emulated_cuda, monkeypatch):
+    from .golden import fingerprint, golden_workloads
+    from .test_golden_fingerprints import GOLDEN
+
+    calls = route(monkeypatch, {"round0.shifted_sum": klin.ragged_sum})
+    for w in golden_workloads():
+        assert fingerprint(w) == GOLDEN[w.name], w.name
+    assert "round0.shifted_sum" in calls
 
 
 # ---------------------------------------------------------------- the logical table's fold

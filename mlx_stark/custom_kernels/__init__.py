@@ -95,6 +95,7 @@ _NATIVE = {
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
     "mle_rounds.fold_table": ("linear", "fold_table"),
     "mle_rounds.round_step": ("rounds", "round_step"),
+    "round0.shifted_sum": ("linear", "ragged_sum"),
 }
 
 OPERATIONS = tuple(_NATIVE)
@@ -227,7 +228,8 @@ def fixed_sources() -> list:
                sumcheck.product_table_source(), sumcheck.eq_suffix_source(), sumcheck.powers_source(), rounds.round_step_source(),
                indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
             + [indexing.merkle_open_source(b) for b in range(1, 5)]
-            + [indexing.concat_source(1 << k, mont) for k in range(1, 6) for mont in (False, True)])
+            + [indexing.concat_source(1 << k, mont) for k in range(1, 6) for mont in (False, True)]
+            + [linear.ragged_sum_source(1 << k) for k in range(1, 5)])
 
 
 def compiles_ahead() -> bool:

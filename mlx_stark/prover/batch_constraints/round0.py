@@ -166,16 +166,17 @@ def read_round0_sums(rounds0: List[Round0]) -> None:
         r0.sum_p, r0.sum_q = sums[2 * t], sums[2 * t + 1]
 
 
-def _pad_to(a: mx.array, size: int) -> mx.array:
-    """``a`` ``(len, 4)`` zero-padded to ``(size, 4)``."""
-    return mx.pad(a, [(0, size - a.shape[0]), (0, 0)])
-
-
-def _padded_sum(terms, length: int) -> mx.array:
-    """``Σ w·poly`` over ``(poly (len, 4), w: EF)``, zero-padded to ``(length, 4)``."""
+def shifted_sum(terms, length: int) -> mx.array:
+    """``Σ w·Z^off·poly`` over ``(poly (len, 4), w, off)`` (``w`` a host EF, ``off + len ≤
+    length``) as ``(length, 4)`` coefficients. With native kernels: one launch
+    (``round0.shifted_sum``), no padded copies."""
+    kernel = custom_kernels.native("round0.shifted_sum")
+    if kernel is not None:
+        return kernel(terms, length)
     acc = None
-    for poly, w in terms:
-        acc = ext.accumulate(acc, _pad_to(ext.mul(poly, ext.constant(w)), length))
+    for poly, w, off in terms:
+        acc = ext.accumulate(acc, mx.pad(ext.mul(poly, ext.constant(w)),
+                                         [(off, length - off - poly.shape[0]), (0, 0)]))
     return acc
 
 
@@ -198,17 +199,17 @@ def s0_coefficients(l_skip: int, degree: int, xi: List[EF], mu_pows: List[EF],
     total = None  # Σ of the two products below, in evaluation form on the size-`size` subgroup
     xi0 = EF.lift(xi[0])
     inv_n = pow(n_dom, P - 2, P)
+    zeros = [EF.zero()] * size
     if qs:
-        q = _padded_sum(qs, longest - n_dom)
-        zq = ext.sub(mx.pad(q, [(n_dom, 0), (0, 0)]), mx.pad(q, [(0, n_dom), (0, 0)]))
+        # (Z^N − 1)·Σ_t μ^(2T+t)·Q_t
+        zq = shifted_sum([(q, w, n_dom) for q, w in qs] + [(q, -EF.lift(w), 0) for q, w in qs], size)
         # eq_D(x, Z) = (1/N)·(1 + Σ_{j=1}^{N−1} x^{N−j}·Z^j)
         eq_d = [EF(inv_n)] + [xi0 ** (n_dom - j) * inv_n for j in range(1, n_dom)]
-        total = ext.accumulate(total, ext.mul(dft(_pad_to(ext.from_host(eq_d), size)),
-                                           dft(_pad_to(zq, size))))
+        total = ext.accumulate(total, ext.mul(dft(ext.from_host((eq_d + zeros)[:size])), dft(zq)))
     if bs:
-        b = _padded_sum(bs, longest)
-        eq_sharp = ext.from_host(host.eq_sharp_coeffs(l_skip, xi))
-        total = ext.accumulate(total, ext.mul(dft(_pad_to(eq_sharp, size)), dft(_pad_to(b, size))))
+        b = shifted_sum([(p, w, 0) for p, w in bs], size)
+        eq_sharp = host.eq_sharp_coeffs(l_skip, xi)
+        total = ext.accumulate(total, ext.mul(dft(ext.from_host((eq_sharp + zeros)[:size])), dft(b)))
     flags = mx.stack([_unchecked() if r.violated is None else r.violated for r in rounds0])
     coeffs, flags = read(idft(ext.zeros((size,)) if total is None else total), flags)
     coeffs = ext.host_values(coeffs)
