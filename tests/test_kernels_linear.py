@@ -334,6 +334,16 @@ def test_emulated_ragged_sum(emulated, monkeypatch, lens, offs, length):
         klin.ragged_sum([(polys[0], EF(1), length)], length)
 
 
+@needs_native
+def test_device_ragged_sum_equals_ops(reference):
+    from mlx_stark.prover.batch_constraints import round0
+
+    terms = [(ext.random((n,), n), EF(n, 3, P - n, 1), off)
+             for n, off in ((40, 16), (40, 0), (3000, 0), (7, 99))]
+    got = np.array(round0.shifted_sum(terms, 4096))  # the kernel
+    np.testing.assert_array_equal(got, reference(lambda: np.array(round0.shifted_sum(terms, 4096))))
+
+
 def test_ragged_sum_sources():
     for k in (2, 4, 8, 16):
         check_twins(klin.ragged_sum_source(k))
