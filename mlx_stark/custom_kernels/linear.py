@@ -16,9 +16,10 @@ and every thread of a block reads the same weight row.
 takes the ``k``-th of ``K`` contiguous ranges of ``x`` and writes its partial sums; the ``K``
 partial sums are added afterwards (as the constraint kernels do).
 
-Each product ``v·w_R`` (the weight in Montgomery form) is added to a 64-bit accumulator kept
-below ``p·2^32`` by a conditional subtraction; one Montgomery reduction per output gives the
-canonical ``Σ v·w``, bit-equal to the MLX-ops reference.
+Each product ``v·w`` (both canonical) is added to a 64-bit accumulator kept below ``p·2^32``
+by a conditional subtraction; one Montgomery reduction per output gives ``Σ v·w·2^-32`` and one
+Montgomery product by ``2^64`` the canonical ``Σ v·w``, bit-equal to the MLX-ops reference
+(the weights need no conversion launch).
 
 The field sum (:func:`field_sum`, the native :func:`mlx_stark.field.bb.sum` where fusion is
 off: one launch instead of four MLX ops) gives each output a group of lanes within a block.
@@ -49,7 +50,7 @@ MAX_PARTS = 1 << 12
 @lru_cache(maxsize=16)
 def weighted_sum_source(columns: int) -> KernelSource:
     """The kernel for ``C = columns``: ``values`` ``(A, X, B)`` and ``weights`` ``(X, C)``
-    (Montgomery form) uint32; ``params = [A·B, B, X, span]`` (``span``: values of ``x`` per
+    uint32 canonical; ``params = [A·B, B, X, span]`` (``span``: values of ``x`` per
     part); output ``(K, A, B, C)``: the partial sums of the ``K`` parts (block rows)."""
     c = columns
     lines = [
@@ -72,7 +73,8 @@ def weighted_sum_source(columns: int) -> KernelSource:
     ]
     lines += [f"s{j} = bb_fold(s{j} + mul_wide(v, weights[w + {j}u]));" for j in range(c)]
     lines += ["}", f"const uint64_t o = ((uint64_t)bid_y * outputs + gid) * {c}u;"]
-    lines += [f"out[o + {j}u] = bb_redc(s{j});" for j in range(c)]
+    # Σ v·w·2^-32 after the reduction (both canonical): times 2^32 for the sum itself
+    lines += [f"out[o + {j}u] = bb_to_mont(bb_redc(s{j}));" for j in range(c)]
     return KernelSource(f"weighted_sum_c{c}", ("values", "weights", "params"), ("out",), "",
                         "\n".join(lines) + "\n")
 
@@ -100,7 +102,7 @@ def weighted_sum(values: mx.array, weights: mx.array) -> mx.array:
                                 "exceeds 32-bit indices")
     parts, span = plan_ranges(outputs, x)
     params = _params(outputs, b, x, span)
-    out = launch(weighted_sum_source(c), [values, bb.to_mont(weights), params], (grid_x(outputs), parts),
+    out = launch(weighted_sum_source(c), [values, weights, params], (grid_x(outputs), parts),
                  THREADS, [(parts * outputs * c,)])[0]
     out = out.reshape(parts, a, b, c)
     return out[0, ...] if parts == 1 else bb.sum(out, axis=0)
@@ -394,7 +396,7 @@ def ext_mul_sum(a: mx.array, b: mx.array, axis: int, also=None):
 @lru_cache(maxsize=None)
 def fold_table_source() -> KernelSource:
     """The univariate-skip fold of a trace's whole logical table, read from its parts:
-    ``table`` ``(H, wall)``, ``weights`` ``(2^l, 4)`` (Montgomery form), ``params = [W_tot·B,
+    ``table`` ``(H, wall)``, ``weights`` ``(2^l, 4)`` canonical, ``params = [W_tot·B,
     W_tot, wall, sel0, l, H, B]`` with ``B = H/2^l`` -> ``out`` ``(W_tot, B, 4)``, column-major:
     ``out[c, b] = Σ_i L[b·2^l + i, c]·weights[i]`` with ``L`` the logical table (a column below
     ``wall`` is a part column, below ``sel0`` the part column ``c − wall`` one row later
@@ -425,7 +427,7 @@ def fold_table_source() -> KernelSource:
     ]
     lines += [f"s{j} = bb_fold(s{j} + mul_wide(v, weights[i * 4u + {j}u]));" for j in range(4)]
     lines += ["}", "const uint64_t o = ((uint64_t)c * params[6] + b) * 4u;"]
-    lines += [f"out[o + {j}u] = bb_redc(s{j});" for j in range(4)]
+    lines += [f"out[o + {j}u] = bb_to_mont(bb_redc(s{j}));" for j in range(4)]  # as weighted_sum
     return KernelSource("fold_table", ("table", "weights", "params"), ("out",), "",
                         "\n".join(lines) + "\n")
 
@@ -443,6 +445,6 @@ def fold_table(table: mx.array, need_rot: bool, l_skip: int, weights: mx.array) 
     if outputs >= 1 << 32 or h * wall >= 1 << 32 or blocks << l_skip != h:
         raise InvalidInputError(f"fold of a {h} x {wall} table exceeds 32-bit indices")
     params = _params(outputs, wtot, wall, sel0, l_skip, h, blocks)
-    out = launch(fold_table_source(), [table, bb.to_mont(weights), params], (grid_x(outputs), 1),
+    out = launch(fold_table_source(), [table, weights, params], (grid_x(outputs), 1),
                  THREADS, [(outputs * 4,)])[0]
     return out.reshape(wtot, blocks, 4)
