@@ -451,13 +451,21 @@ def test_round0_identities_random_data():
     assert sum((r0.sum_q for r0 in rounds0), EF.zero()) + alpha == ext.to_host(mle_eval(q, point))[0]
 
 
-def test_interpolate_cosets_is_exact():
+@pytest.mark.parametrize("matrix_points", [128, 0])  # one (E·N)^2 matrix; iDFT and solves
+def test_interpolate_cosets_is_exact(monkeypatch, matrix_points):
+    from mlx_stark.poly import ntt
+
+    monkeypatch.setattr(ntt, "_MATRIX_POINTS", matrix_points)
     rng = np.random.default_rng(3)
     n_dom, cosets = 8, 3
     coeffs = [EF(*(int(v) for v in rng.integers(0, P, size=4))) for _ in range(n_dom * cosets)]
     shifts = [1, 31, 31 * 31]
     w = two_adic_generator(3)
     values = [[horner(coeffs, EF(s * pow(w, k, P) % P)) for k in range(n_dom)] for s in shifts]
-    got = bc.interpolate_cosets(ext.from_host([v for row in values for v in row])
-                                .reshape(cosets, n_dom, 4), shifts)
+    flat = ext.from_host([v for row in values for v in row]).reshape(cosets, n_dom, 4)
+    got = bc.interpolate_cosets(flat, shifts)
     assert ext.to_host(got) == coeffs
+    # a batch axis after the points: each column interpolated alone
+    both = bc.interpolate_cosets(mx.stack([flat, ext.zeros((cosets, n_dom))], axis=2), shifts)
+    assert both.shape == (cosets * n_dom, 2, 4)
+    assert ext.to_host(both[:, 0]) == coeffs and ext.to_host(both[:, 1]) == [EF.zero()] * len(coeffs)

@@ -238,10 +238,9 @@ def _vandermonde_inverse(nodes: Sequence[int]) -> list:
     return [row[e:] for row in a]
 
 
-@lru_cache(maxsize=16)
-def _coset_weights(shifts: tuple, n: int) -> mx.array:
-    """``W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}`` of :func:`interpolate_cosets` as extension
-    elements ``(E, E, N, 4)`` uint32 (base-field values), kept per cosets."""
+def _coset_weights_host(shifts: tuple, n: int) -> np.ndarray:
+    """``W[m][i][r] = Vinv[m][i]·shifts[i]^{−r}`` of :func:`interpolate_cosets`: ``(E, E, N)``
+    uint64 canonical."""
     vinv = _vandermonde_inverse([pow(s, n, P) for s in shifts])
     weights = []
     for m in range(len(shifts)):
@@ -250,8 +249,19 @@ def _coset_weights(shifts: tuple, n: int) -> mx.array:
             si = pow(s, P - 2, P)
             row.append([vinv[m][i] * pow(si, r, P) % P for r in range(n)])
         weights.append(row)
-    base = np.array(weights, dtype=np.uint32)[..., None]
+    return np.array(weights, dtype=np.uint64)
+
+
+def _base_as_ext(base: np.ndarray) -> mx.array:
+    """Base-field values ``(...)`` as extension elements ``(..., 4)`` uint32 on the device."""
+    base = base.astype(np.uint32)[..., None]
     return mx.array(np.concatenate([base, np.zeros(base.shape[:-1] + (3,), dtype=np.uint32)], axis=-1))
+
+
+@lru_cache(maxsize=16)
+def _coset_weights(shifts: tuple, n: int) -> mx.array:
+    """:func:`_coset_weights_host` as extension elements ``(E, E, N, 4)``, kept per cosets."""
+    return _base_as_ext(_coset_weights_host(shifts, n))
 
 
 def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
@@ -263,7 +273,30 @@ def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
     ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``,
     applied as one extension dot product over ``i`` (:func:`mlx_stark.field.ext.mul_sum`)."""
     e, n = values.shape[0], values.shape[1]
+    batch = (1,) * (values.ndim - 3)
+    if e * n <= _MATRIX_POINTS:  # iDFT and solve as one matrix: one dot product
+        m = _coset_matrix(tuple(shifts), n).reshape((e * n, e * n) + batch + (4,))
+        return ext.mul_sum(m, values.reshape((1, e * n) + values.shape[2:]), 1)
     u = idft(values, axis=1)
-    w = _coset_weights(tuple(shifts), n).reshape((e, e, n) + (1,) * (values.ndim - 3) + (4,))
+    w = _coset_weights(tuple(shifts), n).reshape((e, e, n) + batch + (4,))
     coeffs = ext.mul_sum(w, u[None], 1)
     return coeffs.reshape((e * n,) + values.shape[2:])
+
+
+# Points of the cosets up to which interpolate_cosets applies one (E·N)^2 matrix (round 0's:
+# N = 2^l_skip, E ≤ the constraint degree) instead of an iDFT and the E x E solves.
+_MATRIX_POINTS = 128
+
+
+@lru_cache(maxsize=16)
+def _coset_matrix(shifts: tuple, n: int) -> mx.array:
+    """``M[(m, r), (i, k)] = W[m][i][r]·ω_n^{−rk}/n`` (:func:`_coset_weights` after the iDFT of
+    coset ``i``) as extension elements ``(E·N, E·N, 4)`` uint32 (base-field values), kept per
+    cosets."""
+    e = len(shifts)
+    w = _coset_weights_host(shifts, n)  # [m, i, r]
+    inv_w, inv_n = pow(bb.two_adic_generator(n.bit_length() - 1), P - 2, P), pow(n, P - 2, P)
+    idft_rk = np.array([[pow(inv_w, r * k % n, P) * inv_n % P for k in range(n)]
+                        for r in range(n)], dtype=np.uint64)  # [r, k]
+    m = w.transpose(0, 2, 1)[:, :, :, None] * idft_rk[None, :, None, :] % P  # [m, r, i, k]
+    return _base_as_ext(m.reshape(e * n, e * n))
