@@ -148,9 +148,16 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         numer = interpolate_cosets(b_acc[0], all_shifts)
         denom = interpolate_cosets(b_acc[1], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
-        eq_l = eq_table(xi[:l_skip])
+        eq_l = _eq_prefix(tuple(xi[:l_skip]))
         sums = ext.mul_sum(mx.stack(b_on_d), eq_l, 1)  # (2, 4)
     return Round0(quotient, numer, denom, sums, violated)
+
+
+@lru_cache(maxsize=2)
+def _eq_prefix(point: tuple) -> mx.array:
+    """``eq_table`` of ``ξ[0..l)``: the same for every trace of a proof (one launch, not one
+    per trace)."""
+    return eq_table(list(point))
 
 
 @lru_cache(maxsize=1)
