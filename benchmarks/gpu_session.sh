@@ -18,6 +18,7 @@
 #   bash benchmarks/gpu_session.sh lean   # the same with less device time: whole calls, knobs,
 #                                         # fib's split, the compile check, the changed kernels' tests
 #   bash benchmarks/gpu_session.sh brief  # whole calls, CUDA graphs off, the golden proofs
+#   bash benchmarks/gpu_session.sh first; ... second   # brief in two calls (golden + fib first)
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -117,5 +118,21 @@ case "${1:-}" in
     knobs MLX_USE_CUDA_GRAPHS=0
     step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief" >&2; exit 2 ;;
+  first)  # brief in two calls (a machine taken back mid-call returns nothing): the golden
+           # proofs, fib's whole calls and split ...
+    use_cache /tmp/msc-keccakf
+    step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
+    step after-fib 90 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
+    step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
+    ;;
+  second)  # ... then LogUp's and keccakf's, and fib under CUDA graphs off
+    use_cache /tmp/msc-keccakf
+    for w in logup keccakf; do
+      step "after-$w" 120 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+      before "before-$w" 120 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
+    done
+    knobs MLX_USE_CUDA_GRAPHS=0
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second" >&2; exit 2 ;;
 esac
