@@ -47,7 +47,7 @@ def _record_proof(monkeypatch, w) -> tuple:
     def head(leaves, forms, table, colmap, degree):
         asked.add(kernel_for(leaves, forms, False, mle=True).source)
         return ops_path(lambda: mx.stack(DagEvaluator(leaves, True).evaluate(
-            forms, line_points(table, colmap, degree), base=False)))
+            forms, line_points(table, colmap, degree), base=False)))[None]  # one part
 
     pk, vk = ms.keygen(w.airs, w.params)  # (commits the preprocessed traces, if any)
     route(monkeypatch, {"constraint_eval.DagEvaluator.evaluate_blocks": blocks,
