@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mlx_stark.errors import InvalidInputError, VerificationError
+from mlx_stark.field import bb
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF, horner
 from mlx_stark.params import system_params_small_with_poly_len
@@ -335,3 +336,18 @@ def test_height_weights_at_many_base_points_equal_the_scalar_formula(l):
         got = _height_weights(l, h, r0, np.array(zs, dtype=np.uint64))
         want = np.stack([_height_weights_at(l, h, r0, EF.lift(z)) for z in zs])
         assert got.shape == (len(zs), 3, 4) and np.array_equal(got, want), h
+
+
+@pytest.mark.parametrize("l", [0, 1, 3])
+def test_values_on_d_prime_matrix_equals_transforms(monkeypatch, l):
+    """Round 0's values on D' from one matrix product equal the iDFT, coset shift and DFT
+    (the path of larger domains), and on D they are the given values."""
+    from mlx_stark.prover import stacked_reduction as sr
+
+    on_d = bb.random((3, 1 << l, 8), l)
+    got = sr._on_d_prime(on_d, l)
+    monkeypatch.setattr(sr, "_MATRIX_DOMAIN", 0)
+    want = sr._on_d_prime(on_d, l)
+    assert got.shape == want.shape == (3, 2 << l, 8)
+    assert np.array_equal(np.array(got), np.array(want))
+    assert np.array_equal(np.array(got)[:, 0::2], np.array(on_d))

@@ -21,6 +21,8 @@ sumcheck between the stacked columns folded at ``u_0`` and the weight tables.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import mlx.core as mx
 import numpy as np
 
@@ -163,6 +165,41 @@ def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
     return coef_a, coef_b
 
 
+# Largest 2^l whose values on D' come from one (2^(l+1), 2^l) matrix (see _on_d_prime).
+_MATRIX_DOMAIN = 64
+
+
+def _on_d_prime(on_d: mx.array, l: int) -> mx.array:
+    """Values on ``D' = ⟨ω_{l+1}⟩`` (natural order: ``ω_l^k`` at row ``2k``, ``ω_{l+1}·ω_l^k``
+    at ``2k + 1``) of the polynomials of degree ``< 2^l`` given by their values on ``D``:
+    ``on_d`` ``(S, 2^l, 8)`` uint32 (two extension values per point) -> ``(S, 2^(l+1), 8)``.
+    For small ``D`` one matrix product (:func:`_d_prime_matrix`), else an iDFT, the coset
+    shift and a DFT."""
+    s, n = on_d.shape[0], 1 << l
+    if n <= _MATRIX_DOMAIN:
+        out = ext.mul_sum(_d_prime_matrix(l).reshape(1, 2 * n, n, 1, 4), on_d.reshape(s, 1, n, 2, 4), 2)
+        return out.reshape(s, 2 * n, 8)
+    coset = bb.powers(two_adic_generator(l + 1), n)[None, :, None]
+    on_coset = dft(bb.mul(idft(on_d, axis=1), coset), axis=1)
+    return mx.stack([on_d, on_coset], axis=2).reshape(s, 2 * n, 8)
+
+
+@lru_cache(maxsize=8)
+def _d_prime_matrix(l: int) -> mx.array:
+    """``T`` ``(2^(l+1), 2^l, 4)`` (base-field values as extension elements): row ``2k`` picks
+    the value at ``ω_l^k``, row ``2k + 1`` evaluates the interpolant at ``ω_{l+1}·ω_l^k``:
+    ``T[2k+1, m] = (1/n)·Σ_i ω_l^{i(k−m)}·ω_{l+1}^i``."""
+    n = 1 << l
+    w, g, inv_n = two_adic_generator(l), two_adic_generator(l + 1), pow(n, P - 2, P)
+    # sums[d] = Σ_i ω_l^{i·d}·ω_{l+1}^i, so that T[2k+1, m] = sums[(k − m) mod n] / n
+    sums = [sum(pow(w, i * d, P) * pow(g, i, P) for i in range(n)) * inv_n % P for d in range(n)]
+    k = np.arange(n)
+    out = np.zeros((2 * n, n, 4), dtype=np.uint32)
+    out[2 * k, k, 0] = 1
+    out[1::2, :, 0] = np.array(sums, dtype=np.uint32)[(k[:, None] - k[None, :]) % n]
+    return mx.array(out)
+
+
 def _rot_tables(r: list, nt: int):
     """``(T, T rotated by one)`` with ``T = eq_table(r_1..r_ñ)``: two ``(2^ñ, 4)`` arrays."""
     t = eq_table(r[1:1 + nt])
@@ -211,8 +248,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         with span("prover.openings.stacked_reduction.round0"):
             coef_a, coef_b = _slice_coefficients(lam, [s[3] for s in slices], [s[4] for s in slices],
                                                  table_d)
+            coefs = mx.stack([coef_a, coef_b], axis=2)  # (S, 2^(l+1), 2, 4): A_i, B_i per point
             s0_vals = None
-            coset = bb.powers(w_lp1, 1 << l)[None, :, None]
             groups = {}
             for i, s in enumerate(slices):
                 groups.setdefault((s[0], max(s[3] - l, 0)), []).append(i)
@@ -232,13 +269,9 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 on_d = mx.concatenate([  # (S_g, 2^l, 8)
                     weighted_sum(arrays.take(blocks, rows[a:a + step]).reshape(-1, 1 << nt, 1 << l),
                                  weights) for a in range(0, len(idx), step)])
-                coeffs = idft(on_d, axis=1)
-                on_coset = dft(bb.mul(coeffs, coset), axis=1)
-                vals = mx.stack([on_d, on_coset], axis=2).reshape(len(idx), 1 << (l + 1), 8)
-                sel = arrays.indices(idx)
-                ca, cb = arrays.take(coef_a, sel), arrays.take(coef_b, sel)
-                terms = ext.add(ext.mul(ca, vals[..., :4]), ext.mul(cb, vals[..., 4:]))
-                s0_vals = ext.accumulate(s0_vals, bb.sum(terms, axis=0))
+                vals = _on_d_prime(on_d, l).reshape(len(idx), 1 << (l + 1), 2, 4)
+                # Σ over the group's slices of A_i·(value with T) + B_i·(value with T rotated)
+                s0_vals = ext.accumulate(s0_vals, ext.mul_sum(arrays.take(coefs, idx), vals, 0, also=2))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
             del transposed, blocks  # a matrix-sized copy, not needed after round 0
             for a in s0:
