@@ -345,6 +345,7 @@ def test_values_on_d_prime_matrix_equals_transforms(monkeypatch, l):
     from mlx_stark.prover import stacked_reduction as sr
 
     on_d = bb.random((3, 1 << l, 8), l)
+    monkeypatch.setattr(sr, "native_kernels_active", lambda: True)  # the GPU's path, here
     got = sr._on_d_prime(on_d, l)
     monkeypatch.setattr(sr, "_MATRIX_DOMAIN", 0)
     want = sr._on_d_prime(on_d, l)

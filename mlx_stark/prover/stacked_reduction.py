@@ -27,6 +27,7 @@ import mlx.core as mx
 import numpy as np
 
 from .. import arrays, custom_kernels
+from ..device import native_kernels_active
 from ..errors import InvalidInputError
 from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
@@ -165,7 +166,7 @@ def _slice_coefficients(lam: EF, heights: list, rots: list, table: dict):
     return coef_a, coef_b
 
 
-# Largest 2^l whose values on D' come from one (2^(l+1), 2^l) matrix (see _on_d_prime).
+# Largest 2^l whose values on D' come from one (2^(l+1), 2^l) matrix on the GPU (_on_d_prime).
 _MATRIX_DOMAIN = 64
 
 
@@ -174,9 +175,9 @@ def _on_d_prime(on_d: mx.array, l: int) -> mx.array:
     at ``2k + 1``) of the polynomials of degree ``< 2^l`` given by their values on ``D``:
     ``on_d`` ``(S, 2^l, 8)`` uint32 (two extension values per point) -> ``(S, 2^(l+1), 8)``.
     For small ``D`` one matrix product (:func:`_d_prime_matrix`), else an iDFT, the coset
-    shift and a DFT."""
+    shift and a DFT (and on the CPU, where the product is no single kernel)."""
     s, n = on_d.shape[0], 1 << l
-    if n <= _MATRIX_DOMAIN:
+    if n <= _MATRIX_DOMAIN and native_kernels_active():
         out = ext.mul_sum(_d_prime_matrix(l).reshape(1, 2 * n, n, 1, 4), on_d.reshape(s, 1, n, 2, 4), 2)
         return out.reshape(s, 2 * n, 8)
     coset = bb.powers(two_adic_generator(l + 1), n)[None, :, None]
