@@ -95,11 +95,11 @@ def _counted_async_eval(*args):
     return _ASYNC(*args)
 
 
-def count_nodes() -> None:
-    """Count the MLX nodes every evaluation runs, by primitive (``_NODES``)."""
+def count_nodes(on: bool = True) -> None:
+    """Count the MLX nodes every evaluation runs, by primitive (``_NODES``), or stop."""
     global _COUNTING
-    _COUNTING = True
-    mx.eval, mx.async_eval = _counted_eval, _counted_async_eval
+    _COUNTING = on
+    mx.eval, mx.async_eval = (_counted_eval, _counted_async_eval) if on else (_EVAL, _ASYNC)
 
 
 def _spans(roots) -> dict:
@@ -124,8 +124,7 @@ def main() -> None:
     with tracing.timing() as roots:
         ms.prove(pk, inputs)
     if args.nodes:
-        global _COUNTING
-        mx.eval, mx.async_eval, _COUNTING = _EVAL, _ASYNC, False
+        count_nodes(False)
         print(f"MLX nodes evaluated in one proof (with the spans' own evaluations; a Depends "
               f"stands for one of our kernels, with a Full and a Broadcast for its zero outputs): "
               f"{sum(_NODES.values())}: " + ", ".join(f"{k} {v}" for k, v in _NODES.most_common()))

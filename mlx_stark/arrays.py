@@ -44,11 +44,11 @@ def scatter_rows(n: int, idx: Indices, rows: mx.array) -> mx.array:
 
 
 def concat_flat(xs: Sequence[mx.array]) -> mx.array:
-    """The words of ``xs`` (uint32 arrays of any shapes) one after another: ``(Σ size,)``
-    uint32. (Native on the GPU: a launch per up to 32 arrays, where MLX's concatenate is a copy
-    launch per array.)"""
+    """The elements of ``xs`` (arrays of one dtype, any shapes) one after another: ``(Σ
+    size,)``. (Native on the GPU for uint32: a launch per up to 32 arrays, where MLX's
+    concatenate is a copy launch per array.)"""
     kernel = custom_kernels.native("arrays.concat_flat")
-    if kernel is not None:
+    if kernel is not None and xs and xs[0].dtype == mx.uint32:
         return kernel(list(xs))
     return mx.concatenate([x.reshape(-1) for x in xs]) if xs else mx.zeros((0,), dtype=mx.uint32)
 

@@ -72,8 +72,8 @@ def count_launch() -> None:
 
 
 # Reads of several small arrays of one dtype up to this many elements in all come back as one
-# array, concatenated on the device (uint32: :func:`mlx_stark.arrays.concat_flat`, a launch per
-# 32 arrays on the GPU): on CUDA each conversion of a device array to NumPy costs tens of µs
+# array, concatenated on the device (:func:`mlx_stark.arrays.concat_flat`, a launch per 32
+# uint32 arrays on the GPU): on CUDA each conversion of a device array to NumPy costs tens of µs
 # (the host touches the array's unified memory), more than a small copy.
 _GATHER_READ_ELEMS = 1 << 20
 
@@ -96,11 +96,8 @@ def read(*arrays) -> list:
     values = None
     if (len(leaves) > 1 and len({x.dtype for x in leaves}) == 1
             and sum(x.size for x in leaves) <= _GATHER_READ_ELEMS):
-        if leaves[0].dtype == mx.uint32:
-            from .arrays import concat_flat  # (arrays -> custom_kernels -> tracing)
-            flat = concat_flat(leaves)
-        else:
-            flat = mx.concatenate([x.reshape(-1) for x in leaves])
+        from .arrays import concat_flat  # (arrays -> custom_kernels -> tracing)
+        flat = concat_flat(leaves)
         mx.eval(flat)
         values = np.array(flat)
     elif leaves:

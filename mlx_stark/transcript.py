@@ -8,6 +8,8 @@ blocks on the device where a native kernel exists; proof-of-work search
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import mlx.core as mx
 
 from . import custom_kernels
@@ -240,34 +242,30 @@ class DeviceTranscript:
         can run."""
         return self._duplex is not None
 
-    def absorb_with(self, n: int, kernel, grind_bits: int = 0) -> tuple:
+    def absorb_with(self, n: int, kernel, grind_bits: Optional[int] = None) -> tuple:
         """Absorb ``n`` values that a caller's kernel makes and absorbs itself (its own copy of
         the duplex, :func:`mlx_stark.custom_kernels.poseidon2.duplex_code`): as ``observe``
         of the values followed by a sample (the ``_ready`` of a sample: the samples then come
-        from its sponge) or, with ``grind_bits``, by :meth:`grind` (no permutation after the
-        values, as :meth:`grind` absorbs before its search). ``kernel(sponge, absorb_idx,
-        permute_last[, grind])`` returns ``(new sponge (24 words or more), *rest)``; returns
-        ``rest``, and with ``grind_bits`` the witness ``(1,)`` after it. Where the search fits
-        the kernel's block it runs there: ``grind = (count, a, last, mask)`` of
-        :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing`, the sponge's word 24 the
-        witness. Needs :attr:`on_device`."""
+        from its sponge) or, with ``grind_bits``, by :meth:`grind`. ``kernel(sponge,
+        absorb_idx, permute_last[, grind])`` returns ``(new sponge (24 words or more),
+        *rest)``; returns ``rest``, and with ``grind_bits`` the witness ``(1,)`` after it.
+        Where the search fits the kernel's block it runs there (no permutation after the
+        values, as :meth:`grind` absorbs before its search): ``grind = (count, a, last, mask)``
+        of :func:`mlx_stark.custom_kernels.poseidon2.launch_absorbing`, the sponge's word 24
+        the witness. Needs :attr:`on_device`."""
         if self._duplex is None:
             raise RuntimeError("absorb_with needs a device sponge (native kernels)")
         self._flush(permute_last=False)  # values observed before, in order
-        if not grind_bits:
-            permute_last = self._permutes_before_sample(n)
-            self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
-            self._absorbed(n, permute_last)
-            return tuple(rest)
-        _check_bits(grind_bits)
         search = None
-        if self._pow is not None:
+        if grind_bits and self._pow is not None:
+            _check_bits(grind_bits)
             from .custom_kernels.poseidon2 import one_block_search
             search = one_block_search(grind_bits)
-        if search is None:  # the search in launches of its own
-            self._state, *rest = kernel(self._state, self._absorb_idx, False)
-            self._absorbed(n, False)
-            return (*rest, self.grind(grind_bits))
+        if search is None:  # a sample next, or a grind in launches of its own
+            permute_last = not grind_bits and self._permutes_before_sample(n)
+            self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
+            self._absorbed(n, permute_last)
+            return tuple(rest) if grind_bits is None else (*rest, self.grind(grind_bits))
         absorb_idx = self._absorb_idx
         self._absorbed(n, False)  # the witness's rate position and final permutation follow
         last = self._permutes_before_sample(1)
@@ -275,12 +273,9 @@ class DeviceTranscript:
         self._state, *rest = kernel(self._state, absorb_idx, False,
                                     (count, self._absorb_idx, last, mask))
         self._absorbed(1, last)
-        nonce = self._state[WIDTH + RATE:]
-        self._nonces.append(nonce)
-        self.sample(1)  # check_witness's sample, as in grind
-        return (*rest, nonce)
+        return (*rest, self._searched(self._state[WIDTH + RATE:]))
 
-    def observe_made(self, n: int, kernel, reference, grind_bits: int = 0) -> tuple:
+    def observe_made(self, n: int, kernel, reference, grind_bits: Optional[int] = None) -> tuple:
         """Results of a computation whose last one (``n`` values) is observed, followed by a
         sample or (``grind_bits``) :meth:`grind` as for :meth:`absorb_with` (the witness
         after the results): with a native ``kernel`` (as for :meth:`absorb_with`, or ``None``)
@@ -290,7 +285,7 @@ class DeviceTranscript:
             return self.absorb_with(n, kernel, grind_bits)
         results = reference()
         self.observe(results[-1])
-        return (*results, self.grind(grind_bits)) if grind_bits else results
+        return results if grind_bits is None else (*results, self.grind(grind_bits))
 
     # ------------------------------------------------------------ sample
     def _ready(self) -> None:
@@ -341,12 +336,19 @@ class DeviceTranscript:
         self._flush(permute_last=False)
         if self._pow is not None:  # the search and the witness's absorb, no read-back
             (nonce,) = self.absorb_with(1, lambda sponge, a, last: self._pow(sponge, a, bits, last))
-            self._nonces.append(nonce)
-        else:  # exhaustive: the host's search over the state read back
-            state = read(self._state)[0].tolist()[:WIDTH]
-            nonce = mx.array([find_pow_witness(state, self._absorb_idx, bits)], dtype=U32)
-            self.observe(nonce)
+            return self._searched(nonce)
+        # exhaustive: the host's search over the state read back
+        state = read(self._state)[0].tolist()[:WIDTH]
+        nonce = mx.array([find_pow_witness(state, self._absorb_idx, bits)], dtype=U32)
+        self.observe(nonce)
         self.sample(1)  # check_witness's sample; zero in its low bits by construction
+        return nonce
+
+    def _searched(self, nonce: mx.array) -> mx.array:
+        """After a device search's witness ``nonce`` ``(1,)`` was absorbed: kept for the check
+        at :meth:`sync`, then check_witness's sample (zero in its low bits by construction)."""
+        self._nonces.append(nonce)
+        self.sample(1)
         return nonce
 
     # ------------------------------------------------------------ back to the host

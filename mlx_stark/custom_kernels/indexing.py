@@ -22,7 +22,7 @@ from ..errors import InvalidInputError
 from ..field.bb import U32
 from . import KernelSource, launch
 from . import params as _params
-from .sizing import THREADS, grid_x, plan_blocks
+from .sizing import THREADS, chained, grid_x, input_slots, plan_blocks
 
 
 @lru_cache(maxsize=None)
@@ -82,20 +82,20 @@ def concat_flat(arrays: list, mont_tail: bool = False) -> mx.array:
     uint32, their words one after another; ``mont_tail``: the words of every array after the
     first (canonical) in Montgomery form (a kernel's ``args``: counts, then device values). One
     launch per :data:`CONCAT_ARITY` inputs (MLX's concatenate is a copy launch per input). Lazy."""
-    out, rest = None, list(arrays)
-    while rest:
-        group = ([out] if out is not None else []) + rest[:CONCAT_ARITY - (out is not None)]
-        rest = rest[len(group) - (out is not None):]
+    def concat(prev, more):
+        group = ([] if prev is None else [prev]) + more
         sizes = [x.size for x in group]
         total = sum(sizes)
         if total >= 1 << 32:
             raise InvalidInputError(f"concatenating {total} words exceeds 32-bit indices")
-        k = 1 << max(1, (len(group) - 1).bit_length())  # a power of two: few sources
+        k = input_slots(len(group))
         blocks = plan_blocks(total)
         inputs = group + [group[0]] * (k - len(group))  # any shapes: the kernel reads words
-        out = launch(concat_source(k, mont_tail),
-                     inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
-                     (blocks * THREADS, 1), THREADS, [(total,)])[0]
+        return launch(concat_source(k, mont_tail),
+                      inputs + [_params(*sizes, *[0] * (k - len(group)), blocks * THREADS)],
+                      (blocks * THREADS, 1), THREADS, [(total,)])[0]
+
+    out = chained(arrays, CONCAT_ARITY, concat)
     return out if out is not None else mx.zeros((0,), dtype=U32)
 
 

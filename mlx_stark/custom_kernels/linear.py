@@ -33,15 +33,14 @@ import mlx.core as mx
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..field import bb, ext
+from ..field import bb
 from ..field.bb import U32
-from ..field.host import EF
 from . import KernelSource, launch
 from . import params as _params
 from .elementwise import merged_dims, operand_strides
 from .poseidon2 import launch_absorbing, with_absorb
-from .prelude import EXTENSION, block_sum
-from .sizing import THREADS, grid_x, plan_blocks, plan_parts
+from .prelude import EXTENSION, block_sum, kernel_args
+from .sizing import THREADS, chained, grid_x, input_slots, plan_blocks, plan_parts
 
 MIN_PART_TERMS = 16  # values of x per part at least, so that a part outweighs its partial sum
 MAX_PARTS = 1 << 12
@@ -114,18 +113,20 @@ RAGGED_ARITY = 16
 
 @lru_cache(maxsize=None)
 def ragged_sum_source(k: int) -> KernelSource:
-    """``a0`` … ``a{k-1}`` (extension coefficients, flat, canonical), ``w`` ``(k·4)`` canonical,
-    ``params = [len_0, …, len_{k-1}, off_0, …, off_{k-1}, L, stride]`` -> ``out`` ``(L·4)``:
-    coefficient ``e`` is ``Σ_i w_i·a_i[e − off_i]`` over the ``i`` with ``off_i ≤ e < off_i +
-    len_i`` (each polynomial times ``Z^off_i``, zero elsewhere)."""
-    lines = [f"for (uint32_t e = gid; e < params[{2 * k}]; e += params[{2 * k + 1}]) {{",
+    """``a0`` … ``a{k-1}`` (extension coefficients, flat, canonical), ``args = [len_0, …,
+    len_{k-1}, off_0, …, off_{k-1}, L, stride, w_0, …, w_{k-1}]`` (:func:`kernel_args`: the
+    weights in Montgomery form) -> ``out`` ``(L·4)``: coefficient ``e`` is ``Σ_i w_i·a_i[e −
+    off_i]`` over the ``i`` with ``off_i ≤ e < off_i + len_i`` (each polynomial times
+    ``Z^off_i``, zero elsewhere)."""
+    lines = [f"for (uint32_t e = gid; e < args[{2 * k}]; e += args[{2 * k + 1}]) {{",
              "  ef acc = ef_make(0u, 0u, 0u, 0u);"]
     for i in range(k):
-        lines += [f"  const uint32_t e{i} = e - params[{k + i}];  // below the offset: wraps past len",
-                  f"  if (e{i} < params[{i}]) acc = ef_add(acc, ef_mul(EF_LOAD(a{i}, 4u * e{i}), "
-                  f"ef_in(w[{4 * i}u], w[{4 * i + 1}u], w[{4 * i + 2}u], w[{4 * i + 3}u])));"]
+        w = 2 * k + 2 + 4 * i
+        lines += [f"  const uint32_t e{i} = e - args[{k + i}];  // below the offset: wraps past len",
+                  f"  if (e{i} < args[{i}]) acc = ef_add(acc, ef_mul(EF_LOAD(a{i}, 4u * e{i}), "
+                  f"EF_LOAD(args, {w}u)));"]
     lines += ["  EF_STORE(out, 4u * e, acc);", "}"]
-    return KernelSource(f"ragged_sum_{k}", tuple(f"a{i}" for i in range(k)) + ("w", "params"),
+    return KernelSource(f"ragged_sum_{k}", tuple(f"a{i}" for i in range(k)) + ("args",),
                         ("out",), EXTENSION, "\n".join(lines) + "\n")
 
 
@@ -134,26 +135,22 @@ def ragged_sum(terms: list, length: int) -> mx.array:
     ``[(poly (len_i, 4) uint32 canonical, w, off_i)]`` with ``off_i + len_i ≤ length``, ``w``
     host EF or ``(4,)`` device array -> ``Σ w·Z^off·poly`` as ``(length, 4)`` coefficients.
     One launch per :data:`RAGGED_ARITY` polynomials (no padded copies). Lazy."""
-    out, rest = None, list(terms)
-    while rest:
-        group = ([(out, 1, 0)] if out is not None else []) + rest[:RAGGED_ARITY - (out is not None)]
-        rest = rest[len(group) - (out is not None):]
-        k = 1 << max(1, (len(group) - 1).bit_length())
-        pad = k - len(group)
-        lens = [p.shape[0] for p, _, _ in group] + [0] * pad
-        offs = [off for _, _, off in group] + [0] * pad
-        if any(n + o > length for n, o in zip(lens, offs)) or length * 4 >= 1 << 32:
-            raise InvalidInputError(f"cannot sum polynomials of lengths {lens} at {offs} into {length}")
-        values = [w for _, w, _ in group] + [0] * pad
-        if any(isinstance(w, mx.array) for w in values):
-            from .indexing import concat_flat
-            weights = concat_flat([ext.constant(w) for w in values])
-        else:
-            weights = _params(*(c for w in values for c in EF.lift(w).c))
-        blocks = plan_blocks(length)
-        out = launch(ragged_sum_source(k), [p for p, _, _ in group] + [group[0][0]] * pad
-                     + [weights, _params(*lens, *offs, length, blocks * THREADS)],
-                     (blocks * THREADS, 1), THREADS, [(length, 4)])[0]
+    if length * 4 >= 1 << 32 or any(off + p.shape[0] > length for p, _, off in terms):
+        raise InvalidInputError(f"cannot sum polynomials of lengths {[p.shape[0] for p, _, _ in terms]} "
+                                f"at {[off for _, _, off in terms]} into {length}")
+    blocks = plan_blocks(length)
+
+    def launch_sum(prev, more):
+        group = ([] if prev is None else [(prev, 1, 0)]) + more
+        pad = input_slots(len(group)) - len(group)
+        counts = ([p.shape[0] for p, _, _ in group] + [0] * pad + [off for _, _, off in group]
+                  + [0] * pad + [length, blocks * THREADS])
+        args = kernel_args(counts, [w for _, w, _ in group] + [0] * pad)
+        return launch(ragged_sum_source(len(group) + pad),
+                      [p for p, _, _ in group] + [group[0][0]] * pad + [args],
+                      (blocks * THREADS, 1), THREADS, [(length, 4)])[0]
+
+    out = chained(terms, RAGGED_ARITY, launch_sum)
     return out if out is not None else mx.zeros((length, 4), dtype=U32)
 
 

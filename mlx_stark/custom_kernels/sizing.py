@@ -27,3 +27,20 @@ def plan_parts(outputs: int, most: int) -> int:
     over the rows: enough for ``outputs·K`` to reach :data:`TARGET_THREADS`, at most ``most``,
     at least 1."""
     return max(1, min(TARGET_THREADS // max(outputs, 1), most))
+
+
+def input_slots(count: int) -> int:
+    """Inputs of a generated many-input kernel for ``count`` arrays: a power of two, at least
+    2 (few distinct sources; the unused slots repeat an input and read nothing)."""
+    return 1 << max(1, (count - 1).bit_length())
+
+
+def chained(items: list, arity: int, launch_group):
+    """Launch ``launch_group(prev, group)`` over ``items`` in turn: each launch takes at most
+    ``arity`` inputs, the previous launch's output ``prev`` (``None`` for the first) among
+    them, so that the last output covers every item. Returns it (``None`` without items)."""
+    out, rest = None, list(items)
+    while rest:
+        take = arity - (out is not None)
+        out, rest = launch_group(out, rest[:take]), rest[take:]
+    return out

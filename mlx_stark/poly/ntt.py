@@ -252,16 +252,15 @@ def _coset_weights_host(shifts: tuple, n: int) -> np.ndarray:
     return np.array(weights, dtype=np.uint64)
 
 
-def _base_as_ext(base: np.ndarray) -> mx.array:
-    """Base-field values ``(...)`` as extension elements ``(..., 4)`` uint32 on the device."""
-    base = base.astype(np.uint32)[..., None]
-    return mx.array(np.concatenate([base, np.zeros(base.shape[:-1] + (3,), dtype=np.uint32)], axis=-1))
-
-
 @lru_cache(maxsize=16)
 def _coset_weights(shifts: tuple, n: int) -> mx.array:
     """:func:`_coset_weights_host` as extension elements ``(E, E, N, 4)``, kept per cosets."""
-    return _base_as_ext(_coset_weights_host(shifts, n))
+    return ext.from_base(mx.array(_coset_weights_host(shifts, n).astype(np.uint32)))
+
+
+# Points of the cosets up to which interpolate_cosets applies one (E·N)^2 matrix (round 0's:
+# N = 2^l_skip, E ≤ the constraint degree) instead of an iDFT and the E x E solves.
+_MATRIX_POINTS = 128
 
 
 def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
@@ -271,7 +270,9 @@ def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
     ``values``: ``(E, N, ..., 4)`` uint32, ``values[i, k]`` at ``shifts[i]·ω^k``. Returns
     ``(E·N, ..., 4)``. With ``c_{r+mN}`` the coefficients, the iDFT of coset ``i`` is
     ``shifts[i]^r·Σ_m c_{r+mN}·(shifts[i]^N)^m``: one ``E × E`` Vandermonde solve per ``r``,
-    applied as one extension dot product over ``i`` (:func:`mlx_stark.field.ext.mul_sum`)."""
+    applied as one extension dot product over ``i`` (:func:`mlx_stark.field.ext.mul_sum`);
+    for at most :data:`_MATRIX_POINTS` points the iDFT and the solves are one matrix, one
+    dot product."""
     e, n = values.shape[0], values.shape[1]
     batch = (1,) * (values.ndim - 3)
     if e * n <= _MATRIX_POINTS:  # iDFT and solve as one matrix: one dot product
@@ -282,10 +283,6 @@ def interpolate_cosets(values: mx.array, shifts: Sequence[int]) -> mx.array:
     coeffs = ext.mul_sum(w, u[None], 1)
     return coeffs.reshape((e * n,) + values.shape[2:])
 
-
-# Points of the cosets up to which interpolate_cosets applies one (E·N)^2 matrix (round 0's:
-# N = 2^l_skip, E ≤ the constraint degree) instead of an iDFT and the E x E solves.
-_MATRIX_POINTS = 128
 
 
 @lru_cache(maxsize=16)
@@ -299,4 +296,4 @@ def _coset_matrix(shifts: tuple, n: int) -> mx.array:
     idft_rk = np.array([[pow(inv_w, r * k % n, P) * inv_n % P for k in range(n)]
                         for r in range(n)], dtype=np.uint64)  # [r, k]
     m = w.transpose(0, 2, 1)[:, :, :, None] * idft_rk[None, :, None, :] % P  # [m, r, i, k]
-    return _base_as_ext(m.reshape(e * n, e * n))
+    return ext.from_base(mx.array(m.reshape(e * n, e * n).astype(np.uint32)))

@@ -195,10 +195,10 @@ def _d_prime_matrix(l: int) -> mx.array:
     # sums[d] = Σ_i ω_l^{i·d}·ω_{l+1}^i, so that T[2k+1, m] = sums[(k − m) mod n] / n
     sums = [sum(pow(w, i * d, P) * pow(g, i, P) for i in range(n)) * inv_n % P for d in range(n)]
     k = np.arange(n)
-    out = np.zeros((2 * n, n, 4), dtype=np.uint32)
-    out[2 * k, k, 0] = 1
-    out[1::2, :, 0] = np.array(sums, dtype=np.uint32)[(k[:, None] - k[None, :]) % n]
-    return mx.array(out)
+    t = np.zeros((2 * n, n), dtype=np.uint32)
+    t[2 * k, k] = 1
+    t[1::2] = np.array(sums, dtype=np.uint32)[(k[:, None] - k[None, :]) % n]
+    return ext.from_base(mx.array(t))
 
 
 def _rot_tables(r: list, nt: int):

@@ -92,8 +92,8 @@ def product_round_step(dt, f: mx.array, w: mx.array, grind_bits: Optional[int] =
     of one block."""
     kernel = custom_kernels.native("sumcheck.product_round_step")
     out = dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, *absorb)),
-                          lambda: (product_round_values(f, w),), grind_bits or 0)
-    return _with_witness(dt, out, grind_bits) if grind_bits is not None else out[0]
+                          lambda: (product_round_values(f, w),), grind_bits)
+    return out if grind_bits is not None else out[0]
 
 
 def fold_product_round_step(dt, f: mx.array, w: mx.array, r, grind_bits: Optional[int] = None) -> tuple:
@@ -101,12 +101,5 @@ def fold_product_round_step(dt, f: mx.array, w: mx.array, r, grind_bits: Optiona
     in :func:`product_round_step`: ``(f', w', sums (2, 4)[, witness (1,)])``. One launch for
     tables of one block with native kernels."""
     kernel = custom_kernels.native("sumcheck.fold_product_round_step")
-    out = dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, r, *absorb)),
-                          lambda: fold_product_round(f, w, r), grind_bits or 0)
-    return _with_witness(dt, out, grind_bits) if grind_bits is not None else out
-
-
-def _with_witness(dt, out: tuple, grind_bits: int) -> tuple:
-    """``out`` of a step with ``grind_bits``, its witness last (a 0-bit grind's, which
-    observes nothing, added)."""
-    return out if grind_bits else (*out, dt.grind(0))
+    return dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, r, *absorb)),
+                           lambda: fold_product_round(f, w, r), grind_bits)
