@@ -273,8 +273,7 @@ def _steps(f: mx.array, w: mx.array, before: int, grind) -> list:
     t = Transcript()
     t.observe_many(list(range(before)))
     dt = DeviceTranscript(t)
-    out = sumcheck.product_round_step(dt, f, w, grind)
-    out = list(out) if grind is not None else [out]
+    out = list(sumcheck.product_round_step(dt, f, w, grind))
     out.append(dt.sample_ext())
     out += sumcheck.fold_product_round_step(dt, f, w, out[-1], grind)
     out.append(dt.sample_ext())

@@ -33,7 +33,7 @@ from ..field import bb, ext
 from ..field.bb import P, U32, U64, two_adic_generator
 from ..field.host import EF
 from ..params import SystemParams
-from ..poly import dft, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
+from ..poly import coset_lde, eq_table, ext_powers, fold_lowest, fold_skip, host, idft
 from ..proof.pcs import StackingProof
 from ..tracing import span, wait
 from ..transcript import Transcript, device_segment
@@ -174,15 +174,14 @@ def _on_d_prime(on_d: mx.array, l: int) -> mx.array:
     """Values on ``D' = ⟨ω_{l+1}⟩`` (natural order: ``ω_l^k`` at row ``2k``, ``ω_{l+1}·ω_l^k``
     at ``2k + 1``) of the polynomials of degree ``< 2^l`` given by their values on ``D``:
     ``on_d`` ``(S, 2^l, 8)`` uint32 (two extension values per point) -> ``(S, 2^(l+1), 8)``.
-    For small ``D`` one matrix product (:func:`_d_prime_matrix`), else an iDFT, the coset
-    shift and a DFT (and on the CPU, where the product is no single kernel)."""
+    For small ``D`` one matrix product (:func:`_d_prime_matrix`), else (and on the CPU, where
+    the product is no single kernel) the coset ``ω_{l+1}·D`` by :func:`coset_lde`."""
     s, n = on_d.shape[0], 1 << l
     if n <= _MATRIX_DOMAIN and native_kernels_active():
         out = ext.mul_sum(_d_prime_matrix(l).reshape(1, 2 * n, n, 1, 4), on_d.reshape(s, 1, n, 2, 4), 2)
         return out.reshape(s, 2 * n, 8)
-    coset = bb.powers(two_adic_generator(l + 1), n)[None, :, None]
-    on_coset = dft(bb.mul(idft(on_d, axis=1), coset), axis=1)
-    return mx.stack([on_d, on_coset], axis=2).reshape(s, 2 * n, 8)
+    on_coset = coset_lde(on_d.transpose(0, 2, 1), (two_adic_generator(l + 1),))[:, :, 0]
+    return mx.stack([on_d, on_coset.transpose(0, 2, 1)], axis=2).reshape(s, 2 * n, 8)
 
 
 @lru_cache(maxsize=8)
@@ -307,7 +306,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
         # transcript; the messages, the challenges and the openings come back in one read
         def rounds_1_to_n(dt):
             g, v = f, w
-            sums = product_round_step(dt, g, v) if n else None  # s(1) then s(2), c0..c3 each
+            (sums,) = product_round_step(dt, g, v) if n else (None,)  # s(1) then s(2), c0..c3 each
             messages, us = [], []
             for j in range(n):
                 u = dt.sample_ext()

@@ -83,17 +83,16 @@ def fold_product_round(f: mx.array, w: mx.array, r) -> tuple:
     return mx.concatenate(fs), mx.concatenate(ws), acc
 
 
-def product_round_step(dt, f: mx.array, w: mx.array, grind_bits: Optional[int] = None):
+def product_round_step(dt, f: mx.array, w: mx.array, grind_bits: Optional[int] = None) -> tuple:
     """:func:`product_round_values` observed on the device transcript ``dt``, followed by a
     sample, or, with ``grind_bits`` (WHIR's folding proof of work, which may be 0 bits), by
     ``dt.grind(grind_bits)`` (see :meth:`~mlx_stark.transcript.DeviceTranscript.absorb_with`):
-    the sums ``(2, 4)``, or ``(sums, witness (1,))``. With native kernels the sums' launch
+    ``(sums (2, 4)[, witness (1,)])``. With native kernels the sums' launch
     absorbs them itself (and runs the search where it fits its block): one launch for tables
     of one block."""
     kernel = custom_kernels.native("sumcheck.product_round_step")
-    out = dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, *absorb)),
-                          lambda: (product_round_values(f, w),), grind_bits)
-    return out if grind_bits is not None else out[0]
+    return dt.observe_made(SUMS, kernel and (lambda *absorb: kernel(f, w, *absorb)),
+                           lambda: (product_round_values(f, w),), grind_bits)
 
 
 def fold_product_round_step(dt, f: mx.array, w: mx.array, r, grind_bits: Optional[int] = None) -> tuple:
