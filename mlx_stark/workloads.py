@@ -8,7 +8,7 @@
   ``scale`` (a power of two) repeats both traces ``scale`` times (each copy balances), so the
   LogUp path can be measured at sizes where the GPU matters.
 - ``fib``: the reference prover's own synthetic benchmark instance: ``FibonacciAir`` with
-  ``2^log_height`` rows from ``(0, 1)`` plus four ``DummyInteractionAir`` s (field width 1 on
+  ``2^log_height`` rows from ``(0, 1)`` (built on the device) plus four ``DummyInteractionAir`` s (field width 1 on
   bus 0 and width 2 on bus 1, a sender and a receiver each) with fixed small traces, under
   ``system_params_small(4, 16, 4)``. Tiny apart from the Fibonacci column pair, so it
   measures the prover's fixed overhead (syncs and launches).
@@ -140,9 +140,11 @@ _FIB_BUSES = ((0, FIB_BUS0_SEND, True), (0, FIB_BUS0_RECEIVE, False), (1, FIB_BU
 
 
 def fib(log_height: int = 20) -> Workload:
-    """Fibonacci over ``2^log_height`` rows from ``(0, 1)`` with the four interaction AIRs."""
+    """Fibonacci over ``2^log_height`` rows from ``(0, 1)`` with the four interaction AIRs.
+    The Fibonacci trace is built on the default device (as keccakf's); the four small traces
+    are host arrays, uploaded by ``prove``."""
     name, airs, params = key_shape("fib", log_height)
-    trace, public_values = fib_trace(0, 1, 1 << log_height)
+    trace, public_values = fib_trace(0, 1, 1 << log_height, on_device=True)
     inputs = [AirInput(trace, public_values)]
     for _, rows, _ in _FIB_BUSES:
         rows = np.asarray(rows, dtype=np.uint64)

@@ -37,6 +37,7 @@ from mlx_stark.airs import (
     cached_fixture_11,
     fib_fixture,
     fib_selector_trace,
+    fib_trace,
     interactions_fixture_11,
     mixture_fixture_standard,
     preprocessed_and_cached_fixture,
@@ -84,6 +85,15 @@ def test_fib_trace_values():
     assert all(L[i + 1] == R[i] and R[i + 1] == (L[i] + R[i]) % P for i in range(1023))
     trace, pv = fib_selector_trace(7, 3, [1, 0, 0, 1])
     assert trace.tolist() == [[7, 3], [3, 10], [3, 10], [3, 10]] and pv == [7, 3, 10]
+
+
+@pytest.mark.parametrize("a, b, n", [(0, 1, 1), (0, 1, 2), (1, 1, 8), (3, 7, 1 << 10),
+                                     (P - 1, 5, 1 << 16), (5, 1 << 40, 4)])
+def test_fib_trace_on_the_device_equals_the_host_trace(a, b, n):
+    host, host_pv = fib_trace(a, b, n)
+    dev, dev_pv = fib_trace(a, b, n, on_device=True)
+    assert isinstance(dev, mx.array) and dev.dtype == mx.uint32
+    assert np.array_equal(np.array(dev), host) and dev_pv == host_pv
 
 
 def test_corrupted_cell_names_constraint_and_row():

@@ -68,11 +68,57 @@ def _fib_rows(a: int, b: int, advance: np.ndarray) -> np.ndarray:
     return rows.astype(np.uint32)
 
 
-def fib_trace(a: int, b: int, n: int) -> Tuple[np.ndarray, List[int]]:
-    """``FibFixture(a, b, n)`` trace ``(n, 2)`` and public values ``(a, b, right of last row)``."""
+def fib_trace(a: int, b: int, n: int, on_device: bool = False) -> Tuple[np.ndarray, List[int]]:
+    """``FibFixture(a, b, n)`` trace ``(n, 2)`` and public values ``(a, b, right of last row)``.
+    A NumPy array, or with ``on_device`` an MLX array built on the default device (what
+    ``prove`` then uses without an upload)."""
     _check_pow2(n, "Fibonacci trace height")
+    if on_device:
+        return _fib_rows_device(a % P, b % P, n), [a % P, b % P, _fib_last_right(a, b, n)]
     rows = _fib_rows(a, b, np.ones(n - 1, dtype=bool))
     return rows, [a % P, b % P, int(rows[-1, 1])]
+
+
+def _fib_step_powers(m: Tuple[int, int, int]) -> Tuple[int, int, int]:
+    """The square of a power of the step matrix ``[[0, 1], [1, 1]]``: every power is symmetric,
+    ``[[f(k−1), f(k)], [f(k), f(k+1)]]``, kept as its three entries."""
+    p00, p01, p11 = m
+    return ((p00 * p00 + p01 * p01) % P, (p00 * p01 + p01 * p11) % P, (p01 * p01 + p11 * p11) % P)
+
+
+def _fib_last_right(a: int, b: int, n: int) -> int:
+    """``right`` of row ``n − 1``: ``(M^(n−1)·(a, b))_1``, by squaring on the host."""
+    acc, sq, e = (1, 0, 1), (0, 1, 1), n - 1
+    while e:
+        if e & 1:  # powers of M commute: the product of two is symmetric too
+            acc = ((acc[0] * sq[0] + acc[1] * sq[1]) % P, (acc[0] * sq[1] + acc[1] * sq[2]) % P,
+                   (acc[1] * sq[1] + acc[2] * sq[2]) % P)
+        sq, e = _fib_step_powers(sq), e >> 1
+    return (acc[1] * a + acc[2] * b) % P
+
+
+def _fib_rows_device(a: int, b: int, n: int):
+    """The ``(n, 2)`` uint32 rows ``M^k·(a, b)`` on the default device: the powers ``M^k``
+    (three entry arrays) by doubling, ``log2(n)`` whole-array steps as :func:`bb.powers`."""
+    import mlx.core as mx
+
+    from ..field import bb
+
+    def const(v: int):
+        return mx.array(v, dtype=mx.uint32)
+
+    p00, p01, p11 = (mx.array([v], dtype=mx.uint32) for v in (1, 0, 1))  # M^0
+    sq = (0, 1, 1)  # M^(len), len = 1, 2, 4, ...
+    while p00.shape[0] < n:
+        s00, s01, s11 = (const(v) for v in sq)
+        n00 = bb.add(bb.mul(p00, s00), bb.mul(p01, s01))
+        n01 = bb.add(bb.mul(p00, s01), bb.mul(p01, s11))
+        n11 = bb.add(bb.mul(p01, s01), bb.mul(p11, s11))
+        p00, p01, p11 = (mx.concatenate([x, y]) for x, y in ((p00, n00), (p01, n01), (p11, n11)))
+        sq = _fib_step_powers(sq)
+    left = bb.add(bb.mul(p00, const(a)), bb.mul(p01, const(b)))
+    right = bb.add(bb.mul(p01, const(a)), bb.mul(p11, const(b)))
+    return mx.stack([left, right], axis=1)
 
 
 class FibonacciSelectorAir(Air):
