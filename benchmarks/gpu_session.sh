@@ -119,11 +119,12 @@ case "${1:-}" in
     step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     ;;
   first)  # brief in two calls (a machine taken back mid-call returns nothing): the golden
-           # proofs, fib's whole calls and split ...
+           # proofs, fib's whole calls (its trace on the device, and a NumPy trace) and split ...
     use_cache /tmp/msc-keccakf
     step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     step after-fib 90 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
     before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
+    step after-fib-host 90 python3 benchmarks/whole_call.py fib --host-trace --out "$res/after-fib-host.json"
     step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
     ;;
   second)  # ... then LogUp's and keccakf's, and fib under CUDA graphs off
