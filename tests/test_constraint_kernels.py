@@ -199,6 +199,26 @@ def test_emulated_equals_ops(emulated, fixture_traces, name, monkeypatch):
             _compare(tr, 37, k + target)
 
 
+@pytest.mark.parametrize("name", ["fib", "interactions", "preprocessed-cached"])
+def test_emulated_contracted_equals_ops(emulated, fixture_traces, name, monkeypatch):
+    """The forms summed with a weighting (round 0): the kernel's parts (one, then several per
+    launch) summed with the weights equal the ops path's forms contracted one by one."""
+    for target in (24, 3 * 24):
+        monkeypatch.setattr(sizing, "TARGET_THREADS", target)
+        for k, tr in enumerate(fixture_traces[name]):
+            for evaluator, forms in _form_sets(tr, k + target).values():
+                if not forms:
+                    continue
+                cols = _inputs(tr, 24, True, k + target)[0]  # (Wn, X·S), X = 3, S = (2, 4)
+                weights = bb.random((3, 4), k)
+                route(monkeypatch, {})  # the ops path
+                want = evaluator.contracted(forms, cols, True, weights, (2, 4))
+                calls = route(monkeypatch, {"constraint_eval.DagEvaluator.contracted": kc.evaluate_parts})
+                got = evaluator.contracted(forms, cols, True, weights, (2, 4))
+                assert calls and got.shape == (len(forms), 2, 4, 4)
+                assert np.array_equal(np.array(got), np.array(want)), (tr.air_id, target)
+
+
 def test_emulated_keccakf(emulated, keccak_trace, monkeypatch):
     monkeypatch.setattr(sizing, "TARGET_THREADS", 4 * 5)
     evaluator, forms = _form_sets(keccak_trace, 7)["rounds"]
@@ -214,10 +234,12 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     from .golden import fingerprint, golden_workloads
     from .test_golden_fingerprints import GOLDEN
 
-    calls = route(monkeypatch, {"constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms})
+    calls = route(monkeypatch, {"constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms,
+                                "constraint_eval.DagEvaluator.contracted": kc.evaluate_parts})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
-    assert calls
+    assert set(calls) == {"constraint_eval.DagEvaluator.evaluate_blocks",
+                          "constraint_eval.DagEvaluator.contracted"}
 
 
 # ---------------------------------------------------------------- on the GPU

@@ -145,7 +145,8 @@ def test_emulated_proofs_match_golden(emulated_cuda, monkeypatch):
     from .test_golden_fingerprints import GOLDEN
 
     calls = route(monkeypatch, {"mle_rounds.head_values": kc.evaluate_mle,
-                                "constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms})
+                                "constraint_eval.DagEvaluator.evaluate_blocks": kc.evaluate_forms,
+                                "constraint_eval.DagEvaluator.contracted": kc.evaluate_parts})
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name
     assert "mle_rounds.head_values" in calls

@@ -44,6 +44,10 @@ def _record_proof(monkeypatch, w) -> tuple:
         asked.add(kernel_for(leaves, forms, base).source)
         return ops_path(lambda: DagEvaluator(leaves, True).evaluate_blocks(forms, cols, base))
 
+    def parts(leaves, forms, cols, base):  # one part
+        asked.add(kernel_for(leaves, forms, base).source)
+        return ops_path(lambda: mx.stack(DagEvaluator(leaves, True).evaluate_blocks(forms, cols, base)))[None]
+
     def head(leaves, forms, table, colmap, degree):
         asked.add(kernel_for(leaves, forms, False, mle=True).source)
         return ops_path(lambda: mx.stack(DagEvaluator(leaves, True).evaluate(
@@ -51,6 +55,7 @@ def _record_proof(monkeypatch, w) -> tuple:
 
     pk, vk = ms.keygen(w.airs, w.params)  # (commits the preprocessed traces, if any)
     route(monkeypatch, {"constraint_eval.DagEvaluator.evaluate_blocks": blocks,
+                        "constraint_eval.DagEvaluator.contracted": parts,
                         "mle_rounds.head_values": head, "merkle.MerkleTree.commit": commit})
     proof = ms.prove(pk, w.inputs)
     ms.verify(vk, proof)

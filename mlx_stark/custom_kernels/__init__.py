@@ -92,6 +92,7 @@ _NATIVE = {
     "logup_gkr.round_sums_step": ("gkr", "round_sums_step"),
     "logup_gkr.fold_round_sums_step": ("gkr", "fold_round_sums_step"),
     "constraint_eval.DagEvaluator.evaluate_blocks": ("constraints", "evaluate_forms"),
+    "constraint_eval.DagEvaluator.contracted": ("constraints", "evaluate_parts"),
     "mle_rounds.head_values": ("constraints", "evaluate_mle"),
     "mle_rounds.fold_table": ("linear", "fold_table"),
     "mle_rounds.round_step": ("rounds", "round_step"),

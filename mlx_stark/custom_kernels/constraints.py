@@ -327,12 +327,13 @@ class FormsKernel:
         sums = out[0, ...] if k == 1 else bb.sum(out, axis=0)
         return [sums[g, ...] for g in range(len(forms))]
 
-    def __call__(self, forms: Sequence[Form], cols: mx.array, leaf) -> List[mx.array]:
-        """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``."""
+    def __call__(self, forms: Sequence[Form], cols: mx.array, leaf, parts: bool = False):
+        """Every form at the points of ``cols`` ``(Q, Wn, X[, 4])``: a list of ``(Q·X, 4)``,
+        or (``parts``) the launch's partial sums ``(K, F, Q·X, 4)``."""
         if self.mle:
             raise ValueError("a multilinear-rounds kernel reads a folded table (see lines)")
         q, wn, xs = cols.shape[:3]
-        return self._run(forms, [cols], q * xs, [xs, wn], leaf)
+        return self._run(forms, [cols], q * xs, [xs, wn], leaf, parts)
 
     def lines(self, forms: Sequence[Form], table: mx.array, colmap: mx.array, degree: int,
               leaf) -> mx.array:
@@ -399,6 +400,13 @@ def evaluate_forms(leaves: Leaves, forms: Sequence[Form], blocks: mx.array,
     (``Wn = leaves.num_inputs``) -> one ``(Q·X, 4)`` uint32 array per form, points in
     ``(q, x)`` order (bit-equal to the MLX-ops evaluation)."""
     return kernel_for(leaves, forms, base)(forms, blocks, leaves.leaf)
+
+
+def evaluate_parts(leaves: Leaves, forms: Sequence[Form], blocks: mx.array,
+                   base: bool) -> mx.array:
+    """:func:`evaluate_forms` as the launch's partial sums ``(K, F, Q·X, 4)`` uint32 (their
+    sum over ``K``: a row per form), for a caller that sums them with its own weighting."""
+    return kernel_for(leaves, forms, base)(forms, blocks, leaves.leaf, parts=True)
 
 
 def evaluate_mle(leaves: Leaves, forms: Sequence[Form], table: mx.array,

@@ -217,6 +217,22 @@ class DagEvaluator:
             return self._by_levels(forms, inputs, base)
         return self._by_nodes(forms, inputs, base)
 
+    def contracted(self, forms: Sequence[Form], inputs: mx.array, base: bool, weights: mx.array,
+                   shape: tuple) -> mx.array:
+        """``Σ_x weights[x]·form(x, s)`` for every form: ``inputs`` as for :meth:`evaluate`
+        with its points in ``(x, s)`` order, ``s`` over ``shape``; ``weights`` ``(X, 4)`` ->
+        ``(F, *shape, 4)`` uint32. With native kernels one launch evaluates every form and
+        one sums the launch's parts with the weighting."""
+        x = weights.shape[0]
+        w = weights.reshape((x,) + (1,) * len(shape) + (4,))
+        kernel = custom_kernels.native("constraint_eval.DagEvaluator.contracted")
+        if kernel is not None:
+            parts = kernel(self.leaves, forms, inputs[None], base)  # (K, F, X·S, 4)
+            parts = parts.reshape(parts.shape[:2] + (x,) + tuple(shape) + (4,))
+            return ext.mul_sum(parts, w, 2, also=0)
+        values = mx.stack(self.evaluate(forms, inputs, base))  # (F, X·S, 4)
+        return ext.mul_sum(values.reshape((len(forms), x) + tuple(shape) + (4,)), w, 1)
+
     def _by_levels(self, forms, inputs, base):
         plan = self.plan
         step = max(1, _LEVEL_BUFFER_ELEMS // (plan.num_rows * (1 if base else 4)))

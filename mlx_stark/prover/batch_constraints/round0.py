@@ -36,12 +36,6 @@ from .traces import TraceData, lift
 _LDE_BLOCK_ELEMS = 1 << 25
 
 
-def _contract(values: mx.array, weights: mx.array) -> mx.array:
-    """``Σ_x weights[x]·values[x]``: ``values`` ``(X, ..., 4)``, ``weights`` ``(X, 4)``."""
-    w = weights.reshape(weights.shape[:1] + (1,) * (values.ndim - 2) + (4,))
-    return ext.mul_sum(values, w, 0)
-
-
 @dataclass
 class Round0:
     """Round-0 polynomials of one trace (coefficient arrays ``(len, 4)``) and its sum claims."""
@@ -96,11 +90,11 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     wn = len(tr.needed)
     weights = eq_table(xi[l_skip:l_skip + tr.nt])  # (X, 4)
     evaluator = tr.evaluator if zerocheck else tr.interactions_evaluator
+    d_evaluator = tr.evaluator if check_on_d else tr.interactions_evaluator
     forms, d_forms = round0_forms(tr, lam_powers, eq3b, beta)
     # sums over the chunks (None before the first): A_t on the cosets / on D, B_t and B'_t on
-    # D and on the cosets
-    a_acc = a_on_d = None
-    b_on_d, b_cosets = [None, None], [None, None]
+    # D (2, N, 4) and on the cosets (2, E', N, 4)
+    a_acc = a_on_d = b_on_d = b_cosets = None
 
     # a power of two, so that every chunk has the same shape (compiled kernels are reused)
     step = 1 << max(0, (_LDE_BLOCK_ELEMS // (wn * max(extra, 1) * n_dom)).bit_length() - 1)
@@ -111,27 +105,24 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
                 else tr.columns(tr.needed, x0 * n_dom, (x0 + xc) * n_dom))
         block = arrays.transpose(rows).reshape(wn, xc, n_dom)  # (Wn, Xc, N)
         w = weights[x0:x0 + step]
-        if d_forms:  # on D: the rows themselves
-            at_d = (tr.evaluator if check_on_d else tr.interactions_evaluator).evaluate(
-                d_forms, block.reshape(wn, xc * n_dom), base=True)
-            at_d = [_contract(v.reshape(xc, n_dom, 4), w) for v in at_d]
+        if d_forms:  # on D: the rows themselves; (F, N, 4)
+            at_d = d_evaluator.contracted(d_forms, block.reshape(wn, xc * n_dom), True, w, (n_dom,))
             if check_on_d:
-                a_on_d = ext.accumulate(a_on_d, at_d.pop(0))
-            for k, on_d in enumerate(at_d):
-                b_on_d[k] = ext.accumulate(b_on_d[k], on_d)
+                a_on_d = ext.accumulate(a_on_d, at_d[0, ...])
+            if logup:
+                b_on_d = ext.accumulate(b_on_d, at_d[-2:])
         if extra:
             with span("prover.rap_constraints.round0.lde") as sp:
                 ext_vals = coset_lde(block, shifts)  # (Wn, Xc, E', N)
                 sp.produced(ext_vals)
-            values = evaluator.evaluate(forms, ext_vals.reshape(wn, xc * extra * n_dom), base=True)
-            values = [_contract(v.reshape(xc, extra, n_dom, 4), w) for v in values]
+            values = evaluator.contracted(forms, ext_vals.reshape(wn, xc * extra * n_dom), True, w,
+                                          (extra, n_dom))  # (F, E', N, 4)
             if zerocheck:
-                a_acc = ext.accumulate(a_acc, values.pop(0))
+                a_acc = ext.accumulate(a_acc, values[0, ...])
             if logup:
-                for k, v in enumerate(values):
-                    b_cosets[k] = ext.accumulate(b_cosets[k], v)
+                b_cosets = ext.accumulate(b_cosets, values[-2:])
         if x_len > step:  # several chunks: bounds the graph and frees the chunk; no host wait
-            mx.async_eval([a for a in [a_acc, a_on_d, *b_on_d, *b_cosets] if a is not None])
+            mx.async_eval([a for a in [a_acc, a_on_d, b_on_d, b_cosets] if a is not None])
 
     quotient = numer = denom = None
     sums = ext.zeros((2,))
@@ -142,14 +133,14 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
         q_vals = ext.mul_base(a_acc, mx.broadcast_to(inv[:, None], (extra, n_dom)))
         quotient = interpolate_cosets(q_vals, shifts)
         violated = mx.any(quotient[extra * n_dom - extra:] != 0)
-    if logup:  # (extra + 1, N, 4): on D, then on the cosets
-        b_acc = [b[None] if c is None else mx.concatenate([b[None], c]) for b, c in zip(b_on_d, b_cosets)]
+    if logup:  # (2, extra + 1, N, 4): on D, then on the cosets
+        b_acc = b_on_d[:, None] if b_cosets is None else mx.concatenate([b_on_d[:, None], b_cosets], axis=1)
         all_shifts = [1] + shifts
-        numer = interpolate_cosets(b_acc[0], all_shifts)
-        denom = interpolate_cosets(b_acc[1], all_shifts)
+        numer = interpolate_cosets(b_acc[0, ...], all_shifts)
+        denom = interpolate_cosets(b_acc[1, ...], all_shifts)
         # S = Σ_{z∈D} eq#_ξ(z)·B(z), and eq#_ξ(ω^k) = eq(ξ[0..l), bits(k))
         eq_l = _eq_prefix(tuple(xi[:l_skip]))
-        sums = ext.mul_sum(mx.stack(b_on_d), eq_l, 1)  # (2, 4)
+        sums = ext.mul_sum(b_on_d, eq_l, 1)  # (2, 4)
     return Round0(quotient, numer, denom, sums, violated)
 
 
