@@ -267,8 +267,9 @@ def eval_univariate(coeffs: mx.array, x, base: bool = False) -> mx.array:
     n = coeffs.shape[0]
     batch_ndim = coeffs.ndim - (1 if base else 2)
     pw = ext_powers(x, n).reshape((n,) + (1,) * batch_ndim + (4,))
-    terms = ext.mul_base(pw, coeffs) if base else ext.mul(coeffs, pw)
-    return bb.sum(terms, axis=0)
+    if base:
+        return bb.sum(ext.mul_base(pw, coeffs), axis=0)
+    return ext.mul_sum(coeffs, pw, 0)  # one launch with native kernels
 
 
 @fused
