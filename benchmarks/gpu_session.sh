@@ -19,6 +19,7 @@
 #                                         # fib's split, the compile check, the changed kernels' tests
 #   bash benchmarks/gpu_session.sh brief  # whole calls, CUDA graphs off, the golden proofs
 #   bash benchmarks/gpu_session.sh first; ... second   # brief in two calls (golden + fib first)
+#   bash benchmarks/gpu_session.sh once   # the least: golden, fib after/before, keccakf, LogUp
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -135,5 +136,16 @@ case "${1:-}" in
     done
     knobs MLX_USE_CUDA_GRAPHS=0
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second" >&2; exit 2 ;;
+  once)  # the least device time in one call, by priority: the golden proofs, fib after and
+          # before, keccakf and LogUp after (a later step may run out of the call's time)
+    use_cache /tmp/msc-keccakf
+    step gpu-golden 150 python3 -m pytest -q -x tests/test_golden_fingerprints.py
+    step after-fib 80 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    before before-fib 80 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
+    for w in keccakf logup; do
+      step "after-$w" 90 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+    done
+    before before-keccakf 90 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once" >&2; exit 2 ;;
 esac
