@@ -79,21 +79,29 @@ def fib_trace(a: int, b: int, n: int, on_device: bool = False) -> Tuple[np.ndarr
     return rows, [a % P, b % P, int(rows[-1, 1])]
 
 
-def _fib_step_powers(m: Tuple[int, int, int]) -> Tuple[int, int, int]:
-    """The square of a power of the step matrix ``[[0, 1], [1, 1]]``: every power is symmetric,
-    ``[[f(k−1), f(k)], [f(k), f(k+1)]]``, kept as its three entries."""
-    p00, p01, p11 = m
-    return ((p00 * p00 + p01 * p01) % P, (p00 * p01 + p01 * p11) % P, (p01 * p01 + p11 * p11) % P)
+def _fib_mul(m, s, add, mul):
+    """The product of two powers of the step matrix ``[[0, 1], [1, 1]]``, each kept as its three
+    entries ``(f(k−1), f(k), f(k+1))`` (the powers commute and are symmetric), with the field's
+    ``add`` and ``mul``: host ints or device arrays."""
+    return (add(mul(m[0], s[0]), mul(m[1], s[1])), add(mul(m[0], s[1]), mul(m[1], s[2])),
+            add(mul(m[1], s[1]), mul(m[2], s[2])))
+
+
+def _host_add(x: int, y: int) -> int:
+    return (x + y) % P
+
+
+def _host_mul(x: int, y: int) -> int:
+    return x * y % P
 
 
 def _fib_last_right(a: int, b: int, n: int) -> int:
     """``right`` of row ``n − 1``: ``(M^(n−1)·(a, b))_1``, by squaring on the host."""
     acc, sq, e = (1, 0, 1), (0, 1, 1), n - 1
     while e:
-        if e & 1:  # powers of M commute: the product of two is symmetric too
-            acc = ((acc[0] * sq[0] + acc[1] * sq[1]) % P, (acc[0] * sq[1] + acc[1] * sq[2]) % P,
-                   (acc[1] * sq[1] + acc[2] * sq[2]) % P)
-        sq, e = _fib_step_powers(sq), e >> 1
+        if e & 1:
+            acc = _fib_mul(acc, sq, _host_add, _host_mul)
+        sq, e = _fib_mul(sq, sq, _host_add, _host_mul), e >> 1
     return (acc[1] * a + acc[2] * b) % P
 
 
@@ -107,17 +115,14 @@ def _fib_rows_device(a: int, b: int, n: int):
     def const(v: int):
         return mx.array(v, dtype=mx.uint32)
 
-    p00, p01, p11 = (mx.array([v], dtype=mx.uint32) for v in (1, 0, 1))  # M^0
-    sq = (0, 1, 1)  # M^(len), len = 1, 2, 4, ...
-    while p00.shape[0] < n:
-        s00, s01, s11 = (const(v) for v in sq)
-        n00 = bb.add(bb.mul(p00, s00), bb.mul(p01, s01))
-        n01 = bb.add(bb.mul(p00, s01), bb.mul(p01, s11))
-        n11 = bb.add(bb.mul(p01, s01), bb.mul(p11, s11))
-        p00, p01, p11 = (mx.concatenate([x, y]) for x, y in ((p00, n00), (p01, n01), (p11, n11)))
-        sq = _fib_step_powers(sq)
-    left = bb.add(bb.mul(p00, const(a)), bb.mul(p01, const(b)))
-    right = bb.add(bb.mul(p01, const(a)), bb.mul(p11, const(b)))
+    p = tuple(mx.array([v], dtype=mx.uint32) for v in (1, 0, 1))  # M^0
+    sq = (0, 1, 1)  # M^len, len = 1, 2, 4, ...
+    while p[0].shape[0] < n:
+        later = _fib_mul(p, tuple(const(v) for v in sq), bb.add, bb.mul)  # M^(len + k)
+        p = tuple(mx.concatenate([x, y]) for x, y in zip(p, later))
+        sq = _fib_mul(sq, sq, _host_add, _host_mul)
+    left = bb.add(bb.mul(p[0], const(a)), bb.mul(p[1], const(b)))
+    right = bb.add(bb.mul(p[1], const(a)), bb.mul(p[2], const(b)))
     return mx.stack([left, right], axis=1)
 
 
