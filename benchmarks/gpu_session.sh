@@ -20,6 +20,11 @@
 #   bash benchmarks/gpu_session.sh brief  # whole calls, CUDA graphs off, the golden proofs
 #   bash benchmarks/gpu_session.sh first; ... second   # brief in two calls (golden + fib first)
 #   bash benchmarks/gpu_session.sh once   # the least: golden, fib after/before, keccakf, LogUp
+#   bash benchmarks/gpu_session.sh overlap1; ... overlap2   # the serial absorb after/before,
+#                                         # fib with the device transcript's submissions at the
+#                                         # default interval, never and after every absorb, and
+#                                         # before; keccakf after/before; then LogUp, the golden
+#                                         # proofs and transcript kernels, fib's split per site
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -43,7 +48,7 @@ summary() {  # a whole call's figures into steps.txt at once (results.tgz is pac
   [ -f "$res/$1.json" ] && python3 -c "
 import json, sys
 d = json.load(open(sys.argv[1]))
-keys = ('call_median_s', 'call_min_s', 'call_max_s', 'plain_call_median_s', 'syncs', 'launches', 'peak_mb', 'proof_sha256')
+keys = ('median_ms', 'call_median_s', 'call_min_s', 'call_max_s', 'plain_call_median_s', 'syncs', 'launches', 'peak_mb', 'proof_sha256')
 print('  ' + ', '.join(f'{k}={d[k]}' for k in keys if k in d))
 " "$res/$1.json" >> "$out/steps.txt" 2>/dev/null
   return 0
@@ -147,5 +152,31 @@ case "${1:-}" in
     done
     before before-keccakf 90 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once" >&2; exit 2 ;;
+  overlap1)
+    use_cache /tmp/msc-keccakf
+    step duplex-after 60 python3 benchmarks/duplex_bench.py --out "$res/duplex-after.json"
+    before duplex-before 60 python3 ../benchmarks/duplex_bench.py --out "$res/duplex-before.json"
+    step after-fib 80 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    before before-fib 80 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
+    for v in None 0.0; do
+      step "submit-$v-fib" 80 python3 benchmarks/with_setting.py mlx_stark.transcript SUBMIT_INTERVAL_S $v \
+        benchmarks/whole_call.py fib --out "$res/submit-$v-fib.json"
+    done
+    step again-after-fib 80 python3 benchmarks/whole_call.py fib --out "$res/again-after-fib.json"
+    step after-keccakf 100 python3 benchmarks/whole_call.py keccakf --out "$res/after-keccakf.json"
+    before before-keccakf 100 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
+    ;;
+  overlap2)
+    use_cache /tmp/msc-keccakf
+    step after-logup 90 python3 benchmarks/whole_call.py logup --out "$res/after-logup.json"
+    before before-logup 90 python3 ../benchmarks/whole_call.py logup --out "$res/before-logup.json"
+    step submit-None-logup 90 python3 benchmarks/with_setting.py mlx_stark.transcript SUBMIT_INTERVAL_S None \
+      benchmarks/whole_call.py logup --out "$res/submit-None-logup.json"
+    step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
+    tail -2 "$res/host-split-fib.log" >> "$out/steps.txt"
+    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py \
+      tests/test_kernels_transcript.py::test_device_observe_array
+    tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2" >&2; exit 2 ;;
 esac

@@ -10,7 +10,8 @@ them, then returns: *encode*), then as ``mx.eval``, which only waits for the dev
 The rest of the call is Python and the building of MLX nodes (*build*). The split costs a few
 µs per evaluation, so the whole call is reported beside it, with medians over ``runs`` warm
 calls. The device's own busy time is not known here: *wait* is the part of it that the host
-did not hide behind its own work.
+did not hide behind its own work; it is also reported per prover function that asked for the
+evaluation (mean per call).
 """
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ from whole_call import parser, prepared  # noqa: E402
 
 _EVAL, _ASYNC = mx.eval, mx.async_eval
 _T = {"encode": 0.0, "wait": 0.0, "evals": 0, "async_evals": 0}
+_SITES: dict = {}  # "module:function" of the prover code that evaluated -> seconds waited
+
+
+def _site() -> str:
+    """The innermost prover frame (outside the read-back choke point) that asked to evaluate."""
+    f = sys._getframe(2)
+    while f is not None:
+        name = f.f_code.co_filename
+        if "mlx_stark" in name and not name.endswith(("tracing.py", "arrays.py")):
+            return f"{Path(name).stem}:{f.f_code.co_name}"
+        f = f.f_back
+    return "?"
 
 
 def _timed_eval(*args, **kw):
@@ -41,6 +54,8 @@ def _timed_eval(*args, **kw):
     _T["encode"] += t1 - t0
     _T["wait"] += t2 - t1
     _T["evals"] += 1
+    site = _site()
+    _SITES[site] = _SITES.get(site, 0.0) + t2 - t1
 
 
 def _timed_async(*args, **kw):
@@ -77,7 +92,7 @@ def main() -> None:
     finally:
         mx.eval, mx.async_eval = _EVAL, _ASYNC
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-    report = {"workload": args.workload, "size": args.size, "device": str(mx.default_device()),
+    report = {"wait_per_site_s": {k: v / args.runs for k, v in _SITES.items()}, "workload": args.workload, "size": args.size, "device": str(mx.default_device()),
               "plain_call_median_s": statistics.median(plain), "split_median": med, "runs": rows}
     text = json.dumps(report, indent=1)
     print(f"{args.workload}: plain call {1e3 * report['plain_call_median_s']:.1f} ms; split call "
@@ -85,6 +100,8 @@ def main() -> None:
           f"{1e3 * med['encode']:.1f} + wait {1e3 * med['wait']:.1f} ms "
           f"({med['evals']:.0f} evals, {med['async_evals']:.0f} async evals, "
           f"{med['launches']:.0f} launches)")
+    print("wait per evaluating site, mean per call (ms): " + ", ".join(
+        f"{k} {1e3 * v / args.runs:.2f}" for k, v in sorted(_SITES.items(), key=lambda kv: -kv[1])))
     if args.out:
         Path(args.out).write_text(text)
 
