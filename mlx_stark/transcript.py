@@ -8,7 +8,6 @@ blocks on the device where a native kernel exists; proof-of-work search
 """
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import mlx.core as mx
@@ -21,13 +20,6 @@ from .hash.poseidon2 import NO_HIT, WIDTH, find_pow_witness, permute_host
 from .tracing import Rows, read
 
 RATE = 8
-
-# Submit the device sponge's graph (``mx.async_eval``) after an absorb on the native path once
-# this many seconds of host time passed since the last submission (None: never): the device
-# then runs a segment's rounds while the host builds the next ones, instead of starting on the
-# whole segment at its sync (a small proof is bound by the host's build). A submission costs
-# tens of µs, hence not after every absorb.
-SUBMIT_INTERVAL_S: Optional[float] = 0.001
 
 
 def _element(x) -> int:
@@ -208,7 +200,6 @@ class DeviceTranscript:
             self._t = host.copy()
             return
         self._state = mx.array(host._state + host._state[RATE - 1::-1], dtype=U32)
-        self._submitted = time.perf_counter()
         self._absorb_idx, self._sample_idx = host._absorb_idx, host._sample_idx
 
     # ------------------------------------------------------------ observe
@@ -235,16 +226,6 @@ class DeviceTranscript:
         self._state = self._duplex(self._state, values, self._absorb_idx, permute_last)
         self._pending, self._queued = [], 0
         self._absorbed(n, permute_last)
-        self._submit()
-
-    def _submit(self) -> None:
-        """Start the device on everything the sponge depends on (no host wait), at most once
-        per :data:`SUBMIT_INTERVAL_S`."""
-        if SUBMIT_INTERVAL_S is not None:
-            now = time.perf_counter()
-            if now - self._submitted >= SUBMIT_INTERVAL_S:
-                mx.async_eval(self._state)
-                self._submitted = now
 
     def _absorbed(self, n: int, permute_last: bool) -> None:
         """The rate positions after the sponge absorbed ``n`` values (and permuted last)."""
@@ -284,7 +265,6 @@ class DeviceTranscript:
             permute_last = not grind_bits and self._permutes_before_sample(n)
             self._state, *rest = kernel(self._state, self._absorb_idx, permute_last)
             self._absorbed(n, permute_last)
-            self._submit()
             return tuple(rest) if grind_bits is None else (*rest, self.grind(grind_bits))
         absorb_idx = self._absorb_idx
         self._absorbed(n, False)  # the witness's rate position and final permutation follow
@@ -293,7 +273,6 @@ class DeviceTranscript:
         self._state, *rest = kernel(self._state, absorb_idx, False,
                                     (count, self._absorb_idx, last, mask))
         self._absorbed(1, last)
-        self._submit()
         return (*rest, self._searched(self._state[WIDTH + RATE:]))
 
     def observe_made(self, n: int, kernel, reference, grind_bits: Optional[int] = None) -> tuple:

@@ -308,12 +308,12 @@ if (tid == 0u) out[bid] = best[0];
 # order of the terms does not change the result.
 #
 # One warp walks the chain alone, with no other warps to hide its instruction fetches, so the
-# layers run as loops (the full layers before and after the partial rounds, and the partial
-# rounds) over a per-lane constant table, not as straight-line code (2,700 instructions on
-# sm_90 for 22 layers). Layer ``L`` adds ``rc = table[L][tid]`` to its output: the constant of
-# layer ``L + 1`` (a full round's lane constant; a partial round's constant in lane 0, zero in
-# the others; zero after the last layer). It is loaded when the layer starts and joins a term
-# known early, so neither the load nor the addition lengthens the chain.
+# layers run as a loop (about 300 instructions on sm_90, against 2,700 for 22 straight-line
+# layers) over a per-lane constant table. Layer ``L`` adds ``rc = table[L][tid]`` to its
+# output: the constant of layer ``L + 1`` (a full round's lane constant; a partial round's
+# constant in lane 0, zero in the others; zero after the last layer). It is loaded when the
+# layer starts and joins a term known before the barrier, so neither the load nor the
+# addition lengthens the chain.
 def _lane_layers(constants) -> tuple:
     """``(table, first partial layer, partial count)``: ``table`` one row of 16 lanes per layer,
     Montgomery-form constants as above; the layers are the initial linear layer, the
@@ -326,9 +326,9 @@ def _lane_layers(constants) -> tuple:
 
 
 def _lane_constants(table: list) -> str:
-    """Fills lane ``tid``'s column of ``rcs`` (``rcs[L·16 + tid] = table[L][tid]``) and sets
-    ``diag`` and ``diag2`` (declared before) to ``V[tid]`` and ``V[tid]²`` in Montgomery form,
-    except in lane 0 (zero: see :func:`_lane_partials`)."""
+    """Fills lane ``tid``'s column of ``rcs`` (``rcs[L·16 + tid] = table[L][tid]``, read only
+    by lane ``tid``, so no barrier) and sets ``diag`` (declared before) to ``V[tid]`` in
+    Montgomery form, except in lane 0 (zero: see :func:`_lane_internal`)."""
     lines = [f"for (uint32_t i = tid; i < {len(table) * WIDTH}u; i += {WIDTH}u) rcs[i] = 0u;",
              "switch (tid) {"]
     for i in range(WIDTH):
@@ -336,8 +336,7 @@ def _lane_constants(table: list) -> str:
                           for row, values in enumerate(table) if values[i])
         label = "default" if i == WIDTH - 1 else f"case {i}u"
         diag = mont(INTERNAL_DIAG[i]) if i else 0
-        diag2 = mont(INTERNAL_DIAG[i] ** 2 % P) if i else 0
-        lines.append(f"  {label}: diag = {literal(diag)}; diag2 = {literal(diag2)}; {stores} break;")
+        lines.append(f"  {label}: diag = {literal(diag)}; {stores} break;")
     lines.append("}")
     return "\n".join(lines)
 
@@ -368,70 +367,47 @@ def _lane_external() -> list:
             "    x = bb_add(bb_add(bb_add(bb_add(cs, u1), bb_add(u2, u3)), bsum), bb_add(a0, bb_dbl(a1)));"]
 
 
-# V[0] = -2 (pcs.md §2): lane 0's output of a partial round, rest + y + V[0]·y, is rest − y.
+# V[0] = -2 (pcs.md §2): lane 0's output of a partial round, total + V[0]·y, is rest − y.
 assert INTERNAL_DIAG[0] == P - 2
-# Σ_{i>0} V[i]: the lanes 1..15's sum after a partial round needs it (_lane_partials)
-_DIAG_SUM = sum(INTERNAL_DIAG[1:]) % P
 
 
-def _lane_partials(first: int, count: int) -> list:
-    """The partial rounds (layers ``first .. first + count − 1``), lane 0 entering with
-    ``s0 + c``. A round with ``y = S(x0)`` and ``rest = Σ_{i>0} x_i`` outputs ``rest − y`` in
-    lane 0 and ``a + V[i]·x_i`` in lane ``i > 0``, with ``a = rest + y``. Every lane keeps the
-    scalars ``x0`` and ``rest`` itself, so the chain from one round to the next is the S-box
-    and two additions, with no shuffle on it: the next ``rest`` is ``15·a + D`` with
-    ``D = Σ_{i>0} V[i]·x_i``, and ``D`` of the next round is ``S1·a + E`` with ``S1 = Σ_{i>0}
-    V[i]`` and ``E = Σ_{i>0} V[i]²·x_i``, a butterfly started a round ahead. ``rc`` (lane
-    ``i``'s constant of the next layer) and ``c0`` (lane 0's) join the outputs."""
-    return [
-        "{",
-        "  const uint32_t v = tid == 0u ? 0u : x, dv = bb_mont(x, diag);",
-        "  uint32_t rest = bb_add(v, SHFL_XOR(v, 1u)), e = bb_add(dv, SHFL_XOR(dv, 1u));",
-        "  rest = bb_add(rest, SHFL_XOR(rest, 2u)); e = bb_add(e, SHFL_XOR(e, 2u));",
-        "  rest = bb_add(rest, SHFL_XOR(rest, 4u)); e = bb_add(e, SHFL_XOR(e, 4u));",
-        "  rest = bb_add(rest, SHFL_XOR(rest, 8u)); e = bb_add(e, SHFL_XOR(e, 8u));",
-        "  uint32_t x0 = SHFL(x, 0u), a = 0u;  // D of the first round: S1·0 + e",
-        "  #pragma unroll 1",
-        f"  for (uint32_t layer = {first}u; layer < {first + count}u; ++layer) {{",
-        f"    const uint32_t rc = rcs[layer * {WIDTH}u + tid], c0 = rcs[layer * {WIDTH}u];",
-        "    const uint32_t w = bb_mont(x, diag2);",
-        "    uint32_t en = bb_add(w, SHFL_XOR(w, 1u));",
-        "    en = bb_add(en, SHFL_XOR(en, 2u));",
-        "    en = bb_add(en, SHFL_XOR(en, 4u));",
-        "    en = bb_add(en, SHFL_XOR(en, 8u));",
-        "    const uint32_t y = p2_sbox(x0);",
-        "    const uint32_t an = bb_add(rest, y);",
-        "    x0 = bb_add(bb_sub(rest, y), c0);",
-        "    x = tid == 0u ? x0 : bb_add(bb_add(an, bb_mont(x, diag)), rc);",
-        f"    rest = bb_add(bb_mont(an, {literal(mont(15))}), bb_add(bb_mont(a, {literal(mont(_DIAG_SUM))}), e));",
-        "    a = an; e = en;",
-        "  }",
-        "}",
-    ]
+def _lane_internal() -> list:
+    """A partial round and ``M_I`` (lane 0 holding ``s0 + c``): every lane takes lane 0's
+    value and its S-box ``y`` while the butterfly sums all lanes (``rest`` = lanes 1..15).
+    Lane ``tid > 0`` outputs ``rest + y + V[tid]·x``, lane 0 ``rest − y``: ``(rest ± y) + dx``
+    with ``dx = V[tid]·x + rc`` (``V[0]·x`` is zero: lane 0's ``diag`` is zero)."""
+    return ["    const uint32_t x0 = SHFL(x, 0u);",
+            "    const uint32_t dx = bb_add(bb_mont(x, diag), rc);",
+            "    uint32_t total = bb_add(x, SHFL_XOR(x, 1u));",
+            "    total = bb_add(total, SHFL_XOR(total, 2u));",
+            "    total = bb_add(total, SHFL_XOR(total, 4u));",
+            "    total = bb_add(total, SHFL_XOR(total, 8u));",
+            "    const uint32_t y = p2_sbox(x0);",
+            "    const uint32_t rest = bb_sub(total, x0);",
+            "    x = bb_add(tid == 0u ? bb_sub(rest, y) : bb_add(rest, y), dx);"]
 
 
-# Before the chain: lane tid's constants (the barrier marks the shared table written: the
-# partial rounds read lane 0's column too), its columns and its block's lane (r + 1) mod 4.
+# Before the chain: lane tid's constants (read by lane tid only; the barrier only marks the
+# shared table as written), its columns and its block's lane (r + 1) mod 4.
 _LANE_COLUMNS = """\
 const uint32_t col1 = (tid + 1u) & 3u, col2 = (tid + 2u) & 3u, col3 = (tid + 3u) & 3u;
 const uint32_t right = (tid & 12u) | col1;"""
-_LANE_SETUP = "uint32_t diag, diag2;\n{constants}\nBARRIER();\n" + _LANE_COLUMNS
-
-
-def _lane_full(begin: int, end: int) -> list:
-    """The loop over the full layers ``begin .. end − 1`` (:func:`_lane_external`)."""
-    return ["#pragma unroll 1",
-            f"for (uint32_t layer = {begin}u; layer < {end}u; ++layer) {{",
-            f"  const uint32_t rc = rcs[layer * {WIDTH}u + tid];",
-            *_lane_external(),
-            "}"]
+_LANE_SETUP = "uint32_t diag;\n{constants}\nBARRIER();\n" + _LANE_COLUMNS
 
 
 def _lane_permutation(layers: int, first_partial: int, partials: int) -> str:
-    """Applies P to the state whose lane ``tid`` is ``x`` (Montgomery form): the initial
-    linear layer and the first full rounds, the partial rounds, the last full rounds."""
-    return "\n".join(_lane_full(0, first_partial) + _lane_partials(first_partial, partials)
-                     + _lane_full(first_partial + partials, layers))
+    """The loop applying P to the state whose lane ``tid`` is ``x`` (Montgomery form)."""
+    return "\n".join([
+        "#pragma unroll 1",
+        f"for (uint32_t layer = 0u; layer < {layers}u; ++layer) {{",
+        f"  const uint32_t rc = rcs[layer * {WIDTH}u + tid];",
+        f"  if (layer - {first_partial}u < {partials}u) {{",
+        *_lane_internal(),
+        "  } else {",
+        *_lane_external(),
+        "  }",
+        "}",
+    ])
 
 
 @lru_cache(maxsize=4)
@@ -479,7 +455,7 @@ def duplex_code(value: str, n: str, a: str, last: str, state: str, out: str, the
     perm = _lane_permutation(len(table), first_partial, partials)
     shared = f"SHARED uint32_t rcs[{len(table) * WIDTH}];\n"
     code = f"""\
-uint32_t diag = 0u, diag2 = 0u;
+uint32_t diag = 0u;
 if (tid < {WIDTH}u) {{
 {_lane_constants(table)}
 }}
