@@ -4,8 +4,9 @@
 
 ``--size``: keccakf permutations (default 1024), logup scale (65536), fib log height (20).
 
-Works on any checkout since the KPI harness existed (it builds the workloads from the AIRs
-directly), so main before and after a change can be measured on one machine in one session.
+Works on any checkout that has :mod:`mlx_stark.workloads` with all three workloads (main since
+the fib workload's device trace), so main before and after a change can be measured on one
+machine in one session.
 Reports the first (cold) call, then medians of ``runs`` warm plain calls (no spans), then
 medians per span of ``runs`` timed runs; sync/launch counters where the checkout has them.
 """
@@ -26,33 +27,12 @@ from mlx_stark import tracing
 
 
 def workload(name: str, size: int | None):
-    from mlx_stark.airs import DummyInteractionAir, FibonacciAir, dummy_interaction_trace, fib_trace
-    try:
-        from mlx_stark.params import system_params_small
-    except ImportError:  # an old checkout (measured against the new one) has only the old name
-        from mlx_stark.params import test_system_params_small as system_params_small
+    """``(AIRs, parameters, inputs)`` of a workload of :mod:`mlx_stark.workloads` (keccakf's
+    and fib's main traces built on the device, as the CLI builds them)."""
     from mlx_stark import workloads
 
-    if name == "keccakf":
-        w = workloads.keccakf(size or 1024)
-        return w.airs, w.params, w.inputs
-    if name == "logup":
-        w = workloads.logup(size or 65536)
-        return w.airs, w.params, w.inputs
-    # the reference's fib instance (workloads.fib), its Fibonacci trace a device array as
-    # workloads.fib builds it now (--host-trace: NumPy, as an older checkout's workload had it)
-    trace, pv = fib_trace(0, 1, 1 << (size or 20))
-    airs, inputs = [FibonacciAir()], [ms.AirInput(mx.array(trace), pv)]
-    for bus, rows, send in ((0, [[0, 1], [3, 5], [7, 4], [546, 889]], True),
-                            (0, [[1, 5], [3, 4], [4, 4], [2, 5], [0, 123], [545, 889], [1, 889],
-                                 [0, 456]], False),
-                            (1, [[2, 10, 11], [3, 20, 21]], True),
-                            (1, [[2, 10, 11], [3, 20, 21]], False)):
-        rows = np.asarray(rows, dtype=np.uint64)
-        common, _ = dummy_interaction_trace(rows[:, 0], rows[:, 1:])
-        airs.append(DummyInteractionAir(rows.shape[1] - 1, send, bus))
-        inputs.append(ms.AirInput(common))
-    return airs, system_params_small(4, 16, 4), inputs
+    w = workloads.build(name, size or {"keccakf": 1024, "logup": 65536, "fib": 20}[name])
+    return w.airs, w.params, w.inputs
 
 
 def parser(runs: int) -> argparse.ArgumentParser:
