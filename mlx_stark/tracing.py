@@ -66,9 +66,15 @@ def _bump(name: str, n: int = 1) -> None:
         rec.counters[name] = rec.counters.get(name, 0) + n
 
 
-def count_launch() -> None:
-    """Count one custom-kernel launch."""
-    _bump("launches")
+def count_launch(n: int = 1) -> None:
+    """Count ``n`` custom-kernel launches."""
+    _bump("launches", n)
+
+
+def reset_launches(total: int) -> None:
+    """Set the process-wide launch total back to ``total`` (with no span timed: a compiled
+    segment's trace launches nothing, and its calls count the launches of its graph)."""
+    _TOTALS["launches"] = total
 
 
 # Reads of several small arrays of one dtype up to this many elements in all come back as one

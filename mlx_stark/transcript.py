@@ -8,11 +8,11 @@ blocks on the device where a native kernel exists; proof-of-work search
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import mlx.core as mx
 
-from . import custom_kernels
+from . import custom_kernels, tracing
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
@@ -189,7 +189,7 @@ class DeviceTranscript:
     :func:`device_segment`), and ``exhaustive=True`` searches the host way instead.
     """
 
-    def __init__(self, host: Transcript, exhaustive: bool = False):
+    def __init__(self, host: Transcript, exhaustive: bool = False, state: Optional[mx.array] = None):
         self._host = host
         self._duplex = custom_kernels.native("transcript.DeviceTranscript")
         self._pow = custom_kernels.native("transcript.DeviceTranscript.grind") if not exhaustive else None
@@ -199,7 +199,8 @@ class DeviceTranscript:
         if self._duplex is None:
             self._t = host.copy()
             return
-        self._state = mx.array(host._state + host._state[RATE - 1::-1], dtype=U32)
+        # ``state``: the host's sponge as a device array already (a compiled segment's input)
+        self._state = sponge_array(host) if state is None else state
         self._absorb_idx, self._sample_idx = host._absorb_idx, host._sample_idx
 
     # ------------------------------------------------------------ observe
@@ -363,25 +364,127 @@ class DeviceTranscript:
             t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx
             return out
         self._flush(permute_last=False)
-        state, nonces, *out = read(self._state, Rows(self._nonces, (1,)), *arrays)
-        if (nonces == NO_HIT).any():
-            raise PowBatchMiss()
-        t = self._host
-        t._state = [int(v) for v in state[:WIDTH]]
-        t._absorb_idx, t._sample_idx = self._absorb_idx, self._sample_idx
-        return out
+        return _read_back(self._host, self._state, self._nonces, (self._absorb_idx, self._sample_idx),
+                          arrays)
 
 
-def device_segment(transcript: Transcript, body):
-    """Run ``body(dt)`` on a :class:`DeviceTranscript` over ``transcript`` and sync it:
-    ``body`` returns ``(result, arrays)``; returns ``(result, arrays as NumPy)``. In the rare
-    case of a search batch without a witness the segment runs again with exhaustive searches
-    (``body`` must build everything it returns from its inputs, as lazy arrays do)."""
+def sponge_array(host: Transcript) -> mx.array:
+    """The host sponge as a device transcript's ``(24,)`` state: the state, then its rate
+    part reversed."""
+    return mx.array(host._state + host._state[RATE - 1::-1], dtype=U32)
+
+
+def _read_back(host: Transcript, state: mx.array, nonces: list, position: tuple, arrays) -> list:
+    """One read-back of a device segment's sponge ``state``, its searches' ``nonces`` and
+    ``arrays``; the sponge and its rate ``position`` written into ``host``. Raises
+    :class:`PowBatchMiss` (``host`` unchanged) if a search batch held no witness."""
+    state, nonces, *out = read(state, Rows(nonces, (1,)), *arrays)
+    if (nonces == NO_HIT).any():
+        raise PowBatchMiss()
+    host._state = [int(v) for v in state[:WIDTH]]
+    host._absorb_idx, host._sample_idx = position
+    return out
+
+
+# Segments with a key run as compiled graphs (``mx.compile``) on the native path when no span
+# is timed: traced once per key and input shapes, then replayed by MLX without running their
+# Python (a small proof is bound by the host building its graphs).
+COMPILE_SEGMENTS = True
+
+_UNSEEN = object()
+_COMPILED: dict = {}  # full key -> (compiled function, what its trace recorded), or None
+
+
+def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = (), key=None):
+    """Run ``body(dt, *inputs)`` on a :class:`DeviceTranscript` over ``transcript`` and sync
+    it: ``body`` returns ``(result, arrays)`` (``arrays``: device arrays and :class:`Rows`);
+    returns ``(result, arrays as NumPy)``. In the rare case of a search batch without a
+    witness the segment runs again with exhaustive searches (``body`` must build everything
+    it returns from its inputs, as lazy arrays do).
+
+    ``key`` (hashable): what the body's graph depends on besides the input arrays' shapes and
+    the transcript's rate position. With one, the segment may run compiled
+    (:data:`COMPILE_SEGMENTS`): ``body`` must then take every per-proof array through
+    ``inputs`` and the sponge (an array captured from elsewhere, or made inside from a
+    per-proof host value, would be replayed as the first proof's), and ``result`` must not
+    depend on the inputs' values."""
+    if key is not None:
+        done = _compiled_segment(transcript, body, tuple(inputs), key)
+        if done is not None:
+            return done
     for exhaustive in (False, True):
         dt = DeviceTranscript(transcript, exhaustive)
-        result, arrays = body(dt)
+        result, arrays = body(dt, *inputs)
         try:
             return result, dt.sync(*arrays)
         except PowBatchMiss:
             continue
     raise AssertionError("an exhaustive search always finds its witness")
+
+
+def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
+    """:func:`device_segment` as a compiled graph, or ``None`` where it cannot run so (not the
+    native path, timed spans, or a body that failed to trace: it then runs as it is)."""
+    if (not COMPILE_SEGMENTS or tracing.enabled()
+            or custom_kernels.native("transcript.DeviceTranscript") is None
+            or custom_kernels.native("transcript.DeviceTranscript.grind") is None):
+        return None
+    position = (transcript._absorb_idx, transcript._sample_idx)
+    full = (key, position, tuple((tuple(a.shape), a.dtype) for a in inputs))
+    entry = _COMPILED.get(full, _UNSEEN)
+    if entry is None:
+        return None
+    first = entry is _UNSEEN
+    if first:
+        entry = _COMPILED[full] = _traced_segment(transcript.copy(), body)
+    fn, trace = entry
+    launches = tracing.totals()["launches"]
+    try:
+        outs = fn(sponge_array(transcript), *inputs)
+    except Exception:
+        if not first:
+            raise
+        _COMPILED[full] = None  # e.g. an evaluation inside the body: run it as it is
+        return None
+    finally:  # the trace's launches are not launches; every call counts the graph's
+        tracing.reset_launches(launches)
+    tracing.count_launch(trace["launches"])
+    n = trace["nonces"]
+    leaves, arrays = iter(outs[1 + n:]), []
+    for rows in trace["layout"]:
+        arrays.append(next(leaves) if rows is None else Rows([next(leaves) for _ in range(rows[0])], rows[1]))
+    try:
+        return trace["result"], _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
+    except PowBatchMiss:  # the exhaustive searches, as the body runs uncompiled
+        dt = DeviceTranscript(transcript, exhaustive=True)
+        result, arrays = body(dt, *inputs)
+        return result, dt.sync(*arrays)
+
+
+def _traced_segment(host: Transcript, body) -> tuple:
+    """``(mx.compile of the segment, what its trace records)``: the compiled function takes
+    the sponge and the inputs and returns the final sponge, the searches' nonces and the
+    body's arrays flattened; the record holds the body's result, the arrays' layout, the
+    nonce count, the final rate position and the launches of one run. ``host``: a transcript
+    at the segment's start (its rate position only is read)."""
+    trace: dict = {}
+
+    def segment(state, *inputs):
+        before = tracing.totals()["launches"]
+        dt = DeviceTranscript(host, state=state)
+        result, arrays = body(dt, *inputs)
+        dt._flush(permute_last=False)
+        leaves, layout = [], []
+        for a in arrays:
+            if isinstance(a, Rows):
+                layout.append((len(a.items), a.shape))
+                leaves += a.items
+            else:
+                layout.append(None)
+                leaves.append(a)
+        trace.update(result=result, layout=layout, nonces=len(dt._nonces),
+                     position=(dt._absorb_idx, dt._sample_idx),
+                     launches=tracing.totals()["launches"] - before)
+        return [dt._state, *dt._nonces, *leaves]
+
+    return mx.compile(segment), trace

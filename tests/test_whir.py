@@ -279,15 +279,15 @@ def test_malformed_statement(inst, honest):
 
 
 # ------------------------------------------------------------------ consistency facts (pcs.md §8.4)
-class RecordingTree:
+class RecordingTree(MerkleTree):
     """Stands in for MerkleTree inside the WHIR prover and records what it commits."""
 
     committed: list = []
 
-    @staticmethod
-    def commit(matrix, log_rows_per_query, check_values=True):
+    @classmethod
+    def commit(cls, matrix, log_rows_per_query, check_values=True):
         RecordingTree.committed.append(np.array(matrix))
-        return MerkleTree.commit(matrix, log_rows_per_query, check_values)
+        return super().commit(matrix, log_rows_per_query, check_values)
 
 
 @pytest.fixture(scope="module")

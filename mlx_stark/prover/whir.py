@@ -101,26 +101,38 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
     u_cube = [EF.lift(x) for x in u_cube]
     queries = params.whir_num_queries()
     whir = params.whir
+    widths = [pcs.width for pcs in pcs_datas]
+    # the segment's per-proof arrays, as inputs (it may run as a compiled graph): the initial
+    # weights, then per commitment its stacked matrix, codewords and Merkle blocks
+    shapes = [(pcs.tree.log_rows_per_query, [count for _, count in pcs.tree.blocks]) for pcs in pcs_datas]
+    with span("prover.openings.whir.init"):
+        inputs = [mobeq_table(u_cube)]
+    for pcs in pcs_datas:
+        inputs += [pcs.matrix, pcs.tree.matrix, *(array for array, _ in pcs.tree.blocks)]
 
     # the whole of WHIR on a device transcript: commitments, out-of-domain values, proofs of
     # work, query indices and openings stay on the device until one read at the end
-    def rounds(dt):
+    def rounds(dt, w, *arrays):
+        arrays = iter(arrays)
+        matrices, trees = [], []
+        for log_rows, counts in shapes:
+            matrices.append(next(arrays))
+            codewords = next(arrays)
+            trees.append(MerkleTree(codewords, log_rows, [(next(arrays), c) for c in counts]))
         mu_witness = dt.grind(whir.mu_pow_bits)
         mu = dt.sample_ext()
-        widths = [pcs.width for pcs in pcs_datas]
         mu_pows = ext_powers(mu, sum(widths))
         with span("prover.openings.whir.combine"):
             # Σ_κ μ^κ msg(Q_κ) = msg(Σ_κ μ^κ Q_κ), coefficient by coefficient of EF: the RS
             # messages of one combined column instead of every column's, kept since the commit
             combined, offset = None, 0
-            for pcs, width in zip(pcs_datas, widths):
-                part = weighted_sum(pcs.matrix[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
+            for matrix, width in zip(matrices, widths):
+                part = weighted_sum(matrix[:, :, None], mu_pows[offset:offset + width])  # (2^m, 1, 4)
                 combined = ext.accumulate(combined, part[:, 0])
                 offset += width
             coeffs = rs_messages(combined, params.l_skip)  # (2^m, 4): four base columns
         with span("prover.openings.whir.init"):
             f = zeta(coeffs)
-            w = mobeq_table(u_cube)
         out = {"sumcheck": [], "folding": [], "roots": [], "ood": [], "query": [],
                "init": [], "rounds": [], "final": None}
         prev_tree = None
@@ -162,7 +174,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             idxs = dt.sample_bits(log_size - k, queries[i])
             with span("prover.openings.whir.open"):
                 if i == 0:
-                    out["init"] = [pcs.tree.open_device(idxs) for pcs in pcs_datas]
+                    out["init"] = [tree.open_device(idxs) for tree in trees]
                 else:
                     out["rounds"].append(prev_tree.open_device(idxs))
             gamma = dt.sample_ext()
@@ -179,7 +191,8 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
 
     with span("prover.openings.whir"):
         (n_init, n_rounds), (mu_witness, sums, folding, roots, ood, query, final, *opened) = \
-            device_segment(transcript, rounds)
+            device_segment(transcript, rounds, inputs,
+                           key=("whir", params, tuple(widths), tuple((k, tuple(c)) for k, c in shapes)))
     pairs = [opened[2 * t:2 * t + 2] for t in range(n_init + n_rounds)]
     return WhirProof(
         mu_pow_witness=int(mu_witness[0]),
