@@ -25,6 +25,7 @@
 #                                         # default interval, never and after every absorb, and
 #                                         # before; keccakf after/before; then LogUp, the golden
 #                                         # proofs and transcript kernels, fib's split per site
+#   bash benchmarks/gpu_session.sh compiled   # device segments compiled against Python
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -178,5 +179,12 @@ case "${1:-}" in
       tests/test_kernels_transcript.py::test_device_observe_array
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2" >&2; exit 2 ;;
+  compiled)  # device segments compiled and as Python: proof bytes of two inputs, warm calls
+    use_cache /tmp/msc-keccakf
+    for w in fib keccakf; do
+      step "compiled-$w" 150 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
+      tail -3 "$res/compiled-$w.log" >> "$out/steps.txt"
+    done
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled" >&2; exit 2 ;;
 esac
