@@ -178,7 +178,8 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
         raise ProverError("the GKR circuit needs at least two leaves")
     # every layer on a device transcript: the root, the round polynomials, the layer claims and
     # the challenges come back in one read at the end
-    def layers_rounds(dt):
+    def layers_rounds(dt, *flat):
+        layers = [flat[2 * j:2 * j + 2] for j in range(num_vars + 1)]  # (p, q) per layer
         root = mx.concatenate([layers[0][0], layers[0][1]])  # P0, Q0
         dt.observe(root[1, ...])
         # every layer's claims in the observed order p0, q0, p1, q1 (reordered on the host)
@@ -205,7 +206,9 @@ def prove_fractional_sumcheck(transcript: Transcript, p: mx.array, q: mx.array):
             xi = [dt.sample_ext()] + rho
         return None, [root, Rows(claims, (4, 4)), Rows(polys, (3, 4)), Rows(xi, (4,))]
 
-    _, (root, claims, polys, xi) = device_segment(transcript, layers_rounds)
+    _, (root, claims, polys, xi) = device_segment(transcript, layers_rounds,
+                                                  [a for layer in layers for a in layer[:2]],
+                                                  key=("logup_gkr", num_vars))
     p_root, q_root = ext.host_values(root)
     if not p_root.is_zero():
         raise UnbalancedInteractions("interactions do not balance: the LogUp root numerator "

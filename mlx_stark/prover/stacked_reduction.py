@@ -304,8 +304,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
 
         # ---- rounds 1..n: degree-2 product sumcheck over the stacked-row bits, on a device
         # transcript; the messages, the challenges and the openings come back in one read
-        def rounds_1_to_n(dt):
-            g, v = f, w
+        def rounds_1_to_n(dt, g, v):
             (sums,) = product_round_step(dt, g, v) if n else (None,)  # s(1) then s(2), c0..c3 each
             messages, us = [], []
             for j in range(n):
@@ -320,7 +319,8 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
             return None, [g.reshape(-1, 4), *messages, *us]
 
         with span("prover.openings.stacked_reduction.rounds"):
-            _, (flat, *read_back) = device_segment(transcript, rounds_1_to_n)
+            _, (flat, *read_back) = device_segment(transcript, rounds_1_to_n, [f, w],
+                                                   key=("stacked_reduction", n))
         rounds = [tuple(ext.host_values(m)) for m in read_back[:n]]
         u_prism += [ext.host_values(u)[0] for u in read_back[n:]]
         flat = ext.host_values(flat)
