@@ -55,6 +55,7 @@ decode and the input reads differ (and the kernel's name).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -320,7 +321,8 @@ class FormsKernel:
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
-        out = launch(self.source, data + [self.prog, self.consts(leaf), self.form_arrays(forms), params],
+        weights, consts = _BOUND.get(self) or (self.form_arrays(forms), self.consts(leaf))
+        out = launch(self.source, data + [self.prog, consts, weights, params],
                      (grid, k), THREADS, [(k, f, points, 4)])[0]
         if parts:
             return out
@@ -351,6 +353,25 @@ class FormsKernel:
         for x in range(1, degree + 1):
             line += [(1 - x) % P * R2 % P, x * R2 % P]
         return self._run(forms, [table, colmap], degree * m, [m] + line, leaf, parts=True)
+
+
+# kernel -> (weights, runtime leaves' values) it reads instead of making them (bound)
+_BOUND: Dict["FormsKernel", tuple] = {}
+
+
+@contextlib.contextmanager
+def bound(arrays: Dict["FormsKernel", tuple]):
+    """Within the block, each kernel of ``arrays`` reads the given ``(weights, consts)`` device
+    arrays (:meth:`FormsKernel.form_arrays`, :meth:`FormsKernel.consts` of its forms and
+    leaves) instead of making them from the host values: a compiled segment takes them as
+    inputs, so that its graph does not keep one proof's values."""
+    saved = dict(_BOUND)
+    _BOUND.update(arrays)
+    try:
+        yield
+    finally:
+        _BOUND.clear()
+        _BOUND.update(saved)
 
 
 class _DagKernels:

@@ -15,11 +15,13 @@ read; the segment also observes the openings in §6.7 order.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from dataclasses import replace
+from typing import List, Optional, Sequence, Tuple
 
 import mlx.core as mx
 
 from ... import arrays, custom_kernels
+from ...custom_kernels import constraints
 from ...air.forms import Form
 from ...custom_kernels.rounds import point_table
 from ...field import ext
@@ -170,9 +172,9 @@ class RoundPoints:
     and, for the round kernels, all of them as one device table made once per proof
     (:func:`mlx_stark.custom_kernels.rounds.point_table`)."""
 
-    def __init__(self, xs: Sequence[EF]):
+    def __init__(self, xs: Sequence[EF], table: Optional[mx.array] = None):
         self.x = [EF.lift(x) for x in xs]
-        self._table = None
+        self._table = table
 
     def table(self) -> mx.array:
         if self._table is None:
@@ -251,6 +253,20 @@ def _opening_rows(trs: Sequence[TraceData], tables: Sequence[mx.array]) -> List[
     return order
 
 
+def _form_kernels(trs: Sequence[TraceData], forms: List[List[Form]], n_max: int) -> list:
+    """``(kernel, trace, leaves)`` of every generated kernel the rounds launch with native
+    kernels (a trace's round kernel while it is a head, its evaluation where it ends before
+    the last round); none on the MLX-ops path."""
+    out = []
+    if custom_kernels.native("mle_rounds.head_values") is not None:
+        out += [(constraints.kernel_for(tr.leaves, forms[t], False, mle=True), t, tr.leaves)
+                for t, tr in enumerate(trs) if tr.nt >= 1]
+    if custom_kernels.native("constraint_eval.DagEvaluator.evaluate_blocks") is not None:
+        out += [(constraints.kernel_for(tr.evaluator.leaves, forms[t], False), t, tr.evaluator.leaves)
+                for t, tr in enumerate(trs) if tr.nt < n_max]
+    return out
+
+
 def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: List[mx.array],
                      forms: List[List[Form]], l_skip: int, degree: int, xi: List[EF],
                      mu_pows: List[EF], claim: EF,
@@ -272,13 +288,32 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     # per trace t: μ^(2T+t), μ^(2t), μ^(2t+1), the weights of its a_t, b_t, b'_t
     coefs = ext.from_host([mu_pows[k] for t in range(num_traces)
                            for k in (2 * num_traces + t, 2 * t, 2 * t + 1)]).reshape(num_traces, 3, 4)
+    state0 = ext.from_host([claim, e_zc, e_lu, EF.zero()])  # claim, zc, lu, tail
+    # the segment's per-proof arrays, as inputs (it may run as a compiled graph): the tables,
+    # the eq weights, the μ weights, the state, the points, and what the generated kernels
+    # read of the forms (their weights and the public values)
+    kernels = _form_kernels(trs, forms, n_max)
+    inputs = [*tables, *(w for ws in weights for w in ws), coefs, state0, points.table(),
+              *(a for k, t, leaves in kernels for a in (k.form_arrays(forms[t]), k.consts(leaves.leaf)))]
+    counts = [len(ws) for ws in weights]
+    rows = _opening_rows(trs, tables)
+    # what the segment keeps of the traces: not their tables (a compiled segment keeps its body)
+    trs = [replace(tr, table=None) for tr in trs]
 
-    def rounds(dt):
-        tabs, final = list(tables), [None] * num_traces
+    def rounds(dt, *ins):
+        ins = iter(ins)
+        tabs = [next(ins) for _ in trs]
+        weights = [[next(ins) for _ in range(c)] for c in counts]
+        coefs, state, table = next(ins), next(ins), next(ins)
+        points = RoundPoints(xi[l_skip:l_skip + n_max], table)
+        with constraints.bound({k: (next(ins), next(ins)) for k, _, _ in kernels}):
+            return _rounds(dt, tabs, weights, coefs, state, points)
+
+    def _rounds(dt, tabs, weights, coefs, state, points):
+        final = [None] * num_traces
         for t, tr in enumerate(trs):
             if tr.nt == 0:
                 final[t] = tabs[t]
-        state = ext.from_host([claim, e_zc, e_lu, EF.zero()])  # claim, zc, lu, tail
         msgs, rs = [], []
         for j in range(1, n_max + 1):
             # the traces that become tails here (a constant from now on): a run of the traces,
@@ -318,10 +353,12 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         flat = mx.concatenate([f.reshape(-1, 4) for f in final])
         # the column openings, observed in §6.7 order (a zero row after the values stands for
         # the rotation of a trace without one)
-        dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), _opening_rows(trs, tables)))
+        dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
         return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
-    _, (flat, msgs, rs) = device_segment(transcript, rounds)
+    _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
+                                         key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
+                                              tuple(tr.nt for tr in trs), degree, l_skip))
     round_polys = [ext.host_values(m) for m in msgs]
     challenges = ext.host_values(rs)
     # the column openings for the proof (the segment observed them)
