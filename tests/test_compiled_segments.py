@@ -1,0 +1,136 @@
+"""Device segments as compiled graphs (``transcript.device_segment`` with a key).
+
+- CPU: the mechanism with a stand-in sponge (MLX ops, so that ``mx.compile`` can trace it on
+  any device): a segment traced once per key, rate position and input shapes replays the same
+  values as the segment run as Python, for other inputs and another sponge; the host
+  transcript ends in the same state; a body that cannot be traced (an evaluation inside) runs
+  as Python; no key, or timed spans, never compile.
+- GPU (native kernels): fib proofs of two inputs of one shape are the same bytes compiled and
+  as Python, and the compiled path was taken.
+"""
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_stark as ms
+from mlx_stark import custom_kernels, tracing, transcript
+from mlx_stark.field import ext
+from mlx_stark.field.bb import P
+from mlx_stark.tracing import Rows
+from mlx_stark.transcript import Transcript, device_segment
+
+from .kernel_helpers import needs_native
+
+
+def _stand_in_duplex(state, values, absorb_idx, permute_last):
+    """A deterministic stand-in for the duplex kernel: ``(24,)`` -> ``(24,)`` canonical."""
+    s = state.astype(mx.uint64)
+    total = mx.sum(values.astype(mx.uint64)) if values.size else mx.array(0, dtype=mx.uint64)
+    mixed = (s * 3 + total + absorb_idx + 7 * int(permute_last) + mx.arange(24, dtype=mx.uint64)) % P
+    return mixed.astype(mx.uint32)
+
+
+def _never_called(*args):
+    raise AssertionError("the test segments search nothing")
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    kernels = {"transcript.DeviceTranscript": _stand_in_duplex,
+               "transcript.DeviceTranscript.grind": _never_called}
+    monkeypatch.setattr(custom_kernels, "native", lambda op: kernels.get(op))
+    monkeypatch.setattr(transcript, "_COMPILED", {})
+    return kernels
+
+
+def _body(dt, a, b):
+    dt.observe(a)
+    r = dt.sample_ext()
+    c = ext.mul(b, r)  # (n, 4)
+    dt.observe(c)
+    s = dt.sample(3)
+    return ("static", a.shape[0]), [c, Rows([r, r], (4,)), s]
+
+
+def _start(seed: int) -> Transcript:
+    t = Transcript()
+    t.observe_many(range(seed, seed + 5))
+    return t
+
+
+def _inputs(seed: int, n: int = 6):
+    rng = np.random.default_rng(seed)
+    return [mx.array(rng.integers(0, P, n, dtype=np.uint32)), mx.array(rng.integers(0, P, (n, 4), dtype=np.uint32))]
+
+
+def _run(t: Transcript, inputs, compiled: bool, key="test"):
+    transcript.COMPILE_SEGMENTS = compiled
+    try:
+        result, arrays = device_segment(t, _body, inputs, key=key)
+    finally:
+        transcript.COMPILE_SEGMENTS = True
+    return result, [np.asarray(a) for a in arrays], (list(t._state), t._absorb_idx, t._sample_idx)
+
+
+def test_compiled_segment_replays_the_python_segment(stand_in):
+    for seed in (1, 2, 3):  # the first traces, the others replay with other inputs and sponges
+        plain = _run(_start(seed), _inputs(seed), compiled=False)
+        compiled = _run(_start(seed), _inputs(seed), compiled=True)
+        assert compiled[0] == plain[0]
+        assert all(np.array_equal(x, y) for x, y in zip(compiled[1], plain[1]))
+        assert compiled[2] == plain[2]
+    assert [v is not None for v in transcript._COMPILED.values()] == [True]
+    # another shape is another graph
+    _run(_start(4), _inputs(4, n=10), compiled=True)
+    assert len(transcript._COMPILED) == 2
+
+
+def test_compiled_results_differ_with_the_inputs(stand_in):
+    """The replay reads its inputs and sponge (nothing of the traced call is kept)."""
+    first = _run(_start(1), _inputs(1), compiled=True)
+    second = _run(_start(1), _inputs(2), compiled=True)
+    third = _run(_start(2), _inputs(1), compiled=True)
+    assert not np.array_equal(first[1][0], second[1][0])
+    assert first[2] != third[2]
+
+
+def test_untraceable_body_runs_as_python(stand_in):
+    def body(dt, a):
+        dt.observe(a)
+        mx.eval(a)  # no evaluation can happen inside a compiled function
+        return None, [dt.sample_ext()]
+
+    t1, t2 = _start(1), _start(1)
+    transcript.COMPILE_SEGMENTS = False
+    _, want = device_segment(t1, body, [mx.arange(4, dtype=mx.uint32)], key="eval")
+    transcript.COMPILE_SEGMENTS = True
+    _, got = device_segment(t2, body, [mx.arange(4, dtype=mx.uint32)], key="eval")
+    assert np.array_equal(got[0], want[0]) and t1._state == t2._state
+    assert list(transcript._COMPILED.values()) == [None]
+
+
+def test_no_key_or_timed_spans_do_not_compile(stand_in):
+    device_segment(_start(1), _body, _inputs(1))
+    assert not transcript._COMPILED
+    with tracing.timing():
+        device_segment(_start(1), _body, _inputs(1), key="timed")
+    assert not transcript._COMPILED
+
+
+@needs_native
+def test_device_compiled_fib_proofs_are_the_python_proofs():
+    from mlx_stark import workloads
+    from mlx_stark.airs import fib_trace
+
+    w = workloads.fib(10)
+    pk, vk = ms.keygen(w.airs, w.params)
+    other = list(w.inputs)
+    other[0] = ms.AirInput(*fib_trace(5, 8, 1 << 10, on_device=True))
+    for inputs in (w.inputs, other):
+        transcript.COMPILE_SEGMENTS = False
+        plain = ms.prove(pk, inputs).to_bytes()
+        transcript.COMPILE_SEGMENTS = True
+        compiled = ms.prove(pk, inputs).to_bytes()
+        assert compiled == plain
+        ms.verify(vk, compiled)
+    assert any(v is not None for v in transcript._COMPILED.values())
