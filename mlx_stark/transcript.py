@@ -391,8 +391,10 @@ def _read_back(host: Transcript, state: mx.array, nonces: list, position: tuple,
 # Python (a small proof is bound by the host building its graphs).
 COMPILE_SEGMENTS = True
 
-_UNSEEN = object()
-_COMPILED: dict = {}  # full key -> (compiled function, what its trace recorded), or None
+_NEW, _SEEN = object(), object()
+# full key -> _SEEN (ran once as Python), (compiled function, what its trace recorded), or None
+# (cannot run compiled)
+_COMPILED: dict = {}
 
 
 def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = (), key=None):
@@ -431,10 +433,15 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
         return None
     position = (transcript._absorb_idx, transcript._sample_idx)
     full = (key, position, tuple((tuple(a.shape), a.dtype) for a in inputs))
-    entry = _COMPILED.get(full, _UNSEEN)
+    entry = _COMPILED.get(full, _NEW)
+    if entry is _NEW:
+        # the first run is Python (a process's first proof fills the caches of constant arrays,
+        # whose launches the trace would count as the graph's); the second is traced
+        _COMPILED[full] = _SEEN
+        return None
     if entry is None:
         return None
-    first = entry is _UNSEEN
+    first = entry is _SEEN
     if first:
         entry = _COMPILED[full] = _traced_segment(transcript.copy(), body)
     fn, trace = entry
