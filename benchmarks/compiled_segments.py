@@ -7,14 +7,17 @@ Two inputs of the workload's shape (fib from (0, 1) and from (2, 3); keccakf fro
 1) are proved both ways (a keyed segment runs as Python once, is traced the second time and
 replayed after); the second input replays the graph traced for the first, so equal bytes
 there show that no per-proof value was baked into the graph. Then ``runs``
-warm plain calls each way, interleaved; medians, and the launches counted per call.
+warm plain calls each way, interleaved; medians, the launches counted per call, and the
+files that appeared in MLX's kernel cache (``MLX_PTX_CACHE_DIR``: its own compiles).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from pathlib import Path
 
 import mlx.core as mx
 
@@ -47,6 +50,8 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     size = args.size or {"fib": 20, "keccakf": 1024}[args.workload]
+    ptx = Path(os.environ.get("MLX_PTX_CACHE_DIR", "/nonexistent"))
+    ptx_before = set(ptx.rglob("*")) if ptx.is_dir() else set()
     w, pair = inputs_pair(args.workload, size)
     pk, vk = ms.keygen(w.airs, w.params)
     same = []
@@ -72,7 +77,9 @@ def main() -> None:
               "median_ms_python": 1e3 * statistics.median(times[False]),
               "median_ms_compiled": 1e3 * statistics.median(times[True]),
               "ms_python": [1e3 * t for t in times[False]], "ms_compiled": [1e3 * t for t in times[True]],
-              "launches_python": launches[False], "launches_compiled": launches[True]}
+              "launches_python": launches[False], "launches_compiled": launches[True],
+              # kernels MLX compiled of its own in this process (fused graphs): none is the aim
+              "mlx_ptx_files_new": len((set(ptx.rglob("*")) if ptx.is_dir() else set()) - ptx_before)}
     print(json.dumps(report))
     if args.out:
         with open(args.out, "w") as f:
