@@ -179,12 +179,21 @@ case "${1:-}" in
       tests/test_kernels_transcript.py::test_device_observe_array
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     ;;
-  compiled)  # device segments compiled and as Python: proof bytes of two inputs, warm calls
+  compiled)  # device segments compiled and as Python: proof bytes of two inputs, warm calls;
+             # the golden proofs and the compiled segments' GPU test; whole calls after/before
     use_cache /tmp/msc-keccakf
     for w in fib keccakf; do
       step "compiled-$w" 150 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
       tail -3 "$res/compiled-$w.log" >> "$out/steps.txt"
     done
+    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py
+    tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
+    for w in fib logup keccakf; do
+      step "after-$w" 90 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+      before "before-$w" 90 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
+    done
+    step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
+    tail -2 "$res/host-split-fib.log" >> "$out/steps.txt"
     ;;
   *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled" >&2; exit 2 ;;
 esac
