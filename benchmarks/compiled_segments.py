@@ -1,10 +1,10 @@
 """Device segments as compiled graphs (``transcript.COMPILE_SEGMENTS``) against the same
 segments run as Python, on the GPU: proof bytes and warm whole-call times, in one process.
 
-    PYTHONPATH=<checkout> python benchmarks/compiled_segments.py fib|keccakf [--size N] [--runs 5] [--out F]
+    PYTHONPATH=<checkout> python benchmarks/compiled_segments.py fib|logup|keccakf [--size N] [--runs 5] [--out F]
 
 Two inputs of the workload's shape (fib from (0, 1) and from (2, 3); keccakf from seeds 0 and
-1) are proved both ways (a keyed segment runs as Python once, is traced the second time and
+1; LogUp's data are fixed: one input twice) are proved both ways (a keyed segment runs as Python once, is traced the second time and
 replayed after); the second input replays the graph traced for the first, so equal bytes
 there show that no per-proof value was baked into the graph. Then ``runs``
 warm plain calls each way, interleaved; medians, the launches counted per call, and the
@@ -33,6 +33,9 @@ def inputs_pair(name: str, size: int):
         trace, pv = fib_trace(2, 3, 1 << size, on_device=True)
         other[0] = ms.AirInput(trace, pv)
         return w, [w.inputs, other]
+    if name == "logup":  # one input of its shape (its data are fixed)
+        w = workloads.logup(size)
+        return w, [w.inputs, w.inputs]
     w = workloads.keccakf(size, seed=0)
     return w, [w.inputs, workloads.keccakf(size, seed=1).inputs]
 
@@ -44,12 +47,12 @@ def proof_bytes(pk, inputs, compiled: bool) -> bytes:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("workload", choices=["fib", "keccakf"])
+    ap.add_argument("workload", choices=["fib", "logup", "keccakf"])
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    size = args.size or {"fib": 20, "keccakf": 1024}[args.workload]
+    size = args.size or {"fib": 20, "logup": 65536, "keccakf": 1024}[args.workload]
     ptx = Path(os.environ.get("MLX_PTX_CACHE_DIR", "/nonexistent"))
     ptx_before = set(ptx.rglob("*")) if ptx.is_dir() else set()
     w, pair = inputs_pair(args.workload, size)
