@@ -180,20 +180,20 @@ case "${1:-}" in
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     ;;
   compiled)  # device segments compiled and as Python (proof bytes of two inputs, warm calls),
-             # the golden proofs and the compiled segments' GPU test, fib after/before, fib's split
+             # the golden proofs and the compiled segments' GPU test, fib's split, fib after/before
     use_cache /tmp/msc-keccakf
     step compiled-fib 150 python3 benchmarks/compiled_segments.py fib --out "$res/compiled-fib.json"
     tail -2 "$res/compiled-fib.log" >> "$out/steps.txt"
     step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
-    for w in logup keccakf; do
+    for w in keccakf logup; do
       step "compiled-$w" 150 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
       tail -2 "$res/compiled-$w.log" >> "$out/steps.txt"
     done
-    step after-fib 90 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
-    before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
     step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
     tail -2 "$res/host-split-fib.log" >> "$out/steps.txt"
+    step after-fib 90 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
     ;;
   *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled" >&2; exit 2 ;;
 esac
