@@ -190,9 +190,10 @@ case "${1:-}" in
       step "compiled-$w" 150 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
       tail -2 "$res/compiled-$w.log" >> "$out/steps.txt"
     done
-    step host-split-fib 60 python3 benchmarks/host_split.py fib --out "$res/host-split-fib.json"
+    step host-split-fib 60 env MLX_STARK_COMPILE_SEGMENTS=1 python3 benchmarks/host_split.py fib \
+      --out "$res/host-split-fib.json"
     tail -2 "$res/host-split-fib.log" >> "$out/steps.txt"
-    step after-fib 90 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    step after-fib 90 env MLX_STARK_COMPILE_SEGMENTS=1 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
     before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
     ;;
   *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled" >&2; exit 2 ;;

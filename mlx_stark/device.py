@@ -6,6 +6,9 @@ Environment overrides:
   reference (``ops``); ``auto`` uses native kernels where the running device has them.
 - ``MLX_STARK_FUSE=0|1`` — on CUDA with native kernels, whether :func:`fused` functions run as
   ``mx.compile`` graphs (``1``) or as our kernels and plain ops (``0``, :data:`FUSE_DEFAULT`).
+- ``MLX_STARK_COMPILE_SEGMENTS=0|1`` — on the native path, whether keyed device transcript
+  segments replay as compiled graphs (:func:`mlx_stark.transcript.device_segment`;
+  :data:`COMPILE_SEGMENTS_DEFAULT`).
 
 A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
 raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
@@ -192,11 +195,27 @@ def unfused_native(operation: str, *args):
     return custom_kernels.resolve(operation)(*args)
 
 
+# Whether keyed device segments replay as compiled graphs when MLX_STARK_COMPILE_SEGMENTS is
+# unset: off until measured on a GPU (milestone-10.md, the eleventh working session).
+COMPILE_SEGMENTS_DEFAULT = "0"
+
+
+def compile_segments() -> bool:
+    """Whether keyed device segments may run as compiled graphs (``MLX_STARK_COMPILE_SEGMENTS``)."""
+    value = os.environ.get("MLX_STARK_COMPILE_SEGMENTS", COMPILE_SEGMENTS_DEFAULT).strip() \
+        or COMPILE_SEGMENTS_DEFAULT
+    if value not in ("0", "1"):
+        raise ConfigError(f"MLX_STARK_COMPILE_SEGMENTS must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def check_env() -> None:
     """Raise now the :class:`ConfigError` that a bad setting would raise in the first proof
-    (``MLX_STARK_FUSE`` is checked on every device, though only CUDA reads it)."""
+    (``MLX_STARK_FUSE`` and ``MLX_STARK_COMPILE_SEGMENTS`` are checked on every device, though
+    only the native path reads them)."""
     native_kernels_active()
     _fuse_env()
+    compile_segments()
 
 
 def compiler_warning() -> str | None:

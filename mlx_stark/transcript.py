@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import mlx.core as mx
 
-from . import custom_kernels, tracing
+from . import custom_kernels, device, tracing
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
@@ -386,10 +386,12 @@ def _read_back(host: Transcript, state: mx.array, nonces: list, position: tuple,
     return out
 
 
-# Segments with a key run as compiled graphs (``mx.compile``) on the native path when no span
-# is timed: traced once per key and input shapes, then replayed by MLX without running their
-# Python (a small proof is bound by the host building its graphs).
-COMPILE_SEGMENTS = True
+# Segments with a key may run as compiled graphs (``mx.compile``) on the native path when no
+# span is timed: traced once per key and input shapes, then replayed by MLX without running
+# their Python (a small proof is bound by the host building its graphs). None: as
+# ``MLX_STARK_COMPILE_SEGMENTS`` says (:func:`mlx_stark.device.compile_segments`); True or
+# False overrides it (benchmarks, tests).
+COMPILE_SEGMENTS: Optional[bool] = None
 
 _NEW, _SEEN = object(), object()
 # full key -> _SEEN (ran once as Python), (compiled function, what its trace recorded), or None
@@ -406,7 +408,7 @@ def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = ()
 
     ``key`` (hashable): what the body's graph depends on besides the input arrays' shapes and
     the transcript's rate position. With one, the segment may run compiled
-    (:data:`COMPILE_SEGMENTS`): ``body`` must then take every per-proof array through
+    (:data:`COMPILE_SEGMENTS`, ``MLX_STARK_COMPILE_SEGMENTS``): ``body`` must then take every per-proof array through
     ``inputs`` and the sponge (an array captured from elsewhere, or made inside from a
     per-proof host value, would be replayed as the first proof's), and ``result`` must not
     depend on the inputs' values."""
@@ -427,7 +429,8 @@ def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = ()
 def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     """:func:`device_segment` as a compiled graph, or ``None`` where it cannot run so (not the
     native path, timed spans, or a body that failed to trace: it then runs as it is)."""
-    if (not COMPILE_SEGMENTS or tracing.enabled()
+    wanted = device.compile_segments() if COMPILE_SEGMENTS is None else COMPILE_SEGMENTS
+    if (not wanted or tracing.enabled()
             or custom_kernels.native("transcript.DeviceTranscript") is None
             or custom_kernels.native("transcript.DeviceTranscript.grind") is None):
         return None

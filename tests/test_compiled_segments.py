@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import mlx_stark as ms
-from mlx_stark import custom_kernels, tracing, transcript
+from mlx_stark import custom_kernels, device, tracing, transcript
+from mlx_stark.errors import ConfigError
 from mlx_stark.field import ext
 from mlx_stark.field.bb import P
 from mlx_stark.tracing import Rows
@@ -41,6 +42,7 @@ def stand_in(monkeypatch):
                "transcript.DeviceTranscript.grind": _never_called}
     monkeypatch.setattr(custom_kernels, "native", lambda op: kernels.get(op))
     monkeypatch.setattr(transcript, "_COMPILED", {})
+    monkeypatch.setattr(transcript, "COMPILE_SEGMENTS", True)
     return kernels
 
 
@@ -69,7 +71,7 @@ def _run(t: Transcript, inputs, compiled: bool, key="test"):
     try:
         result, arrays = device_segment(t, _body, inputs, key=key)
     finally:
-        transcript.COMPILE_SEGMENTS = True
+        transcript.COMPILE_SEGMENTS = None
     return result, [np.asarray(a) for a in arrays], (list(t._state), t._absorb_idx, t._sample_idx)
 
 
@@ -105,7 +107,7 @@ def test_untraceable_body_runs_as_python(stand_in):
     t1 = _start(1)
     transcript.COMPILE_SEGMENTS = False
     _, want = device_segment(t1, body, [mx.arange(4, dtype=mx.uint32)], key="eval")
-    transcript.COMPILE_SEGMENTS = True
+    transcript.COMPILE_SEGMENTS = True  # (the fixture restores it)
     for _ in range(2):  # the Python run, then the failed trace
         t2 = _start(1)
         _, got = device_segment(t2, body, [mx.arange(4, dtype=mx.uint32)], key="eval")
@@ -121,8 +123,18 @@ def test_no_key_or_timed_spans_do_not_compile(stand_in):
     assert not transcript._COMPILED
 
 
+def test_setting(monkeypatch):
+    monkeypatch.setenv("MLX_STARK_COMPILE_SEGMENTS", "1")
+    assert device.compile_segments()
+    monkeypatch.setenv("MLX_STARK_COMPILE_SEGMENTS", "0")
+    assert not device.compile_segments()
+    monkeypatch.setenv("MLX_STARK_COMPILE_SEGMENTS", "yes")
+    with pytest.raises(ConfigError, match="MLX_STARK_COMPILE_SEGMENTS"):
+        device.check_env()
+
+
 @needs_native
-def test_device_compiled_fib_proofs_are_the_python_proofs():
+def test_device_compiled_fib_proofs_are_the_python_proofs(monkeypatch):
     from mlx_stark import workloads
     from mlx_stark.airs import fib_trace
 
@@ -131,9 +143,9 @@ def test_device_compiled_fib_proofs_are_the_python_proofs():
     other = list(w.inputs)
     other[0] = ms.AirInput(*fib_trace(5, 8, 1 << 10, on_device=True))
     for inputs, runs in ((w.inputs, 3), (other, 1)):  # Python, trace, replay; then a replay
-        transcript.COMPILE_SEGMENTS = False
+        monkeypatch.setattr(transcript, "COMPILE_SEGMENTS", False)
         plain = ms.prove(pk, inputs).to_bytes()
-        transcript.COMPILE_SEGMENTS = True
+        monkeypatch.setattr(transcript, "COMPILE_SEGMENTS", True)
         for _ in range(runs):
             compiled = ms.prove(pk, inputs).to_bytes()
             assert compiled == plain
