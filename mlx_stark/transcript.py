@@ -8,6 +8,7 @@ blocks on the device where a native kernel exists; proof-of-work search
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import mlx.core as mx
@@ -323,7 +324,7 @@ class DeviceTranscript:
     def sample_bits(self, bits: int, count: int = 1) -> mx.array:
         """``count`` samples' low ``bits`` bits ``(count,)``, as ``count`` host ``sample_bits``."""
         _check_bits(bits)
-        return self.sample(count) & ((1 << bits) - 1)
+        return self.sample(count) & _low_bits_mask(bits, count)
 
     # ------------------------------------------------------------ proof of work
     def grind(self, bits: int) -> mx.array:
@@ -366,6 +367,15 @@ class DeviceTranscript:
         self._flush(permute_last=False)
         return _read_back(self._host, self._state, self._nonces, (self._absorb_idx, self._sample_idx),
                           arrays)
+
+
+@lru_cache(maxsize=64)
+def _low_bits_mask(bits: int, count: int) -> mx.array:
+    """``(count,)`` of ``2^bits − 1``, evaluated once: an array operand, not a broadcast scalar,
+    so that a compiled segment's graph has no elementwise chain for MLX to fuse (and compile)."""
+    mask = mx.full((count,), (1 << bits) - 1, dtype=U32)
+    mx.eval(mask)
+    return mask
 
 
 def sponge_array(host: Transcript) -> mx.array:
