@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import mlx.core as mx
 import mlx_stark as ms
 from mlx_stark import tracing, transcript, workloads
 from mlx_stark.airs import fib_trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from whole_call import DEFAULT_SIZE  # noqa: E402
 
 
 def inputs_pair(name: str, size: int):
@@ -52,7 +56,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    size = args.size or {"fib": 20, "logup": 65536, "keccakf": 1024}[args.workload]
+    size = args.size or DEFAULT_SIZE[args.workload]
     ptx = Path(os.environ.get("MLX_PTX_CACHE_DIR", "/nonexistent"))
     ptx_before = set(ptx.rglob("*")) if ptx.is_dir() else set()
     w, pair = inputs_pair(args.workload, size)

@@ -26,12 +26,15 @@ import mlx_stark as ms
 from mlx_stark import tracing
 
 
+DEFAULT_SIZE = {"keccakf": 1024, "logup": 65536, "fib": 20}  # the flagship instances
+
+
 def workload(name: str, size: int | None):
     """``(AIRs, parameters, inputs)`` of a workload of :mod:`mlx_stark.workloads` (keccakf's
     and fib's main traces built on the device, as the CLI builds them)."""
     from mlx_stark import workloads
 
-    w = workloads.build(name, size or {"keccakf": 1024, "logup": 65536, "fib": 20}[name])
+    w = workloads.build(name, size or DEFAULT_SIZE[name])
     return w.airs, w.params, w.inputs
 
 

@@ -422,11 +422,15 @@ def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = ()
     ``inputs`` and the sponge (an array captured from elsewhere, or made inside from a
     per-proof host value, would be replayed as the first proof's), and ``result`` must not
     depend on the inputs' values."""
+    tries = (False, True)
     if key is not None:
-        done = _compiled_segment(transcript, body, tuple(inputs), key)
+        try:
+            done = _compiled_segment(transcript, body, tuple(inputs), key)
+        except PowBatchMiss:  # the compiled graph's search missed: the exhaustive searches
+            done, tries = None, (True,)
         if done is not None:
             return done
-    for exhaustive in (False, True):
+    for exhaustive in tries:
         dt = DeviceTranscript(transcript, exhaustive)
         result, arrays = body(dt, *inputs)
         try:
@@ -438,7 +442,8 @@ def device_segment(transcript: Transcript, body, inputs: Sequence[mx.array] = ()
 
 def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     """:func:`device_segment` as a compiled graph, or ``None`` where it cannot run so (not the
-    native path, timed spans, or a body that failed to trace: it then runs as it is)."""
+    native path, timed spans, or a body that failed to trace: it then runs as it is). Raises
+    :class:`PowBatchMiss` (``transcript`` unchanged) as :meth:`DeviceTranscript.sync` does."""
     wanted = device.compile_segments() if COMPILE_SEGMENTS is None else COMPILE_SEGMENTS
     if (not wanted or tracing.enabled()
             or custom_kernels.native("transcript.DeviceTranscript") is None
@@ -473,12 +478,7 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     leaves, arrays = iter(outs[1 + n:]), []
     for rows in trace["layout"]:
         arrays.append(next(leaves) if rows is None else Rows([next(leaves) for _ in range(rows[0])], rows[1]))
-    try:
-        return trace["result"], _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
-    except PowBatchMiss:  # the exhaustive searches, as the body runs uncompiled
-        dt = DeviceTranscript(transcript, exhaustive=True)
-        result, arrays = body(dt, *inputs)
-        return result, dt.sync(*arrays)
+    return trace["result"], _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
 
 
 def _traced_segment(host: Transcript, body) -> tuple:

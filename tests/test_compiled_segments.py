@@ -98,6 +98,33 @@ def test_compiled_results_differ_with_the_inputs(stand_in):
     assert first[2] != third[2]
 
 
+def test_search_miss_of_a_replay_reruns_exhaustively(stand_in, monkeypatch):
+    """A replay whose proof-of-work batch held no witness leaves the transcript as it was and
+    the segment runs again as Python with exhaustive searches."""
+    want = _run(_start(1), _inputs(1), compiled=False)
+    for _ in range(2):  # the Python run and the trace
+        _run(_start(1), _inputs(1), compiled=True)
+    read_back, exhaustive = transcript._read_back, []
+
+    def missing(host, *args):
+        if not exhaustive:
+            raise transcript.PowBatchMiss()
+        return read_back(host, *args)
+
+    init = transcript.DeviceTranscript.__init__
+
+    def recording(self, host, exhaustive_search=False, state=None):
+        exhaustive.append(exhaustive_search)
+        init(self, host, exhaustive_search, state)
+
+    monkeypatch.setattr(transcript, "_read_back", missing)
+    monkeypatch.setattr(transcript.DeviceTranscript, "__init__", recording)
+    got = _run(_start(1), _inputs(1), compiled=True)
+    assert exhaustive == [True]
+    assert got[0] == want[0] and got[2] == want[2]
+    assert all(np.array_equal(x, y) for x, y in zip(got[1], want[1]))
+
+
 def test_untraceable_body_runs_as_python(stand_in):
     def body(dt, a):
         dt.observe(a)

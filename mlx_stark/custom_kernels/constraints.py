@@ -321,7 +321,7 @@ class FormsKernel:
         k, f = self.parts(points), self.num_forms
         grid = grid_x(points, THREADS)
         params = _params(points, k, *params)
-        weights, consts = _BOUND.get(self) or (self.form_arrays(forms), self.consts(leaf))
+        weights, consts = _BOUND.get((self, id(forms))) or (self.form_arrays(forms), self.consts(leaf))
         out = launch(self.source, data + [self.prog, consts, weights, params],
                      (grid, k), THREADS, [(k, f, points, 4)])[0]
         if parts:
@@ -355,16 +355,19 @@ class FormsKernel:
         return self._run(forms, [table, colmap], degree * m, [m] + line, leaf, parts=True)
 
 
-# kernel -> (weights, runtime leaves' values) it reads instead of making them (bound)
-_BOUND: Dict["FormsKernel", tuple] = {}
+# (kernel, id of the forms list) -> (weights, runtime leaves' values) that the kernel reads
+# for those forms instead of making them (bound)
+_BOUND: Dict[tuple, tuple] = {}
 
 
 @contextlib.contextmanager
-def bound(arrays: Dict["FormsKernel", tuple]):
-    """Within the block, each kernel of ``arrays`` reads the given ``(weights, consts)`` device
-    arrays (:meth:`FormsKernel.form_arrays`, :meth:`FormsKernel.consts` of its forms and
-    leaves) instead of making them from the host values: a compiled segment takes them as
-    inputs, so that its graph does not keep one proof's values."""
+def bound(arrays: Dict[tuple, tuple]):
+    """Within the block, a kernel called with a forms list of ``arrays`` (keys ``(kernel,
+    id(forms))``, the list itself passed to the kernel's calls) reads the given ``(weights,
+    consts)`` device arrays (:meth:`FormsKernel.form_arrays`, :meth:`FormsKernel.consts` of
+    those forms and the trace's leaves) instead of making them from the host values: a
+    compiled segment takes them as inputs, so that its graph does not keep one proof's
+    values. The caller keeps the forms lists alive for the block."""
     saved = dict(_BOUND)
     _BOUND.update(arrays)
     try:

@@ -293,10 +293,6 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     # the eq weights, the μ weights, the state, the points, and what the generated kernels
     # read of the forms (their weights and the public values)
     kernels = _form_kernels(trs, forms, n_max)
-    # a kernel shared by two traces (one DAG object for both) reads each trace's own arrays:
-    # no binding then, and no compiled graph
-    compilable = len({id(k) for k, _, _ in kernels}) == len(kernels)
-    kernels = kernels if compilable else []
     inputs = [*tables, *(w for ws in weights for w in ws), coefs, state0, points.table(),
               *(a for k, t, leaves in kernels for a in (k.form_arrays(forms[t]), k.consts(leaves.leaf)))]
     counts = [len(ws) for ws in weights]
@@ -310,7 +306,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         weights = [[next(ins) for _ in range(c)] for c in counts]
         coefs, state, table = next(ins), next(ins), next(ins)
         points = RoundPoints(xi[l_skip:l_skip + n_max], table)
-        with constraints.bound({k: (next(ins), next(ins)) for k, _, _ in kernels}):
+        with constraints.bound({(k, id(forms[t])): (next(ins), next(ins)) for k, t, _ in kernels}):
             return _rounds(dt, tabs, weights, coefs, state, points)
 
     def _rounds(dt, tabs, weights, coefs, state, points):
@@ -360,9 +356,9 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
         return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
-    key = ("mle_rounds", tuple(id(tr.dag) for tr in trs), tuple(tr.nt for tr in trs), degree,
-           l_skip) if compilable else None
-    _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs, key=key)
+    _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
+                                         key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
+                                              tuple(tr.nt for tr in trs), degree, l_skip))
     round_polys = [ext.host_values(m) for m in msgs]
     challenges = ext.host_values(rs)
     # the column openings for the proof (the segment observed them)
