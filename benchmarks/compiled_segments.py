@@ -1,7 +1,8 @@
 """Device segments as compiled graphs (``transcript.COMPILE_SEGMENTS``) against the same
 segments run as Python, on the GPU: proof bytes and warm whole-call times, in one process.
 
-    PYTHONPATH=<checkout> python benchmarks/compiled_segments.py fib|logup|keccakf [--size N] [--runs 5] [--out F]
+    PYTHONPATH=<checkout> python benchmarks/compiled_segments.py fib|logup|keccakf [--size N] [--runs 5]
+        [--only SEGMENTS] [--blocked] [--out F]
 
 Two inputs of the workload's shape (fib from (0, 1) and from (2, 3); keccakf from seeds 0 and
 1; LogUp's data are fixed: one input twice) are proved both ways (a keyed segment runs as Python once, is traced the second time and
@@ -54,8 +55,20 @@ def main() -> None:
     ap.add_argument("workload", choices=["fib", "logup", "keccakf"])
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", default=None,
+                    help="compile only these segments (names, comma-separated: logup_gkr, "
+                         "mle_rounds, stacked_reduction, whir); the others run as Python")
+    ap.add_argument("--blocked", action="store_true",
+                    help="all Python calls, then all compiled ones (default: interleaved)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.only:
+        names, compiled_segment = set(args.only.split(",")), transcript._compiled_segment
+
+        def only(t, body, inputs, key):
+            return compiled_segment(t, body, inputs, key) if key[0] in names else None
+
+        transcript._compiled_segment = only
     size = args.size or DEFAULT_SIZE[args.workload]
     ptx = Path(os.environ.get("MLX_PTX_CACHE_DIR", "/nonexistent"))
     ptx_before = set(ptx.rglob("*")) if ptx.is_dir() else set()
@@ -70,15 +83,17 @@ def main() -> None:
     compiled_keys = sum(isinstance(v, tuple) for v in transcript._COMPILED.values())
     times = {False: [], True: []}
     launches = {}
-    for _ in range(args.runs):
-        for mode in (False, True):
-            transcript.COMPILE_SEGMENTS = mode
-            before = tracing.totals()["launches"]
-            t = time.perf_counter()
-            ms.prove(pk, pair[0])
-            times[mode].append(time.perf_counter() - t)
-            launches[mode] = tracing.totals()["launches"] - before
+    order = ([False] * args.runs + [True] * args.runs if args.blocked
+             else [False, True] * args.runs)
+    for mode in order:
+        transcript.COMPILE_SEGMENTS = mode
+        before = tracing.totals()["launches"]
+        t = time.perf_counter()
+        ms.prove(pk, pair[0])
+        times[mode].append(time.perf_counter() - t)
+        launches[mode] = tracing.totals()["launches"] - before
     report = {"workload": args.workload, "size": size, "device": str(mx.default_device()),
+              "only": args.only, "blocked": args.blocked,
               "bytes_equal_per_input": same, "compiled_segments": compiled_keys,
               "uncompiled_segments": sum(v is None for v in transcript._COMPILED.values()),
               "median_ms_python": 1e3 * statistics.median(times[False]),

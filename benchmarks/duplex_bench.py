@@ -1,6 +1,7 @@
-"""The transcript's serial absorb on the device: ``custom_kernels.poseidon2.duplex`` absorbing
-``n`` values (one chain of ``n / 8`` permutations), median of warm runs (issue 13 item 7:
-keccakf's ~42k opening values).
+"""The transcript's serial absorb of ``n`` values (one chain of ``n / 8`` permutations), median
+of warm runs (issue 13 item 7: keccakf's ~42k opening values): on the device
+(``custom_kernels.poseidon2.duplex``, one warp; where native kernels run) and on the host
+(``Transcript.observe_many`` of a NumPy array: the native sponge on one CPU core).
 
     PYTHONPATH=<checkout> python benchmarks/duplex_bench.py [--values 42000] [--runs 9] [--out F]
 """
@@ -12,9 +13,14 @@ import statistics
 import time
 
 import mlx.core as mx
+import numpy as np
 
+from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.field import bb
+from mlx_stark.hash import host_native
+from mlx_stark.hash.poseidon2 import DEFAULT_CONSTANTS
+from mlx_stark.transcript import Transcript
 
 
 def main() -> None:
@@ -25,14 +31,26 @@ def main() -> None:
     args = ap.parse_args()
     state, values = bb.random((16,), 1), bb.random((args.values,), 2)
     mx.eval(state, values)
-    times = []
-    for _ in range(args.runs + 2):
-        t = time.perf_counter()
-        mx.eval(kp2.duplex(state, values, 0, True))
-        times.append(time.perf_counter() - t)
-    times = times[2:]
+    host_values = np.array(values)
+
+    def host():
+        t = Transcript()
+        t.observe_many(host_values)
+
     report = {"values": args.values, "permutations": -(-args.values // 8), "device": str(mx.default_device()),
-              "median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times), "max_ms": 1e3 * max(times)}
+              "native_host_sponge": host_native.library(DEFAULT_CONSTANTS) is not None}
+    runs = {"host": host}
+    if custom_kernels.native("transcript.DeviceTranscript") is not None:
+        runs["device"] = lambda: mx.eval(kp2.duplex(state, values, 0, True))
+    for name, run in runs.items():
+        times = []
+        for _ in range(args.runs + 2):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        times = times[2:]
+        report.update({f"{name}_median_ms": 1e3 * statistics.median(times),
+                       f"{name}_min_ms": 1e3 * min(times), f"{name}_max_ms": 1e3 * max(times)})
     print(json.dumps(report))
     if args.out:
         with open(args.out, "w") as f:

@@ -26,6 +26,10 @@
 #                                         # before; keccakf after/before; then LogUp, the golden
 #                                         # proofs and transcript kernels, fib's split per site
 #   bash benchmarks/gpu_session.sh compiled   # device segments compiled against Python
+#   bash benchmarks/gpu_session.sh absorb1; ... absorb2   # the serial absorb on the host and on
+#                                         # the device, the golden proofs, whole calls after/before;
+#                                         # then keccakf's compiled segments one at a time (blocked
+#                                         # runs), fib and LogUp compiled
 #
 # "before" is a checkout of the pre-change main in .before/ (carried along). Every step has its
 # own time limit so that a slow one cannot take the later ones' results with it.
@@ -196,5 +200,34 @@ case "${1:-}" in
     step after-fib 90 env MLX_STARK_COMPILE_SEGMENTS=1 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
     before before-fib 90 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled" >&2; exit 2 ;;
+  absorb1)  # the serial absorb on the host against the device, whole calls after/before, golden
+    use_cache /tmp/msc-keccakf
+    step absorb-bench 60 python3 benchmarks/duplex_bench.py --out "$res/absorb-bench.json"
+    tail -1 "$res/absorb-bench.log" >> "$out/steps.txt"
+    lscpu | grep -E "Model name|MHz" >> "$out/steps.txt"
+    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py \
+      tests/test_kernels_transcript.py
+    tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
+    for w in keccakf logup; do
+      step "after-$w" 100 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
+      before "before-$w" 100 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
+    done
+    step after-fib 80 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    ;;
+  absorb2)  # compiled segments: keccakf blocked, all and one segment at a time; fib
+    use_cache /tmp/msc-keccakf
+    step compiled-keccakf 120 python3 benchmarks/compiled_segments.py keccakf --blocked \
+      --out "$res/compiled-keccakf.json"
+    tail -1 "$res/compiled-keccakf.log" >> "$out/steps.txt"
+    for seg in mle_rounds stacked_reduction whir; do
+      step "compiled-keccakf-$seg" 120 python3 benchmarks/compiled_segments.py keccakf --blocked \
+        --only $seg --out "$res/compiled-keccakf-$seg.json"
+      tail -1 "$res/compiled-keccakf-$seg.log" >> "$out/steps.txt"
+    done
+    for w in fib logup; do
+      step "compiled-$w" 120 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
+      tail -1 "$res/compiled-$w.log" >> "$out/steps.txt"
+    done
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled|absorb1|absorb2" >&2; exit 2 ;;
 esac

@@ -12,15 +12,20 @@ from functools import lru_cache
 from typing import Optional, Sequence
 
 import mlx.core as mx
+import numpy as np
 
 from . import custom_kernels, device, tracing
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
-from .hash.poseidon2 import NO_HIT, WIDTH, find_pow_witness, permute_host
+from .hash import host_native
+from .hash.poseidon2 import DEFAULT_CONSTANTS, NO_HIT, WIDTH, find_pow_witness, permute_host
 from .tracing import Rows, read
 
 RATE = 8
+# an observed array at least this long goes through the native sponge (one call for its full
+# rate blocks; a shorter one costs less in the Python loop)
+_NATIVE_RUN = 8 * RATE
 
 
 def _element(x) -> int:
@@ -63,7 +68,39 @@ class Transcript:
             self._sample_idx = RATE
 
     def observe_many(self, values) -> None:
+        """Absorb base elements (canonical ints, or a 1-D integer NumPy array) in order. A long
+        array absorbs its full rate blocks in one call of the native permutation
+        (:mod:`mlx_stark.hash.host_native`) where it exists: a chain of permutations runs
+        faster on one CPU core than on one GPU warp (docs/architecture.md, "the serial
+        absorb")."""
+        if isinstance(values, np.ndarray) and values.ndim == 1 and values.size >= _NATIVE_RUN:
+            self._observe_run(values)
+            return
         for x in values:
+            self.observe(x)
+
+    @staticmethod
+    def native_runs() -> bool:
+        """Whether :meth:`observe_many` absorbs long arrays natively (a C++ compiler built the
+        host sponge, :mod:`mlx_stark.hash.host_native`)."""
+        return host_native.library(DEFAULT_CONSTANTS) is not None
+
+    def _observe_run(self, values: np.ndarray) -> None:
+        if values.dtype.kind not in "iu" or int(values.min()) < 0 or int(values.max()) >= P:
+            raise InvalidInputError("transcript values must be canonical field elements")
+        lib = host_native.library(DEFAULT_CONSTANTS)
+        if lib is None:
+            for x in values.tolist():
+                self.observe(x)
+            return
+        head = (RATE - self._absorb_idx) % RATE
+        end = head + (values.size - head) // RATE * RATE
+        for x in values[:head].tolist():
+            self.observe(x)
+        state = lib.absorb_rows(values[head:end].reshape(1, -1), np.array([self._state], dtype=np.uint32))
+        self._state = state[0].tolist()
+        self._absorb_idx, self._sample_idx = 0, RATE
+        for x in values[end:].tolist():
             self.observe(x)
 
     def observe_array(self, values: mx.array) -> None:
@@ -90,10 +127,10 @@ class Transcript:
         high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
         if high >= P:
             raise InvalidInputError("transcript values must be canonical field elements")
-        host = host.tolist()
         if kernel is None:
             self.observe_many(host)
             return
+        host = host.tolist()
         self.observe_many(host[:head])
         self._state = kernel(self._state, values[head:end].reshape(blocks, RATE))
         self._sample_idx = RATE
@@ -214,7 +251,7 @@ class DeviceTranscript:
     def _host_flush(self) -> None:
         """Host path: absorb the queued values (one read-back for all of them)."""
         if self._pending:
-            self._t.observe_many(read(mx.concatenate(self._pending))[0].tolist())
+            self._t.observe_many(read(mx.concatenate(self._pending))[0])
             self._pending, self._queued = [], 0
 
     def _flush(self, permute_last: bool) -> None:

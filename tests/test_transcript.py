@@ -1,10 +1,11 @@
 """Duplex-sponge transcript (pcs.md §4) against the vectors of pcs.md §11, and proof of work."""
+import numpy as np
 import pytest
 
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
-from mlx_stark.hash import hash_host, permute_host
+from mlx_stark.hash import hash_host, host_native, permute_host
 from mlx_stark.transcript import Transcript
 
 P0 = permute_host([0] * 16)
@@ -136,3 +137,37 @@ def test_grind_across_growing_batches(monkeypatch):
     expect = _brute_force_witness(t, 8)
     assert expect > 4 + 8 + 16  # found after the batches stopped growing
     assert t.grind(8) == expect
+
+
+def _state(t: Transcript) -> tuple:
+    return list(t._state), t._absorb_idx, t._sample_idx
+
+
+@pytest.mark.parametrize("offset", [0, 3, 7])
+@pytest.mark.parametrize("count", [64, 67, 200])
+@pytest.mark.parametrize("native", [True, False])
+def test_observe_many_array_run(offset, count, native, monkeypatch):
+    """A long NumPy run (the native sponge's full blocks between a Python head and tail, or
+    the Python loop where no native library exists) leaves the sponge as one observe per
+    value does, at every rate position, and the samples after it agree."""
+    if not native:
+        monkeypatch.setattr(host_native, "library", lambda constants: None)
+    values = np.random.default_rng(count + offset).integers(0, P, size=count, dtype=np.uint32)
+    a, b = Transcript(), Transcript()
+    for t in (a, b):
+        t.observe_many(range(1, offset + 1))
+    a.observe_many(values)
+    for x in values.tolist():
+        b.observe(x)
+    assert _state(a) == _state(b)
+    assert [a.sample() for _ in range(3)] == [b.sample() for _ in range(3)]
+
+
+def test_observe_many_array_rejects_non_canonical():
+    t = Transcript()
+    before = _state(t)
+    for bad in (np.full(80, P, dtype=np.uint32), np.full(80, -1, dtype=np.int64),
+                np.full(80, 1.0)):
+        with pytest.raises(InvalidInputError):
+            t.observe_many(bad)
+    assert _state(t) == before

@@ -323,13 +323,11 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                                                    key=("stacked_reduction", n))
         rounds = [tuple(ext.host_values(m)) for m in read_back[:n]]
         u_prism += [ext.host_values(u)[0] for u in read_back[n:]]
+        transcript.observe_many(flat.reshape(-1))  # commit-major, c0..c3 each
         flat = ext.host_values(flat)
         openings, offset = [], 0
         for pcs in pcs_datas:
             width = pcs.width
             openings.append(flat[offset:offset + width])
             offset += width
-        for col_openings in openings:
-            for o in col_openings:
-                transcript.observe_ext(o)
     return StackingProof(s0, rounds, openings), u_prism

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+import numpy as np
+
 from ..air.dag import SymbolicConstraintsDag
 from ..air.evaluate import DagInputs, evaluate_dag_ef
 from ..errors import VerificationError
@@ -149,21 +151,18 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         e_lu[i] = e_lu[i] * tail
         tail = tail * rs[i]
 
-    # 11. openings: common mains of all traces first, then the other parts per trace
+    # 11. openings: common mains of all traces first, then the other parts per trace (each
+    # pair as v, rot), observed as one run as the prover does (the evaluation below samples
+    # nothing)
     pairs = [[opening_pairs(part, per_air[a].params.need_rot) for part in parts]
              for a, parts in zip(air_ids, bp.column_openings)]
-    for trace_parts in pairs:
-        for v, rot in trace_parts[0]:
-            transcript.observe_ext(v)
-            transcript.observe_ext(rot)
+    order = [tp[0] for tp in pairs] + [part for tp in pairs for part in tp[1:]]
+    transcript.observe_many(np.array([c for part in order for v, rot in part
+                                      for e in (v, rot) for c in EF.lift(e).c], dtype=np.uint32))
 
     # 12. per-trace evaluation
     evaluated = EF.zero()
     for t, (a, n, nt) in enumerate(zip(air_ids, ns, nts)):
-        for part in pairs[t][1:]:
-            for v, rot in part:
-                transcript.observe_ext(v)
-                transcript.observe_ext(rot)
         avk = per_air[a]
         if n >= 0:
             first, last = EF.one(), EF.one()

@@ -11,7 +11,8 @@ with ``ñ < j`` is a *tail*: its table is a single row, a constant carried in ``
 every head table binds its lowest variable to ``r_j``.
 
 The round messages, the challenges and the final folded tables come back in the segment's one
-read; the segment also observes the openings in §6.7 order.
+read. The openings are observed in §6.7 order, one chain of permutations: by the native host
+sponge after that read where it exists (faster than one GPU warp), else in the segment.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 import mlx.core as mx
+import numpy as np
 
 from ... import arrays, custom_kernels
 from ...custom_kernels import constraints
@@ -351,17 +353,23 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                 if sum(tabs[t].size for t in heads) >= _BOUND_ELEMS:
                     mx.async_eval([tabs[t] for t in heads])
         flat = mx.concatenate([f.reshape(-1, 4) for f in final])
-        # the column openings, observed in §6.7 order (a zero row after the values stands for
-        # the rotation of a trace without one)
-        dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
+        if not on_host:
+            dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
         return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
+    # the column openings are observed in §6.7 order (a zero row after the values stands for
+    # the rotation of a trace without one): one chain of permutations (keccakf: 42k values),
+    # run by the native host sponge after the read-back they come with where it exists (faster
+    # on one CPU core than in one GPU warp), else in the segment
+    on_host = Transcript.native_runs()
     _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
                                          key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
-                                              tuple(tr.nt for tr in trs), degree, l_skip))
+                                              tuple(tr.nt for tr in trs), degree, l_skip, on_host))
     round_polys = [ext.host_values(m) for m in msgs]
     challenges = ext.host_values(rs)
-    # the column openings for the proof (the segment observed them)
+    if on_host:
+        transcript.observe_many(np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows].reshape(-1))
+    # the column openings for the proof
     values, at, openings = ext.host_values(flat), 0, []
     for tr, table in zip(trs, tables):
         width = table.shape[0]  # every trace's W_tot folded columns in turn
