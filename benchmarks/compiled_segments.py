@@ -101,7 +101,8 @@ def main() -> None:
               "ms_python": [1e3 * t for t in times[False]], "ms_compiled": [1e3 * t for t in times[True]],
               "launches_python": launches[False], "launches_compiled": launches[True],
               # kernels MLX compiled of its own in this process (fused graphs): none is the aim
-              "mlx_ptx_files_new": len((set(ptx.rglob("*")) if ptx.is_dir() else set()) - ptx_before)}
+              "mlx_ptx_files_new": sorted(p.name for p in (set(ptx.rglob("*")) if ptx.is_dir() else set())
+                                          - ptx_before)}
     print(json.dumps(report))
     if args.out:
         with open(args.out, "w") as f:

@@ -205,8 +205,7 @@ case "${1:-}" in
     step absorb-bench 60 python3 benchmarks/duplex_bench.py --out "$res/absorb-bench.json"
     tail -1 "$res/absorb-bench.log" >> "$out/steps.txt"
     lscpu | grep -E "Model name|MHz" >> "$out/steps.txt"
-    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py \
-      tests/test_kernels_transcript.py
+    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     for w in keccakf logup; do
       step "after-$w" 100 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
