@@ -218,7 +218,7 @@ case "${1:-}" in
     step compiled-keccakf 120 python3 benchmarks/compiled_segments.py keccakf --blocked \
       --out "$res/compiled-keccakf.json"
     tail -1 "$res/compiled-keccakf.log" >> "$out/steps.txt"
-    for seg in mle_rounds stacked_reduction whir; do
+    for seg in stacked_reduction whir; do
       step "compiled-keccakf-$seg" 120 python3 benchmarks/compiled_segments.py keccakf --blocked \
         --only $seg --out "$res/compiled-keccakf-$seg.json"
       tail -1 "$res/compiled-keccakf-$seg.log" >> "$out/steps.txt"
