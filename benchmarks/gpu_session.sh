@@ -205,13 +205,11 @@ case "${1:-}" in
     step absorb-bench 60 python3 benchmarks/duplex_bench.py --out "$res/absorb-bench.json"
     tail -1 "$res/absorb-bench.log" >> "$out/steps.txt"
     lscpu | grep -E "Model name|MHz" >> "$out/steps.txt"
-    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py tests/test_compiled_segments.py
+    step after-keccakf 100 python3 benchmarks/whole_call.py keccakf --out "$res/after-keccakf.json"
+    before before-keccakf 100 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
+    step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
-    for w in keccakf logup; do
-      step "after-$w" 100 python3 benchmarks/whole_call.py $w --out "$res/after-$w.json"
-      before "before-$w" 100 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w.json"
-    done
-    step after-fib 80 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    step after-logup 100 python3 benchmarks/whole_call.py logup --out "$res/after-logup.json"
     ;;
   absorb2)  # compiled segments: keccakf blocked, all and one segment at a time; fib
     use_cache /tmp/msc-keccakf

@@ -2,12 +2,16 @@
 
 :class:`Transcript` keeps the state on the host (16 Python ints); one Poseidon2 permutation
 per 8 observations or 8 samples. :class:`DeviceTranscript` runs a segment of the same sponge
-with its state and values on the device (the prover's round loops, :func:`device_segment`). Long runs of observations (:meth:`Transcript.observe_array`) absorb their full rate
-blocks on the device where a native kernel exists; proof-of-work search
+with its state and values on the device (the prover's round loops, :func:`device_segment`).
+Long runs of host values (:meth:`Transcript.observe_many` of a NumPy array) absorb their full
+rate blocks in one call of the native host sponge; :meth:`Transcript.observe_array` takes a
+device array's (through the absorb kernel where one exists); proof-of-work search
 (:meth:`Transcript.grind`) runs batched on the device.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Optional, Sequence
 
@@ -71,13 +75,33 @@ class Transcript:
         """Absorb base elements (canonical ints, or a 1-D integer NumPy array) in order. A long
         array absorbs its full rate blocks in one call of the native permutation
         (:mod:`mlx_stark.hash.host_native`) where it exists: a chain of permutations runs
-        faster on one CPU core than on one GPU warp (docs/architecture.md, "the serial
+        faster on one CPU core than on one GPU warp (docs/architecture.md, "The serial
         absorb")."""
         if isinstance(values, np.ndarray) and values.ndim == 1 and values.size >= _NATIVE_RUN:
-            self._observe_run(values)
+            absorb, finish = self._native_run(values)
+            absorb()
+            finish()
             return
         for x in values:
             self.observe(x)
+
+    @contextmanager
+    def observing(self, values: np.ndarray):
+        """``observe_many(values)`` around a block of other host work: the native absorb of a
+        long array runs on a worker thread meanwhile (ctypes releases the GIL), so the block's
+        Python overlaps the chain of permutations. The block must not use this transcript."""
+        if not (values.ndim == 1 and values.size >= _NATIVE_RUN):
+            self.observe_many(values)
+            yield
+            return
+        absorb, finish = self._native_run(values)
+        worker = threading.Thread(target=absorb, name="mlx-stark-absorb")
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.join()
+        finish()
 
     @staticmethod
     def native_runs() -> bool:
@@ -85,23 +109,34 @@ class Transcript:
         host sponge, :mod:`mlx_stark.hash.host_native`)."""
         return host_native.library(DEFAULT_CONSTANTS) is not None
 
-    def _observe_run(self, values: np.ndarray) -> None:
+    def _native_run(self, values: np.ndarray) -> tuple:
+        """Check ``values`` and observe the ones before the next rate boundary; returns
+        ``(absorb, finish)``: ``absorb()`` runs the native sponge over the full rate blocks
+        (touching no Python state), ``finish()`` then sets the state and observes the rest.
+        Without the native sponge every value is observed here and both do nothing."""
         if values.dtype.kind not in "iu" or int(values.min()) < 0 or int(values.max()) >= P:
             raise InvalidInputError("transcript values must be canonical field elements")
         lib = host_native.library(DEFAULT_CONSTANTS)
         if lib is None:
             for x in values.tolist():
                 self.observe(x)
-            return
+            return (lambda: None), (lambda: None)
         head = (RATE - self._absorb_idx) % RATE
         end = head + (values.size - head) // RATE * RATE
         for x in values[:head].tolist():
             self.observe(x)
-        state = lib.absorb_rows(values[head:end].reshape(1, -1), np.array([self._state], dtype=np.uint32))
-        self._state = state[0].tolist()
-        self._absorb_idx, self._sample_idx = 0, RATE
-        for x in values[end:].tolist():
-            self.observe(x)
+        blocks, state, out = values[head:end].reshape(1, -1), np.array([self._state], dtype=np.uint32), []
+
+        def absorb():
+            out.append(lib.absorb_rows(blocks, state))
+
+        def finish():
+            self._state = out[0][0].tolist()
+            self._absorb_idx, self._sample_idx = 0, RATE
+            for x in values[end:].tolist():
+                self.observe(x)
+
+        return absorb, finish
 
     def observe_array(self, values: mx.array) -> None:
         """Absorb ``values`` (``(n,)`` uint32, canonical elements) in order: the same as

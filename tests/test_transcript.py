@@ -171,3 +171,20 @@ def test_observe_many_array_rejects_non_canonical():
         with pytest.raises(InvalidInputError):
             t.observe_many(bad)
     assert _state(t) == before
+
+
+@pytest.mark.parametrize("count", [5, 200])
+def test_observing_block_overlaps_the_absorb(count):
+    """``observing`` leaves the sponge as ``observe_many`` does (a long run's absorb on a
+    worker thread while the block runs, a short one before it), and the block runs once."""
+    values = np.random.default_rng(count).integers(0, P, size=count, dtype=np.uint32)
+    a, b = Transcript(), Transcript()
+    for t in (a, b):
+        t.observe_many(range(1, 4))
+    ran = []
+    with a.observing(values):
+        ran.append(sum(range(1000)))
+    b.observe_many(values)
+    assert ran == [499500]
+    assert _state(a) == _state(b)
+    assert a.sample_ext() == b.sample_ext()

@@ -16,6 +16,7 @@ sponge after that read where it exists (faster than one GPU warp), else in the s
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -360,19 +361,20 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     # the column openings are observed in §6.7 order (a zero row after the values stands for
     # the rotation of a trace without one): one chain of permutations (keccakf: 42k values),
     # run by the native host sponge after the read-back they come with where it exists (faster
-    # on one CPU core than in one GPU warp), else in the segment
+    # on one CPU core than in one GPU warp; on a worker thread while the host makes the proof's
+    # values), else in the segment
     on_host = Transcript.native_runs()
     _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
                                          key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
                                               tuple(tr.nt for tr in trs), degree, l_skip, on_host))
-    round_polys = [ext.host_values(m) for m in msgs]
-    challenges = ext.host_values(rs)
-    if on_host:
-        transcript.observe_many(np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows].reshape(-1))
-    # the column openings for the proof
-    values, at, openings = ext.host_values(flat), 0, []
-    for tr, table in zip(trs, tables):
-        width = table.shape[0]  # every trace's W_tot folded columns in turn
-        openings.append(tr.openings(values[at:at + width]))
-        at += width
+    observed = np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows].reshape(-1)
+    with transcript.observing(observed) if on_host else nullcontext():
+        round_polys = [ext.host_values(m) for m in msgs]
+        challenges = ext.host_values(rs)
+        # the column openings for the proof
+        values, at, openings = ext.host_values(flat), 0, []
+        for tr, table in zip(trs, tables):
+            width = table.shape[0]  # every trace's W_tot folded columns in turn
+            openings.append(tr.openings(values[at:at + width]))
+            at += width
     return round_polys, challenges, openings
