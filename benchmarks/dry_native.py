@@ -142,7 +142,8 @@ def main() -> None:
         if prof:
             prof.disable()
         walls.append(time.perf_counter() - t0)
-    print(f"{args.workload}: dry call median {1e3 * statistics.median(walls):.1f} ms over {args.runs}")
+    print(f"{args.workload}: dry call median {1e3 * statistics.median(walls):.1f} ms over {args.runs} "
+          f"({', '.join(f'{1e3 * w:.1f}' for w in walls)})")
     if prof:
         text = io.StringIO()
         for key in ("tottime", "cumulative"):
