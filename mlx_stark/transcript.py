@@ -89,7 +89,8 @@ class Transcript:
     def observing(self, values: np.ndarray):
         """``observe_many(values)`` around a block of other host work: the native absorb of a
         long array runs on a worker thread meanwhile (ctypes releases the GIL), so the block's
-        Python overlaps the chain of permutations. The block must not use this transcript."""
+        Python overlaps the chain of permutations. The block must not use this transcript (if
+        it raises, the transcript is left part-way through ``values``)."""
         if not (values.ndim == 1 and values.size >= _NATIVE_RUN):
             self.observe_many(values)
             yield
