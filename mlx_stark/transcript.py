@@ -32,6 +32,11 @@ RATE = 8
 _NATIVE_RUN = 8 * RATE
 
 
+def _long_run(values) -> bool:
+    """A 1-D NumPy array long enough for the native sponge."""
+    return isinstance(values, np.ndarray) and values.ndim == 1 and values.size >= _NATIVE_RUN
+
+
 def _element(x) -> int:
     v = int(x)
     if not 0 <= v < P:
@@ -77,7 +82,7 @@ class Transcript:
         (:mod:`mlx_stark.hash.host_native`) where it exists: a chain of permutations runs
         faster on one CPU core than on one GPU warp (docs/architecture.md, "The serial
         absorb")."""
-        if isinstance(values, np.ndarray) and values.ndim == 1 and values.size >= _NATIVE_RUN:
+        if _long_run(values):
             absorb, finish = self._native_run(values)
             absorb()
             finish()
@@ -91,7 +96,7 @@ class Transcript:
         long array runs on a worker thread meanwhile (ctypes releases the GIL), so the block's
         Python overlaps the chain of permutations. The block must not use this transcript (if
         it raises, the transcript is left part-way through ``values``)."""
-        if not (values.ndim == 1 and values.size >= _NATIVE_RUN):
+        if not _long_run(values):
             self.observe_many(values)
             yield
             return

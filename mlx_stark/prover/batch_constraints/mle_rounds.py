@@ -367,8 +367,9 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
     _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
                                          key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
                                               tuple(tr.nt for tr in trs), degree, l_skip, on_host))
-    observed = np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows].reshape(-1)
-    with transcript.observing(observed) if on_host else nullcontext():
+    observed = (transcript.observing(np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows]
+                                     .reshape(-1)) if on_host else nullcontext())
+    with observed:
         round_polys = [ext.host_values(m) for m in msgs]
         challenges = ext.host_values(rs)
         # the column openings for the proof
