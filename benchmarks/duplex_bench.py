@@ -36,6 +36,7 @@ def main() -> None:
     def host():
         t = Transcript()
         t.observe_many(host_values)
+        return t._state  # waits for the worker thread's run
 
     report = {"values": args.values, "permutations": -(-args.values // 8), "device": str(mx.default_device()),
               "native_host_sponge": host_native.library(DEFAULT_CONSTANTS) is not None}

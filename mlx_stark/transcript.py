@@ -4,14 +4,12 @@
 per 8 observations or 8 samples. :class:`DeviceTranscript` runs a segment of the same sponge
 with its state and values on the device (the prover's round loops, :func:`device_segment`).
 Long runs of host values (:meth:`Transcript.observe_many` of a NumPy array) absorb their full
-rate blocks in one call of the native host sponge; :meth:`Transcript.observe_array` takes a
-device array's (through the absorb kernel where one exists); proof-of-work search
+rate blocks in one call of the native host sponge; proof-of-work search
 (:meth:`Transcript.grind`) runs batched on the device.
 """
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from typing import Optional, Sequence
 
@@ -30,6 +28,8 @@ RATE = 8
 # an observed array at least this long goes through the native sponge (one call for its full
 # rate blocks; a shorter one costs less in the Python loop)
 _NATIVE_RUN = 8 * RATE
+# ... and one at least this long on a worker thread (starting one costs ~50 us)
+_WORKER_RUN = 128 * RATE
 
 
 def _long_run(values) -> bool:
@@ -50,64 +50,102 @@ class Transcript:
     Observations overwrite ``st[absorb_idx]``; a full rate (8 observations) permutes. A sample
     first permutes if anything was absorbed since the last permutation (or the outputs are used
     up), then returns ``st[7], st[6], ..., st[0]`` in turn.
+
+    A very long observed run (:data:`_WORKER_RUN` values or more) absorbs its full blocks on a
+    worker thread, so that the caller's next host work overlaps the chain of permutations: the
+    sponge (``_state``, ``_absorb_idx``, ``_sample_idx``) waits for it at its next use.
     """
 
-    __slots__ = ("_state", "_absorb_idx", "_sample_idx")
+    __slots__ = ("_st", "_ai", "_si", "_run")
 
     def __init__(self):
-        self._state = [0] * WIDTH
-        self._absorb_idx = 0
-        self._sample_idx = 0
+        self._run = None  # (worker thread, finish) of a run being absorbed
+        self._st = [0] * WIDTH
+        self._ai = 0
+        self._si = 0
+
+    # the sponge; reading or writing it first waits for a run being absorbed
+    def _settle(self) -> None:
+        worker, finish = self._run
+        self._run = None
+        worker.join()
+        finish()
+
+    @property
+    def _state(self) -> list:
+        if self._run is not None:
+            self._settle()
+        return self._st
+
+    @_state.setter
+    def _state(self, value: list) -> None:
+        if self._run is not None:
+            self._settle()
+        self._st = value
+
+    @property
+    def _absorb_idx(self) -> int:
+        if self._run is not None:
+            self._settle()
+        return self._ai
+
+    @_absorb_idx.setter
+    def _absorb_idx(self, value: int) -> None:
+        if self._run is not None:
+            self._settle()
+        self._ai = value
+
+    @property
+    def _sample_idx(self) -> int:
+        if self._run is not None:
+            self._settle()
+        return self._si
+
+    @_sample_idx.setter
+    def _sample_idx(self, value: int) -> None:
+        if self._run is not None:
+            self._settle()
+        self._si = value
 
     def copy(self) -> "Transcript":
         t = Transcript.__new__(Transcript)
-        t._state = list(self._state)
-        t._absorb_idx = self._absorb_idx
-        t._sample_idx = self._sample_idx
+        t._run = None
+        t._st = list(self._state)
+        t._ai = self._absorb_idx
+        t._si = self._sample_idx
         return t
 
     # ------------------------------------------------------------ observe
     def observe(self, x) -> None:
         """Absorb one base element (canonical int)."""
-        self._state[self._absorb_idx] = _element(x)
-        self._absorb_idx += 1
-        if self._absorb_idx == RATE:
-            self._state = permute_host(self._state)
-            self._absorb_idx = 0
-            self._sample_idx = RATE
+        if self._run is not None:
+            self._settle()
+        self._st[self._ai] = _element(x)
+        self._ai += 1
+        if self._ai == RATE:
+            self._st = permute_host(self._st)
+            self._ai = 0
+            self._si = RATE
 
     def observe_many(self, values) -> None:
         """Absorb base elements (canonical ints, or a 1-D integer NumPy array) in order. A long
         array absorbs its full rate blocks in one call of the native permutation
         (:mod:`mlx_stark.hash.host_native`) where it exists: a chain of permutations runs
         faster on one CPU core than on one GPU warp (docs/architecture.md, "The serial
-        absorb")."""
-        if _long_run(values):
-            absorb, finish = self._native_run(values)
+        absorb"); a very long one on a worker thread (ctypes releases the GIL), the call
+        returning at once (the class docstring)."""
+        if not _long_run(values):
+            for x in values:
+                self.observe(x)
+            return
+        absorb, finish = self._native_run(values)
+        if values.size < _WORKER_RUN:
             absorb()
             finish()
             return
-        for x in values:
-            self.observe(x)
-
-    @contextmanager
-    def observing(self, values: np.ndarray):
-        """``observe_many(values)`` around a block of other host work: the native absorb of a
-        long array runs on a worker thread meanwhile (ctypes releases the GIL), so the block's
-        Python overlaps the chain of permutations. The block must not use this transcript (if
-        it raises, the transcript is left part-way through ``values``)."""
-        if not _long_run(values):
-            self.observe_many(values)
-            yield
-            return
-        absorb, finish = self._native_run(values)
         worker = threading.Thread(target=absorb, name="mlx-stark-absorb")
         worker.start()
-        try:
-            yield
-        finally:
-            worker.join()
-        finish()
+        self._run = (worker, finish)
 
     @staticmethod
     def native_runs() -> bool:
@@ -137,49 +175,22 @@ class Transcript:
             out.append(lib.absorb_rows(blocks, state))
 
         def finish():
-            self._state = out[0][0].tolist()
-            self._absorb_idx, self._sample_idx = 0, RATE
+            self._st = out[0][0].tolist()
+            self._ai, self._si = 0, RATE
             for x in values[end:].tolist():
                 self.observe(x)
 
         return absorb, finish
 
-    def observe_array(self, values: mx.array) -> None:
-        """Absorb ``values`` (``(n,)`` uint32, canonical elements) in order: the same as
-        ``observe_many(values.tolist())``.
-
-        Observations up to the next rate boundary and the last ``< 8`` run on the host; the
-        full 8-blocks in between go through the absorb kernel
-        (:func:`mlx_stark.custom_kernels.poseidon2.absorb`) when the device has one (one
-        launch), else through the host permutation. One read-back brings the host
-        part and the canonicity check together, plus the kernel's state.
-        """
-        if not isinstance(values, mx.array) or values.ndim != 1 or values.dtype != U32:
-            what = (f"{values.dtype} of shape {tuple(values.shape)}" if isinstance(values, mx.array)
-                    else type(values).__name__)
-            raise InvalidInputError(f"observe_array expects a 1-D uint32 array, got {what}")
-        n = values.shape[0]
-        if n == 0:
-            return
-        head = min(n, (RATE - self._absorb_idx) % RATE)
-        blocks = (n - head) // RATE
-        kernel = custom_kernels.native("transcript.Transcript.observe_array") if blocks else None
-        end = head + blocks * RATE if kernel is not None else head
-        high, host = read(mx.max(values), mx.concatenate([values[:head], values[end:]]))
-        if high >= P:
-            raise InvalidInputError("transcript values must be canonical field elements")
-        if kernel is None:
-            self.observe_many(host)
-            return
-        host = host.tolist()
-        self.observe_many(host[:head])
-        self._state = kernel(self._state, values[head:end].reshape(blocks, RATE))
-        self._sample_idx = RATE
-        self.observe_many(host[head:])
-
     def observe_ext(self, e: EF) -> None:
         """Absorb an extension element as ``c0, c1, c2, c3``."""
         self.observe_many(EF.lift(e).c)
+
+    def observe_exts(self, es) -> None:
+        """Absorb extension elements in order, each as ``c0, c1, c2, c3``: one run (a long one
+        through the native sponge)."""
+        coeffs = [c for e in es for c in EF.lift(e).c]
+        self.observe_many(np.array(coeffs, dtype=np.uint32) if len(coeffs) >= _NATIVE_RUN else coeffs)
 
     def observe_commit(self, digest) -> None:
         """Absorb a digest of 8 base elements in order."""
@@ -191,12 +202,14 @@ class Transcript:
     # ------------------------------------------------------------ sample
     def sample(self) -> int:
         """Squeeze one base element."""
-        if self._absorb_idx != 0 or self._sample_idx == 0:
-            self._state = permute_host(self._state)
-            self._absorb_idx = 0
-            self._sample_idx = RATE
-        self._sample_idx -= 1
-        return self._state[self._sample_idx]
+        if self._run is not None:
+            self._settle()
+        if self._ai != 0 or self._si == 0:
+            self._st = permute_host(self._st)
+            self._ai = 0
+            self._si = RATE
+        self._si -= 1
+        return self._st[self._si]
 
     def sample_ext(self) -> EF:
         """Four samples ``c0, c1, c2, c3``."""
@@ -275,6 +288,7 @@ class DeviceTranscript:
         self._nonces: list = []
         self._pending: list = []
         self._queued = 0
+        self._after: Optional[mx.array] = None  # observe_after_sync's values
         if self._duplex is None:
             self._t = host.copy()
             return
@@ -285,9 +299,27 @@ class DeviceTranscript:
     # ------------------------------------------------------------ observe
     def observe(self, values: mx.array) -> None:
         """Absorb ``values`` (``(...)`` uint32 canonical, flattened in row-major order)."""
+        self._open()
         values = values.reshape(-1)
         self._pending.append(values)
         self._queued += values.shape[0]
+
+    def observe_after_sync(self, values: mx.array) -> None:
+        """Absorb ``values`` (``(...)`` uint32 canonical, row-major) as the segment's last
+        action. Where the host absorbs long runs natively (:meth:`Transcript.native_runs`),
+        they come back with :meth:`sync`'s read-back and the host transcript observes them
+        then (a long chain of permutations runs faster on one CPU core than in one GPU warp;
+        a very long one on a worker thread while the caller's host work goes on: keccakf's
+        42,000 column openings); elsewhere the segment absorbs them here."""
+        if not Transcript.native_runs():
+            self.observe(values)
+            return
+        self._open()
+        self._after = values.reshape(-1)
+
+    def _open(self) -> None:
+        if self._after is not None:
+            raise RuntimeError("observe_after_sync must be a device segment's last action")
 
     def _host_flush(self) -> None:
         """Host path: absorb the queued values (one read-back for all of them)."""
@@ -335,6 +367,7 @@ class DeviceTranscript:
         the witness. Needs :attr:`on_device`."""
         if self._duplex is None:
             raise RuntimeError("absorb_with needs a device sponge (native kernels)")
+        self._open()
         self._flush(permute_last=False)  # values observed before, in order
         search = None
         if grind_bits and self._pow is not None:
@@ -381,6 +414,7 @@ class DeviceTranscript:
 
     def sample(self, count: int = 1) -> mx.array:
         """``count`` samples ``(count,)`` uint32, in the order the host sponge returns them."""
+        self._open()
         if self._duplex is None:
             self._host_flush()
             return mx.array([self._t.sample() for _ in range(count)], dtype=U32)
@@ -408,6 +442,7 @@ class DeviceTranscript:
     def grind(self, bits: int) -> mx.array:
         """The smallest witness (``(1,)`` uint32) as :meth:`Transcript.grind`, applied."""
         _check_bits(bits)
+        self._open()
         if bits == 0:
             return mx.zeros((1,), dtype=U32)
         if self._duplex is None:
@@ -435,16 +470,21 @@ class DeviceTranscript:
     def sync(self, *arrays: mx.array) -> list:
         """Write the sponge back into the host transcript and return ``arrays`` as NumPy
         arrays: one read-back for all of it. Raises :class:`PowBatchMiss` if a search batch
-        held no witness (the host transcript is then unchanged)."""
+        held no witness (the host transcript is then unchanged). The values of
+        :meth:`observe_after_sync` come back with them and the host transcript observes them."""
+        after = [] if self._after is None else [self._after]
         if self._duplex is None:
             self._host_flush()
-            out = read(*arrays) if arrays else []
+            out = read(*arrays, *after) if arrays or after else []
             t = self._host
             t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx
-            return out
-        self._flush(permute_last=False)
-        return _read_back(self._host, self._state, self._nonces, (self._absorb_idx, self._sample_idx),
-                          arrays)
+        else:
+            self._flush(permute_last=False)
+            out = _read_back(self._host, self._state, self._nonces,
+                             (self._absorb_idx, self._sample_idx), [*arrays, *after])
+        if after:
+            self._host.observe_many(out.pop())
+        return out
 
 
 @lru_cache(maxsize=64)
@@ -528,7 +568,8 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
             or custom_kernels.native("transcript.DeviceTranscript.grind") is None):
         return None
     position = (transcript._absorb_idx, transcript._sample_idx)
-    full = (key, position, tuple((tuple(a.shape), a.dtype) for a in inputs))
+    # (where the host absorbs long runs, observe_after_sync's values are the graph's output)
+    full = (key, position, Transcript.native_runs(), tuple((tuple(a.shape), a.dtype) for a in inputs))
     entry = _COMPILED.get(full, _NEW)
     if entry is _NEW:
         # the first run is Python (a process's first proof fills the caches of constant arrays,
@@ -556,14 +597,19 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     leaves, arrays = iter(outs[1 + n:]), []
     for rows in trace["layout"]:
         arrays.append(next(leaves) if rows is None else Rows([next(leaves) for _ in range(rows[0])], rows[1]))
-    return trace["result"], _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
+    arrays += list(leaves)  # observe_after_sync's values, if any
+    out = _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
+    if trace["after"]:
+        transcript.observe_many(out.pop())
+    return trace["result"], out
 
 
 def _traced_segment(host: Transcript, body) -> tuple:
     """``(mx.compile of the segment, what its trace records)``: the compiled function takes
-    the sponge and the inputs and returns the final sponge, the searches' nonces and the
-    body's arrays flattened; the record holds the body's result, the arrays' layout, the
-    nonce count, the final rate position and the launches of one run. ``host``: a transcript
+    the sponge and the inputs and returns the final sponge, the searches' nonces, the
+    body's arrays flattened and the values of :meth:`DeviceTranscript.observe_after_sync`;
+    the record holds the body's result, the arrays' layout, the nonce count, the final rate
+    position, whether values follow and the launches of one run. ``host``: a transcript
     at the segment's start (its rate position only is read)."""
     trace: dict = {}
 
@@ -580,9 +626,10 @@ def _traced_segment(host: Transcript, body) -> tuple:
             else:
                 layout.append(None)
                 leaves.append(a)
+        after = [] if dt._after is None else [dt._after]
         trace.update(result=result, layout=layout, nonces=len(dt._nonces),
-                     position=(dt._absorb_idx, dt._sample_idx),
+                     position=(dt._absorb_idx, dt._sample_idx), after=bool(after),
                      launches=tracing.totals()["launches"] - before)
-        return [dt._state, *dt._nonces, *leaves]
+        return [dt._state, *dt._nonces, *leaves, *after]
 
     return mx.compile(segment), trace

@@ -125,6 +125,31 @@ def test_search_miss_of_a_replay_reruns_exhaustively(stand_in, monkeypatch):
     assert all(np.array_equal(x, y) for x, y in zip(got[1], want[1]))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_observe_after_sync_compiled(stand_in, monkeypatch, native):
+    """A segment ending with ``observe_after_sync`` (a run long enough for the host's worker
+    thread, or absorbed in the segment where the host has no native sponge) leaves the same
+    transcript and arrays compiled as run as Python."""
+    monkeypatch.setattr(Transcript, "native_runs", staticmethod(lambda: native))
+    n = transcript._WORKER_RUN + 13
+
+    def body(dt, a, b):
+        dt.observe(a)
+        r = dt.sample_ext()
+        dt.observe_after_sync(ext.mul(b, r))
+        return None, [r]
+
+    def run(seed, compiled):
+        t = _start(seed)
+        transcript.COMPILE_SEGMENTS = compiled
+        _, (r,) = device_segment(t, body, _inputs(seed, n // 4 + 1), key=("after", native))
+        return r.tolist(), (list(t._state), t._absorb_idx, t._sample_idx)
+
+    for seed in (1, 2, 3):  # Python, the trace, a replay
+        assert run(seed, True) == run(seed, False)
+    assert [isinstance(v, tuple) for v in transcript._COMPILED.values()] == [True]
+
+
 def test_untraceable_body_runs_as_python(stand_in):
     def body(dt, a):
         dt.observe(a)

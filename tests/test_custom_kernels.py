@@ -43,7 +43,7 @@ RNG_CONSTANTS = Poseidon2Constants.from_dict(KAT["rng_instance"])
 def _all_sources() -> list:
     """The package's fixed kernels and the test-only variants (the KAT instance's constants)."""
     return (custom_kernels.fixed_sources()
-            + [kp2.permute_source(RNG_CONSTANTS), kp2.absorb_source(RNG_CONSTANTS)])
+            + [kp2.permute_source(RNG_CONSTANTS), kp2.duplex_source(RNG_CONSTANTS)])
 
 
 # ---------------------------------------------------------------- registry

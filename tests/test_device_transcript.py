@@ -103,6 +103,36 @@ def test_device_transcript_host_path():
     _check_script()  # the CPU backend: the host sponge behind the same interface
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("kernels", [True, False])
+def test_observe_after_sync(emulated, monkeypatch, native, kernels):
+    """``observe_after_sync`` (on the host after the read-back where the host sponge runs
+    long arrays natively, else in the segment; through the emulated kernels or on the host
+    path) leaves the host transcript as observing the values last does, and is the segment's
+    last action."""
+    if kernels:
+        route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex,
+                            "transcript.DeviceTranscript.grind": kp2.grind})
+    monkeypatch.setattr(Transcript, "native_runs", staticmethod(lambda: native))
+    values = bb.random((3, 100), 7)
+    expect = Transcript()
+    expect.observe_many([1, 2, 3])
+    want_sample = expect.sample_ext()
+    expect.observe_many(np.array(values).reshape(-1).tolist())
+    host = Transcript()
+    dt = DeviceTranscript(host)
+    dt.observe(mx.array([1, 2, 3], dtype=mx.uint32))
+    sample = dt.sample_ext()
+    dt.observe_after_sync(values)
+    if native:
+        with pytest.raises(RuntimeError):
+            dt.sample_ext()
+    (got,) = dt.sync(sample)
+    assert got.tolist() == list(want_sample.c)
+    assert _snapshot(host) == _snapshot(expect)
+    assert host.sample_ext() == expect.sample_ext()
+
+
 def test_search_batch_miss_reruns_the_segment(emulated, monkeypatch):
     route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex, "transcript.DeviceTranscript.grind": kp2.grind})
     monkeypatch.setattr(kp2, "POW_MIN_BATCH", 1)  # one nonce per batch: 12 bits almost surely miss

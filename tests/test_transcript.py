@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mlx_stark import transcript
 from mlx_stark.errors import InvalidInputError
 from mlx_stark.field.bb import P
 from mlx_stark.field.host import EF
@@ -173,18 +174,26 @@ def test_observe_many_array_rejects_non_canonical():
     assert _state(t) == before
 
 
-@pytest.mark.parametrize("count", [5, 200])
-def test_observing_block_overlaps_the_absorb(count):
-    """``observing`` leaves the sponge as ``observe_many`` does (a long run's absorb on a
-    worker thread while the block runs, a short one before it), and the block runs once."""
-    values = np.random.default_rng(count).integers(0, P, size=count, dtype=np.uint32)
+@pytest.mark.parametrize("offset", [0, 5])
+def test_worker_run_waits_at_the_next_use(offset):
+    """A run long enough for the worker thread returns with the absorb under way; the sponge
+    waits for it at its next use (a sample, a copy, an observation), and ends as one observe
+    per value leaves it."""
+    values = np.random.default_rng(offset).integers(0, P, size=transcript._WORKER_RUN + 3,
+                                                   dtype=np.uint32)
     a, b = Transcript(), Transcript()
     for t in (a, b):
-        t.observe_many(range(1, 4))
-    ran = []
-    with a.observing(values):
-        ran.append(sum(range(1000)))
-    b.observe_many(values)
-    assert ran == [499500]
+        t.observe_many(range(1, offset + 1))
+    for x in values.tolist():
+        b.observe(x)
+    a.observe_many(values)
+    assert a._run is not None  # the worker's run, not yet waited for
+    c = a.copy()
+    assert a._run is None and _state(c) == _state(b)
+    a.observe_many(values)
+    b.observe_many(values.tolist())
+    assert a.sample_ext() == b.sample_ext() and _state(a) == _state(b)
+    a.observe_many(values)
+    a.observe(7)  # an observation waits too
+    b.observe_many(values.tolist() + [7])
     assert _state(a) == _state(b)
-    assert a.sample_ext() == b.sample_ext()

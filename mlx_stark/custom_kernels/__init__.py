@@ -60,7 +60,6 @@ _NATIVE = {
     "merkle.compress": ("poseidon2", "compress"),
     "merkle.MerkleTree.commit": ("poseidon2", "merkle_blocks"),
     "merkle.MerkleTree.open_device": ("indexing", "merkle_open"),
-    "transcript.Transcript.observe_array": ("poseidon2", "absorb"),
     "transcript.DeviceTranscript": ("poseidon2", "duplex"),
     "transcript.DeviceTranscript.grind": ("poseidon2", "grind"),
     "ntt.transform": ("ntt", "transform"),
@@ -212,7 +211,7 @@ def fixed_sources() -> list:
     return (list(elementwise.sources()) + [poseidon2.permute_source(), poseidon2.hash_rows_source(1), poseidon2.hash_rows_source(4),
              poseidon2.hash_rows_source(8),
              poseidon2.hash_rows_source(42), poseidon2.compress_source(), poseidon2.compress_layer_source(),
-             poseidon2.tree_levels_source(), poseidon2.pow_source(), poseidon2.absorb_source(),
+             poseidon2.tree_levels_source(), poseidon2.pow_source(),
              poseidon2.duplex_source(), poseidon2.grind_source(True),
              poseidon2.grind_source(False)]
             + [ntt.stockham_source(s) for s in range(1, ntt.MAX_LOG_RADIX + 1)]

@@ -387,12 +387,11 @@ def _lane_internal() -> list:
             "    x = bb_add(tid == 0u ? bb_sub(rest, y) : bb_add(rest, y), dx);"]
 
 
-# Before the chain: lane tid's constants (read by lane tid only; the barrier only marks the
-# shared table as written), its columns and its block's lane (r + 1) mod 4.
+# Before the chain (after lane tid's constants, read by lane tid only, and a barrier that
+# marks the shared table as written): its columns and its block's lane (r + 1) mod 4.
 _LANE_COLUMNS = """\
 const uint32_t col1 = (tid + 1u) & 3u, col2 = (tid + 2u) & 3u, col3 = (tid + 3u) & 3u;
 const uint32_t right = (tid & 12u) | col1;"""
-_LANE_SETUP = "uint32_t diag;\n{constants}\nBARRIER();\n" + _LANE_COLUMNS
 
 
 def _lane_permutation(layers: int, first_partial: int, partials: int) -> str:
@@ -408,33 +407,6 @@ def _lane_permutation(layers: int, first_partial: int, partials: int) -> str:
         "  }",
         "}",
     ])
-
-
-@lru_cache(maxsize=4)
-def absorb_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
-    """The duplex sponge absorbing ``B`` full rate blocks in order: ``blocks`` (B·8) -> ``out``
-    (16), ``out = P(... P(P(state with lanes 0..7 = block 0) with lanes 0..7 = block 1) ...)``;
-    ``params = [B, state (16, canonical)]``. One block of ``WIDTH`` threads, thread ``tid``
-    owning lane ``tid`` (the lane-parallel permutation above); lanes 0..7 fetch their value of
-    the next block before each permutation, which hides the memory latency behind it."""
-    table, first_partial, partials = _lane_layers(constants)
-    body = f"""\
-SHARED uint32_t rcs[{len(table) * WIDTH}];
-const uint32_t count = params[0];
-{_LANE_SETUP.format(constants=_lane_constants(table))}
-uint32_t x = bb_to_mont(params[1u + tid]);
-uint32_t fetched = 0u;
-if (count > 0u && tid < 8u) fetched = blocks[tid];
-for (uint32_t b = 0; b < count; ++b) {{
-if (tid < 8u) {{
-  x = bb_to_mont(fetched);
-  if (b + 1u < count) fetched = blocks[(uint64_t)(b + 1u) * 8u + tid];
-}}
-{_lane_permutation(len(table), first_partial, partials)}
-}}
-out[tid] = bb_from_mont(x);
-"""
-    return KernelSource("p2_absorb", ("blocks", "params"), ("out",), _SBOX + "\n", body)
 
 
 def duplex_code(value: str, n: str, a: str, last: str, state: str, out: str, then: str = "",
@@ -530,7 +502,7 @@ def launch_absorbing(src: KernelSource, value: str, n: int, inputs: list, output
 def duplex_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
     """:func:`duplex_code` as a kernel: ``state`` (16 or 24) absorbs ``values`` (n);
     ``params = [n, a, last]`` -> ``out`` (24, canonical). One block of ``WIDTH`` threads with
-    the lane-parallel permutation of :func:`absorb_source`."""
+    the lane-parallel permutation of :func:`duplex_code`."""
     header, shared, code = duplex_code("values[i]", "params[0]", "params[1]", "params[2]",
                                        "state", "out", constants=constants)
     return KernelSource("p2_duplex", ("state", "values", "params"), ("out",), header, shared + code)
@@ -744,15 +716,3 @@ def grind(sponge: mx.array, absorb_idx: int, bits: int, permute_last: bool) -> t
         src = grind_source(False)
     out = launch(src, inputs, (THREADS, 1), THREADS, [(WIDTH + RATE + 1,)])[0]
     return out, out[WIDTH + RATE:]
-
-
-def absorb(state, blocks: mx.array) -> list:
-    """The transcript's absorption of full rate blocks (validated arguments): ``state`` 16
-    canonical ints, ``blocks`` ``(B, 8)`` uint32 canonical; returns the state (16 ints) after
-    ``state[0:8] = block; state = P(state)`` for each block in order. One block of 16
-    threads, one launch."""
-    n = blocks.shape[0]
-    if n == 0:
-        return [int(v) for v in state]
-    out = launch(absorb_source(), [blocks, _params(n, *state)], (WIDTH, 1), WIDTH, [(WIDTH,)])[0]
-    return read(out)[0].tolist()

@@ -28,8 +28,7 @@ class GkrLayerClaims:
 
     def observe(self, transcript) -> None:
         """Observe in transcript order ``p_xi_0, q_xi_0, p_xi_1, q_xi_1`` (§5.4)."""
-        for v in (self.p_xi_0, self.q_xi_0, self.p_xi_1, self.q_xi_1):
-            transcript.observe_ext(v)
+        transcript.observe_exts((self.p_xi_0, self.q_xi_0, self.p_xi_1, self.q_xi_1))
 
 
 @dataclass

@@ -274,8 +274,7 @@ def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_da
                 s0_vals = ext.accumulate(s0_vals, ext.mul_sum(arrays.take(coefs, idx), vals, 0, also=2))
             s0 = ext.to_host(idft(s0_vals, axis=0))[:(1 << (l + 1)) - 1]
             del transposed, blocks  # a matrix-sized copy, not needed after round 0
-            for a in s0:
-                transcript.observe_ext(a)
+            transcript.observe_exts(s0)
             u_prism = [transcript.sample_ext()]
 
         # ---- fold Z at u_0: stacked columns and weight tables, (2^n, W, 4) each

@@ -100,8 +100,8 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
     for sp, sq in zip(bp.numerator_term_per_air, bp.denominator_term_per_air):
         p_claim = p_claim - sp
         q_claim = q_claim - sq
-        transcript.observe_ext(sp)
-        transcript.observe_ext(sq)
+    transcript.observe_exts([v for pair in zip(bp.numerator_term_per_air, bp.denominator_term_per_air)
+                             for v in pair])
     if not p_claim.is_zero():
         raise VerificationError("GkrNumeratorMismatch")
     if q_claim != alpha:
@@ -115,8 +115,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
         claim = claim + mu_pows[2 * t] * sp + mu_pows[2 * t + 1] * sq
 
     # 7. univariate skip round
-    for c in bp.univariate_round_coeffs:
-        transcript.observe_ext(c)
+    transcript.observe_exts(bp.univariate_round_coeffs)
     r0 = transcript.sample_ext()
     on_domain = EF.zero()
     for c in bp.univariate_round_coeffs[::n_dom]:
@@ -128,8 +127,7 @@ def verify_zerocheck_and_logup(vk, transcript, gkr_proof, batch_proof,
 
     # 8. multilinear rounds
     for values in bp.sumcheck_round_polys:
-        for v in values:
-            transcript.observe_ext(v)
+        transcript.observe_exts(values)
         r = transcript.sample_ext()
         cur = host.interpolate_at_integers([cur - values[0]] + list(values), r)
         rs.append(r)

@@ -92,8 +92,7 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
         domain_sum = domain_sum + coeffs[j]
     if domain_sum * ((1 << l) % P) != expected:
         raise VerificationError("StackedSumMismatch", "round-0 polynomial does not sum to the claims")
-    for a in coeffs:
-        transcript.observe_ext(a)
+    transcript.observe_exts(coeffs)
 
     # 3-4: evaluation at u_0, then n degree-2 rounds
     u_prism = [transcript.sample_ext()]
@@ -106,9 +105,7 @@ def verify_stacked_reduction(params: SystemParams, transcript: Transcript, proof
         u_prism.append(u)
 
     # 5-6: openings and the final weight check
-    for openings in proof.stacking_openings:
-        for o in openings:
-            transcript.observe_ext(o)
+    transcript.observe_exts(o for openings in proof.stacking_openings for o in openings)
     # per slice: (eqP + [rot]·λ·κ) at its height times eq on the row bits above the slice;
     # slices share these factors by (height, rotation, row bits), so each is computed once
     by_height: dict = {}

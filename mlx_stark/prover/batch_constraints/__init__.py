@@ -101,9 +101,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                            for tr, e3 in zip(trs, eq3b)]
                 if total:
                     read_round0_sums(rounds0)
-            for rd in rounds0:
-                transcript.observe_ext(rd.sum_p)
-                transcript.observe_ext(rd.sum_q)
+            transcript.observe_exts([v for rd in rounds0 for v in (rd.sum_p, rd.sum_q)])
             # 6. μ
             mu = transcript.sample_ext()
             mu_pows = powers(mu, 3 * num_traces)
@@ -113,8 +111,7 @@ def prove_zerocheck_and_logup(pk, transcript: Transcript, traces: Sequence):
                 s0, violated = s0_coefficients(l_skip, degree, xi, mu_pows, rounds0)
             if violated:
                 raise explain_violation(pk, trs[violated[0]])
-            for c in s0:
-                transcript.observe_ext(c)
+            transcript.observe_exts(s0)
             r0 = transcript.sample_ext()
             with span("prover.rap_constraints.round0.fold_skip") as sp_fold:
                 tables = fold_tables(trs, l_skip, r0)

@@ -16,12 +16,10 @@ sponge after that read where it exists (faster than one GPU warp), else in the s
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 import mlx.core as mx
-import numpy as np
 
 from ... import arrays, custom_kernels
 from ...custom_kernels import constraints
@@ -354,28 +352,22 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
                 if sum(tabs[t].size for t in heads) >= _BOUND_ELEMS:
                     mx.async_eval([tabs[t] for t in heads])
         flat = mx.concatenate([f.reshape(-1, 4) for f in final])
-        if not on_host:
-            dt.observe(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
+        # the column openings are observed in §6.7 order (a zero row after the values stands
+        # for the rotation of a trace without one): one chain of permutations (keccakf: 42k
+        # values), which the host runs after the read-back where it can (the host's worker
+        # absorbs them while the proof's values below are made)
+        dt.observe_after_sync(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
         return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
-    # the column openings are observed in §6.7 order (a zero row after the values stands for
-    # the rotation of a trace without one): one chain of permutations (keccakf: 42k values),
-    # run by the native host sponge after the read-back they come with where it exists (faster
-    # on one CPU core than in one GPU warp; on a worker thread while the host makes the proof's
-    # values), else in the segment
-    on_host = Transcript.native_runs()
     _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
                                          key=("mle_rounds", tuple(id(tr.dag) for tr in trs),
-                                              tuple(tr.nt for tr in trs), degree, l_skip, on_host))
-    observed = (transcript.observing(np.concatenate([flat, np.zeros((1, 4), dtype=flat.dtype)])[rows]
-                                     .reshape(-1)) if on_host else nullcontext())
-    with observed:
-        round_polys = [ext.host_values(m) for m in msgs]
-        challenges = ext.host_values(rs)
-        # the column openings for the proof
-        values, at, openings = ext.host_values(flat), 0, []
-        for tr, table in zip(trs, tables):
-            width = table.shape[0]  # every trace's W_tot folded columns in turn
-            openings.append(tr.openings(values[at:at + width]))
-            at += width
+                                              tuple(tr.nt for tr in trs), degree, l_skip))
+    round_polys = [ext.host_values(m) for m in msgs]
+    challenges = ext.host_values(rs)
+    # the column openings for the proof
+    values, at, openings = ext.host_values(flat), 0, []
+    for tr, table in zip(trs, tables):
+        width = table.shape[0]  # every trace's W_tot folded columns in turn
+        openings.append(tr.openings(values[at:at + width]))
+        at += width
     return round_polys, challenges, openings
