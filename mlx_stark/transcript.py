@@ -169,7 +169,9 @@ class Transcript:
         end = head + (values.size - head) // RATE * RATE
         for x in values[:head].tolist():
             self.observe(x)
-        blocks, state, out = values[head:end].reshape(1, -1), np.array([self._state], dtype=np.uint32), []
+        # copies: the caller may reuse ``values`` while a worker absorbs them
+        blocks = np.array(values[head:end], dtype=np.uint32).reshape(1, -1)
+        tail, state, out = values[end:].tolist(), np.array([self._state], dtype=np.uint32), []
 
         def absorb():
             out.append(lib.absorb_rows(blocks, state))
@@ -177,7 +179,7 @@ class Transcript:
         def finish():
             self._st = out[0][0].tolist()
             self._ai, self._si = 0, RATE
-            for x in values[end:].tolist():
+            for x in tail:
                 self.observe(x)
 
         return absorb, finish

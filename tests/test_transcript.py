@@ -193,7 +193,9 @@ def test_worker_run_waits_at_the_next_use(offset):
     a.observe_many(values)
     b.observe_many(values.tolist())
     assert a.sample_ext() == b.sample_ext() and _state(a) == _state(b)
+    c_values = values.tolist()
     a.observe_many(values)
+    values[:] = 0  # the caller's array may change while the worker runs
     a.observe(7)  # an observation waits too
-    b.observe_many(values.tolist() + [7])
+    b.observe_many(c_values + [7])
     assert _state(a) == _state(b)
