@@ -27,7 +27,8 @@
 #                                         # proofs and transcript kernels, fib's split per site
 #   bash benchmarks/gpu_session.sh compiled   # device segments compiled against Python
 #   bash benchmarks/gpu_session.sh absorb1; ... absorb2   # the serial absorb on the host and on
-#                                         # the device, the golden proofs, whole calls after/before;
+#                                         # the device, whole calls after/before (keccakf, fib; SHORT=1
+#                                         # stops there), the golden proofs, LogUp;
 #                                         # then keccakf's compiled segments one at a time (blocked
 #                                         # runs), fib and LogUp compiled
 #
@@ -207,7 +208,9 @@ case "${1:-}" in
     lscpu | grep -E "Model name|MHz" >> "$out/steps.txt"
     step after-keccakf 100 python3 benchmarks/whole_call.py keccakf --out "$res/after-keccakf.json"
     before before-keccakf 100 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
-    [ -n "${SHORT:-}" ] && exit 0  # little device time: the absorb and keccakf only
+    step after-fib 100 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
+    before before-fib 100 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
+    [ -n "${SHORT:-}" ] && exit 0  # little device time: the absorb, keccakf and fib only
     step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     step after-logup 100 python3 benchmarks/whole_call.py logup --out "$res/after-logup.json"
