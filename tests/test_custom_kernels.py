@@ -117,7 +117,8 @@ def test_emulated_poseidon2(emulated):
     assert arrays_equal(kp2.compress(left, right), compress(left, right))
 
 
-@pytest.mark.parametrize("log_n, k, w", [(11, 1, 3), (12, 0, 2), (5, 0, 2), (3, 3, 9), (0, 0, 4)])
+@pytest.mark.parametrize("log_n, k, w", [(11, 1, 3), (12, 0, 2), (5, 0, 2), (3, 3, 9), (0, 0, 4),
+                                          (9, 4, 4), (10, 9, 2), (6, 2, 0)])
 def test_emulated_merkle_blocks_and_openings(emulated, log_n, k, w):
     m = bb.random((1 << log_n, w), log_n)
     ref = MerkleTree.commit(m, k)

@@ -16,7 +16,7 @@ import mlx_stark as ms
 from mlx_stark import custom_kernels, workloads
 from mlx_stark.custom_kernels import cubin
 from mlx_stark.custom_kernels.constraints import kernel_for
-from mlx_stark.custom_kernels.poseidon2 import hash_rows_source
+from mlx_stark.custom_kernels.poseidon2 import GROUP_LEVELS, leaf_groups_source
 from mlx_stark.hash.merkle import MerkleTree
 from mlx_stark.prover import precompile
 from mlx_stark.prover.batch_constraints.mle_rounds import line_points
@@ -27,17 +27,17 @@ from .kernel_helpers import needs_native, ops_path, route
 
 def _record_proof(monkeypatch, w) -> tuple:
     """Prove ``w`` on the ops path; returns (predicted sources, sources the stages asked for:
-    constraint kernels and the commitments' row hashes)."""
+    constraint kernels and the commitments' leaf-group kernels)."""
     predicted, asked = [], set()
 
     def start(pk, traces, widths):
         predicted.extend(precompile.constraint_sources(pk, pk.params.l_skip, traces))
-        predicted.extend(hash_rows_source(w) for w in widths)
+        predicted.extend(precompile.commit_sources(pk.params.k_whir, widths))
 
     monkeypatch.setattr(precompile, "start", start)
 
     def commit(matrix, k):
-        asked.add(hash_rows_source(matrix.shape[1]))
+        asked.add(leaf_groups_source(matrix.shape[1], min(k, GROUP_LEVELS)))
         return MerkleTree._blocks(matrix, k)
 
     def blocks(leaves, forms, cols, base):
@@ -65,10 +65,12 @@ def _record_proof(monkeypatch, w) -> tuple:
 @pytest.mark.parametrize("make", [lambda: workloads.fib(6), lambda: workloads.logup(2)],
                          ids=["fib", "logup"])
 def test_predicted_constraint_kernels_are_those_the_proof_launches(monkeypatch, make):
-    predicted, asked = _record_proof(monkeypatch, make())
+    work = make()
+    predicted, asked = _record_proof(monkeypatch, work)
     assert asked  # the recorders were reached: the comparison means something
-    # the row hashes of WHIR's extension-field codewords (width 4) are a fixed kernel
-    assert set(predicted) | {hash_rows_source(4)} == asked | {hash_rows_source(4)}
+    # (WHIR's extension-field codewords, width 4, are predicted whether or not a round commits)
+    four = leaf_groups_source(4, min(work.params.k_whir, GROUP_LEVELS))
+    assert set(predicted) | {four} == asked | {four} and four in predicted
 
 
 def test_cubin_compiles_once_for_concurrent_callers(tmp_path, monkeypatch):

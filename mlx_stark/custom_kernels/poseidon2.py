@@ -155,36 +155,91 @@ p2_permute(s);
 @lru_cache(maxsize=16)
 def hash_rows_source(width: int) -> KernelSource:
     """``matrix`` (n·width) -> ``out`` (n·8): the padding-free sponge of pcs.md §3.1 over each
-    row, one thread per row; ``params = [n]``. Rate blocks overwrite lanes 0..7 (a short last
-    block only its first ``width mod 8``); the block count and tail are compile-time, so every
-    state index is static and the state stays in registers."""
+    row, one thread per row; ``params = [n]``."""
+    body = f"""\
+if (gid >= params[0]) return;
+const uint64_t row = (uint64_t)gid * {width}u;
+{_row_sponge(width)}{_store("out", "(uint64_t)gid * 8u", DIGEST)}
+"""
+    return KernelSource(f"p2_hash_rows_w{width}", ("matrix", "params"), ("out",),
+                        permutation_header(), body)
+
+
+def _row_sponge(width: int) -> str:
+    """Statements hashing ``matrix``'s row at word ``row`` into ``s`` (declared here; the digest
+    in ``s[0..8)``, Montgomery form). Rate blocks overwrite lanes 0..7 (a short last block only
+    its first ``width mod 8``); the block count and tail are compile-time, so every state
+    index is static and the state stays in registers."""
     full, tail = divmod(width, RATE)
-    loop = ""
+    code = "uint32_t s[16];\n" + "".join(f"s[{i}] = 0u;\n" for i in range(WIDTH))
     if full:
-        loop = f"""\
+        code += f"""\
 for (uint32_t blk = 0; blk < {full}u; ++blk) {{
 const uint64_t at = row + blk * 8u;
 {_load("matrix", "at", RATE)}
 p2_permute(s);
 }}
 """
-    last = ""
     if tail:
-        last = f"""\
+        code += f"""\
 {{
 const uint64_t at = row + {full * RATE}u;
 {_load("matrix", "at", tail)}
 p2_permute(s);
 }}
 """
+    return code
+
+
+# strided levels of the leaf groups taken in the launch that hashes the rows (a block of
+# 2^levels · G threads: levels ≤ 8)
+GROUP_LEVELS = 8
+
+
+@lru_cache(maxsize=64)
+def leaf_groups_source(width: int, levels: int) -> KernelSource:
+    """The leaf hashes of ``matrix`` (N·width, rows as :func:`hash_rows_source`) and the
+    first ``levels`` strided levels of the leaf groups above them in one launch: ``out``
+    ((N/2^levels)·8), ``out[t'·qs + y]`` the digest of rows ``(t'·2^levels + t)·qs + y`` for
+    ``t < 2^levels`` (a binary tree over ``t``: what ``levels`` launches of
+    :func:`compress_layer_source` with stride ``qs`` leave); ``params = [qs, G]``.
+
+    A block of ``2^levels·G`` threads (``G`` divides ``qs``) owns ``G`` consecutive ``y`` of
+    one ``t'``; thread ``t·G + g`` hashes row ``(t'·2^levels + t)·qs + y`` (a warp reads runs
+    of consecutive rows), then the tree over ``t`` runs in shared memory, every thread at
+    every barrier."""
+    if not 0 <= levels <= GROUP_LEVELS:
+        raise ValueError(f"a launch takes at most {GROUP_LEVELS} group levels, not {levels}")
+    tmax = 1 << GROUP_LEVELS
     body = f"""\
-if (gid >= params[0]) return;
-uint32_t s[16];
-{chr(10).join(f"s[{i}] = 0u;" for i in range(WIDTH))}
-const uint64_t row = (uint64_t)gid * {width}u;
-{loop}{last}{_store("out", "(uint64_t)gid * 8u", DIGEST)}
+SHARED uint32_t digests[8 * {tmax}];
+const uint32_t qs = params[0];
+const uint32_t groups = params[1];
+const uint32_t g = tid % groups;
+const uint32_t y_blocks = qs / groups;
+const uint64_t y = (uint64_t)(bid % y_blocks) * groups + g;
+const uint64_t t0 = (uint64_t)(bid / y_blocks) << {levels}u;
+const uint64_t row = ((t0 + tid / groups) * qs + y) * {width}u;
+{_row_sponge(width)}{"".join(f"digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+for (uint32_t lev = 1; lev <= {levels}u; ++lev) {{
+  const uint32_t active = groups << ({levels}u - lev);
+  BARRIER();
+  if (tid < active) {{
+    const uint32_t left = 2u * tid - g;
+{"".join(f"    s[{c}] = digests[{c}u * {tmax}u + left];" + chr(10) for c in range(DIGEST))}\
+{"".join(f"    s[{c + 8}] = digests[{c}u * {tmax}u + left + groups];" + chr(10) for c in range(DIGEST))}\
+  }}
+  BARRIER();
+  if (tid < active) {{
+    p2_permute(s);
+{"".join(f"    digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+  }}
+}}
+if (tid < groups) {{
+{_store("out", "((t0 >> " + str(levels) + "u) * qs + y) * 8u", DIGEST)}
+}}
 """
-    return KernelSource(f"p2_hash_rows_w{width}", ("matrix", "params"), ("out",),
+    return KernelSource(f"p2_leaf_groups_w{width}_l{levels}", ("matrix", "params"), ("out",),
                         permutation_header(), body)
 
 
@@ -596,6 +651,22 @@ def compress(left: mx.array, right: mx.array) -> mx.array:
                   [(n, DIGEST)])[0]
 
 
+def leaf_groups(matrix: mx.array, k: int) -> mx.array:
+    """The digests of the leaf groups of a Merkle tree over ``matrix`` (``(N, w)`` uint32
+    canonical, ``N`` a power of two ``>= 2^k``): ``(N/2^k, 8)``, group ``y`` over rows ``y +
+    t·N/2^k`` (a binary tree over ``t``). One launch for up to :data:`GROUP_LEVELS` levels,
+    a strided layer per launch for more."""
+    n, w = matrix.shape
+    levels, qs = min(k, GROUP_LEVELS), n >> k
+    groups = min(qs, THREADS >> levels)
+    # (a matrix without columns is read by no thread; an input needs a buffer)
+    level = launch(leaf_groups_source(w, levels), [matrix if w else _params(0), _params(qs, groups)],
+                   (n, 1), groups << levels, [(n >> levels, DIGEST)])[0]
+    for _ in range(k - levels):
+        level = compress_layer(level, qs)
+    return level
+
+
 def compress_layer(level: mx.array, stride: int) -> mx.array:
     """``(2n, 8)`` -> ``(n, 8)``, ``out[t·S + y] = C(level[2t·S + y], level[(2t+1)·S + y])``."""
     n = level.shape[0] // 2
@@ -620,11 +691,7 @@ def merkle_blocks(matrix: mx.array, log_rows_per_query: int) -> list:
     ``count`` consecutive levels in each array, from the group digests ``(N/2^k, 8)`` to the
     root. Leaf group ``y`` holds rows ``y + t·N/2^k``; its ``k`` levels are strided layers, the
     tree above them :data:`TREE_LEVELS` levels per launch (one array each); lazy, no host wait."""
-    n, w = matrix.shape
-    level = hash_rows(matrix) if w else mx.zeros((n, DIGEST), dtype=U32)
-    qs = n >> log_rows_per_query
-    for _ in range(log_rows_per_query):
-        level = compress_layer(level, qs)
+    level, qs = leaf_groups(matrix, log_rows_per_query), matrix.shape[0] >> log_rows_per_query
     blocks, m = [(level, 1)], qs
     while m > 1:
         levels = min(TREE_LEVELS, m.bit_length() - 1)

@@ -49,10 +49,18 @@ def constraint_sources(pk, l_skip: int, traces: Sequence) -> List:
     return list(dict.fromkeys(sources))  # AIRs of one shape share their kernels
 
 
+def commit_sources(k: int, widths: Sequence[int]) -> list:
+    """The leaf-group kernels of the commitments of ``widths`` (stacked widths) and of WHIR's
+    codewords (width 4), with ``2^k`` rows per leaf group."""
+    from ..custom_kernels.poseidon2 import GROUP_LEVELS, leaf_groups_source
+    return [leaf_groups_source(w, min(k, GROUP_LEVELS)) for w in sorted(set(widths) | {4})]
+
+
 def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
     """Start compiling, in the background, every kernel a proof of ``traces`` will launch that
-    this process has not compiled yet: the constraint kernels, the row hashes of commitments of
-    ``widths`` (the stacked widths) and the fixed kernels. Does nothing off CUDA or after the
+    this process has not compiled yet: the constraint kernels, the leaf groups of the
+    commitments of ``widths`` (the stacked widths) and of WHIR's extension-field codewords,
+    and the fixed kernels. Does nothing off CUDA or after the
     first proof of this key and height profile (each DAG remembers the profiles it was prepared
     for)."""
     if not device.native_kernels_active() or not custom_kernels.compiles_ahead():
@@ -64,9 +72,8 @@ def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
                  (l_skip, nt >= 1, nt < n_max)) for t, nt in zip(traces, nts)]
     if all(key in seen for seen, key in profiles):
         return
-    from ..custom_kernels.poseidon2 import hash_rows_source
     custom_kernels.precompile(constraint_sources(pk, l_skip, traces)
-                              + [hash_rows_source(w) for w in sorted(set(widths)) if w]
+                              + commit_sources(pk.params.k_whir, widths)
                               + custom_kernels.fixed_sources(), wait=False)
     for seen, key in profiles:
         seen.add(key)
