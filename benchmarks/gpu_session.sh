@@ -210,7 +210,12 @@ case "${1:-}" in
     before before-keccakf 100 python3 ../benchmarks/whole_call.py keccakf --out "$res/before-keccakf.json"
     step after-fib 100 python3 benchmarks/whole_call.py fib --out "$res/after-fib.json"
     before before-fib 100 python3 ../benchmarks/whole_call.py fib --out "$res/before-fib.json"
-    [ -n "${SHORT:-}" ] && exit 0  # little device time: the absorb, keccakf and fib only
+    # the Merkle commitment (leaf groups in one launch, against hash_rows + strided layers)
+    step merkle-after 60 python3 benchmarks/hash_bench.py --perm-sizes 16 --runs 5
+    tail -1 "$res/merkle-after.log" >> "$out/steps.txt"
+    before merkle-before 60 python3 ../benchmarks/hash_bench.py --perm-sizes 16 --runs 5
+    tail -1 "$res/merkle-before.log" >> "$out/steps.txt"
+    [ -n "${SHORT:-}" ] && exit 0  # little device time: the absorb, keccakf, fib, Merkle only
     step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     step after-logup 100 python3 benchmarks/whole_call.py logup --out "$res/after-logup.json"
