@@ -44,6 +44,21 @@ def _element(x) -> int:
     return v
 
 
+def _settled(slot: str) -> property:
+    """A property of the host sponge over ``slot`` that first waits for a run being absorbed."""
+    def get(self):
+        if self._run is not None:
+            self._settle()
+        return getattr(self, slot)
+
+    def put(self, value) -> None:
+        if self._run is not None:
+            self._settle()
+        setattr(self, slot, value)
+
+    return property(get, put)
+
+
 class Transcript:
     """Duplex sponge, width 16, rate 8, over Poseidon2/BabyBear.
 
@@ -57,6 +72,10 @@ class Transcript:
     """
 
     __slots__ = ("_st", "_ai", "_si", "_run")
+    # the sponge: its state (16 ints) and rate positions
+    _state = _settled("_st")
+    _absorb_idx = _settled("_ai")
+    _sample_idx = _settled("_si")
 
     def __init__(self):
         self._run = None  # (worker thread, finish) of a run being absorbed
@@ -64,48 +83,12 @@ class Transcript:
         self._ai = 0
         self._si = 0
 
-    # the sponge; reading or writing it first waits for a run being absorbed
     def _settle(self) -> None:
+        """Wait for the run being absorbed and take its state."""
         worker, finish = self._run
         self._run = None
         worker.join()
         finish()
-
-    @property
-    def _state(self) -> list:
-        if self._run is not None:
-            self._settle()
-        return self._st
-
-    @_state.setter
-    def _state(self, value: list) -> None:
-        if self._run is not None:
-            self._settle()
-        self._st = value
-
-    @property
-    def _absorb_idx(self) -> int:
-        if self._run is not None:
-            self._settle()
-        return self._ai
-
-    @_absorb_idx.setter
-    def _absorb_idx(self, value: int) -> None:
-        if self._run is not None:
-            self._settle()
-        self._ai = value
-
-    @property
-    def _sample_idx(self) -> int:
-        if self._run is not None:
-            self._settle()
-        return self._si
-
-    @_sample_idx.setter
-    def _sample_idx(self, value: int) -> None:
-        if self._run is not None:
-            self._settle()
-        self._si = value
 
     def copy(self) -> "Transcript":
         t = Transcript.__new__(Transcript)

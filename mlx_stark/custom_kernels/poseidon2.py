@@ -137,6 +137,17 @@ def _store(dst: str, offset: str, count: int) -> str:
     return "\n".join(f"{dst}[{offset} + {i}u] = bb_from_mont(s[{i}]);" for i in range(count))
 
 
+def _from_shared(lane: int, slots: int, node: str) -> str:
+    """Statements ``s[lane + c] = digests[c·slots + node]`` (a digest kept in shared memory,
+    word-major, Montgomery form), one per line."""
+    return "".join(f"    s[{lane + c}] = digests[{c}u * {slots}u + {node}];\n" for c in range(DIGEST))
+
+
+def _to_shared(slots: int, node: str) -> str:
+    """Statements ``digests[c·slots + node] = s[c]``, one per line."""
+    return "".join(f"    digests[{c}u * {slots}u + {node}] = s[{c}];\n" for c in range(DIGEST))
+
+
 # ---------------------------------------------------------------- kernel sources
 @lru_cache(maxsize=4)
 def permute_source(constants=DEFAULT_CONSTANTS) -> KernelSource:
@@ -220,19 +231,18 @@ const uint32_t y_blocks = qs / groups;
 const uint64_t y = (uint64_t)(bid % y_blocks) * groups + g;
 const uint64_t t0 = (uint64_t)(bid / y_blocks) << {levels}u;
 const uint64_t row = ((t0 + tid / groups) * qs + y) * {width}u;
-{_row_sponge(width)}{"".join(f"digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+{_row_sponge(width)}{_to_shared(tmax, "tid")}\
 for (uint32_t lev = 1; lev <= {levels}u; ++lev) {{
   const uint32_t active = groups << ({levels}u - lev);
   BARRIER();
   if (tid < active) {{
     const uint32_t left = 2u * tid - g;
-{"".join(f"    s[{c}] = digests[{c}u * {tmax}u + left];" + chr(10) for c in range(DIGEST))}\
-{"".join(f"    s[{c + 8}] = digests[{c}u * {tmax}u + left + groups];" + chr(10) for c in range(DIGEST))}\
+{_from_shared(0, tmax, "left")}{_from_shared(8, tmax, "left + groups")}\
   }}
   BARRIER();
   if (tid < active) {{
     p2_permute(s);
-{"".join(f"    digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+{_to_shared(tmax, "tid")}\
   }}
 }}
 if (tid < groups) {{
@@ -297,19 +307,18 @@ uint32_t s[16];
 {_load("level", "(uint64_t)gid * 16u + 8u", DIGEST, 8)}
 p2_permute(s);
 {_store("out", "(uint64_t)gid * 8u", DIGEST)}
-{"".join(f"digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}
+{_to_shared(tmax, "tid")}\
 uint32_t offset = m >> 1;
 for (uint32_t lev = 1; lev < levels; ++lev) {{
   const uint32_t count = threads >> lev;
   BARRIER();
   if (tid < count) {{
-{"".join(f"    s[{c}] = digests[{c}u * {tmax}u + 2u * tid];" + chr(10) for c in range(DIGEST))}\
-{"".join(f"    s[{c + 8}] = digests[{c}u * {tmax}u + 2u * tid + 1u];" + chr(10) for c in range(DIGEST))}\
+{_from_shared(0, tmax, "2u * tid")}{_from_shared(8, tmax, "2u * tid + 1u")}\
   }}
   BARRIER();
   if (tid < count) {{
     p2_permute(s);
-{"".join(f"    digests[{c}u * {tmax}u + tid] = s[{c}];" + chr(10) for c in range(DIGEST))}\
+{_to_shared(tmax, "tid")}\
     const uint32_t node = offset + bid * count + tid;
 {"".join(f"    out[(uint64_t)node * 8u + {c}u] = bb_from_mont(s[{c}]);" + chr(10) for c in range(DIGEST))}\
   }}
