@@ -119,7 +119,10 @@ def test_emulated_poseidon2(emulated):
 
 @pytest.mark.parametrize("log_n, k, w", [(11, 1, 3), (12, 0, 2), (5, 0, 2), (3, 3, 9), (0, 0, 4),
                                           (9, 4, 4), (10, 9, 2), (6, 2, 0)])
-def test_emulated_merkle_blocks_and_openings(emulated, log_n, k, w):
+@pytest.mark.parametrize("fused", [True, False])
+def test_emulated_merkle_blocks_and_openings(emulated, monkeypatch, log_n, k, w, fused):
+    if not fused:  # row hashes and a strided layer per launch, as for large matrices
+        monkeypatch.setattr(kp2, "FUSED_GROUP_ROWS", 0)
     m = bb.random((1 << log_n, w), log_n)
     ref = MerkleTree.commit(m, k)
     tree = MerkleTree(m, k, kp2.merkle_blocks(m, k))

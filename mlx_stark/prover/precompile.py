@@ -50,10 +50,13 @@ def constraint_sources(pk, l_skip: int, traces: Sequence) -> List:
 
 
 def commit_sources(k: int, widths: Sequence[int]) -> list:
-    """The leaf-group kernels of the commitments of ``widths`` (stacked widths) and of WHIR's
-    codewords (width 4), with ``2^k`` rows per leaf group."""
-    from ..custom_kernels.poseidon2 import GROUP_LEVELS, leaf_groups_source
-    return [leaf_groups_source(w, min(k, GROUP_LEVELS)) for w in sorted(set(widths) | {4})]
+    """The kernels hashing the commitments of ``widths`` (stacked widths) and of WHIR's
+    codewords (width 4), with ``2^k`` rows per leaf group: the leaf-group kernel of small
+    matrices and the row hashes of large ones (:func:`~mlx_stark.custom_kernels.poseidon2.leaf_groups`)."""
+    from ..custom_kernels.poseidon2 import GROUP_LEVELS, hash_rows_source, leaf_groups_source
+    ws = sorted(set(widths) | {4})
+    return ([leaf_groups_source(w, min(k, GROUP_LEVELS)) for w in ws]
+            + [hash_rows_source(w) for w in ws if w])
 
 
 def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
