@@ -582,9 +582,9 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     leaves, arrays = iter(outs[1 + n:]), []
     for rows in trace["layout"]:
         arrays.append(next(leaves) if rows is None else Rows([next(leaves) for _ in range(rows[0])], rows[1]))
-    arrays += list(leaves)  # observe_after_sync's values, if any
-    out = _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays)
-    if trace["after"]:
+    after = list(leaves)  # observe_after_sync's values, if the body observed any so
+    out = _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays + after)
+    if after:
         transcript.observe_many(out.pop())
     return trace["result"], out
 
@@ -594,7 +594,7 @@ def _traced_segment(host: Transcript, body) -> tuple:
     the sponge and the inputs and returns the final sponge, the searches' nonces, the
     body's arrays flattened and the values of :meth:`DeviceTranscript.observe_after_sync`;
     the record holds the body's result, the arrays' layout, the nonce count, the final rate
-    position, whether values follow and the launches of one run. ``host``: a transcript
+    position and the launches of one run. ``host``: a transcript
     at the segment's start (its rate position only is read)."""
     trace: dict = {}
 
@@ -613,7 +613,7 @@ def _traced_segment(host: Transcript, body) -> tuple:
                 leaves.append(a)
         after = [] if dt._after is None else [dt._after]
         trace.update(result=result, layout=layout, nonces=len(dt._nonces),
-                     position=(dt._absorb_idx, dt._sample_idx), after=bool(after),
+                     position=(dt._absorb_idx, dt._sample_idx),
                      launches=tracing.totals()["launches"] - before)
         return [dt._state, *dt._nonces, *leaves, *after]
 
