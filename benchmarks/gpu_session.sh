@@ -219,6 +219,7 @@ case "${1:-}" in
     step gpu-golden 200 python3 -m pytest -q -x tests/test_golden_fingerprints.py
     tail -3 "$res/gpu-golden.log" >> "$out/steps.txt"
     step after-logup 100 python3 benchmarks/whole_call.py logup --out "$res/after-logup.json"
+    before before-logup 100 python3 ../benchmarks/whole_call.py logup --out "$res/before-logup.json"
     ;;
   absorb2)  # compiled segments: keccakf blocked, all and one segment at a time; fib
     use_cache /tmp/msc-keccakf
