@@ -273,7 +273,7 @@ class DeviceTranscript:
         self._nonces: list = []
         self._pending: list = []
         self._queued = 0
-        self._after: Optional[mx.array] = None  # observe_after_sync's values
+        self._after: Optional[tuple] = None  # observe_after_sync's (values, rows)
         if self._duplex is None:
             self._t = host.copy()
             return
@@ -289,18 +289,24 @@ class DeviceTranscript:
         self._pending.append(values)
         self._queued += values.shape[0]
 
-    def observe_after_sync(self, values: mx.array) -> None:
+    def observe_after_sync(self, values: mx.array, rows: Optional[Sequence[int]] = None) -> None:
         """Absorb ``values`` (``(...)`` uint32 canonical, row-major) as the segment's last
-        action. Where the host absorbs long runs natively (:meth:`Transcript.native_runs`),
-        they come back with :meth:`sync`'s read-back and the host transcript observes them
-        then (a long chain of permutations runs faster on one CPU core than in one GPU warp;
-        a very long one on a worker thread while the caller's host work goes on: keccakf's
-        42,000 column openings); elsewhere the segment absorbs them here."""
+        action; with ``rows`` (host indices up to ``n``), the rows of ``values`` ``(n, c)``
+        followed by one zero row, gathered by ``rows``. Where the host absorbs long runs
+        natively (:meth:`Transcript.native_runs`), ``values`` come back with :meth:`sync`'s
+        read-back (once, if the segment returns them too), the host gathers and its transcript
+        observes them then (a long chain of permutations runs faster on one CPU core than in
+        one GPU warp; a very long one on a worker thread while the caller's host work goes on:
+        keccakf's 42,000 column openings); elsewhere the segment absorbs them here."""
         if not Transcript.native_runs():
+            if rows is not None:
+                from .arrays import take  # (arrays -> custom_kernels -> transcript's users)
+                values = take(mx.concatenate([values, mx.zeros((1, values.shape[1]), dtype=U32)]),
+                              list(rows))
             self.observe(values)
             return
         self._open()
-        self._after = values.reshape(-1)
+        self._after = (values, None if rows is None else np.asarray(rows, dtype=np.int64))
 
     def _open(self) -> None:
         if self._after is not None:
@@ -457,19 +463,31 @@ class DeviceTranscript:
         arrays: one read-back for all of it. Raises :class:`PowBatchMiss` if a search batch
         held no witness (the host transcript is then unchanged). The values of
         :meth:`observe_after_sync` come back with them and the host transcript observes them."""
-        after = [] if self._after is None else [self._after]
         if self._duplex is None:
             self._host_flush()
-            out = read(*arrays, *after) if arrays or after else []
             t = self._host
             t._state, t._absorb_idx, t._sample_idx = self._t._state, self._t._absorb_idx, self._t._sample_idx
-        else:
-            self._flush(permute_last=False)
-            out = _read_back(self._host, self._state, self._nonces,
-                             (self._absorb_idx, self._sample_idx), [*arrays, *after])
-        if after:
-            self._host.observe_many(out.pop())
-        return out
+            return _observed_after(t, list(arrays), self._after, lambda xs: read(*xs) if xs else [])
+        self._flush(permute_last=False)
+        return _observed_after(self._host, list(arrays), self._after, lambda xs: _read_back(
+            self._host, self._state, self._nonces, (self._absorb_idx, self._sample_idx), xs))
+
+
+def _observed_after(host: Transcript, arrays: list, after: Optional[tuple], read_back) -> list:
+    """``read_back(arrays)`` (NumPy arrays), where a segment ended with
+    :meth:`DeviceTranscript.observe_after_sync` ``after = (values, rows)`` reading ``values``
+    too (unless they are one of ``arrays``) and ``host`` then observes them (gathered by
+    ``rows``)."""
+    if after is None:
+        return read_back(arrays)
+    values, rows = after
+    at = next((i for i, a in enumerate(arrays) if a is values), None)
+    out = read_back(arrays if at is not None else [*arrays, values])
+    got = out[at] if at is not None else out.pop()
+    if rows is not None:
+        got = np.concatenate([got, np.zeros((1, got.shape[1]), dtype=got.dtype)])[rows]
+    host.observe_many(got.reshape(-1))
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -553,7 +571,7 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
             or custom_kernels.native("transcript.DeviceTranscript.grind") is None):
         return None
     position = (transcript._absorb_idx, transcript._sample_idx)
-    # (where the host absorbs long runs, observe_after_sync's values are the graph's output)
+    # (where the host absorbs long runs, observe_after_sync's values are read back)
     full = (key, position, Transcript.native_runs(), tuple((tuple(a.shape), a.dtype) for a in inputs))
     entry = _COMPILED.get(full, _NEW)
     if entry is _NEW:
@@ -582,19 +600,21 @@ def _compiled_segment(transcript: Transcript, body, inputs: tuple, key):
     leaves, arrays = iter(outs[1 + n:]), []
     for rows in trace["layout"]:
         arrays.append(next(leaves) if rows is None else Rows([next(leaves) for _ in range(rows[0])], rows[1]))
-    after = list(leaves)  # observe_after_sync's values, if the body observed any so
-    out = _read_back(transcript, outs[0], outs[1:1 + n], trace["position"], arrays + after)
-    if after:
-        transcript.observe_many(out.pop())
-    return trace["result"], out
+    after = trace["after"]  # observe_after_sync's values: one of the arrays, or the last output
+    if after is not None:
+        at, rows = after
+        after = (arrays[at] if at is not None else next(leaves), rows)
+    return trace["result"], _observed_after(transcript, arrays, after, lambda xs: _read_back(
+        transcript, outs[0], outs[1:1 + n], trace["position"], xs))
 
 
 def _traced_segment(host: Transcript, body) -> tuple:
     """``(mx.compile of the segment, what its trace records)``: the compiled function takes
     the sponge and the inputs and returns the final sponge, the searches' nonces, the
-    body's arrays flattened and the values of :meth:`DeviceTranscript.observe_after_sync`;
-    the record holds the body's result, the arrays' layout, the nonce count, the final rate
-    position and the launches of one run. ``host``: a transcript
+    body's arrays flattened and the values of :meth:`DeviceTranscript.observe_after_sync`
+    unless they are one of those arrays; the record holds the body's result, the arrays'
+    layout, the nonce count, the final rate position, where ``observe_after_sync``'s values
+    are and its rows, and the launches of one run. ``host``: a transcript
     at the segment's start (its rate position only is read)."""
     trace: dict = {}
 
@@ -611,10 +631,14 @@ def _traced_segment(host: Transcript, body) -> tuple:
             else:
                 layout.append(None)
                 leaves.append(a)
-        after = [] if dt._after is None else [dt._after]
-        trace.update(result=result, layout=layout, nonces=len(dt._nonces),
+        extra, after = [], None
+        if dt._after is not None:
+            values, rows = dt._after
+            at = next((i for i, a in enumerate(arrays) if a is values), None)
+            extra, after = ([values] if at is None else []), (at, rows)
+        trace.update(result=result, layout=layout, nonces=len(dt._nonces), after=after,
                      position=(dt._absorb_idx, dt._sample_idx),
                      launches=tracing.totals()["launches"] - before)
-        return [dt._state, *dt._nonces, *leaves, *after]
+        return [dt._state, *dt._nonces, *leaves, *extra]
 
     return mx.compile(segment), trace

@@ -126,24 +126,28 @@ def test_search_miss_of_a_replay_reruns_exhaustively(stand_in, monkeypatch):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_observe_after_sync_compiled(stand_in, monkeypatch, native):
+@pytest.mark.parametrize("returned", [False, True])
+def test_observe_after_sync_compiled(stand_in, monkeypatch, native, returned):
     """A segment ending with ``observe_after_sync`` (a run long enough for the host's worker
-    thread, or absorbed in the segment where the host has no native sponge) leaves the same
+    thread, or absorbed in the segment where the host has no native sponge; its values an
+    output of their own, or among the segment's arrays and gathered by rows) leaves the same
     transcript and arrays compiled as run as Python."""
     monkeypatch.setattr(Transcript, "native_runs", staticmethod(lambda: native))
     n = transcript._WORKER_RUN + 13
+    rows = list(range(n // 4 + 1, -1, -1)) * 2 if returned else None
 
     def body(dt, a, b):
         dt.observe(a)
         r = dt.sample_ext()
-        dt.observe_after_sync(ext.mul(b, r))
-        return None, [r]
+        values = ext.mul(b, r)
+        dt.observe_after_sync(values, rows)
+        return None, [r, values] if returned else [r]
 
     def run(seed, compiled):
         t = _start(seed)
         transcript.COMPILE_SEGMENTS = compiled
-        _, (r,) = device_segment(t, body, _inputs(seed, n // 4 + 1), key=("after", native))
-        return r.tolist(), (list(t._state), t._absorb_idx, t._sample_idx)
+        _, arrays = device_segment(t, body, _inputs(seed, n // 4 + 1), key=("after", native, returned))
+        return [a.tolist() for a in arrays], (list(t._state), t._absorb_idx, t._sample_idx)
 
     for seed in (1, 2, 3):  # Python, the trace, a replay
         assert run(seed, True) == run(seed, False)

@@ -16,6 +16,7 @@ from mlx_stark.custom_kernels import poseidon2 as kp2
 from mlx_stark.field import bb
 from mlx_stark.field.host import EF
 from mlx_stark.hash import permute_host
+from mlx_stark import transcript
 from mlx_stark.transcript import DeviceTranscript, PowBatchMiss, Transcript, device_segment
 
 from .kernel_helpers import emulation, route
@@ -105,30 +106,41 @@ def test_device_transcript_host_path():
 
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("kernels", [True, False])
-def test_observe_after_sync(emulated, monkeypatch, native, kernels):
+@pytest.mark.parametrize("gather", [False, True])
+def test_observe_after_sync(emulated, monkeypatch, native, kernels, gather):
     """``observe_after_sync`` (on the host after the read-back where the host sponge runs
     long arrays natively, else in the segment; through the emulated kernels or on the host
-    path) leaves the host transcript as observing the values last does, and is the segment's
-    last action."""
+    path) leaves the host transcript as observing the values last does (with ``rows``: the
+    rows, a zero row past the end, gathered), is the segment's last action, and reads values
+    the segment also returns once."""
     if kernels:
         route(monkeypatch, {"transcript.DeviceTranscript": kp2.duplex,
                             "transcript.DeviceTranscript.grind": kp2.grind})
     monkeypatch.setattr(Transcript, "native_runs", staticmethod(lambda: native))
-    values = bb.random((3, 100), 7)
+    values = bb.random((100, 3), 7)
+    rows = [5, 100, 0, 99, 5, 100] if gather else None
+    observed = np.array(values)
+    if gather:
+        observed = np.concatenate([observed, np.zeros((1, 3), dtype=np.uint32)])[rows]
     expect = Transcript()
     expect.observe_many([1, 2, 3])
     want_sample = expect.sample_ext()
-    expect.observe_many(np.array(values).reshape(-1).tolist())
+    expect.observe_many(observed.reshape(-1).tolist())
     host = Transcript()
     dt = DeviceTranscript(host)
     dt.observe(mx.array([1, 2, 3], dtype=mx.uint32))
     sample = dt.sample_ext()
-    dt.observe_after_sync(values)
+    dt.observe_after_sync(values, rows)
     if native:
         with pytest.raises(RuntimeError):
             dt.sample_ext()
-    (got,) = dt.sync(sample)
+    reads = []
+    real_read = transcript.read
+    monkeypatch.setattr(transcript, "read", lambda *xs: reads.append(xs) or real_read(*xs))
+    got, back = dt.sync(sample, values)
     assert got.tolist() == list(want_sample.c)
+    assert np.array_equal(back, np.array(values))
+    assert sum(x is values for xs in reads for x in xs) == 1
     assert _snapshot(host) == _snapshot(expect)
     assert host.sample_ext() == expect.sample_ext()
 

@@ -356,7 +356,7 @@ def prove_mle_rounds(transcript: Transcript, trs: Sequence[TraceData], tables: L
         # for the rotation of a trace without one): one chain of permutations (keccakf: 42k
         # values), which the host runs after the read-back where it can (the host's worker
         # absorbs them while the proof's values below are made)
-        dt.observe_after_sync(arrays.take(mx.concatenate([flat, ext.zeros((1,))]), rows))
+        dt.observe_after_sync(flat, rows)
         return None, [flat, Rows(msgs, (degree + 1, 4)), Rows(rs, (4,))]
 
     _, (flat, msgs, rs) = device_segment(transcript, rounds, inputs,
