@@ -16,7 +16,8 @@ import mlx_stark as ms
 from mlx_stark import custom_kernels, workloads
 from mlx_stark.custom_kernels import cubin
 from mlx_stark.custom_kernels.constraints import kernel_for
-from mlx_stark.custom_kernels.poseidon2 import FUSED_GROUP_ROWS, GROUP_LEVELS, hash_rows_source, leaf_groups_source
+from mlx_stark.custom_kernels import poseidon2
+from mlx_stark.custom_kernels.poseidon2 import leaf_source
 from mlx_stark.hash.merkle import MerkleTree
 from mlx_stark.prover import precompile
 from mlx_stark.prover.batch_constraints.mle_rounds import line_points
@@ -32,14 +33,12 @@ def _record_proof(monkeypatch, w) -> tuple:
 
     def start(pk, traces, widths):
         predicted.extend(precompile.constraint_sources(pk, pk.params.l_skip, traces))
-        predicted.extend(precompile.commit_sources(pk.params.k_whir, widths))
+        predicted.extend(precompile.commit_sources(pk.params, widths))
 
     monkeypatch.setattr(precompile, "start", start)
 
     def commit(matrix, k):
-        n, w = matrix.shape
-        asked.add(leaf_groups_source(w, min(k, GROUP_LEVELS)) if n <= FUSED_GROUP_ROWS
-                  else hash_rows_source(w))
+        asked.add(leaf_source(*matrix.shape, k))
         return MerkleTree._blocks(matrix, k)
 
     def blocks(leaves, forms, cols, base):
@@ -64,15 +63,22 @@ def _record_proof(monkeypatch, w) -> tuple:
     return predicted, asked
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("make", [lambda: workloads.fib(6), lambda: workloads.logup(2)],
                          ids=["fib", "logup"])
-def test_predicted_constraint_kernels_are_those_the_proof_launches(monkeypatch, make):
+def test_predicted_constraint_kernels_are_those_the_proof_launches(monkeypatch, make, split):
+    """``split``: the stacked commitments hash their rows apart from their leaf groups (as
+    large ones do); else every commitment hashes its rows and leaf groups in one launch."""
     work = make()
+    p = work.params
+    monkeypatch.setattr(poseidon2, "FUSED_GROUP_ROWS",
+                        1 << (p.log_stacked_height + p.log_blowup - (1 if split else 0)))
     predicted, asked = _record_proof(monkeypatch, work)
     assert asked  # the recorders were reached: the comparison means something
-    # (WHIR's extension-field codewords, width 4, are predicted whether or not a round commits)
-    four = leaf_groups_source(4, min(work.params.k_whir, GROUP_LEVELS))
-    assert asked <= set(predicted) and four in predicted
+    assert set(predicted) == asked
+    kinds = {s.name.split("_w")[0] for s in asked if s.name.startswith("p2_")}
+    assert ("p2_hash_rows" in kinds) == split and ("p2_leaf_groups" in kinds) == (
+        not split or p.num_whir_rounds > 1)
 
 
 def test_cubin_compiles_once_for_concurrent_callers(tmp_path, monkeypatch):

@@ -665,6 +665,14 @@ def compress(left: mx.array, right: mx.array) -> mx.array:
                   [(n, DIGEST)])[0]
 
 
+def leaf_source(n: int, w: int, k: int):
+    """The kernel :func:`leaf_groups` launches first for an ``(n, w)`` matrix and ``2^k`` rows
+    per group (its rows' hashes; ``None`` for a large matrix without columns)."""
+    if n > FUSED_GROUP_ROWS:
+        return hash_rows_source(w) if w else None
+    return leaf_groups_source(w, min(k, GROUP_LEVELS))
+
+
 def leaf_groups(matrix: mx.array, k: int) -> mx.array:
     """The digests of the leaf groups of a Merkle tree over ``matrix`` (``(N, w)`` uint32
     canonical, ``N`` a power of two ``>= 2^k``): ``(N/2^k, 8)``, group ``y`` over rows ``y +

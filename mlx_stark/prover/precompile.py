@@ -49,14 +49,17 @@ def constraint_sources(pk, l_skip: int, traces: Sequence) -> List:
     return list(dict.fromkeys(sources))  # AIRs of one shape share their kernels
 
 
-def commit_sources(k: int, widths: Sequence[int]) -> list:
-    """The kernels hashing the commitments of ``widths`` (stacked widths) and of WHIR's
-    codewords (width 4), with ``2^k`` rows per leaf group: the leaf-group kernel of small
-    matrices and the row hashes of large ones (:func:`~mlx_stark.custom_kernels.poseidon2.leaf_groups`)."""
-    from ..custom_kernels.poseidon2 import GROUP_LEVELS, hash_rows_source, leaf_groups_source
-    ws = sorted(set(widths) | {4})
-    return ([leaf_groups_source(w, min(k, GROUP_LEVELS)) for w in ws]
-            + [hash_rows_source(w) for w in ws if w])
+def commit_sources(params, widths: Sequence[int]) -> list:
+    """The kernels hashing the rows of a proof's commitments: the stacked ones of ``widths``
+    (codewords of ``2^(m + log_blowup)`` rows) and WHIR's round codewords (width 4, half as
+    many rows each round), with ``2^k`` rows per leaf group: the leaf-group kernel of small
+    matrices, the row hashes of large ones (:func:`~mlx_stark.custom_kernels.poseidon2.leaf_source`)."""
+    from ..custom_kernels.poseidon2 import leaf_source
+    log_rows = params.log_stacked_height + params.log_blowup
+    shapes = ([(log_rows, w) for w in widths]
+              + [(log_rows - 1 - i, 4) for i in range(params.num_whir_rounds - 1)])
+    sources = (leaf_source(1 << h, w, params.k_whir) for h, w in shapes)
+    return list(dict.fromkeys(s for s in sources if s is not None))
 
 
 def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
@@ -76,7 +79,7 @@ def start(pk, traces: Sequence, widths: Sequence[int]) -> None:
     if all(key in seen for seen, key in profiles):
         return
     custom_kernels.precompile(constraint_sources(pk, l_skip, traces)
-                              + commit_sources(pk.params.k_whir, widths)
+                              + commit_sources(pk.params, widths)
                               + custom_kernels.fixed_sources(), wait=False)
     for seen, key in profiles:
         seen.add(key)
