@@ -235,6 +235,12 @@ case "${1:-}" in
       step "compiled-$w" 120 python3 benchmarks/compiled_segments.py $w --out "$res/compiled-$w.json"
       tail -1 "$res/compiled-$w.log" >> "$out/steps.txt"
     done
+    # the kernels MLX fuses and compiles itself inside compiled segments (named by their ops)
+    for w in fib keccakf; do
+      step "compiled-ptx-$w" 120 env MLX_STARK_COMPILE_SEGMENTS=1 MLX_PTX_CACHE_DIR=/tmp/ptx-$w \
+        python3 benchmarks/whole_call.py $w --out "$res/compiled-ptx-$w.json"
+      ls /tmp/ptx-$w | sed "s/^/  ptx-$w: /" >> "$out/steps.txt"
+    done
     ;;
   *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled|absorb1|absorb2" >&2; exit 2 ;;
 esac
