@@ -38,8 +38,9 @@ def main() -> None:
         t.observe_many(host_values)
         return t._state  # waits for the worker thread's run
 
+    lib = host_native.library(DEFAULT_CONSTANTS)
     report = {"values": args.values, "permutations": -(-args.values // 8), "device": str(mx.default_device()),
-              "native_host_sponge": host_native.library(DEFAULT_CONSTANTS) is not None}
+              "native_host_sponge": lib is not None, "host_simd": lib is not None and lib.simd}
     runs = {"host": host}
     if custom_kernels.native("transcript.DeviceTranscript") is not None:
         runs["device"] = lambda: mx.eval(kp2.duplex(state, values, 0, True))
