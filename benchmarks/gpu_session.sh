@@ -26,6 +26,7 @@
 #                                         # before; keccakf after/before; then LogUp, the golden
 #                                         # proofs and transcript kernels, fib's split per site
 #   bash benchmarks/gpu_session.sh compiled   # device segments compiled against Python
+#   bash benchmarks/gpu_session.sh default  # compiled segments by default: whole calls, GPU tests
 #   bash benchmarks/gpu_session.sh absorb1; ... absorb2   # the serial absorb on the host and on
 #                                         # the device, whole calls after/before (keccakf, fib; SHORT=1
 #                                         # stops there), the golden proofs, LogUp;
@@ -242,5 +243,16 @@ case "${1:-}" in
       ls /tmp/ptx-$w | sed "s/^/  ptx-$w: /" >> "$out/steps.txt"
     done
     ;;
-  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled|absorb1|absorb2" >&2; exit 2 ;;
+  default)  # compiled segments on by default: whole calls after/before twice, the GPU tests
+    use_cache /tmp/msc-keccakf
+    for round in 1 2; do
+      for w in fib logup keccakf; do
+        step "after-$w-$round" 100 python3 benchmarks/whole_call.py $w --out "$res/after-$w-$round.json"
+        before "before-$w-$round" 100 python3 ../benchmarks/whole_call.py $w --out "$res/before-$w-$round.json"
+      done
+    done
+    step gpu-tests 250 python3 -m pytest -q -x tests/test_compiled_segments.py tests/test_golden_fingerprints.py
+    tail -3 "$res/gpu-tests.log" >> "$out/steps.txt"
+    ;;
+  *) echo "usage: gpu_session.sh cold|warm|lean|brief|first|second|once|overlap1|overlap2|compiled|absorb1|absorb2|default" >&2; exit 2 ;;
 esac

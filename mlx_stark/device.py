@@ -7,8 +7,8 @@ Environment overrides:
 - ``MLX_STARK_FUSE=0|1`` — on CUDA with native kernels, whether :func:`fused` functions run as
   ``mx.compile`` graphs (``1``) or as our kernels and plain ops (``0``, :data:`FUSE_DEFAULT`).
 - ``MLX_STARK_COMPILE_SEGMENTS=0|1`` — on the native path, whether keyed device transcript
-  segments replay as compiled graphs (:func:`mlx_stark.transcript.device_segment`;
-  :data:`COMPILE_SEGMENTS_DEFAULT`).
+  segments replay as compiled graphs (:func:`mlx_stark.transcript.device_segment`; unset:
+  on CUDA, off on Metal, :data:`COMPILE_SEGMENTS_DEFAULT`).
 
 A bad value does not fail ``import mlx_stark`` (``mlx-stark info`` must still show it): it
 raises :class:`~mlx_stark.errors.ConfigError` at the first kernel selection, i.e. in the first
@@ -196,14 +196,17 @@ def unfused_native(operation: str, *args):
 
 
 # Whether keyed device segments replay as compiled graphs when MLX_STARK_COMPILE_SEGMENTS is
-# unset: off until measured on a GPU (milestone-10.md, the eleventh working session).
-COMPILE_SEGMENTS_DEFAULT = "0"
+# unset, per GPU backend: on CUDA (an H100: fib 56.9 -> 45.0 ms, LogUp 84.8 -> 70.4 ms, keccakf
+# unchanged, no kernel of MLX's own compiled; milestone-10.md, the fourteenth session); off on
+# Metal, where they have never run.
+COMPILE_SEGMENTS_DEFAULT = {"cuda": "1", "metal": "0", "cpu": "0"}
 
 
 def compile_segments() -> bool:
-    """Whether keyed device segments may run as compiled graphs (``MLX_STARK_COMPILE_SEGMENTS``)."""
-    value = os.environ.get("MLX_STARK_COMPILE_SEGMENTS", COMPILE_SEGMENTS_DEFAULT).strip() \
-        or COMPILE_SEGMENTS_DEFAULT
+    """Whether keyed device segments may run as compiled graphs (``MLX_STARK_COMPILE_SEGMENTS``,
+    else the running backend's :data:`COMPILE_SEGMENTS_DEFAULT`)."""
+    default = COMPILE_SEGMENTS_DEFAULT[backend()]
+    value = os.environ.get("MLX_STARK_COMPILE_SEGMENTS", default).strip() or default
     if value not in ("0", "1"):
         raise ConfigError(f"MLX_STARK_COMPILE_SEGMENTS must be 0 or 1, got {value!r}")
     return value == "1"

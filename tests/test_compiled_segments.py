@@ -180,6 +180,10 @@ def test_no_key_or_timed_spans_do_not_compile(stand_in):
 
 
 def test_setting(monkeypatch):
+    monkeypatch.delenv("MLX_STARK_COMPILE_SEGMENTS", raising=False)
+    for backend, on in (("cuda", True), ("metal", False), ("cpu", False)):  # the defaults
+        monkeypatch.setattr(device, "backend", lambda: backend)
+        assert device.compile_segments() == on
     monkeypatch.setenv("MLX_STARK_COMPILE_SEGMENTS", "1")
     assert device.compile_segments()
     monkeypatch.setenv("MLX_STARK_COMPILE_SEGMENTS", "0")
