@@ -196,6 +196,10 @@ def test_emulated_ntt(emulated, monkeypatch):
     assert arrays_equal(kntt.transform(x, 5, False), pntt.dft(x, axis=1))
     coeffs = bb.random((1 << 8, 3), 10)
     assert arrays_equal(kntt.transform(coeffs.reshape(1, 1 << 8, 3), 10, False).reshape(1 << 10, 3), pntt.lde(coeffs, 2))
+    with monkeypatch.context() as m:  # dft of a given size: the transform reads the padding
+        m.setattr(custom_kernels, "native", lambda op: kntt.transform if op == "ntt.transform" else None)
+        native = pntt.dft(coeffs, size=1 << 10)
+    assert arrays_equal(native, pntt.dft(coeffs, size=1 << 10))
     for l in (0, 1, 2, 4):
         q = bb.random((1 << 7, 5), l)
         assert arrays_equal(kntt.rs_messages(q, l), stacked_pcs.rs_messages(q, l)), l

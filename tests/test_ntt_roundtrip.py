@@ -3,6 +3,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from mlx_stark.errors import InvalidInputError
 from mlx_stark.field import P, bb, ext, two_adic_generator
 from mlx_stark.poly import dft, idft
 from mlx_stark.poly.ntt import lde
@@ -72,6 +73,17 @@ def test_lde_equals_dft_of_zero_padded(on_device, log_blowup):
     base = bb.random((8,), seed=50)
     padded = mx.concatenate([base, mx.zeros((8 * ((1 << log_blowup) - 1),), dtype=mx.uint32)])
     assert np.array_equal(np.array(lde(base, log_blowup)), np.array(dft(padded)))
+
+
+@pytest.mark.parametrize("extra", [0, 1, 3])
+def test_dft_of_a_given_size_pads_with_zeros(on_device, extra):
+    """``dft(x, size=...)`` is the DFT of ``x`` zero-padded to ``size`` rows (WHIR's codewords)."""
+    x = ext.random((16, 1), seed=60 + extra)  # (16, 1, 4)
+    padded = mx.concatenate([x, mx.zeros((16 * ((1 << extra) - 1), 1, 4), dtype=mx.uint32)])
+    got = dft(x, size=16 << extra)
+    assert got.shape == padded.shape and np.array_equal(np.array(got), np.array(dft(padded)))
+    with pytest.raises(InvalidInputError):
+        dft(x, size=8)
 
 
 def test_rejects_non_power_of_two():

@@ -253,7 +253,7 @@ def stack_inputs(layout, matrices) -> tuple:
         return None, None
     if (width << m) >= 1 << 32 or x_off >= 1 << 32:
         raise InvalidInputError(f"stacked matrix 2^{m} x {width} exceeds 32-bit indices")
-    x = xs[0] if len(xs) == 1 else mx.concatenate(xs)
+    x = xs[0] if len(xs) == 1 else concat_flat(xs)
     return x, _params(*(v for seg in segs for v in seg))
 
 

@@ -90,17 +90,24 @@ def _log2_exact(n: int) -> int:
     return n.bit_length() - 1
 
 
-def _transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
-    """Unscaled DFT (``inverse``: with ``ω^{-1}``) along ``axis``; same shape out."""
-    shape = x.shape
-    axis = axis % len(shape)
-    n = shape[axis]
+def _transform(x: mx.array, axis: int, inverse: bool, size: int | None = None) -> mx.array:
+    """Unscaled DFT (``inverse``: with ``ω^{-1}``) along ``axis``, of length ``size`` (``x``
+    zero-padded along ``axis``; default its length); ``x``'s shape with ``size`` on ``axis``."""
+    axis = axis % x.ndim
+    n_in = x.shape[axis]
+    n = n_in if size is None else size
     log_n = _log2_exact(n)
+    if n_in > n:
+        raise InvalidInputError(f"{n_in} rows do not fit a transform of length {n}")
+    shape = x.shape[:axis] + (n,) + x.shape[axis + 1:]
     pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
     y = x.astype(U32)
     kernel = custom_kernels.native("ntt.transform")
-    if kernel is not None:
-        return kernel(y.reshape(pre, n, post), log_n, inverse).reshape(shape)
+    if kernel is not None:  # (the kernel reads the padding rows as zeros)
+        return kernel(y.reshape(pre, n_in, post), log_n, inverse).reshape(shape)
+    if n_in < n:
+        y = mx.concatenate([y, mx.zeros(x.shape[:axis] + (n - n_in,) + x.shape[axis + 1:], dtype=U32)],
+                           axis=axis)
     s = 1  # Stockham stride: the first pass has s = 1, m = n/2 and twiddles of order n
     for stage in range(log_n):
         m = n // (2 * s)
@@ -110,12 +117,13 @@ def _transform(x: mx.array, axis: int, inverse: bool) -> mx.array:
     return y.reshape(shape)
 
 
-def dft(x: mx.array, axis: int = 0) -> mx.array:
+def dft(x: mx.array, axis: int = 0, size: int | None = None) -> mx.array:
     """DFT along ``axis`` of length ``2^b``: ``out[i] = Σ_j x[j]·ω_b^{ij}``.
 
     ``x``: uint32 canonical, any shape (e.g. ``(N, C)`` base or ``(N, C, 4)`` extension with
-    ``axis=0``). Returns the same shape, natural order."""
-    return _transform(x, axis, inverse=False)
+    ``axis=0``). Returns the same shape, natural order; with ``size`` (a power of two, at least
+    ``x``'s length along ``axis``) the DFT of ``x`` zero-padded to ``size`` there."""
+    return _transform(x, axis, inverse=False, size=size)
 
 
 def idft(x: mx.array, axis: int = 0) -> mx.array:

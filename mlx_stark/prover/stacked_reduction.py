@@ -203,7 +203,7 @@ def _d_prime_matrix(l: int) -> mx.array:
 def _rot_tables(r: list, nt: int):
     """``(T, T rotated by one)`` with ``T = eq_table(r_1..r_ñ)``: two ``(2^ñ, 4)`` arrays."""
     t = eq_table(r[1:1 + nt])
-    return t, mx.concatenate([t[-1:], t[:-1]], axis=0)
+    return t, arrays.concat_flat([t[-1:], t[:-1]]).reshape(t.shape)
 
 
 def prove_stacked_reduction(params: SystemParams, transcript: Transcript, pcs_datas: list,

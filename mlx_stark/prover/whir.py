@@ -151,14 +151,13 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
                         f, w, sums, witness = fold_product_round_step(dt, f, w, alpha, bits)
                     else:
                         f, w = fold_lowest(f, alpha), fold_lowest(w, alpha)
-            d = m - k * (i + 1)
             with span("prover.openings.whir.mobius"):
                 g_hat = mobius(f)
             if i < num_rounds - 1:
                 with span("prover.openings.whir.commit"):
-                    size = 1 << (log_size - 1)
-                    padded = mx.concatenate([g_hat, ext.zeros((size - (1 << d),))], axis=0)
-                    tree = MerkleTree.commit(dft(padded, axis=0), k, check_values=False)
+                    # g_hat zero-padded to 2^(L_i − 1) rows (the transform reads the padding)
+                    tree = MerkleTree.commit(dft(g_hat, axis=0, size=1 << (log_size - 1)), k,
+                                             check_values=False)
                 out["roots"].append(tree.root_array)
                 dt.observe(tree.root_array)
                 z0 = dt.sample_ext()
@@ -169,7 +168,7 @@ def prove_whir(params: SystemParams, transcript: Transcript, pcs_datas: list, u_
             else:
                 tree = None
                 out["final"] = g_hat
-                dt.observe(g_hat)  # 2^d coefficients, c0..c3 each
+                dt.observe(g_hat)  # 2^(m − k·(i+1)) coefficients, c0..c3 each
             out["query"].append(dt.grind(whir.query_phase_pow_bits))
             idxs = dt.sample_bits(log_size - k, queries[i])
             with span("prover.openings.whir.open"):
