@@ -43,6 +43,7 @@ def test_sources():
                 *(kntt.rs_messages_source(l, True) for l in range(5))):
         check_twins(src)
         assert "SHARED" not in src.body
+    check_twins(kidx.column_block_source())  # a tile through shared memory
 
 
 emulated = emulation(kidx, kntt)
@@ -108,6 +109,43 @@ def test_emulated_stack_matrix_equals_ops(emulated, case):
     np.testing.assert_array_equal(np.array(msgs), np.array(stacked_pcs.rs_messages(want, l)))
 
 
+def _column_block_reference(table: np.ndarray, cols, lo: int, n: int, wall: int, sel0: int) -> np.ndarray:
+    """The definition: column ``c`` at row ``(lo + i) mod H``; rotated columns read the next
+    row (cyclically); selectors first row, last row, transition."""
+    h = table.shape[0]
+    rows = (lo + np.arange(n)) % h
+    out = []
+    for c in cols:
+        if c < wall:
+            out.append(table[rows, c])
+        elif c < sel0:
+            out.append(table[(rows + 1) % h, c - wall])
+        else:
+            flag = [rows == 0, rows == h - 1, rows != h - 1][c - sel0]
+            out.append(flag.astype(np.uint32))
+    return np.stack(out) if out else np.zeros((0, n), dtype=np.uint32)
+
+
+COLUMN_BLOCKS = [  # (H, wall, rotated, cols, lo, n)
+    (8, 3, True, [0, 1, 2, 3, 4, 5, 6, 7, 8], 0, 8),  # all: parts, rotations, selectors
+    (16, 5, False, [4, 0, 2, 5, 7], 3, 9),  # any order, a window, no rotation
+    (4, 2, True, [1, 3, 4, 5, 6], 0, 16),  # lifted (cyclic repetition)
+    (64, 70, True, list(range(0, 140, 3)) + [140, 141, 142], 33, 64),  # several tiles, wrapping
+    (32, 40, False, list(range(40)), 0, 32),
+    (8, 2, True, [], 0, 8),
+]
+
+
+@pytest.mark.parametrize("case", COLUMN_BLOCKS)
+def test_emulated_column_block_equals_definition(emulated, case):
+    h, wall, rotated, cols, lo, n = case
+    table = bb.random((h, wall), h + wall)
+    sel0 = wall * (2 if rotated else 1)
+    got = kidx.column_block(table, cols, lo, n, wall, sel0)
+    assert got.shape == (len(cols), n) and got.dtype == mx.uint32
+    np.testing.assert_array_equal(np.array(got), _column_block_reference(np.array(table), cols, lo, n, wall, sel0))
+
+
 @pytest.mark.parametrize("n, idx, tail", [(10, [7, 0, 3], (4,)), (5, [4], ()), (64, list(range(0, 64, 5)), (2, 3)),
                                           (3, [], (4,))])
 def test_emulated_scatter_equals_ops(emulated, n, idx, tail):
@@ -128,7 +166,8 @@ def test_emulated_proofs_match_golden(emulated, monkeypatch):
     ops = {"arrays.take": kidx.take, "arrays.scatter_rows": kidx.scatter_rows,
            "stacked_pcs.stacked_matrix": kidx.stack_matrix,
            "stacked_pcs.stacked_rs_messages": kntt.stacked_rs_messages,
-           "merkle.MerkleTree.open_device": kidx.merkle_open, "arrays.concat_flat": kidx.concat_flat}
+           "merkle.MerkleTree.open_device": kidx.merkle_open, "arrays.concat_flat": kidx.concat_flat,
+           "traces.column_block": kidx.column_block}
     calls = route(monkeypatch, ops)
     for w in golden_workloads():
         assert fingerprint(w) == GOLDEN[w.name], w.name

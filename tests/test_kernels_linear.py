@@ -361,13 +361,14 @@ def test_emulated_ragged_sum_proofs_match_golden(emulated_cuda, monkeypatch):
 
 # ---------------------------------------------------------------- the logical table's fold
 def _logical_fold(table: np.ndarray, need_rot: bool, l: int, z: int) -> np.ndarray:
-    """The reference: the logical table built by hand, folded by ``fold_skip`` (ops path),
-    column-major ``(W_tot, H/2^l, 4)``."""
+    """The reference: the logical table built by hand (a table lower than ``2^l`` repeated,
+    lifted), folded by ``fold_skip`` (ops path), column-major ``(W_tot, max(H, 2^l)/2^l, 4)``."""
     h = table.shape[0]
     rows = np.arange(h)
     parts = [table] + ([np.roll(table, -1, axis=0)] if need_rot else [])
     sel = np.stack([rows == 0, rows == h - 1, rows != h - 1], axis=1).astype(np.uint32)
-    logical = mx.array(np.concatenate(parts + [sel], axis=1))
+    logical = np.concatenate(parts + [sel], axis=1)
+    logical = mx.array(np.tile(logical, (max(1, (1 << l) // h), 1)))
     folded = np.array(ops_path(lambda: fold_skip(logical, l, z)))
     return np.transpose(folded, (1, 0, 2))
 
@@ -377,7 +378,8 @@ def test_fold_table_source():
 
 
 @pytest.mark.parametrize("h, wall, need_rot, l", [(16, 3, True, 2), (64, 5, False, 3), (8, 1, True, 3),
-                                                  (32, 7, True, 0), (4, 2, True, 2)])
+                                                  (32, 7, True, 0), (4, 2, True, 2),
+                                                  (4, 3, True, 4), (2, 2, False, 3), (1, 1, True, 2)])
 def test_emulated_fold_table(emulated, h, wall, need_rot, l):
     table = np.array(bb.random((h, wall), h + wall))
     z = 987654321

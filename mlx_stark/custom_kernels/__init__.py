@@ -54,6 +54,7 @@ _NATIVE = {
     "arrays.take": ("indexing", "take"),
     "arrays.scatter_rows": ("indexing", "scatter_rows"),
     "arrays.concat_flat": ("indexing", "concat_flat"),
+    "traces.column_block": ("indexing", "column_block"),
     "poseidon2.permute": ("poseidon2", "permute"),
     "poseidon2.find_pow_witness": ("poseidon2", "find_pow_witness"),
     "merkle.hash_rows": ("poseidon2", "hash_rows"),
@@ -226,7 +227,8 @@ def fixed_sources() -> list:
                sumcheck.fold_product_round_source(), sumcheck.fold_source(False), sumcheck.fold_source(True),
                sumcheck.update_weights_source(), sumcheck.powers_at_source(), sumcheck.interpolate_source(),
                sumcheck.product_table_source(), sumcheck.eq_suffix_source(), sumcheck.powers_source(), rounds.round_step_source(),
-               indexing.take_source(), indexing.scatter_source(), indexing.stack_source()]
+               indexing.take_source(), indexing.scatter_source(), indexing.stack_source(),
+               indexing.column_block_source()]
             + [indexing.merkle_open_source(b) for b in range(1, 5)]
             + [indexing.concat_source(1 << k, mont) for k in range(1, 6) for mont in (False, True)]
             + [linear.ragged_sum_source(1 << k) for k in range(1, 5)])

@@ -191,6 +191,64 @@ def merkle_open(matrix: mx.array, arrays: list, levels: list, log_rows_per_query
     return rows, paths
 
 
+# a column block's tile: TILE rows x TILE columns per block, through shared memory
+TILE = 32
+
+
+@lru_cache(maxsize=None)
+def column_block_source() -> KernelSource:
+    """A trace's logical table columns, transposed
+    (:meth:`mlx_stark.prover.batch_constraints.traces.TraceData.column_block`): ``table``
+    ``(H, wall)`` row-major, ``cols`` ``(k,)`` logical columns, ``params = [lo, n, k, H − 1,
+    wall, sel0, tiles_k]`` -> ``out`` ``(k, n)``: ``out[c, i]`` is column ``cols[c]`` at row
+    ``(lo + i) mod H``; a column below ``wall`` reads the table, one below ``sel0`` the table's
+    column ``− wall`` at the next row (cyclically), the others are the selectors first row,
+    last row, transition. A block moves a tile of TILE rows x TILE columns through shared
+    memory: reads along a table row, writes along an output row (both coalesced)."""
+    t = TILE
+    body = f"""\
+SHARED uint32_t tile[{t * (t + 1)}];
+const uint32_t lo = params[0], n = params[1], k = params[2], mask = params[3];
+const uint32_t wall = params[4], sel0 = params[5];
+const uint32_t c0 = (bid % params[6]) * {t}u, i0 = (bid / params[6]) * {t}u;
+for (uint32_t l = tid; l < {t * t}u; l += {THREADS}u) {{
+  const uint32_t c = c0 + (l % {t}u), i = i0 + (l / {t}u);
+  uint32_t v = 0u;
+  if (c < k && i < n) {{
+    const uint32_t row = (lo + i) & mask, col = cols[c];
+    if (col < wall) v = table[(uint64_t)row * wall + col];
+    else if (col < sel0) v = table[(uint64_t)((row + 1u) & mask) * wall + (col - wall)];
+    else if (col == sel0) v = row == 0u ? 1u : 0u;
+    else if (col == sel0 + 1u) v = row == mask ? 1u : 0u;
+    else v = row == mask ? 0u : 1u;
+  }}
+  tile[(l / {t}u) * {t + 1}u + (l % {t}u)] = v;
+}}
+BARRIER();
+for (uint32_t l = tid; l < {t * t}u; l += {THREADS}u) {{
+  const uint32_t c = c0 + (l / {t}u), i = i0 + (l % {t}u);
+  if (c < k && i < n) out[(uint64_t)c * n + i] = tile[(l % {t}u) * {t + 1}u + (l / {t}u)];
+}}
+"""
+    return KernelSource("column_block", ("table", "cols", "params"), ("out",), "", body)
+
+
+def column_block(table: mx.array, cols, lo: int, n: int, wall: int, sel0: int) -> mx.array:
+    """:meth:`~mlx_stark.prover.batch_constraints.traces.TraceData.column_block` (equal):
+    ``table`` ``(H, wall)`` uint32 (``H`` a power of two), ``cols`` logical columns (host ints
+    below ``sel0 + 3``) -> ``(len(cols), n)`` uint32. One launch. Lazy."""
+    h, k = table.shape[0], len(cols)
+    if k * n == 0:
+        return mx.zeros((k, n), dtype=U32)
+    if k * n >= 1 << 32 or table.size >= 1 << 32 or lo + n >= 1 << 32:
+        raise InvalidInputError(f"a column block of {k} x {n} from {tuple(table.shape)} exceeds 32-bit indices")
+    tiles_k = -(-k // TILE)
+    blocks = tiles_k * -(-n // TILE)
+    params = _params(lo, n, k, h - 1, wall, sel0, tiles_k)
+    return launch(column_block_source(), [table, _params(*cols), params],
+                  (blocks * THREADS, 1), THREADS, [(k, n)])[0]
+
+
 @lru_cache(maxsize=None)
 def stack_source() -> KernelSource:
     """The stacked matrix ``Q`` ``(2^m, W)`` of a commitment straight from its matrices

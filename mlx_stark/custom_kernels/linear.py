@@ -417,7 +417,7 @@ def fold_table_source() -> KernelSource:
     lines += [f"uint64_t s{j} = 0u;" for j in range(4)]
     lines += [
         "for (uint32_t i = 0u; i < size; ++i) {",
-        "const uint32_t row = row0 + i;",
+        "const uint32_t row = (row0 + i) & last;  // cyclic: a table lower than 2^l, lifted",
         "uint32_t v;",
         "if (c < sel0) v = table[(uint64_t)((row + shift) & last) * wall + src];",
         "else v = sel == 0u ? (row == 0u ? 1u : 0u) : ((row == last) == (sel == 1u) ? 1u : 0u);",
@@ -430,16 +430,16 @@ def fold_table_source() -> KernelSource:
 
 
 def fold_table(table: mx.array, need_rot: bool, l_skip: int, weights: mx.array) -> mx.array:
-    """The native :func:`mlx_stark.prover.batch_constraints.mle_rounds.fold_tables` of one trace
-    with ``H >= 2^l``: ``table`` ``(H, wall)`` uint32 (its parts), ``weights`` ``(2^l, 4)`` the
-    Lagrange basis of ``⟨ω_l⟩`` at ``r_0`` -> ``(W_tot, H/2^l, 4)`` uint32, ``W_tot = wall·(2 if
-    need_rot else 1) + 3``. One launch; the logical table (rotated and selector columns) is
-    never built. Lazy."""
+    """The native :func:`mlx_stark.prover.batch_constraints.mle_rounds.fold_tables` of one trace:
+    ``table`` ``(H, wall)`` uint32 (its parts, ``H`` a power of two; one lower than ``2^l``
+    is lifted, read cyclically), ``weights`` ``(2^l, 4)`` the Lagrange basis of ``⟨ω_l⟩`` at
+    ``r_0`` -> ``(W_tot, max(H, 2^l)/2^l, 4)`` uint32, ``W_tot = wall·(2 if need_rot else 1) +
+    3``. One launch; the logical table (rotated and selector columns) is never built. Lazy."""
     h, wall = table.shape
     sel0 = wall * (2 if need_rot else 1)
-    wtot, blocks = sel0 + 3, h >> l_skip
+    wtot, blocks = sel0 + 3, max(h >> l_skip, 1)
     outputs = wtot * blocks
-    if outputs >= 1 << 32 or h * wall >= 1 << 32 or blocks << l_skip != h:
+    if outputs >= 1 << 32 or h * wall >= 1 << 32 or h & (h - 1):
         raise InvalidInputError(f"fold of a {h} x {wall} table exceeds 32-bit indices")
     params = _params(outputs, wtot, wall, sel0, l_skip, h, blocks)
     out = launch(fold_table_source(), [table, weights, params], (grid_x(outputs), 1),

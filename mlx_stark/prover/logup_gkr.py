@@ -55,8 +55,9 @@ def fraction_leaves(segments: Sequence[Tuple[mx.array, mx.array]], alpha: EF, nu
     used = sum(int(p.shape[0]) for p, _ in segments)
     if used >= size:
         raise ProverError(f"{used} interaction leaves do not fit 2^{num_vars} (no padding leaf)")
-    p = mx.concatenate([s[0] for s in segments] + [mx.zeros((size - used,), dtype=U32)])
-    h = mx.concatenate([s[1] for s in segments] + [ext.zeros((size - used,))])
+    # (one launch each with native kernels, where MLX's concatenate copies each segment apart)
+    p = arrays.concat_flat([s[0] for s in segments] + [mx.zeros((size - used,), dtype=U32)])
+    h = arrays.concat_flat([s[1] for s in segments] + [ext.zeros((size - used,))]).reshape(size, 4)
     return ext.from_base(p), ext.add(h, ext.constant(alpha))
 
 

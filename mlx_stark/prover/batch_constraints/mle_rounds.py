@@ -68,12 +68,12 @@ def _fold_table(tr: TraceData, l_skip: int, r0: EF) -> mx.array:
     chunk; on a GPU, chunk updates of a lazy output copy it per chunk (measured: keccakf's
     fold 3 → 64 ms)."""
     width = tr.width_total
-    if tr.height < 1 << l_skip:  # one block, lifted
-        return _column_major(fold_skip(lift(tr.columns(range(width)), 1 << l_skip), l_skip, r0))
     kernel = custom_kernels.native("mle_rounds.fold_table") if tr.wall else None
     if kernel is not None:
         table = tr.table if tr.table.dtype == U32 else tr.table.astype(U32)
         return kernel(table, tr.need_rot, l_skip, ext.from_host(host.lagrange_basis(l_skip, r0)))
+    if tr.height < 1 << l_skip:  # one block, lifted
+        return _column_major(fold_skip(lift(tr.columns(range(width)), 1 << l_skip), l_skip, r0))
     blocks = tr.height >> l_skip
     step = max(1, _FOLD_TABLE_ELEMS // (width << l_skip))
     if step >= blocks or custom_kernels.native("mle.fold_skip:base") is not None:

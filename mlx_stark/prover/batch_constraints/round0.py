@@ -21,7 +21,7 @@ from typing import List, Optional, Tuple
 
 import mlx.core as mx
 
-from ... import arrays, custom_kernels
+from ... import custom_kernels
 from ...air.check import first_violation
 from ...errors import ConstraintNotSatisfied, ProverError
 from ...field import ext
@@ -29,7 +29,7 @@ from ...field.bb import GENERATOR, P
 from ...field.host import EF
 from ...poly import coset_lde, dft, eq_table, host, idft, interpolate_cosets
 from ...tracing import Rows, read, span
-from .traces import TraceData, lift
+from .traces import TraceData
 
 # Largest block of extended column values (uint32 elements) that round 0 holds at once;
 # the hypercube axis is processed in chunks below it.
@@ -101,9 +101,7 @@ def round0_trace(tr: TraceData, l_skip: int, xi: List[EF], lam_powers: List[EF],
     for x0 in range(0, x_len, step):
         xc = min(step, x_len - x0)
         # the chunk's rows of the needed columns, built per chunk (lifted: one chunk)
-        rows = (lift(tr.columns(tr.needed), lifted) if lifted > tr.height
-                else tr.columns(tr.needed, x0 * n_dom, (x0 + xc) * n_dom))
-        block = arrays.transpose(rows).reshape(wn, xc, n_dom)  # (Wn, Xc, N)
+        block = tr.column_block(tr.needed, x0 * n_dom, xc * n_dom).reshape(wn, xc, n_dom)
         w = weights[x0:x0 + step]
         if d_forms:  # on D: the rows themselves; (F, N, 4)
             at_d = d_evaluator.contracted(d_forms, block.reshape(wn, xc * n_dom), True, w, (n_dom,))

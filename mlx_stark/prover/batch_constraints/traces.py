@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Tuple
 
 import mlx.core as mx
 
-from ... import arrays
+from ... import arrays, custom_kernels
 from ...air.dag import NodeKind, SymbolicConstraintsDag
 from ...air.evaluate import DagInputs
 from ...air.expr import Entry
@@ -142,6 +142,20 @@ class TraceData:
             flags = [(rows == 0).astype(U32), last, 1 - last]
             pieces.append(mx.stack([flags[k] for k in sel], axis=1))
         return mx.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+
+    def column_block(self, cols, lo: int = 0, n: Optional[int] = None) -> mx.array:
+        """The logical table's columns ``cols`` (ascending) at rows ``lo .. lo + n − 1`` taken
+        cyclically (``n`` rows, default ``H``; ``n > H`` from ``lo = 0`` is the table lifted,
+        §0.3), transposed: ``(len(cols), n)`` uint32. One launch with native kernels."""
+        h = self.height
+        n = h if n is None else n
+        kernel = custom_kernels.native("traces.column_block")
+        if kernel is not None:
+            table = self.table if self.table.dtype == U32 else self.table.astype(U32)
+            return kernel(table, list(cols), lo, n, self.wall, self.selector_offset)
+        if lo + n <= h:
+            return arrays.transpose(self.columns(cols, lo, lo + n))
+        return arrays.transpose(lift(self.columns(cols), -(-(lo + n) // h) * h)[lo:lo + n])
 
     # ---------------------------------------------------------------- linear forms
     def constraint_form(self, lam_powers: List[EF]) -> Form:
@@ -313,7 +327,7 @@ def gkr_segments(tr: TraceData, l_skip: int, beta: EF) -> list:
     """``(p, h)`` per interaction of ``tr``, the GKR leaves of constraints.md §5.2 on the rows
     lifted to ``max(H, 2^l)``: ``p`` ``(rows,)`` uint32, ``h`` ``(rows, 4)`` uint32 (see
     :func:`~mlx_stark.prover.logup_gkr.fraction_leaves`)."""
-    rows = arrays.transpose(tr.columns(tr.needed))  # (Wn, H)
+    rows = tr.column_block(tr.needed)  # (Wn, H)
     forms = tr.gkr_forms(beta)
     values = tr.interactions_evaluator.evaluate(forms, rows, base=True)
     lifted = max(tr.height, 1 << l_skip)
