@@ -8,7 +8,8 @@
   them below and above ``2^l`` rows, zero-width ones, zero padding), and the RS messages read
   from the matrices equal those of the stacked matrix; the concatenation equals NumPy's (one
   launch, an empty array among them, chained launches past 32 arrays; with the arrays after
-  the first turned to Montgomery form); whole proofs through them give the
+  the first turned to Montgomery form); a trace's column block equals its definition (parts,
+  rotations, selectors, a window, lifting, several tiles); whole proofs through them give the
   golden fingerprints;
 - device: on a GPU with native kernels, both equal their ops path on the CPU.
 """

@@ -1,5 +1,7 @@
 """Gather, scatter and stacking kernels: the native paths of :func:`mlx_stark.arrays.take`,
-:func:`mlx_stark.arrays.scatter_rows` and :func:`mlx_stark.prover.stacked_pcs.stacked_matrix`.
+:func:`mlx_stark.arrays.scatter_rows`, :func:`mlx_stark.arrays.concat_flat`,
+:func:`mlx_stark.prover.stacked_pcs.stacked_matrix` and a trace's column blocks
+(:meth:`~mlx_stark.prover.batch_constraints.traces.TraceData.column_block`).
 
 MLX's CUDA backend compiles its own gather and scatter kernels at run time with NVRTC and its
 headers, one module per dtype and index count, 20 s each on a machine's first proof
@@ -10,6 +12,8 @@ kept as cubins, and move uint32 words only, so they serve every shape the prover
 loop over the output words. ``scatter_rows``: ``out[idx[i], j] = rows[i, j]`` into a
 zero-filled ``(n, inner)`` output, one thread per word of ``rows``. ``stack_matrix``: a
 commitment's stacked matrix read straight from its matrices (see :func:`stack_source`).
+``column_block``: a trace's needed columns (parts, rotations, selectors), transposed, through
+shared-memory tiles (see :func:`column_block_source`).
 """
 from __future__ import annotations
 
