@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import numpy as np
 
-from . import custom_kernels, device, tracing
+from . import arrays, custom_kernels, device, tracing
 from .errors import InvalidInputError
 from .field.bb import P, U32
 from .field.host import EF
@@ -300,9 +300,8 @@ class DeviceTranscript:
         keccakf's 42,000 column openings); elsewhere the segment absorbs them here."""
         if not Transcript.native_runs():
             if rows is not None:
-                from .arrays import take  # (arrays -> custom_kernels -> transcript's users)
-                values = take(mx.concatenate([values, mx.zeros((1, values.shape[1]), dtype=U32)]),
-                              list(rows))
+                values = arrays.take(mx.concatenate([values, mx.zeros((1, values.shape[1]), dtype=U32)]),
+                                     list(rows))
             self.observe(values)
             return
         self._open()

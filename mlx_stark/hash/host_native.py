@@ -73,7 +73,6 @@ extern "C" void host_absorb_rows_scalar(const uint32_t* rows, uint64_t n, uint64
 """
 
 
-
 def _avx2_source(constants) -> str:
     """``host_permute_avx2`` and ``host_absorb_rows_avx2`` (the scalar loops' contracts) and
     ``host_simd()`` (whether this CPU runs them), for x86-64 only: 16 Montgomery-form lanes in
