@@ -2,8 +2,8 @@
 "encode" part): ``count`` nodes of one kind chained in one graph, built, then evaluated with
 one ``mx.eval``; medians of warm runs, µs per node. Kinds: views (``Reshape``, ``Slice``),
 MLX's own elementwise kernel (``Add``), a 2-array ``mx.concatenate`` (a copy launch per input
-on CUDA), and one of our kernels (the concat kernel of one input: a launch and nothing else,
-where native kernels run). fib's proof evaluates ~400 of our kernels, ~65 MLX kernels and
+on CUDA), and two of our kernels where native kernels run (the concat kernel of one input,
+and a Poseidon2 compression, whose cubin is ~100x larger: each launch hands MLX the cubin). fib's proof evaluates ~400 of our kernels, ~65 MLX kernels and
 ~800 views (``benchmarks/dry_native.py``).
 
     PYTHONPATH=<checkout> python benchmarks/node_cost.py [--count 1000] [--runs 7] [--out F]
@@ -19,6 +19,7 @@ import mlx.core as mx
 
 from mlx_stark import custom_kernels
 from mlx_stark.custom_kernels import indexing
+from mlx_stark.custom_kernels import poseidon2 as kp2
 
 
 def _chains(native: bool) -> dict:
@@ -51,7 +52,13 @@ def _chains(native: bool) -> dict:
             for _ in range(count):
                 x = indexing.concat_flat([x])
             return x
+        def ours_poseidon2(x, count):  # a kernel with the permutation: a ~100x larger cubin
+            y = x[:8].reshape(1, 8)
+            for _ in range(count):
+                y = kp2.compress(y, y)
+            return y
         chains["our_kernel"] = ours
+        chains["our_poseidon2_kernel"] = ours_poseidon2
     return chains
 
 
