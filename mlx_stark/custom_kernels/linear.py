@@ -439,7 +439,9 @@ def fold_table(table: mx.array, need_rot: bool, l_skip: int, weights: mx.array) 
     sel0 = wall * (2 if need_rot else 1)
     wtot, blocks = sel0 + 3, max(h >> l_skip, 1)
     outputs = wtot * blocks
-    if outputs >= 1 << 32 or h * wall >= 1 << 32 or h & (h - 1):
+    if h & (h - 1):
+        raise InvalidInputError(f"fold of a table of {h} rows: not a power of two")
+    if outputs >= 1 << 32 or h * wall >= 1 << 32:
         raise InvalidInputError(f"fold of a {h} x {wall} table exceeds 32-bit indices")
     params = _params(outputs, wtot, wall, sel0, l_skip, h, blocks)
     out = launch(fold_table_source(), [table, weights, params], (grid_x(outputs), 1),

@@ -149,12 +149,8 @@ def lde(coeffs: mx.array, log_blowup: int) -> mx.array:
     ``(2^{d+β}, ...)`` uint32. Evaluates ``coeffs`` first (see :func:`worker_streams`)."""
     n = coeffs.shape[0]
     log_n = _log2_exact(n) + log_blowup
-    if log_blowup == 0:
-        return dft(coeffs)
-    kernel = custom_kernels.native("ntt.transform")
-    if kernel is not None:  # one transform of the zero-padded columns (the kernel reads zeros)
-        out = kernel(coeffs.astype(U32).reshape(1, n, math.prod(coeffs.shape[1:])), log_n, False)
-        return out.reshape((n << log_blowup,) + coeffs.shape[1:])
+    if log_blowup == 0 or custom_kernels.native("ntt.transform") is not None:
+        return dft(coeffs, size=n << log_blowup)  # natively: the kernel reads the padding
     wait(coeffs)
     streams = worker_streams()
     w = bb.two_adic_generator(log_n)

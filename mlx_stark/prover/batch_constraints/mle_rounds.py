@@ -70,8 +70,7 @@ def _fold_table(tr: TraceData, l_skip: int, r0: EF) -> mx.array:
     width = tr.width_total
     kernel = custom_kernels.native("mle_rounds.fold_table") if tr.wall else None
     if kernel is not None:
-        table = tr.table if tr.table.dtype == U32 else tr.table.astype(U32)
-        return kernel(table, tr.need_rot, l_skip, ext.from_host(host.lagrange_basis(l_skip, r0)))
+        return kernel(tr.table, tr.need_rot, l_skip, ext.from_host(host.lagrange_basis(l_skip, r0)))
     if tr.height < 1 << l_skip:  # one block, lifted
         return _column_major(fold_skip(lift(tr.columns(range(width)), 1 << l_skip), l_skip, r0))
     blocks = tr.height >> l_skip

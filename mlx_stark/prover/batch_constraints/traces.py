@@ -151,8 +151,7 @@ class TraceData:
         n = h if n is None else n
         kernel = custom_kernels.native("traces.column_block")
         if kernel is not None:
-            table = self.table if self.table.dtype == U32 else self.table.astype(U32)
-            return kernel(table, list(cols), lo, n, self.wall, self.selector_offset)
+            return kernel(self.table, list(cols), lo, n, self.wall, self.selector_offset)
         if lo + n <= h:
             return arrays.transpose(self.columns(cols, lo, lo + n))
         return arrays.transpose(lift(self.columns(cols), -(-(lo + n) // h) * h)[lo:lo + n])
